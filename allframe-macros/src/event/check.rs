@@ -1,0 +1,149 @@
+//! Stage 2: judges the raw model — option keys and values, stored type
+//! names, field shapes, generics — and builds the checked model that
+//! expansion trusts. Every mistake is recorded at its own span.
+
+use syn::{Attribute, Fields, Ident, Type};
+
+use super::Errors;
+use super::parse::{RawBody, RawEvent, RawVariant};
+use options::{Options, Place, TypeNames, options};
+
+mod options;
+
+/// A valid event type.
+pub(super) struct Event<'a> {
+    pub(super) ident: &'a Ident,
+    pub(super) shape: Shape<'a>,
+}
+
+/// Whether values carry one of several stored types or exactly one.
+pub(super) enum Shape<'a> {
+    Enum(Vec<Variant<'a>>),
+    Struct(Variant<'a>),
+}
+
+/// One stored type: an enum variant, or the struct itself.
+pub(super) struct Variant<'a> {
+    pub(super) ident: &'a Ident,
+    pub(super) type_name: String,
+    pub(super) version: u32,
+    pub(super) data: VariantData<'a>,
+}
+
+/// How a variant's fields become the stored `data`.
+pub(super) enum VariantData<'a> {
+    /// Named fields as a JSON object (none for unit and `{}` variants).
+    Fields(Vec<Field<'a>>),
+    /// The one field's own serde form.
+    Newtype(&'a Type),
+}
+
+/// A named field.
+pub(super) struct Field<'a> {
+    pub(super) ident: &'a Ident,
+    pub(super) ty: &'a Type,
+    /// Its `#[serde(...)]` attributes, copied onto the generated mirrors.
+    pub(super) serde_attrs: Vec<&'a Attribute>,
+}
+
+/// Judges `raw`; `None` only for unions. The result is meaningful only when
+/// no error was recorded.
+pub(super) fn check<'a>(raw: RawEvent<'a>, errors: &mut Errors) -> Option<Event<'a>> {
+    if !raw.generics.params.is_empty() {
+        errors.at(raw.generics, "event types cannot be generic");
+    }
+    for attr in raw.field_attrs {
+        errors.at(
+            attr,
+            "`#[event]` does not apply to fields; put it on the type or a variant",
+        );
+    }
+    let mut names = TypeNames::default();
+    let shape = match raw.body {
+        RawBody::Enum(variants) => {
+            let defaults = options(&raw.options, Place::Enum, errors);
+            let variants = variants
+                .into_iter()
+                .map(|variant| check_variant(variant, &defaults, &mut names, errors))
+                .collect();
+            Shape::Enum(variants)
+        }
+        RawBody::Struct(fields) => {
+            let options = options(&raw.options, Place::Struct, errors);
+            let data = match fields {
+                Fields::Unnamed(unnamed) if !unnamed.unnamed.is_empty() => {
+                    errors.at(
+                        fields,
+                        "tuple structs cannot be events: use named fields, e.g. `struct MoneyDeposited { amount: u64 }`",
+                    );
+                    VariantData::Fields(Vec::new())
+                }
+                fields => VariantData::Fields(named_fields(fields)),
+            };
+            let type_name = names.claim(raw.ident, options.rename, errors);
+            Shape::Struct(Variant {
+                ident: raw.ident,
+                type_name,
+                version: options.version.unwrap_or(1),
+                data,
+            })
+        }
+        RawBody::Union(token) => {
+            errors.at(token, "unions cannot be events: use an enum or a struct");
+            return None;
+        }
+    };
+    Some(Event {
+        ident: raw.ident,
+        shape,
+    })
+}
+
+fn check_variant<'a>(
+    variant: RawVariant<'a>,
+    defaults: &Options,
+    names: &mut TypeNames,
+    errors: &mut Errors,
+) -> Variant<'a> {
+    let options = options(&variant.options, Place::Variant, errors);
+    let data = match variant.fields {
+        Fields::Unnamed(unnamed) if unnamed.unnamed.len() == 1 => {
+            VariantData::Newtype(&unnamed.unnamed[0].ty)
+        }
+        Fields::Unnamed(unnamed) if unnamed.unnamed.len() > 1 => {
+            let ident = variant.ident;
+            errors.at(
+                quote::quote!(#ident #unnamed),
+                format!(
+                    "tuple variants with more than one field cannot be events: use named fields \
+                     (`{ident} {{ a: A, b: B }}`) or one field of a type holding them (`{ident}(Data)`)"
+                ),
+            );
+            VariantData::Fields(Vec::new())
+        }
+        fields => VariantData::Fields(named_fields(fields)),
+    };
+    Variant {
+        ident: variant.ident,
+        type_name: names.claim(variant.ident, options.rename, errors),
+        version: options.version.or(defaults.version).unwrap_or(1),
+        data,
+    }
+}
+
+fn named_fields(fields: &Fields) -> Vec<Field<'_>> {
+    fields
+        .iter()
+        .filter_map(|field| {
+            Some(Field {
+                ident: field.ident.as_ref()?,
+                ty: &field.ty,
+                serde_attrs: field
+                    .attrs
+                    .iter()
+                    .filter(|attr| attr.path().is_ident("serde"))
+                    .collect(),
+            })
+        })
+        .collect()
+}

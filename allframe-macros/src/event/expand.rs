@@ -1,0 +1,214 @@
+//! Stage 3: writes `impl ::allframe::__private::Event` from the checked
+//! model, or a stub impl when checking failed.
+//!
+//! Named fields travel through generated mirror structs — borrowed for
+//! encoding, owned for decoding — that carry the fields' `#[serde(...)]`
+//! attributes, so the event type itself needs no serde derive.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::{Generics, Ident, parse_quote};
+
+use super::check::{Event, Field, Shape, Variant, VariantData};
+
+/// The `Event` impl for a checked event type.
+pub(super) fn expand(event: &Event<'_>) -> TokenStream {
+    let ident = event.ident;
+    let variants: Vec<(TokenStream, &Variant<'_>)> = match &event.shape {
+        Shape::Enum(variants) => variants
+            .iter()
+            .map(|variant| {
+                let variant_ident = variant.ident;
+                (quote!(Self::#variant_ident), variant)
+            })
+            .collect(),
+        Shape::Struct(variant) => vec![(quote!(Self), variant)],
+    };
+    let names = variants.iter().map(|(_, variant)| &variant.type_name);
+    let type_arms = variants.iter().map(|(path, variant)| {
+        let name = &variant.type_name;
+        quote!(#path { .. } => #name,)
+    });
+    let version_arms = variants.iter().map(|(path, variant)| {
+        let version = variant.version;
+        quote!(#path { .. } => #version,)
+    });
+    let encode_arms = variants
+        .iter()
+        .map(|(path, variant)| encode_arm(path, &variant.data));
+    let decode_arms = variants
+        .iter()
+        .map(|(path, variant)| decode_arm(path, variant));
+    // An enum without variants has no value to match on by reference.
+    let scrutinee = if variants.is_empty() {
+        quote!(*self)
+    } else {
+        quote!(self)
+    };
+
+    quote! {
+        impl ::allframe::__private::Event for #ident {
+            fn event_types() -> &'static [&'static str] {
+                &[#(#names),*]
+            }
+
+            fn event_type(&self) -> &'static str {
+                match #scrutinee { #(#type_arms)* }
+            }
+
+            fn schema_version(&self) -> u32 {
+                match #scrutinee { #(#version_arms)* }
+            }
+
+            fn to_data(&self) -> ::core::result::Result<
+                ::std::boxed::Box<::allframe::__private::RawValue>,
+                ::allframe::__private::serde_json::Error,
+            > {
+                match #scrutinee { #(#encode_arms)* }
+            }
+
+            fn from_data(
+                __event_type: &str,
+                __schema_version: u32,
+                __data: &::allframe::__private::RawValue,
+            ) -> ::core::result::Result<Self, ::allframe::__private::DecodeErrorKind> {
+                match __event_type {
+                    #(#decode_arms)*
+                    _ => ::core::result::Result::Err(
+                        ::allframe::__private::DecodeErrorKind::UnknownType,
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// Bindings `__field0, __field1, …` for `fields`, named so no field name
+/// can collide with a constant or unit struct in scope.
+fn bindings(fields: &[Field<'_>]) -> Vec<Ident> {
+    (0..fields.len())
+        .map(|i| format_ident!("__field{i}"))
+        .collect()
+}
+
+fn encode_arm(path: &TokenStream, data: &VariantData<'_>) -> TokenStream {
+    let to_raw_value = quote!(::allframe::__private::serde_json::value::to_raw_value);
+    match data {
+        VariantData::Newtype(_) => quote! {
+            #path(__field0) => #to_raw_value(__field0),
+        },
+        VariantData::Fields(fields) => {
+            let bindings = bindings(fields);
+            let idents: Vec<_> = fields.iter().map(|field| field.ident).collect();
+            let mirror_fields = fields.iter().map(|field| {
+                let Field {
+                    ident,
+                    ty,
+                    serde_attrs,
+                } = field;
+                quote!(#(#serde_attrs)* #ident: &'__a #ty,)
+            });
+            // A lifetime parameter nothing uses is an error, so `{}` gets none.
+            let lifetime = (!fields.is_empty()).then(|| quote!(<'__a>));
+            quote! {
+                #path { #(#idents: #bindings),* } => {
+                    #[derive(::allframe::__private::serde::Serialize)]
+                    #[serde(crate = "::allframe::__private::serde")]
+                    #[allow(dead_code)]
+                    struct __AllFrameData #lifetime { #(#mirror_fields)* }
+
+                    #to_raw_value(&__AllFrameData { #(#idents: #bindings),* })
+                }
+            }
+        }
+    }
+}
+
+fn decode_arm(path: &TokenStream, variant: &Variant<'_>) -> TokenStream {
+    let Variant {
+        type_name, version, ..
+    } = variant;
+    let invalid_data = quote!(::allframe::__private::DecodeErrorKind::InvalidData);
+    let from_str = quote!(::allframe::__private::serde_json::from_str);
+    let decode = match &variant.data {
+        VariantData::Newtype(ty) => quote! {
+            let __decoded: #ty = #from_str(__data.get()).map_err(#invalid_data)?;
+            ::core::result::Result::Ok(#path(__decoded))
+        },
+        VariantData::Fields(fields) => {
+            let idents: Vec<_> = fields.iter().map(|field| field.ident).collect();
+            let mirror_fields = fields.iter().map(|field| {
+                let Field {
+                    ident,
+                    ty,
+                    serde_attrs,
+                } = field;
+                quote!(#(#serde_attrs)* #ident: #ty,)
+            });
+            quote! {
+                #[derive(::allframe::__private::serde::Deserialize)]
+                #[serde(crate = "::allframe::__private::serde")]
+                struct __AllFrameData { #(#mirror_fields)* }
+
+                let __decoded: __AllFrameData = #from_str(__data.get()).map_err(#invalid_data)?;
+                ::core::result::Result::Ok(#path { #(#idents: __decoded.#idents),* })
+            }
+        }
+    };
+    quote! {
+        #type_name => {
+            if __schema_version != #version {
+                return ::core::result::Result::Err(
+                    ::allframe::__private::DecodeErrorKind::UnsupportedSchemaVersion {
+                        supported: #version,
+                    },
+                );
+            }
+            #decode
+        }
+    }
+}
+
+/// An impl that type-checks for any input, emitted beside the errors so
+/// users of the type do not also see "`Event` is not implemented".
+pub(super) fn stub(ident: &Ident, generics: &Generics) -> TokenStream {
+    let mut generics = generics.clone();
+    // Bounding `Self` satisfies the trait's supertraits even for generic
+    // input, which is rejected anyway.
+    generics
+        .make_where_clause()
+        .predicates
+        .push(parse_quote!(Self: ::core::marker::Send + ::core::marker::Sync + 'static));
+    let (impl_generics, type_generics, where_clause) = generics.split_for_impl();
+    let unreachable = quote!(::core::panic!("invalid #[derive(Event)]"));
+    quote! {
+        impl #impl_generics ::allframe::__private::Event for #ident #type_generics #where_clause {
+            fn event_types() -> &'static [&'static str] {
+                #unreachable
+            }
+
+            fn event_type(&self) -> &'static str {
+                #unreachable
+            }
+
+            fn schema_version(&self) -> u32 {
+                #unreachable
+            }
+
+            fn to_data(&self) -> ::core::result::Result<
+                ::std::boxed::Box<::allframe::__private::RawValue>,
+                ::allframe::__private::serde_json::Error,
+            > {
+                #unreachable
+            }
+
+            fn from_data(
+                _: &str,
+                _: u32,
+                _: &::allframe::__private::RawValue,
+            ) -> ::core::result::Result<Self, ::allframe::__private::DecodeErrorKind> {
+                #unreachable
+            }
+        }
+    }
+}

@@ -1,0 +1,6 @@
+use allframe::Event;
+
+#[derive(Event)]
+struct MoneyDeposited(u64);
+
+fn main() {}

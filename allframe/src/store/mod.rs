@@ -1,0 +1,456 @@
+//! The event store: an append-only log of streams with a global order.
+//!
+//! [`EventStore`] is what every backend implements with identical behaviour,
+//! proven by the conformance suite in [`crate::testing`]:
+//!
+//! - [`memory`]: in-process, for tests and prototypes;
+//! - `sqlite` (feature `sqlite`): a file in WAL mode, the embedded default;
+//! - `postgres` (feature `postgres`): one database shared by many nodes.
+//!
+//! Appends to one stream are atomic and checked against an
+//! [`ExpectedVersion`]. Positions are global, strictly increasing and
+//! gap-safe: a reader that has seen position N never later finds a committed
+//! event below N. Subscriptions ([`EventStore::subscribe`]) read only through
+//! the store, using [`EventStore::watch_head`] as a wake-up signal, so a slow
+//! subscriber can lag but never skip.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::watch;
+
+use crate::event::{Metadata, NewEvent, RecordedEvent};
+use crate::subscription::Subscription;
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod group_commit;
+pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+/// Longest accepted stream id, in bytes.
+pub const MAX_STREAM_ID_LEN: usize = 255;
+/// Longest accepted event type name, in bytes.
+pub const MAX_EVENT_TYPE_LEN: usize = 128;
+/// Most events accepted in one append.
+pub const MAX_EVENTS_PER_APPEND: usize = 10_000;
+
+/// The result type of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What the writer expects the stream's current version to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream's version is.
+    Any,
+    /// The stream must not exist yet (no events).
+    NoStream,
+    /// The stream's last event must have exactly this version. `Exact(0)`
+    /// means the same as [`ExpectedVersion::NoStream`].
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// Whether a stream currently at `actual` (0 when empty) satisfies this.
+    pub fn accepts(self, actual: u64) -> bool {
+        match self {
+            Self::Any => true,
+            Self::NoStream => actual == 0,
+            Self::Exact(expected) => actual == expected,
+        }
+    }
+}
+
+impl std::fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Any => f.write_str("any version"),
+            Self::NoStream => f.write_str("no stream"),
+            Self::Exact(version) => write!(f, "version {version}"),
+        }
+    }
+}
+
+/// The outcome of a successful append.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Appended {
+    /// The stream appended to.
+    pub stream_id: String,
+    /// The stream's version after the append (the last event's version).
+    pub version: u64,
+    /// The global position of the last appended event.
+    pub position: u64,
+    /// The appended events as recorded.
+    pub events: Vec<RecordedEvent>,
+}
+
+/// Selects events from the global log. An empty filter selects everything;
+/// set fields narrow it (all must match).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventFilter {
+    /// Only events of this stream.
+    pub stream_id: Option<String>,
+    /// Only events of streams in this category (`{category}-…`).
+    pub category: Option<String>,
+    /// Only events with one of these types (empty: any type).
+    pub event_types: Vec<String>,
+}
+
+impl EventFilter {
+    /// A filter that selects every event.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Narrows to one stream.
+    pub fn stream(mut self, stream_id: impl Into<String>) -> Self {
+        self.stream_id = Some(stream_id.into());
+        self
+    }
+
+    /// Narrows to one stream category.
+    pub fn category(mut self, category: impl Into<String>) -> Self {
+        self.category = Some(category.into());
+        self
+    }
+
+    /// Narrows to the given event types.
+    pub fn event_types<I, S>(mut self, types: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.event_types = types.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether nothing is filtered out.
+    pub fn is_all(&self) -> bool {
+        self.stream_id.is_none() && self.category.is_none() && self.event_types.is_empty()
+    }
+
+    /// Whether the event passes this filter.
+    pub fn matches(&self, event: &RecordedEvent) -> bool {
+        self.stream_id.as_ref().is_none_or(|s| *s == event.stream_id)
+            && self
+                .category
+                .as_ref()
+                .is_none_or(|c| c == event.category())
+            && (self.event_types.is_empty() || self.event_types.contains(&event.event_type))
+    }
+}
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The stream's version did not match the expected version.
+    #[error("wrong expected version for stream `{stream_id}`: expected {expected}, actual version {actual}")]
+    WrongExpectedVersion {
+        /// The stream appended to.
+        stream_id: String,
+        /// What the writer expected.
+        expected: ExpectedVersion,
+        /// The stream's current version (0 when it has no events).
+        actual: u64,
+    },
+    /// The stream id is empty, too long or contains control characters.
+    #[error("invalid stream id {stream_id:?}: {reason}")]
+    InvalidStreamId {
+        /// The rejected id.
+        stream_id: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// An event type name is empty, too long or has forbidden characters.
+    #[error("invalid event type {event_type:?}: {reason}")]
+    InvalidEventType {
+        /// The rejected name.
+        event_type: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// An event is malformed (data not an object, bad metadata, version 0).
+    #[error("invalid event `{event_type}`: {reason}")]
+    InvalidEvent {
+        /// The type of the rejected event.
+        event_type: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// An append carried no events, or more than [`MAX_EVENTS_PER_APPEND`].
+    #[error("an append must carry between 1 and {MAX_EVENTS_PER_APPEND} events, got {0}")]
+    BatchSize(usize),
+    /// A read limit of zero.
+    #[error("a read limit must be at least 1")]
+    ZeroLimit,
+    /// The database failed or could not be reached.
+    #[error("event store backend error: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store has shut down.
+    #[error("the event store is closed")]
+    Closed,
+}
+
+impl StoreError {
+    /// Whether this is an expected-version conflict (worth retrying a
+    /// command over).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::WrongExpectedVersion { .. })
+    }
+
+    /// Whether the caller's input was rejected (as opposed to the backend
+    /// failing).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidStreamId { .. }
+                | Self::InvalidEventType { .. }
+                | Self::InvalidEvent { .. }
+                | Self::BatchSize(_)
+                | Self::ZeroLimit
+        )
+    }
+
+    pub(crate) fn backend(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Backend(Box::new(error))
+    }
+}
+
+/// An append-only event log with streams and a global order.
+///
+/// All backends behave identically; [`crate::testing`] holds the suite that
+/// proves it and can be run against a new backend.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an AllFrame event store",
+    note = "use `MemoryStore`, `SqliteStore` or `PostgresStore`, or implement `EventStore` and run `allframe::testing` against it"
+)]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream_id` atomically if the stream's version
+    /// matches `expected`; all of them or none are stored.
+    fn append<'a>(
+        &'a self,
+        stream_id: &'a str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'a, Result<Appended>>;
+
+    /// Reads up to `limit` events of one stream, starting at version
+    /// `from_version` (1-based; 0 reads from the start), in version order.
+    fn read_stream<'a>(
+        &'a self,
+        stream_id: &'a str,
+        from_version: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>>;
+
+    /// Reads up to `limit` events of the global log with a position greater
+    /// than `after` that pass `filter`, in position order.
+    fn read_all<'a>(
+        &'a self,
+        after: u64,
+        limit: usize,
+        filter: &'a EventFilter,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>>;
+
+    /// The current version of a stream (0 when it has no events).
+    fn stream_version<'a>(&'a self, stream_id: &'a str) -> BoxFuture<'a, Result<u64>>;
+
+    /// The position of the last committed event (0 when the log is empty).
+    fn head_position(&self) -> BoxFuture<'_, Result<u64>>;
+
+    /// A signal that changes when this store commits new events. Its value
+    /// is a position known to be committed; it only wakes readers up, the
+    /// events themselves are always read from the store.
+    fn watch_head(&self) -> watch::Receiver<u64>;
+
+    /// A shared handle to this store, for work that outlives the borrow
+    /// (subscriptions).
+    fn shared(&self) -> Arc<dyn EventStore>;
+
+    /// Events after position `after` that pass `filter`: first what the store
+    /// already holds (catch-up), then new events as they are committed, in
+    /// ascending position with no gap and no duplicate.
+    fn subscribe(&self, after: u64, filter: EventFilter) -> Subscription {
+        Subscription::new(self.shared(), after, filter)
+    }
+}
+
+/// Checks a stream id: 1..=255 bytes without control characters.
+pub(crate) fn validate_stream_id(stream_id: &str) -> Result<()> {
+    let reason = if stream_id.is_empty() {
+        "must not be empty"
+    } else if stream_id.len() > MAX_STREAM_ID_LEN {
+        "must be at most 255 bytes"
+    } else if stream_id.chars().any(char::is_control) {
+        "must not contain control characters"
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::InvalidStreamId {
+        stream_id: stream_id.to_owned(),
+        reason,
+    })
+}
+
+/// Checks an event type name: 1..=128 ASCII letters, digits, `_-.:`.
+pub(crate) fn validate_event_type(event_type: &str) -> Result<()> {
+    let reason = if event_type.is_empty() {
+        "must not be empty"
+    } else if event_type.len() > MAX_EVENT_TYPE_LEN {
+        "must be at most 128 bytes"
+    } else if !event_type
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+    {
+        "may only contain ASCII letters, digits, `_`, `-`, `.` and `:`"
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::InvalidEventType {
+        event_type: event_type.to_owned(),
+        reason,
+    })
+}
+
+/// Checks everything about an append that does not need the database.
+pub(crate) fn validate_append(stream_id: &str, events: &[NewEvent]) -> Result<()> {
+    validate_stream_id(stream_id)?;
+    if events.is_empty() || events.len() > MAX_EVENTS_PER_APPEND {
+        return Err(StoreError::BatchSize(events.len()));
+    }
+    for event in events {
+        validate_event_type(&event.event_type)?;
+        let invalid = |reason: String| StoreError::InvalidEvent {
+            event_type: event.event_type.clone(),
+            reason,
+        };
+        if event.schema_version == 0 {
+            return Err(invalid("schema_version must be at least 1".into()));
+        }
+        if !event.data.get().trim_start().starts_with('{') {
+            return Err(invalid("data must be a JSON object".into()));
+        }
+        if has_nul(event.data.get()) || metadata_has_nul(&event.metadata) {
+            // PostgreSQL text cannot hold U+0000; refusing it everywhere
+            // keeps every backend storing exactly the same events.
+            return Err(invalid("data and metadata must not contain U+0000".into()));
+        }
+        if let Some(key) = Metadata::RESERVED_KEYS
+            .iter()
+            .find(|key| event.metadata.extra.contains_key(**key))
+        {
+            return Err(invalid(format!(
+                "metadata extra field `{key}` repeats a reserved name"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether JSON text contains the escape `\u0000` (an escaped backslash
+/// followed by `u0000` does not count).
+fn has_nul(json: &str) -> bool {
+    let bytes = json.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes[i + 1..].starts_with(b"u0000") {
+                return true;
+            }
+            // Skip the escaped character, so `\\\\u0000` is not a match.
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    json.contains('\0')
+}
+
+fn metadata_has_nul(metadata: &Metadata) -> bool {
+    [&metadata.correlation_id, &metadata.causation_id, &metadata.command]
+        .into_iter()
+        .flatten()
+        .any(|text| text.contains('\0'))
+        || metadata.extra.iter().any(|(key, value)| {
+            key.contains('\0') || has_nul(&value.to_string())
+        })
+}
+
+/// Checks the arguments of a read.
+pub(crate) fn validate_read(limit: usize) -> Result<()> {
+    if limit == 0 {
+        return Err(StoreError::ZeroLimit);
+    }
+    Ok(())
+}
+
+/// Turns an accepted append into recorded events placed right after
+/// `version` in the stream and `position` in the log.
+pub(crate) fn record_append(
+    stream_id: &str,
+    events: Vec<NewEvent>,
+    version: u64,
+    position: u64,
+    recorded_at: chrono::DateTime<chrono::Utc>,
+) -> Appended {
+    let events: Vec<RecordedEvent> = events
+        .into_iter()
+        .zip(1u64..)
+        .map(|(event, n)| event.record(stream_id, version + n, position + n, recorded_at))
+        .collect();
+    let last = events.last().expect("appends carry at least one event");
+    Appended {
+        stream_id: stream_id.to_owned(),
+        version: last.version,
+        position: last.position,
+        events,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_version_semantics() {
+        assert!(ExpectedVersion::Any.accepts(0));
+        assert!(ExpectedVersion::Any.accepts(7));
+        assert!(ExpectedVersion::NoStream.accepts(0));
+        assert!(!ExpectedVersion::NoStream.accepts(1));
+        assert!(ExpectedVersion::Exact(0).accepts(0));
+        assert!(ExpectedVersion::Exact(3).accepts(3));
+        assert!(!ExpectedVersion::Exact(3).accepts(2));
+    }
+
+    #[test]
+    fn stream_ids_and_type_names_are_checked() {
+        assert!(validate_stream_id("account-1").is_ok());
+        assert!(validate_stream_id("").is_err());
+        assert!(validate_stream_id(&"a".repeat(256)).is_err());
+        assert!(validate_stream_id("a\nb").is_err());
+        assert!(validate_event_type("MoneyDeposited.v2:x_y-z").is_ok());
+        assert!(validate_event_type("has space").is_err());
+        assert!(validate_event_type(&"T".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn nul_escapes_are_found_but_escaped_backslashes_are_not() {
+        assert!(has_nul(r#"{"a":"x\u0000"}"#));
+        assert!(!has_nul(r#"{"a":"x\\u0000"}"#));
+        assert!(has_nul(r#"{"a":"\\\u0000"}"#));
+        assert!(!has_nul(r#"{"a":"\u0001"}"#));
+    }
+}

@@ -1,0 +1,328 @@
+//! The shared backend: PostgreSQL, for several nodes on one database.
+//!
+//! # Why positions are gap-safe
+//!
+//! A sequence or identity column hands out numbers when rows are inserted,
+//! but rows become visible when their transaction commits, and concurrent
+//! transactions commit in any order: a reader could see 101, move its
+//! checkpoint past it, and never see 100 when that commits a moment later.
+//!
+//! This store does not use a sequence. Every append transaction first locks
+//! the single row of `allframe_head` (`SELECT … FOR UPDATE`), reads the last
+//! position from it, numbers its events after it, and writes the new head
+//! back before committing. The row lock is held until commit and PostgreSQL
+//! makes a transaction visible before it releases its locks, so:
+//!
+//! - the next writer cannot even read the head until the previous writer's
+//!   events are visible; positions therefore become visible in order, and a
+//!   reader that has seen N will never later find a committed event below N;
+//! - a transaction that rolls back also rolls back its head update, so the
+//!   next writer reuses those positions: there are no holes to wait for and
+//!   nothing for a reader to hang on.
+//!
+//! The lock serializes writers of all nodes, which would cap throughput at
+//! one commit (one WAL flush) at a time; [group commit](super::group_commit)
+//! wins it back by writing every append queued on a node in one transaction.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use futures_util::future::{BoxFuture, FutureExt};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Postgres, QueryBuilder, Row};
+use tokio::sync::watch;
+
+use super::group_commit::{BatchWriter, GroupCommit, Request, plan};
+use super::sql::{
+    EventRow, INSERT_COLUMNS, db_error, extra_column, push_read_all, push_read_stream,
+    stream_versions_query, to_i64,
+};
+use super::{
+    Appended, EventFilter, EventStore, ExpectedVersion, Result, StoreError, validate_append,
+    validate_read,
+};
+use crate::event::{NewEvent, RecordedEvent, category_of, now_millis};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Appends that may share one transaction by default.
+pub const DEFAULT_MAX_BATCH: usize = 256;
+const SELECT_EVENTS: &str = "SELECT position, stream_id, version, event_type, schema_version, \
+     data::text, event_id, correlation_id, causation_id, command, extra::text, recorded_at \
+     FROM allframe_events";
+
+/// The PostgreSQL event store. Cloning gives another handle to the same
+/// store.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    reads: PgPool,
+    writer: GroupCommit,
+    head: watch::Receiver<u64>,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (e.g. `postgres://localhost/app`) and creates the
+    /// tables in the connection's default schema if they are missing.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(db_error)?;
+        Self::connect_with(options, None, DEFAULT_MAX_BATCH).await
+    }
+
+    /// Connects with full control: `schema` (created if missing) holds the
+    /// store's tables, so several stores can share one database; `max_batch`
+    /// appends at most share one transaction (1 turns group commit off).
+    pub async fn connect_with(
+        options: PgConnectOptions,
+        schema: Option<&str>,
+        max_batch: usize,
+    ) -> Result<Self> {
+        let options = match schema {
+            None => options,
+            Some(schema) => {
+                let quoted = quote_identifier(schema)?;
+                let mut admin = PgConnection::connect_with(&options)
+                    .await
+                    .map_err(db_error)?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "CREATE SCHEMA IF NOT EXISTS {quoted}"
+                )))
+                .execute(&mut admin)
+                .await
+                .map_err(db_error)?;
+                options.options([("search_path", quoted)])
+            }
+        };
+        let reads = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.clone())
+            .await
+            .map_err(db_error)?;
+        MIGRATOR.run(&reads).await.map_err(StoreError::backend)?;
+        let connection = PgConnection::connect_with(&options)
+            .await
+            .map_err(db_error)?;
+        let head_now = head_position(&reads).await?;
+        let (head_sender, head) = watch::channel(head_now);
+        let writer = GroupCommit::spawn(Writer { connection }, max_batch, head_sender);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                reads,
+                writer,
+                head,
+            }),
+        })
+    }
+
+    /// The pool of read connections, for projections that keep their rows
+    /// in the same database.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.reads
+    }
+
+    async fn fetch_events(&self, mut query: QueryBuilder<Postgres>) -> Result<Vec<RecordedEvent>> {
+        let rows = query
+            .build()
+            .fetch_all(&self.inner.reads)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(event_row).collect()
+    }
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("head", &*self.inner.head.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Quotes a schema name for SQL, refusing names PostgreSQL would mangle.
+fn quote_identifier(name: &str) -> Result<String> {
+    if name.is_empty() || name.len() > 63 || name.contains(['"', '\0']) {
+        return Err(StoreError::Backend(
+            format!("invalid schema name {name:?}: 1..=63 bytes without `\"`").into(),
+        ));
+    }
+    Ok(format!("\"{name}\""))
+}
+
+async fn head_position(pool: &PgPool) -> Result<u64> {
+    let head: i64 = sqlx::query_scalar("SELECT position FROM allframe_head")
+        .fetch_one(pool)
+        .await
+        .map_err(db_error)?;
+    Ok(head as u64)
+}
+
+fn event_row(row: &PgRow) -> Result<RecordedEvent> {
+    let get = || -> std::result::Result<EventRow, sqlx::Error> {
+        Ok(EventRow {
+            position: row.try_get(0)?,
+            stream_id: row.try_get(1)?,
+            version: row.try_get(2)?,
+            event_type: row.try_get(3)?,
+            schema_version: i64::from(row.try_get::<i32, _>(4)?),
+            data: row.try_get(5)?,
+            event_id: row.try_get(6)?,
+            correlation_id: row.try_get(7)?,
+            causation_id: row.try_get(8)?,
+            command: row.try_get(9)?,
+            extra: row.try_get(10)?,
+            recorded_at: row.try_get(11)?,
+        })
+    };
+    get().map_err(db_error)?.into_event()
+}
+
+struct Writer {
+    connection: PgConnection,
+}
+
+impl Writer {
+    async fn write_batch(&mut self, batch: &[Request]) -> Result<Vec<Result<Appended>>> {
+        let mut tx = self.connection.begin().await.map_err(db_error)?;
+        // The lock that orders all writers; see the module docs.
+        let head: i64 = sqlx::query_scalar("SELECT position FROM allframe_head FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let versions: HashMap<String, u64> =
+            stream_versions_query::<Postgres>(batch.iter().map(|r| r.stream_id.as_str()))
+                .build_query_as::<(String, i64)>()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .map(|(stream_id, version)| (stream_id, version as u64))
+                .collect();
+        let recorded_at = now_millis();
+        let outcomes = plan(batch, head as u64, versions, recorded_at);
+        let rows: Vec<&RecordedEvent> = outcomes
+            .iter()
+            .filter_map(|outcome| outcome.as_ref().ok())
+            .flat_map(|appended| &appended.events)
+            .collect();
+        if let Some(last) = rows.last() {
+            let new_head = to_i64(last.position);
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO allframe_events ({INSERT_COLUMNS}) \
+                 SELECT p, s, c, v, t, sv, d::jsonb, e, co, ca, cm, x::jsonb, $13 \
+                 FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::text[], \
+                             $6::int4[], $7::text[], $8::uuid[], $9::text[], $10::text[], \
+                             $11::text[], $12::text[]) \
+                 AS r(p, s, c, v, t, sv, d, e, co, ca, cm, x)"
+            )))
+            .bind(rows.iter().map(|e| to_i64(e.position)).collect::<Vec<_>>())
+            .bind(rows.iter().map(|e| e.stream_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|e| category_of(&e.stream_id)).collect::<Vec<_>>())
+            .bind(rows.iter().map(|e| to_i64(e.version)).collect::<Vec<_>>())
+            .bind(rows.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|e| e.schema_version as i32).collect::<Vec<_>>())
+            .bind(rows.iter().map(|e| e.data.get()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|e| e.metadata.event_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|e| e.metadata.correlation_id.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|e| e.metadata.causation_id.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|e| e.metadata.command.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|e| extra_column(&e.metadata)).collect::<Vec<_>>())
+            .bind(recorded_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            sqlx::query("UPDATE allframe_head SET position = $1")
+                .bind(new_head)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(outcomes)
+    }
+}
+
+impl BatchWriter for Writer {
+    fn write<'a>(&'a mut self, batch: &'a [Request]) -> BoxFuture<'a, Result<Vec<Result<Appended>>>> {
+        self.write_batch(batch).boxed()
+    }
+}
+
+impl EventStore for PostgresStore {
+    fn append<'a>(
+        &'a self,
+        stream_id: &'a str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'a, Result<Appended>> {
+        async move {
+            validate_append(stream_id, &events)?;
+            let request = Request {
+                stream_id: stream_id.to_owned(),
+                expected,
+                events,
+            };
+            self.inner.writer.append(request).await
+        }
+        .boxed()
+    }
+
+    fn read_stream<'a>(
+        &'a self,
+        stream_id: &'a str,
+        from_version: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
+        async move {
+            validate_read(limit)?;
+            let mut query = QueryBuilder::new(SELECT_EVENTS);
+            push_read_stream(&mut query, stream_id, from_version, limit);
+            self.fetch_events(query).await
+        }
+        .boxed()
+    }
+
+    fn read_all<'a>(
+        &'a self,
+        after: u64,
+        limit: usize,
+        filter: &'a EventFilter,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
+        async move {
+            validate_read(limit)?;
+            let mut query = QueryBuilder::new(SELECT_EVENTS);
+            push_read_all(&mut query, after, limit, filter);
+            self.fetch_events(query).await
+        }
+        .boxed()
+    }
+
+    fn stream_version<'a>(&'a self, stream_id: &'a str) -> BoxFuture<'a, Result<u64>> {
+        async move {
+            let version: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(version), 0) FROM allframe_events WHERE stream_id = $1",
+            )
+            .bind(stream_id)
+            .fetch_one(&self.inner.reads)
+            .await
+            .map_err(db_error)?;
+            Ok(version as u64)
+        }
+        .boxed()
+    }
+
+    fn head_position(&self) -> BoxFuture<'_, Result<u64>> {
+        head_position(&self.inner.reads).boxed()
+    }
+
+    fn watch_head(&self) -> watch::Receiver<u64> {
+        self.inner.head.clone()
+    }
+
+    fn shared(&self) -> Arc<dyn EventStore> {
+        Arc::new(self.clone())
+    }
+}

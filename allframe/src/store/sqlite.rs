@@ -1,0 +1,301 @@
+//! The embedded backend: one SQLite file in WAL mode.
+//!
+//! One writer task owns the only writing connection and commits queued
+//! appends together ([group commit](super::group_commit)). Each transaction
+//! starts with `BEGIN IMMEDIATE`, which takes SQLite's write lock before the
+//! stream versions are read, so even another process writing the same file
+//! cannot slip in between the check and the insert. SQLite commits one
+//! writer at a time, so positions become visible in order and readers (a
+//! pool of WAL readers that never block the writer) can never see a hole.
+//!
+//! Durability follows the connection's `synchronous` setting: `FULL` (the
+//! default) makes every acknowledged append survive power loss.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::DateTime;
+use futures_util::future::{BoxFuture, FutureExt};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow,
+};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite};
+use tokio::sync::watch;
+
+use super::group_commit::{BatchWriter, GroupCommit, Request, plan};
+use super::sql::{
+    EventRow, INSERT_COLUMNS, db_error, extra_column, push_read_all, push_read_stream,
+    stream_versions_query, to_i64,
+};
+use super::{
+    Appended, EventFilter, EventStore, ExpectedVersion, Result, StoreError, validate_append,
+    validate_read,
+};
+use crate::event::{NewEvent, RecordedEvent, category_of, now_millis};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// Appends that may share one transaction by default.
+pub const DEFAULT_MAX_BATCH: usize = 256;
+/// Rows per `INSERT` statement; 13 columns each stays far below SQLite's
+/// limit of 32,766 bound parameters.
+const ROWS_PER_INSERT: usize = 1_000;
+const SELECT_EVENTS: &str = "SELECT position, stream_id, version, event_type, schema_version, \
+     data, event_id, correlation_id, causation_id, command, extra, recorded_at FROM allframe_events";
+
+/// The SQLite event store. Cloning gives another handle to the same store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    reads: SqlitePool,
+    writer: GroupCommit,
+    head: watch::Receiver<u64>,
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing) the database file at `path`.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true);
+        Self::connect_with(options, DEFAULT_MAX_BATCH).await
+    }
+
+    /// Opens a database from a URL such as `sqlite://bank.db` or
+    /// `sqlite::memory:`, creating the file if missing.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(db_error)?
+            .create_if_missing(true);
+        Self::connect_with(options, DEFAULT_MAX_BATCH).await
+    }
+
+    /// A private in-memory database, gone when the last handle is dropped.
+    pub async fn in_memory() -> Result<Self> {
+        Self::connect("sqlite::memory:").await
+    }
+
+    /// Opens a database with full control over the connection options. WAL
+    /// journaling is always turned on; `max_batch` appends at most share one
+    /// transaction (1 turns group commit off).
+    pub async fn connect_with(options: SqliteConnectOptions, max_batch: usize) -> Result<Self> {
+        let options = options.journal_mode(SqliteJournalMode::Wal);
+        let mut writer = SqliteConnection::connect_with(&options)
+            .await
+            .map_err(db_error)?;
+        MIGRATOR
+            .run(&mut writer)
+            .await
+            .map_err(StoreError::backend)?;
+        let reads = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(db_error)?;
+        let head_now = head_position(&reads).await?;
+        let (head_sender, head) = watch::channel(head_now);
+        let writer = GroupCommit::spawn(Writer { connection: writer }, max_batch, head_sender);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                reads,
+                writer,
+                head,
+            }),
+        })
+    }
+
+    /// The pool of read connections, for projections that keep their rows
+    /// in the same database.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.inner.reads
+    }
+
+    async fn fetch_events(&self, mut query: QueryBuilder<Sqlite>) -> Result<Vec<RecordedEvent>> {
+        let rows = query
+            .build()
+            .fetch_all(&self.inner.reads)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(event_row).collect()
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("head", &*self.inner.head.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+async fn head_position(pool: &SqlitePool) -> Result<u64> {
+    let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM allframe_events")
+        .fetch_one(pool)
+        .await
+        .map_err(db_error)?;
+    Ok(head as u64)
+}
+
+fn event_row(row: &SqliteRow) -> Result<RecordedEvent> {
+    let get = || -> std::result::Result<EventRow, sqlx::Error> {
+        let millis: i64 = row.try_get(11)?;
+        Ok(EventRow {
+            position: row.try_get(0)?,
+            stream_id: row.try_get(1)?,
+            version: row.try_get(2)?,
+            event_type: row.try_get(3)?,
+            schema_version: row.try_get(4)?,
+            data: row.try_get(5)?,
+            event_id: row.try_get(6)?,
+            correlation_id: row.try_get(7)?,
+            causation_id: row.try_get(8)?,
+            command: row.try_get(9)?,
+            extra: row.try_get(10)?,
+            recorded_at: DateTime::from_timestamp_millis(millis).unwrap_or_default(),
+        })
+    };
+    get().map_err(db_error)?.into_event()
+}
+
+struct Writer {
+    connection: SqliteConnection,
+}
+
+impl Writer {
+    async fn write_batch(&mut self, batch: &[Request]) -> Result<Vec<Result<Appended>>> {
+        let mut tx = self
+            .connection
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM allframe_events")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let versions: HashMap<String, u64> =
+            stream_versions_query::<Sqlite>(batch.iter().map(|r| r.stream_id.as_str()))
+                .build_query_as::<(String, i64)>()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .map(|(stream_id, version)| (stream_id, version as u64))
+                .collect();
+        let outcomes = plan(batch, head as u64, versions, now_millis());
+        let rows: Vec<&RecordedEvent> = outcomes
+            .iter()
+            .filter_map(|outcome| outcome.as_ref().ok())
+            .flat_map(|appended| &appended.events)
+            .collect();
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut insert =
+                QueryBuilder::<Sqlite>::new(format!("INSERT INTO allframe_events ({INSERT_COLUMNS}) "));
+            insert.push_values(chunk, |mut row, event| {
+                row.push_bind(to_i64(event.position))
+                    .push_bind(event.stream_id.as_str())
+                    .push_bind(category_of(&event.stream_id))
+                    .push_bind(to_i64(event.version))
+                    .push_bind(event.event_type.as_str())
+                    .push_bind(i64::from(event.schema_version))
+                    .push_bind(event.data.get())
+                    .push_bind(event.metadata.event_id)
+                    .push_bind(event.metadata.correlation_id.as_deref())
+                    .push_bind(event.metadata.causation_id.as_deref())
+                    .push_bind(event.metadata.command.as_deref())
+                    .push_bind(extra_column(&event.metadata))
+                    .push_bind(event.recorded_at.timestamp_millis());
+            });
+            insert.build().execute(&mut *tx).await.map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(outcomes)
+    }
+}
+
+impl BatchWriter for Writer {
+    fn write<'a>(&'a mut self, batch: &'a [Request]) -> BoxFuture<'a, Result<Vec<Result<Appended>>>> {
+        self.write_batch(batch).boxed()
+    }
+}
+
+impl EventStore for SqliteStore {
+    fn append<'a>(
+        &'a self,
+        stream_id: &'a str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'a, Result<Appended>> {
+        async move {
+            validate_append(stream_id, &events)?;
+            let request = Request {
+                stream_id: stream_id.to_owned(),
+                expected,
+                events,
+            };
+            self.inner.writer.append(request).await
+        }
+        .boxed()
+    }
+
+    fn read_stream<'a>(
+        &'a self,
+        stream_id: &'a str,
+        from_version: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
+        async move {
+            validate_read(limit)?;
+            let mut query = QueryBuilder::new(SELECT_EVENTS);
+            push_read_stream(&mut query, stream_id, from_version, limit);
+            self.fetch_events(query).await
+        }
+        .boxed()
+    }
+
+    fn read_all<'a>(
+        &'a self,
+        after: u64,
+        limit: usize,
+        filter: &'a EventFilter,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
+        async move {
+            validate_read(limit)?;
+            let mut query = QueryBuilder::new(SELECT_EVENTS);
+            push_read_all(&mut query, after, limit, filter);
+            self.fetch_events(query).await
+        }
+        .boxed()
+    }
+
+    fn stream_version<'a>(&'a self, stream_id: &'a str) -> BoxFuture<'a, Result<u64>> {
+        async move {
+            let version: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(version), 0) FROM allframe_events WHERE stream_id = ?",
+            )
+            .bind(stream_id)
+            .fetch_one(&self.inner.reads)
+            .await
+            .map_err(db_error)?;
+            Ok(version as u64)
+        }
+        .boxed()
+    }
+
+    fn head_position(&self) -> BoxFuture<'_, Result<u64>> {
+        head_position(&self.inner.reads).boxed()
+    }
+
+    fn watch_head(&self) -> watch::Receiver<u64> {
+        self.inner.head.clone()
+    }
+
+    fn shared(&self) -> Arc<dyn EventStore> {
+        Arc::new(self.clone())
+    }
+}

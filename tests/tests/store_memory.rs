@@ -1,0 +1,5 @@
+//! The conformance suite on the in-memory backend.
+
+use allframe::store::MemoryStore;
+
+allframe::store_conformance_tests!(async { MemoryStore::new() });
