@@ -105,8 +105,8 @@ impl NewEvent {
     /// are empty, longer than 128 bytes or use characters other than ASCII
     /// letters, digits, `_`, `-`, `.` and `:`.
     pub fn new(event_type: impl Into<String>, data: &serde_json::Value) -> Self {
-        let data = serde_json::value::to_raw_value(data)
-            .expect("a serde_json::Value always serializes");
+        let data =
+            serde_json::value::to_raw_value(data).expect("a serde_json::Value always serializes");
         Self::from_raw(event_type, data)
     }
 
@@ -241,7 +241,9 @@ impl RecordedEvent {
 
 /// The category of a stream id: the part before its first `-`.
 pub(crate) fn category_of(stream_id: &str) -> &str {
-    stream_id.split_once('-').map_or(stream_id, |(category, _)| category)
+    stream_id
+        .split_once('-')
+        .map_or(stream_id, |(category, _)| category)
 }
 
 /// The current time at the millisecond precision every backend stores.

@@ -96,15 +96,21 @@ pub mod conformance {
             .expect("NoStream on a new stream");
         assert_eq!((first.version, first.events.len()), (2, 2));
         assert_conflict(
-            store.append(s, ExpectedVersion::NoStream, events("Placed", 1)).await,
+            store
+                .append(s, ExpectedVersion::NoStream, events("Placed", 1))
+                .await,
             2,
         );
         assert_conflict(
-            store.append(s, ExpectedVersion::Exact(1), events("Paid", 1)).await,
+            store
+                .append(s, ExpectedVersion::Exact(1), events("Paid", 1))
+                .await,
             2,
         );
         assert_conflict(
-            store.append(s, ExpectedVersion::Exact(3), events("Paid", 1)).await,
+            store
+                .append(s, ExpectedVersion::Exact(3), events("Paid", 1))
+                .await,
             2,
         );
         let exact = store
@@ -127,12 +133,18 @@ pub mod conformance {
             .await
             .expect("Exact(0) on a new stream");
         assert_conflict(
-            store.append("order-4", ExpectedVersion::Exact(1), events("Placed", 1)).await,
+            store
+                .append("order-4", ExpectedVersion::Exact(1), events("Placed", 1))
+                .await,
             0,
         );
         assert_eq!(store.stream_version(s).await.unwrap(), 4);
         assert_eq!(store.stream_version("order-4").await.unwrap(), 0);
-        assert_eq!(everything(store).await.len(), 6, "refused appends stored nothing");
+        assert_eq!(
+            everything(store).await.len(),
+            6,
+            "refused appends stored nothing"
+        );
     }
 
     /// An append returns its events as recorded: contiguous versions and
@@ -146,16 +158,21 @@ pub mod conformance {
         metadata.correlation_id = Some("corr-1".into());
         metadata.causation_id = Some("cause-1".into());
         metadata.command = Some("add-item".into());
-        metadata.extra.insert("tenant".into(), json!({"id": 7, "tags": ["a"]}));
+        metadata
+            .extra
+            .insert("tenant".into(), json!({"id": 7, "tags": ["a"]}));
         let before = chrono::Utc::now() - chrono::Duration::seconds(5);
         let appended = store
             .append(
                 "cart-2",
                 ExpectedVersion::NoStream,
                 vec![
-                    NewEvent::new("ItemAdded", &json!({"sku": "é-1", "qty": 2, "nested": {"x": [1, 2]}}))
-                        .with_metadata(metadata.clone())
-                        .with_schema_version(3),
+                    NewEvent::new(
+                        "ItemAdded",
+                        &json!({"sku": "é-1", "qty": 2, "nested": {"x": [1, 2]}}),
+                    )
+                    .with_metadata(metadata.clone())
+                    .with_schema_version(3),
                     event("ItemAdded", 2),
                 ],
             )
@@ -178,12 +195,19 @@ pub mod conformance {
         assert_eq!(first.schema_version, 3);
         assert_eq!(first.category(), "cart");
         let data: serde_json::Value = serde_json::from_str(first.data.get()).unwrap();
-        assert_eq!(data, json!({"sku": "é-1", "qty": 2, "nested": {"x": [1, 2]}}));
+        assert_eq!(
+            data,
+            json!({"sku": "é-1", "qty": 2, "nested": {"x": [1, 2]}})
+        );
         assert_eq!(first.metadata, metadata);
         assert_eq!(stored[1].metadata.correlation_id, None);
         assert_ne!(stored[1].metadata.event_id, first.metadata.event_id);
         assert!(first.recorded_at >= before && first.recorded_at <= chrono::Utc::now());
-        assert_eq!(first.recorded_at.timestamp_subsec_nanos() % 1_000_000, 0, "millisecond precision");
+        assert_eq!(
+            first.recorded_at.timestamp_subsec_nanos() % 1_000_000,
+            0,
+            "millisecond precision"
+        );
         assert_eq!(store.head_position().await.unwrap(), 3);
     }
 
@@ -196,12 +220,24 @@ pub mod conformance {
         let before = everything(store).await;
         let mut bad_batches = vec![
             vec![event("Deposited", 1), event("bad type", 2)],
-            vec![event("Deposited", 1), NewEvent::new("Deposited", &json!([1, 2]))],
-            vec![event("Deposited", 1), NewEvent::new("Deposited", &json!({"s": "a\u{0}b"}))],
-            vec![event("Deposited", 1), event("Deposited", 2).with_schema_version(0)],
+            vec![
+                event("Deposited", 1),
+                NewEvent::new("Deposited", &json!([1, 2])),
+            ],
+            vec![
+                event("Deposited", 1),
+                NewEvent::new("Deposited", &json!({"s": "a\u{0}b"})),
+            ],
+            vec![
+                event("Deposited", 1),
+                event("Deposited", 2).with_schema_version(0),
+            ],
         ];
         let mut reserved = event("Deposited", 3);
-        reserved.metadata_mut().extra.insert("event_id".into(), json!("x"));
+        reserved
+            .metadata_mut()
+            .extra
+            .insert("event_id".into(), json!("x"));
         bad_batches.push(vec![event("Deposited", 1), reserved]);
         for batch in bad_batches {
             let result = store.append("acct-1", ExpectedVersion::Any, batch).await;
@@ -209,17 +245,27 @@ pub mod conformance {
             assert!(error.is_invalid_input(), "typed input error, got {error:?}");
         }
         assert_conflict(
-            store.append("acct-1", ExpectedVersion::Exact(2), events("Deposited", 5)).await,
+            store
+                .append("acct-1", ExpectedVersion::Exact(2), events("Deposited", 5))
+                .await,
             3,
         );
         let after = everything(store).await;
-        assert_eq!(before.len(), after.len(), "nothing of a failed append is stored");
+        assert_eq!(
+            before.len(),
+            after.len(),
+            "nothing of a failed append is stored"
+        );
         assert_eq!(store.head_position().await.unwrap(), 3);
         let next = store
             .append("acct-1", ExpectedVersion::Exact(3), events("Deposited", 1))
             .await
             .unwrap();
-        assert_eq!((next.version, next.position), (4, 4), "no version or position was used up");
+        assert_eq!(
+            (next.version, next.position),
+            (4, 4),
+            "no version or position was used up"
+        );
     }
 
     /// Malformed ids, names, batches and limits are typed errors.
@@ -230,7 +276,10 @@ pub mod conformance {
                 .append(stream_id, ExpectedVersion::Any, events("Ok", 1))
                 .await
                 .expect_err("bad stream id");
-            assert!(matches!(error, StoreError::InvalidStreamId { .. }), "{error:?}");
+            assert!(
+                matches!(error, StoreError::InvalidStreamId { .. }),
+                "{error:?}"
+            );
         }
         let max_ok = "s".repeat(MAX_STREAM_ID_LEN);
         store
@@ -242,12 +291,21 @@ pub mod conformance {
                 .append("s-1", ExpectedVersion::Any, vec![event(event_type, 1)])
                 .await
                 .expect_err("bad event type");
-            assert!(matches!(error, StoreError::InvalidEventType { .. }), "{error:?}");
+            assert!(
+                matches!(error, StoreError::InvalidEventType { .. }),
+                "{error:?}"
+            );
         }
-        let error = store.append("s-1", ExpectedVersion::Any, Vec::new()).await.unwrap_err();
+        let error = store
+            .append("s-1", ExpectedVersion::Any, Vec::new())
+            .await
+            .unwrap_err();
         assert!(matches!(error, StoreError::BatchSize(0)), "{error:?}");
         let too_many = events("Ok", MAX_EVENTS_PER_APPEND as u64 + 1);
-        let error = store.append("s-1", ExpectedVersion::Any, too_many).await.unwrap_err();
+        let error = store
+            .append("s-1", ExpectedVersion::Any, too_many)
+            .await
+            .unwrap_err();
         assert!(matches!(error, StoreError::BatchSize(_)), "{error:?}");
         let error = store.read_all(0, 0, &EventFilter::all()).await.unwrap_err();
         assert!(matches!(error, StoreError::ZeroLimit), "{error:?}");
@@ -267,11 +325,18 @@ pub mod conformance {
             }
         }
         let all = store.read_stream("a-1", 0, 100).await.unwrap();
-        assert_eq!(all.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            all.iter().map(|e| e.version).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 6]
+        );
         assert!(all.iter().all(|e| e.stream_id == "a-1"));
         assert_strictly_ascending(&all, "stream read");
         let from_one = store.read_stream("a-1", 1, 100).await.unwrap();
-        assert_eq!(from_one.len(), 6, "versions are 1-based: from 1 is from the start");
+        assert_eq!(
+            from_one.len(),
+            6,
+            "versions are 1-based: from 1 is from the start"
+        );
         let tail = store.read_stream("a-1", 4, 2).await.unwrap();
         assert_eq!(tail.iter().map(|e| e.version).collect::<Vec<_>>(), [4, 5]);
         assert!(store.read_stream("a-1", 7, 10).await.unwrap().is_empty());
@@ -291,16 +356,32 @@ pub mod conformance {
         ];
         for (i, (stream, event_type)) in plan.iter().enumerate() {
             store
-                .append(stream, ExpectedVersion::Any, vec![event(event_type, i as u64)])
+                .append(
+                    stream,
+                    ExpectedVersion::Any,
+                    vec![event(event_type, i as u64)],
+                )
                 .await
                 .unwrap();
         }
         let all = everything(store).await;
-        assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            all.iter().map(|e| e.position).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 6]
+        );
         assert_eq!(store.head_position().await.unwrap(), 6);
         let page = store.read_all(2, 3, &EventFilter::all()).await.unwrap();
-        assert_eq!(page.iter().map(|e| e.position).collect::<Vec<_>>(), [3, 4, 5]);
-        assert!(store.read_all(6, 10, &EventFilter::all()).await.unwrap().is_empty());
+        assert_eq!(
+            page.iter().map(|e| e.position).collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
+        assert!(
+            store
+                .read_all(6, 10, &EventFilter::all())
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let positions = |filter: EventFilter| async move {
             store
                 .read_all(0, 100, &filter)
@@ -311,13 +392,19 @@ pub mod conformance {
                 .collect::<Vec<_>>()
         };
         assert_eq!(positions(EventFilter::all().stream("user-1")).await, [1, 5]);
-        assert_eq!(positions(EventFilter::all().category("user")).await, [1, 3, 5]);
+        assert_eq!(
+            positions(EventFilter::all().category("user")).await,
+            [1, 3, 5]
+        );
         assert_eq!(
             positions(EventFilter::all().category("order")).await,
             [2, 4],
             "category is the prefix before the first `-`, not a string prefix"
         );
-        assert_eq!(positions(EventFilter::all().event_types(["Placed"])).await, [2, 6]);
+        assert_eq!(
+            positions(EventFilter::all().event_types(["Placed"])).await,
+            [2, 6]
+        );
         assert_eq!(
             positions(EventFilter::all().event_types(["Registered", "Paid"])).await,
             [1, 3, 4]
@@ -344,7 +431,10 @@ pub mod conformance {
                 loop {
                     let version = store.stream_version("hot-1").await.unwrap();
                     let new = NewEvent::new("Hit", &json!({"writer": id, "n": n}));
-                    match store.append("hot-1", ExpectedVersion::Exact(version), vec![new]).await {
+                    match store
+                        .append("hot-1", ExpectedVersion::Exact(version), vec![new])
+                        .await
+                    {
                         Ok(_) => break,
                         Err(e) if e.is_conflict() => conflicts += 1,
                         Err(e) => panic!("writer {id}: {e}"),
@@ -368,23 +458,43 @@ pub mod conformance {
     /// A subscription delivers what is stored, then what is appended later,
     /// and honours its filter.
     pub async fn subscription_catch_up_then_live(store: &dyn EventStore) {
-        store.append("t-1", ExpectedVersion::Any, events("A", 5)).await.unwrap();
+        store
+            .append("t-1", ExpectedVersion::Any, events("A", 5))
+            .await
+            .unwrap();
         let from_start = store.subscribe(0, EventFilter::all());
         let from_three = store.subscribe(3, EventFilter::all());
         let only_b = store.subscribe(0, EventFilter::all().event_types(["B"]));
-        store.append("t-2", ExpectedVersion::Any, events("B", 3)).await.unwrap();
-        store.append("t-1", ExpectedVersion::Any, events("A", 2)).await.unwrap();
+        store
+            .append("t-2", ExpectedVersion::Any, events("B", 3))
+            .await
+            .unwrap();
+        store
+            .append("t-1", ExpectedVersion::Any, events("A", 2))
+            .await
+            .unwrap();
         let all = collect(from_start, 10, "from the start").await;
-        assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>());
+        assert_eq!(
+            all.iter().map(|e| e.position).collect::<Vec<_>>(),
+            (1..=10).collect::<Vec<_>>()
+        );
         let tail = collect(from_three, 7, "after position 3").await;
         assert_eq!(tail.first().map(|e| e.position), Some(4));
         assert_strictly_ascending(&tail, "after position 3");
         let bs = collect(only_b, 3, "type filter").await;
         assert_eq!(bs.iter().map(|e| e.position).collect::<Vec<_>>(), [6, 7, 8]);
         let mut live = store.subscribe(10, EventFilter::all().stream("t-3"));
-        store.append("t-1", ExpectedVersion::Any, events("A", 1)).await.unwrap();
-        store.append("t-3", ExpectedVersion::Any, events("C", 1)).await.unwrap();
-        let next = tokio::time::timeout(WAIT, live.next()).await.expect("live event");
+        store
+            .append("t-1", ExpectedVersion::Any, events("A", 1))
+            .await
+            .unwrap();
+        store
+            .append("t-3", ExpectedVersion::Any, events("C", 1))
+            .await
+            .unwrap();
+        let next = tokio::time::timeout(WAIT, live.next())
+            .await
+            .expect("live event");
         assert_eq!(next.unwrap().unwrap().position, 12);
     }
 
@@ -403,7 +513,11 @@ pub mod conformance {
             let stream = format!("w{w}-1");
             for n in 0..each {
                 store
-                    .append(&stream, ExpectedVersion::Any, vec![event("Wrote", n as u64)])
+                    .append(
+                        &stream,
+                        ExpectedVersion::Any,
+                        vec![event("Wrote", n as u64)],
+                    )
                     .await
                     .unwrap_or_else(|e| panic!("writer {w}: {e}"));
                 if n == each / 2 {
@@ -414,10 +528,20 @@ pub mod conformance {
         let writing = futures_util::future::join_all((0..writers).map(write));
         let during = async {
             tokio::time::sleep(Duration::from_millis(5)).await;
-            collect(store.subscribe(0, EventFilter::all()), total, "started mid-way").await
+            collect(
+                store.subscribe(0, EventFilter::all()),
+                total,
+                "started mid-way",
+            )
+            .await
         };
         let (_, mid) = tokio::join!(writing, during);
-        let late = collect(store.subscribe(0, EventFilter::all()), total, "started after").await;
+        let late = collect(
+            store.subscribe(0, EventFilter::all()),
+            total,
+            "started after",
+        )
+        .await;
         let early = collect(early, total, "started before").await;
         let filtered = collect(early_filtered, each, "filtered, started before").await;
         for (what, seen) in [("before", &early), ("mid-way", &mid), ("after", &late)] {

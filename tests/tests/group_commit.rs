@@ -9,13 +9,21 @@ async fn poison_does_not_spread(store: &dyn EventStore) {
     let appends = (0..64).map(|i| async move {
         let event_type = if i % 16 == 5 { "Poison" } else { "Fine" };
         let event = NewEvent::new(event_type, &json!({"i": i}));
-        (i, store.append(&format!("s-{i}"), ExpectedVersion::NoStream, vec![event]).await)
+        (
+            i,
+            store
+                .append(&format!("s-{i}"), ExpectedVersion::NoStream, vec![event])
+                .await,
+        )
     });
     let outcomes = futures_util::future::join_all(appends).await;
     for (i, outcome) in &outcomes {
         if i % 16 == 5 {
             let error = outcome.as_ref().expect_err("the poisoned append fails");
-            assert!(matches!(error, allframe::StoreError::Backend(_)), "{error:?}");
+            assert!(
+                matches!(error, allframe::StoreError::Backend(_)),
+                "{error:?}"
+            );
         } else {
             assert!(outcome.is_ok(), "append {i} failed: {outcome:?}");
         }
@@ -42,7 +50,9 @@ async fn sqlite_batch_failure_is_retried_per_append() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_batch_failure_is_retried_per_append() {
-    let Some(store) = allframe_tests::postgres_store().await else { return };
+    let Some(store) = allframe_tests::postgres_store().await else {
+        return;
+    };
     sqlx::query(
         "ALTER TABLE allframe_events ADD CONSTRAINT no_poison CHECK (event_type <> 'Poison')",
     )

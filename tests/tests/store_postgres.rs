@@ -17,12 +17,18 @@ use sqlx::Connection;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_survives_reconnecting() {
     let schema = fresh_schema();
-    let Some(first) = postgres_store_in(&schema, 256).await else { return };
+    let Some(first) = postgres_store_in(&schema, 256).await else {
+        return;
+    };
     first
-        .append("account-1", ExpectedVersion::NoStream, vec![
-            NewEvent::new("Opened", &json!({"owner": "ada"})),
-            NewEvent::new("Deposited", &json!({"amount": 5})),
-        ])
+        .append(
+            "account-1",
+            ExpectedVersion::NoStream,
+            vec![
+                NewEvent::new("Opened", &json!({"owner": "ada"})),
+                NewEvent::new("Deposited", &json!({"amount": 5})),
+            ],
+        )
         .await
         .unwrap();
     drop(first);
@@ -30,7 +36,11 @@ async fn data_survives_reconnecting() {
     assert_eq!(store.head_position().await.unwrap(), 2);
     assert_eq!(store.stream_version("account-1").await.unwrap(), 2);
     let next = store
-        .append("account-1", ExpectedVersion::Exact(2), vec![NewEvent::new("Closed", &json!({}))])
+        .append(
+            "account-1",
+            ExpectedVersion::Exact(2),
+            vec![NewEvent::new("Closed", &json!({}))],
+        )
         .await
         .unwrap();
     assert_eq!((next.version, next.position), (3, 3));
@@ -46,12 +56,18 @@ async fn rolled_back_and_concurrent_writers_never_make_a_subscriber_skip_or_hang
     const EACH: usize = 40;
     const ROLLBACKS: usize = 15;
     let schema = fresh_schema();
-    let Some(node_a) = postgres_store_in(&schema, 256).await else { return };
+    let Some(node_a) = postgres_store_in(&schema, 256).await else {
+        return;
+    };
     let node_b = postgres_store_in(&schema, 256).await.unwrap();
     let subscription = node_a.subscribe(0, EventFilter::all());
 
     let write = |w: usize| {
-        let store = if w % 2 == 0 { node_a.clone() } else { node_b.clone() };
+        let store = if w.is_multiple_of(2) {
+            node_a.clone()
+        } else {
+            node_b.clone()
+        };
         async move {
             for n in 0..EACH {
                 let event = NewEvent::new("Wrote", &json!({"writer": w, "n": n}));
@@ -98,7 +114,10 @@ async fn rolled_back_and_concurrent_writers_never_make_a_subscriber_skip_or_hang
     let total = WRITERS * EACH;
     let seen: Vec<_> = tokio::time::timeout(
         Duration::from_secs(60),
-        subscription.take(total).map(|e| e.unwrap()).collect::<Vec<_>>(),
+        subscription
+            .take(total)
+            .map(|e| e.unwrap())
+            .collect::<Vec<_>>(),
     )
     .await
     .expect("the subscriber must not hang");

@@ -16,7 +16,9 @@ mod file {
         // The directory lives as long as the test process; each test gets
         // its own file.
         let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
-        SqliteStore::open(dir.path().join("events.db")).await.unwrap()
+        SqliteStore::open(dir.path().join("events.db"))
+            .await
+            .unwrap()
     });
 }
 
@@ -27,18 +29,28 @@ async fn data_survives_reopening_the_file() {
     let written = {
         let store = SqliteStore::open(&path).await.unwrap();
         store
-            .append("account-1", ExpectedVersion::NoStream, vec![
-                NewEvent::new("Opened", &json!({"owner": "ada"})),
-                NewEvent::new("Deposited", &json!({"amount": 5})),
-            ])
+            .append(
+                "account-1",
+                ExpectedVersion::NoStream,
+                vec![
+                    NewEvent::new("Opened", &json!({"owner": "ada"})),
+                    NewEvent::new("Deposited", &json!({"amount": 5})),
+                ],
+            )
             .await
             .unwrap();
         store
-            .append("account-2", ExpectedVersion::NoStream, vec![NewEvent::new("Opened", &json!({}))])
+            .append(
+                "account-2",
+                ExpectedVersion::NoStream,
+                vec![NewEvent::new("Opened", &json!({}))],
+            )
             .await
             .unwrap()
     };
-    let store = SqliteStore::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
     assert_eq!(store.head_position().await.unwrap(), 3);
     assert_eq!(store.stream_version("account-1").await.unwrap(), 2);
     let all = store.read_all(0, 10, &EventFilter::all()).await.unwrap();
@@ -47,7 +59,11 @@ async fn data_survives_reopening_the_file() {
     let data: serde_json::Value = serde_json::from_str(all[1].data.get()).unwrap();
     assert_eq!(data, json!({"amount": 5}));
     let next = store
-        .append("account-1", ExpectedVersion::Exact(2), vec![NewEvent::new("Closed", &json!({}))])
+        .append(
+            "account-1",
+            ExpectedVersion::Exact(2),
+            vec![NewEvent::new("Closed", &json!({}))],
+        )
         .await
         .unwrap();
     assert_eq!((next.version, next.position), (3, 4));
@@ -57,7 +73,14 @@ async fn data_survives_reopening_the_file() {
 async fn unreadable_database_is_a_backend_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("not-a-db.db");
-    std::fs::write(&path, b"this is not an sqlite database, just text padding it out").unwrap();
+    std::fs::write(
+        &path,
+        b"this is not an sqlite database, just text padding it out",
+    )
+    .unwrap();
     let error = SqliteStore::open(&path).await.unwrap_err();
-    assert!(matches!(error, allframe::StoreError::Backend(_)), "{error:?}");
+    assert!(
+        matches!(error, allframe::StoreError::Backend(_)),
+        "{error:?}"
+    );
 }

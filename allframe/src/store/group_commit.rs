@@ -34,7 +34,10 @@ pub(crate) trait BatchWriter: Send + 'static {
     /// Writes the accepted appends of `batch` in one transaction (checking
     /// each with [`plan`]) and returns each append's outcome in order. An
     /// `Err` means the transaction failed and nothing was written.
-    fn write<'a>(&'a mut self, batch: &'a [Request]) -> BoxFuture<'a, Result<Vec<Result<Appended>>>>;
+    fn write<'a>(
+        &'a mut self,
+        batch: &'a [Request],
+    ) -> BoxFuture<'a, Result<Vec<Result<Appended>>>>;
 }
 
 /// Decides every append of a batch against the stream versions and the log
@@ -121,7 +124,10 @@ async fn run<W: BatchWriter>(
             Ok(outcomes) => finish(&head, outcomes, replies),
             Err(error) if batch.len() == 1 => {
                 tracing::warn!(%error, "append transaction failed");
-                let _ = replies.into_iter().next().map(|reply| reply.send(Err(error)));
+                let _ = replies
+                    .into_iter()
+                    .next()
+                    .map(|reply| reply.send(Err(error)));
             }
             Err(error) => {
                 tracing::warn!(%error, appends = batch.len(), "batch transaction failed; retrying its appends one by one");

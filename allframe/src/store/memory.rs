@@ -72,13 +72,7 @@ impl MemoryStore {
             });
         }
         let first_index = log.events.len();
-        let appended = record_append(
-            stream_id,
-            events,
-            actual,
-            first_index as u64,
-            now_millis(),
-        );
+        let appended = record_append(stream_id, events, actual, first_index as u64, now_millis());
         log.events.extend(appended.events.iter().cloned());
         let end = log.events.len();
         log.streams

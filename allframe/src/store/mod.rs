@@ -143,11 +143,10 @@ impl EventFilter {
 
     /// Whether the event passes this filter.
     pub fn matches(&self, event: &RecordedEvent) -> bool {
-        self.stream_id.as_ref().is_none_or(|s| *s == event.stream_id)
-            && self
-                .category
-                .as_ref()
-                .is_none_or(|c| c == event.category())
+        self.stream_id
+            .as_ref()
+            .is_none_or(|s| *s == event.stream_id)
+            && self.category.as_ref().is_none_or(|c| c == event.category())
             && (self.event_types.is_empty() || self.event_types.contains(&event.event_type))
     }
 }
@@ -157,7 +156,9 @@ impl EventFilter {
 #[non_exhaustive]
 pub enum StoreError {
     /// The stream's version did not match the expected version.
-    #[error("wrong expected version for stream `{stream_id}`: expected {expected}, actual version {actual}")]
+    #[error(
+        "wrong expected version for stream `{stream_id}`: expected {expected}, actual version {actual}"
+    )]
     WrongExpectedVersion {
         /// The stream appended to.
         stream_id: String,
@@ -380,13 +381,18 @@ fn has_nul(json: &str) -> bool {
 }
 
 fn metadata_has_nul(metadata: &Metadata) -> bool {
-    [&metadata.correlation_id, &metadata.causation_id, &metadata.command]
-        .into_iter()
-        .flatten()
-        .any(|text| text.contains('\0'))
-        || metadata.extra.iter().any(|(key, value)| {
-            key.contains('\0') || has_nul(&value.to_string())
-        })
+    [
+        &metadata.correlation_id,
+        &metadata.causation_id,
+        &metadata.command,
+    ]
+    .into_iter()
+    .flatten()
+    .any(|text| text.contains('\0'))
+        || metadata
+            .extra
+            .iter()
+            .any(|(key, value)| key.contains('\0') || has_nul(&value.to_string()))
 }
 
 /// Checks the arguments of a read.

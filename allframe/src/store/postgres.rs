@@ -210,35 +210,65 @@ impl Writer {
             .collect();
         if let Some(last) = rows.last() {
             let new_head = to_i64(last.position);
+            // One statement writes the events and moves the head.
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO allframe_events ({INSERT_COLUMNS}) \
+                "WITH inserted AS (INSERT INTO allframe_events ({INSERT_COLUMNS}) \
                  SELECT p, s, c, v, t, sv, d::jsonb, e, co, ca, cm, x::jsonb, $13 \
                  FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::text[], \
                              $6::int4[], $7::text[], $8::uuid[], $9::text[], $10::text[], \
                              $11::text[], $12::text[]) \
-                 AS r(p, s, c, v, t, sv, d, e, co, ca, cm, x)"
+                 AS r(p, s, c, v, t, sv, d, e, co, ca, cm, x)) \
+                 UPDATE allframe_head SET position = $14"
             )))
             .bind(rows.iter().map(|e| to_i64(e.position)).collect::<Vec<_>>())
-            .bind(rows.iter().map(|e| e.stream_id.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|e| category_of(&e.stream_id)).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|e| e.stream_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|e| category_of(&e.stream_id))
+                    .collect::<Vec<_>>(),
+            )
             .bind(rows.iter().map(|e| to_i64(e.version)).collect::<Vec<_>>())
-            .bind(rows.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|e| e.schema_version as i32).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|e| e.event_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|e| e.schema_version as i32)
+                    .collect::<Vec<_>>(),
+            )
             .bind(rows.iter().map(|e| e.data.get()).collect::<Vec<_>>())
             .bind(rows.iter().map(|e| e.metadata.event_id).collect::<Vec<_>>())
-            .bind(rows.iter().map(|e| e.metadata.correlation_id.as_deref()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|e| e.metadata.causation_id.as_deref()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|e| e.metadata.command.as_deref()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|e| extra_column(&e.metadata)).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|e| e.metadata.correlation_id.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|e| e.metadata.causation_id.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|e| e.metadata.command.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|e| extra_column(&e.metadata))
+                    .collect::<Vec<_>>(),
+            )
             .bind(recorded_at)
+            .bind(new_head)
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-            sqlx::query("UPDATE allframe_head SET position = $1")
-                .bind(new_head)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(outcomes)
@@ -246,7 +276,10 @@ impl Writer {
 }
 
 impl BatchWriter for Writer {
-    fn write<'a>(&'a mut self, batch: &'a [Request]) -> BoxFuture<'a, Result<Vec<Result<Appended>>>> {
+    fn write<'a>(
+        &'a mut self,
+        batch: &'a [Request],
+    ) -> BoxFuture<'a, Result<Vec<Result<Appended>>>> {
         self.write_batch(batch).boxed()
     }
 }

@@ -77,8 +77,9 @@ where
     DB: Database,
     for<'t> String: Encode<'t, DB> + Type<DB>,
 {
-    let mut query =
-        QueryBuilder::new("SELECT stream_id, MAX(version) FROM allframe_events WHERE stream_id IN (");
+    let mut query = QueryBuilder::new(
+        "SELECT stream_id, MAX(version) FROM allframe_events WHERE stream_id IN (",
+    );
     let mut list = query.separated(", ");
     for stream_id in stream_ids {
         list.push_bind(stream_id.to_owned());
@@ -107,22 +108,19 @@ impl EventRow {
     /// Rebuilds the recorded event. A row that does not parse means the
     /// database was changed behind the store's back: a backend error.
     pub(crate) fn into_event(self) -> Result<RecordedEvent> {
+        let position = self.position;
         let corrupt = |what: &str| {
             StoreError::Backend(
-                format!(
-                    "stored event at position {} has invalid {what}",
-                    self.position
-                )
-                .into(),
+                format!("stored event at position {position} has invalid {what}").into(),
             )
         };
-        let data = RawValue::from_string(self.data.clone()).map_err(|_| corrupt("data"))?;
+        let data = RawValue::from_string(self.data).map_err(|_| corrupt("data"))?;
         let extra = match &self.extra {
             None => serde_json::Map::new(),
             Some(text) => serde_json::from_str(text).map_err(|_| corrupt("metadata"))?,
         };
         Ok(RecordedEvent {
-            position: u64::try_from(self.position).map_err(|_| corrupt("position"))?,
+            position: u64::try_from(position).map_err(|_| corrupt("position"))?,
             version: u64::try_from(self.version).map_err(|_| corrupt("version"))?,
             schema_version: u32::try_from(self.schema_version)
                 .map_err(|_| corrupt("schema_version"))?,
@@ -143,9 +141,8 @@ impl EventRow {
 
 /// The `extra` column of an event: NULL when there is nothing extra.
 pub(crate) fn extra_column(metadata: &Metadata) -> Option<String> {
-    (!metadata.extra.is_empty()).then(|| {
-        serde_json::to_string(&metadata.extra).expect("a JSON map always serializes")
-    })
+    (!metadata.extra.is_empty())
+        .then(|| serde_json::to_string(&metadata.extra).expect("a JSON map always serializes"))
 }
 
 /// Positions and versions are `u64` in Rust and signed 64-bit in SQL; they

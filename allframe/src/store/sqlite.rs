@@ -40,9 +40,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// Appends that may share one transaction by default.
 pub const DEFAULT_MAX_BATCH: usize = 256;
-/// Rows per `INSERT` statement; 13 columns each stays far below SQLite's
-/// limit of 32,766 bound parameters.
-const ROWS_PER_INSERT: usize = 1_000;
+/// Rows per `INSERT` statement, largest first. Inserting in chunks of these
+/// fixed sizes keeps the number of distinct statements small, so each is
+/// prepared once and then served from the statement cache; 13 columns × 512
+/// rows stays far below SQLite's limit of 32,766 bound parameters.
+const INSERT_CHUNKS: [usize; 4] = [512, 64, 8, 1];
 const SELECT_EVENTS: &str = "SELECT position, stream_id, version, event_type, schema_version, \
      data, event_id, correlation_id, causation_id, command, extra, recorded_at FROM allframe_events";
 
@@ -86,9 +88,12 @@ impl SqliteStore {
     /// transaction (1 turns group commit off).
     pub async fn connect_with(options: SqliteConnectOptions, max_batch: usize) -> Result<Self> {
         let options = options.journal_mode(SqliteJournalMode::Wal);
-        let mut writer = SqliteConnection::connect_with(&options)
-            .await
-            .map_err(db_error)?;
+        // A batch can touch many pages; a larger cache (64 MiB) for the one
+        // writing connection keeps them from spilling mid-transaction.
+        let mut writer =
+            SqliteConnection::connect_with(&options.clone().pragma("cache_size", "-65536"))
+                .await
+                .map_err(db_error)?;
         MIGRATOR
             .run(&mut writer)
             .await
@@ -174,10 +179,11 @@ impl Writer {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_error)?;
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM allframe_events")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let head: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM allframe_events")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?;
         let versions: HashMap<String, u64> =
             stream_versions_query::<Sqlite>(batch.iter().map(|r| r.stream_id.as_str()))
                 .build_query_as::<(String, i64)>()
@@ -193,9 +199,10 @@ impl Writer {
             .filter_map(|outcome| outcome.as_ref().ok())
             .flat_map(|appended| &appended.events)
             .collect();
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut insert =
-                QueryBuilder::<Sqlite>::new(format!("INSERT INTO allframe_events ({INSERT_COLUMNS}) "));
+        for chunk in fixed_chunks(&rows, &INSERT_CHUNKS) {
+            let mut insert = QueryBuilder::<Sqlite>::new(format!(
+                "INSERT INTO allframe_events ({INSERT_COLUMNS}) "
+            ));
             insert.push_values(chunk, |mut row, event| {
                 row.push_bind(to_i64(event.position))
                     .push_bind(event.stream_id.as_str())
@@ -218,8 +225,25 @@ impl Writer {
     }
 }
 
+/// Splits `rows` greedily into chunks whose lengths are all in `sizes`
+/// (descending, ending with 1).
+fn fixed_chunks<'r, T>(mut rows: &'r [T], sizes: &[usize]) -> Vec<&'r [T]> {
+    let mut chunks = Vec::new();
+    for &size in sizes {
+        while rows.len() >= size {
+            let (chunk, rest) = rows.split_at(size);
+            chunks.push(chunk);
+            rows = rest;
+        }
+    }
+    chunks
+}
+
 impl BatchWriter for Writer {
-    fn write<'a>(&'a mut self, batch: &'a [Request]) -> BoxFuture<'a, Result<Vec<Result<Appended>>>> {
+    fn write<'a>(
+        &'a mut self,
+        batch: &'a [Request],
+    ) -> BoxFuture<'a, Result<Vec<Result<Appended>>>> {
         self.write_batch(batch).boxed()
     }
 }
@@ -297,5 +321,23 @@ impl EventStore for SqliteStore {
 
     fn shared(&self) -> Arc<dyn EventStore> {
         Arc::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixed_chunks;
+
+    #[test]
+    fn rows_split_into_fixed_sizes() {
+        let rows: Vec<u32> = (0..1_100).collect();
+        let sizes: Vec<usize> = fixed_chunks(&rows, &[512, 64, 8, 1])
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        assert_eq!(sizes, [512, 512, 64, 8, 1, 1, 1, 1]);
+        let flat: Vec<u32> = fixed_chunks(&rows, &[512, 64, 8, 1]).concat();
+        assert_eq!(flat, rows);
+        assert!(fixed_chunks::<u32>(&[], &[512, 1]).is_empty());
     }
 }

@@ -5,7 +5,7 @@ use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::{Expr, ExprLit, Ident, Lit, Meta};
 
-use super::super::Errors;
+use crate::event::Errors;
 
 /// Where an `#[event(...)]` attribute was written.
 #[derive(Clone, Copy, PartialEq)]
@@ -176,5 +176,25 @@ impl TypeNames {
         }
         self.0.push((name.clone(), owner));
         name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_valid_type_name;
+
+    #[test]
+    fn type_names_follow_the_store_rule() {
+        for name in [
+            "MoneyDeposited",
+            "account.deposited",
+            "v2:opened_at-x",
+            &"a".repeat(128),
+        ] {
+            assert!(is_valid_type_name(name), "{name}");
+        }
+        for name in ["", "money deposited", "Über", "a/b", &"a".repeat(129)] {
+            assert!(!is_valid_type_name(name), "{name}");
+        }
     }
 }

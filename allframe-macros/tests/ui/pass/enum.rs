@@ -9,6 +9,7 @@ enum Account {
     Frozen,
     Reviewed {},
     Tagged(Vec<String>),
+    Touched(),
 }
 
 fn round_trip(event: Account, data: &str) {
@@ -21,7 +22,7 @@ fn round_trip(event: Account, data: &str) {
 fn main() {
     assert_eq!(
         Account::event_types(),
-        ["Opened", "account.deposited", "Frozen", "Reviewed", "Tagged"]
+        ["Opened", "account.deposited", "Frozen", "Reviewed", "Tagged", "Touched"]
     );
 
     let opened = Account::Opened { owner: "ada".into(), limit: None };
@@ -34,6 +35,7 @@ fn main() {
 
     round_trip(Account::Frozen, "{}");
     round_trip(Account::Reviewed {}, "{}");
+    round_trip(Account::Touched(), "{}");
     round_trip(Account::Tagged(vec!["vip".into()]), r#"["vip"]"#);
 
     let data = allframe::__private::serde_json::value::to_raw_value(&()).unwrap();

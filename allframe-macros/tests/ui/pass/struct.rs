@@ -9,7 +9,13 @@ struct MoneyDeposited {
 #[event(rename = "account:closed", version = 3)]
 struct AccountClosed;
 
+/// An empty tuple struct has no fields to object to.
+#[derive(Event)]
+struct Ticked();
+
 fn main() {
+    assert_eq!(Ticked().to_data().unwrap().get(), "{}");
+
     let event = MoneyDeposited { amount: 100 };
     assert_eq!(MoneyDeposited::event_types(), ["MoneyDeposited"]);
     assert_eq!((event.event_type(), event.schema_version()), ("MoneyDeposited", 1));
