@@ -8,7 +8,8 @@
 //! `ALLFRAME_BENCH_POSTGRES_URL` to change the server (default
 //! `postgres://postgres@127.0.0.1:5432/test`; each run uses a fresh schema,
 //! dropped afterwards). `ALLFRAME_BENCH_SECONDS` sets the length of one
-//! throughput sample (default 2).
+//! throughput sample (default 2). `ALLFRAME_BENCH_ONLY=append,group,read,latency`
+//! (any subset) runs only those sections.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -82,62 +83,73 @@ async fn run() {
         "!!! PostgreSQL benchmarks SKIPPED: run `cargo bench -p allframe --features postgres` to include them.\n"
     );
 
-    println!("## Append throughput (events/s, median of {ROUNDS} samples of {seconds} s)\n");
-    println!(
-        "| backend | batch 1, 1 writer | batch 1, 16 writers | batch 100, 1 writer | batch 100, 16 writers |"
-    );
-    println!("|---|---|---|---|---|");
-    for backend in &backends {
-        let shapes = [(1, 1), (1, 16), (100, 1), (100, 16)];
-        let mut samples = vec![Vec::new(); shapes.len()];
-        for _ in 0..ROUNDS {
-            for (i, &(batch, writers)) in shapes.iter().enumerate() {
-                let store = (backend.open)(allframe::store::sqlite::DEFAULT_MAX_BATCH).await;
-                samples[i].push(append_rate(store, writers, batch, sample).await);
+    let only = std::env::var("ALLFRAME_BENCH_ONLY").unwrap_or_default();
+    let run = |section: &str| only.is_empty() || only.split(',').any(|s| s == section);
+
+    if run("append") {
+        println!("## Append throughput (events/s, median of {ROUNDS} samples of {seconds} s)\n");
+        println!(
+            "| backend | batch 1, 1 writer | batch 1, 16 writers | batch 100, 1 writer | batch 100, 16 writers |"
+        );
+        println!("|---|---|---|---|---|");
+        for backend in &backends {
+            let shapes = [(1, 1), (1, 16), (100, 1), (100, 16)];
+            let mut samples = vec![Vec::new(); shapes.len()];
+            for _ in 0..ROUNDS {
+                for (i, &(batch, writers)) in shapes.iter().enumerate() {
+                    let store = (backend.open)(allframe::store::sqlite::DEFAULT_MAX_BATCH).await;
+                    samples[i].push(append_rate(store, writers, batch, sample).await);
+                }
             }
+            let cells: Vec<String> = samples
+                .iter_mut()
+                .map(|s| format!("{:.0}", median(s)))
+                .collect();
+            println!("| {} | {} |", backend.name, cells.join(" | "));
         }
-        let cells: Vec<String> = samples
-            .iter_mut()
-            .map(|s| format!("{:.0}", median(s)))
-            .collect();
-        println!("| {} | {} |", backend.name, cells.join(" | "));
     }
 
-    println!("\n## Group commit vs one transaction per append (16 writers, single events)\n");
-    println!("| backend | group commit (events/s) | one tx per append (events/s) | ratio |");
-    println!("|---|---|---|---|");
-    for backend in backends.iter().filter(|b| b.name != "memory") {
-        let (mut grouped, mut single) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            grouped.push(append_rate((backend.open)(256).await, 16, 1, sample).await);
-            single.push(append_rate((backend.open)(1).await, 16, 1, sample).await);
+    if run("group") {
+        println!("\n## Group commit vs one transaction per append (16 writers, single events)\n");
+        println!("| backend | group commit (events/s) | one tx per append (events/s) | ratio |");
+        println!("|---|---|---|---|");
+        for backend in backends.iter().filter(|b| b.name != "memory") {
+            let (mut grouped, mut single) = (Vec::new(), Vec::new());
+            for _ in 0..ROUNDS {
+                grouped.push(append_rate((backend.open)(256).await, 16, 1, sample).await);
+                single.push(append_rate((backend.open)(1).await, 16, 1, sample).await);
+            }
+            let (g, s) = (median(&mut grouped), median(&mut single));
+            println!("| {} | {g:.0} | {s:.0} | {:.2}× |", backend.name, g / s);
         }
-        let (g, s) = (median(&mut grouped), median(&mut single));
-        println!("| {} | {g:.0} | {s:.0} | {:.2}× |", backend.name, g / s);
     }
 
-    println!("\n## Global read (events/s, 200,000 events in pages of 1,000, median of 5)\n");
-    println!("| backend | events/s |");
-    println!("|---|---|");
-    for backend in &backends {
-        let store = (backend.open)(256).await;
-        fill(&*store, 200_000).await;
-        let mut rates: Vec<f64> = Vec::new();
-        for _ in 0..5 {
-            rates.push(read_rate(&*store).await);
+    if run("read") {
+        println!("\n## Global read (events/s, 200,000 events in pages of 1,000, median of 5)\n");
+        println!("| backend | events/s |");
+        println!("|---|---|");
+        for backend in &backends {
+            let store = (backend.open)(256).await;
+            fill(&*store, 200_000).await;
+            let mut rates: Vec<f64> = Vec::new();
+            for _ in 0..5 {
+                rates.push(read_rate(&*store).await);
+            }
+            println!("| {} | {:.0} |", backend.name, median(&mut rates));
         }
-        println!("| {} | {:.0} |", backend.name, median(&mut rates));
     }
 
-    println!(
-        "\n## Subscription delivery latency (append call to delivery, 2,000 single events, 1 every 2 ms)\n"
-    );
-    println!("| backend | p50 | p99 |");
-    println!("|---|---|---|");
-    for backend in &backends {
-        let store = (backend.open)(256).await;
-        let (p50, p99) = delivery_latency(store, 2_000, Duration::from_millis(2)).await;
-        println!("| {} | {p50:.2?} | {p99:.2?} |", backend.name);
+    if run("latency") {
+        println!(
+            "\n## Subscription delivery latency (append call to delivery, 2,000 single events, 1 every 2 ms)\n"
+        );
+        println!("| backend | p50 | p99 |");
+        println!("|---|---|---|");
+        for backend in &backends {
+            let store = (backend.open)(256).await;
+            let (p50, p99) = delivery_latency(store, 2_000, Duration::from_millis(2)).await;
+            println!("| {} | {p50:.2?} | {p99:.2?} |", backend.name);
+        }
     }
     #[cfg(feature = "postgres")]
     drop_bench_schemas().await;

@@ -586,8 +586,9 @@ pub mod conformance {
 /// (`Option<store>` after `optional:`, where `None` skips the test — the
 /// expression should say why on stderr).
 ///
-/// ```ignore
+/// ```
 /// allframe::store_conformance_tests!(async { allframe::store::MemoryStore::new() });
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! store_conformance_tests {

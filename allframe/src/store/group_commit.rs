@@ -118,6 +118,16 @@ async fn run<W: BatchWriter>(
 ) {
     let mut jobs = Vec::with_capacity(max_batch);
     while queue.recv_many(&mut jobs, max_batch).await > 0 {
+        if jobs.len() < max_batch {
+            // Callers answered by the last commit are usually about to queue
+            // their next append; letting them run first fills this batch
+            // instead of leaving them for the next transaction.
+            tokio::task::yield_now().await;
+            while jobs.len() < max_batch {
+                let Ok(job) = queue.try_recv() else { break };
+                jobs.push(job);
+            }
+        }
         let (batch, replies): (Vec<Request>, Vec<_>) =
             jobs.drain(..).map(|job| (job.request, job.reply)).unzip();
         match writer.write(&batch).await {

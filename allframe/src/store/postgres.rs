@@ -26,23 +26,18 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use futures_util::future::{BoxFuture, FutureExt};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection, Postgres, QueryBuilder, Row};
-use tokio::sync::watch;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
+use sqlx::{Connection, Postgres, Row};
 
-use super::group_commit::{BatchWriter, GroupCommit, Request, plan};
+use super::group_commit::{BatchWriter, Request, plan};
 use super::sql::{
-    EventRow, INSERT_COLUMNS, db_error, extra_column, push_read_all, push_read_stream,
+    EventRow, INSERT_COLUMNS, accepted_events, db_error, extra_column, sql_event_store,
     stream_versions_query, to_i64,
 };
-use super::{
-    Appended, EventFilter, EventStore, ExpectedVersion, Result, StoreError, validate_append,
-    validate_read,
-};
-use crate::event::{NewEvent, RecordedEvent, category_of, now_millis};
+use super::{Appended, Result, StoreError};
+use crate::event::{RecordedEvent, category_of, now_millis};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -52,17 +47,15 @@ const SELECT_EVENTS: &str = "SELECT position, stream_id, version, event_type, sc
      data::text, event_id, correlation_id, causation_id, command, extra::text, recorded_at \
      FROM allframe_events";
 
-/// The PostgreSQL event store. Cloning gives another handle to the same
-/// store.
-#[derive(Clone)]
-pub struct PostgresStore {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    reads: PgPool,
-    writer: GroupCommit,
-    head: watch::Receiver<u64>,
+sql_event_store! {
+    /// The PostgreSQL event store. Cloning gives another handle to the same
+    /// store.
+    store: PostgresStore,
+    database: Postgres,
+    select_events: SELECT_EVENTS,
+    stream_version: "SELECT COALESCE(MAX(version), 0) FROM allframe_events WHERE stream_id = $1",
+    head: "SELECT position FROM allframe_head",
+    event_row: event_row,
 }
 
 impl PostgresStore {
@@ -106,39 +99,7 @@ impl PostgresStore {
         let connection = PgConnection::connect_with(&options)
             .await
             .map_err(db_error)?;
-        let head_now = head_position(&reads).await?;
-        let (head_sender, head) = watch::channel(head_now);
-        let writer = GroupCommit::spawn(Writer { connection }, max_batch, head_sender);
-        Ok(Self {
-            inner: Arc::new(Inner {
-                reads,
-                writer,
-                head,
-            }),
-        })
-    }
-
-    /// The pool of read connections, for projections that keep their rows
-    /// in the same database.
-    pub fn pool(&self) -> &PgPool {
-        &self.inner.reads
-    }
-
-    async fn fetch_events(&self, mut query: QueryBuilder<Postgres>) -> Result<Vec<RecordedEvent>> {
-        let rows = query
-            .build()
-            .fetch_all(&self.inner.reads)
-            .await
-            .map_err(db_error)?;
-        rows.iter().map(event_row).collect()
-    }
-}
-
-impl std::fmt::Debug for PostgresStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresStore")
-            .field("head", &*self.inner.head.borrow())
-            .finish_non_exhaustive()
+        Self::start(reads, Writer { connection }, max_batch).await
     }
 }
 
@@ -150,14 +111,6 @@ fn quote_identifier(name: &str) -> Result<String> {
         ));
     }
     Ok(format!("\"{name}\""))
-}
-
-async fn head_position(pool: &PgPool) -> Result<u64> {
-    let head: i64 = sqlx::query_scalar("SELECT position FROM allframe_head")
-        .fetch_one(pool)
-        .await
-        .map_err(db_error)?;
-    Ok(head as u64)
 }
 
 fn event_row(row: &PgRow) -> Result<RecordedEvent> {
@@ -203,11 +156,7 @@ impl Writer {
                 .collect();
         let recorded_at = now_millis();
         let outcomes = plan(batch, head as u64, versions, recorded_at);
-        let rows: Vec<&RecordedEvent> = outcomes
-            .iter()
-            .filter_map(|outcome| outcome.as_ref().ok())
-            .flat_map(|appended| &appended.events)
-            .collect();
+        let rows = accepted_events(&outcomes);
         if let Some(last) = rows.last() {
             let new_head = to_i64(last.position);
             // One statement writes the events and moves the head.
@@ -281,81 +230,5 @@ impl BatchWriter for Writer {
         batch: &'a [Request],
     ) -> BoxFuture<'a, Result<Vec<Result<Appended>>>> {
         self.write_batch(batch).boxed()
-    }
-}
-
-impl EventStore for PostgresStore {
-    fn append<'a>(
-        &'a self,
-        stream_id: &'a str,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> BoxFuture<'a, Result<Appended>> {
-        async move {
-            validate_append(stream_id, &events)?;
-            let request = Request {
-                stream_id: stream_id.to_owned(),
-                expected,
-                events,
-            };
-            self.inner.writer.append(request).await
-        }
-        .boxed()
-    }
-
-    fn read_stream<'a>(
-        &'a self,
-        stream_id: &'a str,
-        from_version: u64,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
-        async move {
-            validate_read(limit)?;
-            let mut query = QueryBuilder::new(SELECT_EVENTS);
-            push_read_stream(&mut query, stream_id, from_version, limit);
-            self.fetch_events(query).await
-        }
-        .boxed()
-    }
-
-    fn read_all<'a>(
-        &'a self,
-        after: u64,
-        limit: usize,
-        filter: &'a EventFilter,
-    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
-        async move {
-            validate_read(limit)?;
-            let mut query = QueryBuilder::new(SELECT_EVENTS);
-            push_read_all(&mut query, after, limit, filter);
-            self.fetch_events(query).await
-        }
-        .boxed()
-    }
-
-    fn stream_version<'a>(&'a self, stream_id: &'a str) -> BoxFuture<'a, Result<u64>> {
-        async move {
-            let version: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(MAX(version), 0) FROM allframe_events WHERE stream_id = $1",
-            )
-            .bind(stream_id)
-            .fetch_one(&self.inner.reads)
-            .await
-            .map_err(db_error)?;
-            Ok(version as u64)
-        }
-        .boxed()
-    }
-
-    fn head_position(&self) -> BoxFuture<'_, Result<u64>> {
-        head_position(&self.inner.reads).boxed()
-    }
-
-    fn watch_head(&self) -> watch::Receiver<u64> {
-        self.inner.head.clone()
-    }
-
-    fn shared(&self) -> Arc<dyn EventStore> {
-        Arc::new(self.clone())
     }
 }

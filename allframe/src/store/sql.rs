@@ -155,3 +155,180 @@ pub(crate) fn to_i64(value: u64) -> i64 {
 pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
     StoreError::backend(error)
 }
+
+/// Defines a SQL store type and its [`EventStore`](super::EventStore) impl.
+///
+/// SQLite and PostgreSQL differ only in their connection set-up, their
+/// writer and a few statements; everything else about the two stores is
+/// this one definition. `select_events` is the `SELECT … FROM
+/// allframe_events` that rows are decoded from by `event_row`, `head` reads
+/// the last committed position, `stream_version` takes one bound stream id.
+macro_rules! sql_event_store {
+    (
+        $(#[$doc:meta])*
+        store: $store:ident,
+        database: $db:ty,
+        select_events: $select_events:expr,
+        stream_version: $stream_version:expr,
+        head: $head:expr,
+        event_row: $event_row:path $(,)?
+    ) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $store {
+            inner: ::std::sync::Arc<$crate::store::sql::SqlInner<::sqlx::Pool<$db>>>,
+        }
+
+        impl $store {
+            /// Starts the writer task on `writer` and wraps up the store.
+            async fn start(
+                reads: ::sqlx::Pool<$db>,
+                writer: impl $crate::store::group_commit::BatchWriter,
+                max_batch: usize,
+            ) -> $crate::store::Result<Self> {
+                let head_now = Self::head_in(&reads).await?;
+                let (head_sender, head) = ::tokio::sync::watch::channel(head_now);
+                let writer =
+                    $crate::store::group_commit::GroupCommit::spawn(writer, max_batch, head_sender);
+                Ok(Self {
+                    inner: ::std::sync::Arc::new($crate::store::sql::SqlInner {
+                        reads,
+                        writer,
+                        head,
+                    }),
+                })
+            }
+
+            /// The pool of read connections, for projections that keep
+            /// their rows in the same database.
+            pub fn pool(&self) -> &::sqlx::Pool<$db> {
+                &self.inner.reads
+            }
+
+            async fn head_in(pool: &::sqlx::Pool<$db>) -> $crate::store::Result<u64> {
+                let head: i64 = ::sqlx::query_scalar($head)
+                    .fetch_one(pool)
+                    .await
+                    .map_err($crate::store::sql::db_error)?;
+                Ok(head as u64)
+            }
+
+            async fn fetch_events(
+                &self,
+                mut query: ::sqlx::QueryBuilder<$db>,
+            ) -> $crate::store::Result<Vec<$crate::RecordedEvent>> {
+                let rows = query
+                    .build()
+                    .fetch_all(&self.inner.reads)
+                    .await
+                    .map_err($crate::store::sql::db_error)?;
+                rows.iter().map($event_row).collect()
+            }
+        }
+
+        impl ::std::fmt::Debug for $store {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($store))
+                    .field("head", &*self.inner.head.borrow())
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl $crate::store::EventStore for $store {
+            fn append<'a>(
+                &'a self,
+                stream_id: &'a str,
+                expected: $crate::ExpectedVersion,
+                events: Vec<$crate::NewEvent>,
+            ) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<$crate::Appended>> {
+                ::futures_util::FutureExt::boxed(async move {
+                    $crate::store::validate_append(stream_id, &events)?;
+                    let request = $crate::store::group_commit::Request {
+                        stream_id: stream_id.to_owned(),
+                        expected,
+                        events,
+                    };
+                    self.inner.writer.append(request).await
+                })
+            }
+
+            fn read_stream<'a>(
+                &'a self,
+                stream_id: &'a str,
+                from_version: u64,
+                limit: usize,
+            ) -> ::futures_util::future::BoxFuture<
+                'a,
+                $crate::store::Result<Vec<$crate::RecordedEvent>>,
+            > {
+                ::futures_util::FutureExt::boxed(async move {
+                    $crate::store::validate_read(limit)?;
+                    let mut query = ::sqlx::QueryBuilder::new($select_events);
+                    $crate::store::sql::push_read_stream(&mut query, stream_id, from_version, limit);
+                    self.fetch_events(query).await
+                })
+            }
+
+            fn read_all<'a>(
+                &'a self,
+                after: u64,
+                limit: usize,
+                filter: &'a $crate::EventFilter,
+            ) -> ::futures_util::future::BoxFuture<
+                'a,
+                $crate::store::Result<Vec<$crate::RecordedEvent>>,
+            > {
+                ::futures_util::FutureExt::boxed(async move {
+                    $crate::store::validate_read(limit)?;
+                    let mut query = ::sqlx::QueryBuilder::new($select_events);
+                    $crate::store::sql::push_read_all(&mut query, after, limit, filter);
+                    self.fetch_events(query).await
+                })
+            }
+
+            fn stream_version<'a>(
+                &'a self,
+                stream_id: &'a str,
+            ) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<u64>> {
+                ::futures_util::FutureExt::boxed(async move {
+                    let version: i64 = ::sqlx::query_scalar($stream_version)
+                        .bind(stream_id)
+                        .fetch_one(&self.inner.reads)
+                        .await
+                        .map_err($crate::store::sql::db_error)?;
+                    Ok(version as u64)
+                })
+            }
+
+            fn head_position(&self) -> ::futures_util::future::BoxFuture<'_, $crate::store::Result<u64>> {
+                ::futures_util::FutureExt::boxed(Self::head_in(&self.inner.reads))
+            }
+
+            fn watch_head(&self) -> ::tokio::sync::watch::Receiver<u64> {
+                self.inner.head.clone()
+            }
+
+            fn shared(&self) -> ::std::sync::Arc<dyn $crate::store::EventStore> {
+                ::std::sync::Arc::new(self.clone())
+            }
+        }
+    };
+}
+pub(crate) use sql_event_store;
+
+/// What a SQL store holds: its read pool, the queue to its writer task and
+/// the head signal that task moves.
+pub(crate) struct SqlInner<P> {
+    pub(crate) reads: P,
+    pub(crate) writer: super::group_commit::GroupCommit,
+    pub(crate) head: tokio::sync::watch::Receiver<u64>,
+}
+
+/// The events of a batch's accepted appends, in position order.
+pub(crate) fn accepted_events(outcomes: &[Result<super::Appended>]) -> Vec<&RecordedEvent> {
+    outcomes
+        .iter()
+        .filter_map(|outcome| outcome.as_ref().ok())
+        .flat_map(|appended| &appended.events)
+        .collect()
+}

@@ -14,27 +14,21 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use chrono::DateTime;
 use futures_util::future::{BoxFuture, FutureExt};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
 };
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
-use tokio::sync::watch;
 
-use super::group_commit::{BatchWriter, GroupCommit, Request, plan};
+use super::group_commit::{BatchWriter, Request, plan};
 use super::sql::{
-    EventRow, INSERT_COLUMNS, db_error, extra_column, push_read_all, push_read_stream,
+    EventRow, INSERT_COLUMNS, accepted_events, db_error, extra_column, sql_event_store,
     stream_versions_query, to_i64,
 };
-use super::{
-    Appended, EventFilter, EventStore, ExpectedVersion, Result, StoreError, validate_append,
-    validate_read,
-};
-use crate::event::{NewEvent, RecordedEvent, category_of, now_millis};
+use super::{Appended, Result, StoreError};
+use crate::event::{RecordedEvent, category_of, now_millis};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -48,16 +42,14 @@ const INSERT_CHUNKS: [usize; 4] = [512, 64, 8, 1];
 const SELECT_EVENTS: &str = "SELECT position, stream_id, version, event_type, schema_version, \
      data, event_id, correlation_id, causation_id, command, extra, recorded_at FROM allframe_events";
 
-/// The SQLite event store. Cloning gives another handle to the same store.
-#[derive(Clone)]
-pub struct SqliteStore {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    reads: SqlitePool,
-    writer: GroupCommit,
-    head: watch::Receiver<u64>,
+sql_event_store! {
+    /// The SQLite event store. Cloning gives another handle to the same store.
+    store: SqliteStore,
+    database: Sqlite,
+    select_events: SELECT_EVENTS,
+    stream_version: "SELECT COALESCE(MAX(version), 0) FROM allframe_events WHERE stream_id = ?",
+    head: "SELECT COALESCE(MAX(position), 0) FROM allframe_events",
+    event_row: event_row,
 }
 
 impl SqliteStore {
@@ -103,48 +95,8 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(db_error)?;
-        let head_now = head_position(&reads).await?;
-        let (head_sender, head) = watch::channel(head_now);
-        let writer = GroupCommit::spawn(Writer { connection: writer }, max_batch, head_sender);
-        Ok(Self {
-            inner: Arc::new(Inner {
-                reads,
-                writer,
-                head,
-            }),
-        })
+        Self::start(reads, Writer { connection: writer }, max_batch).await
     }
-
-    /// The pool of read connections, for projections that keep their rows
-    /// in the same database.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.inner.reads
-    }
-
-    async fn fetch_events(&self, mut query: QueryBuilder<Sqlite>) -> Result<Vec<RecordedEvent>> {
-        let rows = query
-            .build()
-            .fetch_all(&self.inner.reads)
-            .await
-            .map_err(db_error)?;
-        rows.iter().map(event_row).collect()
-    }
-}
-
-impl std::fmt::Debug for SqliteStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("head", &*self.inner.head.borrow())
-            .finish_non_exhaustive()
-    }
-}
-
-async fn head_position(pool: &SqlitePool) -> Result<u64> {
-    let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM allframe_events")
-        .fetch_one(pool)
-        .await
-        .map_err(db_error)?;
-    Ok(head as u64)
 }
 
 fn event_row(row: &SqliteRow) -> Result<RecordedEvent> {
@@ -194,11 +146,7 @@ impl Writer {
                 .map(|(stream_id, version)| (stream_id, version as u64))
                 .collect();
         let outcomes = plan(batch, head as u64, versions, now_millis());
-        let rows: Vec<&RecordedEvent> = outcomes
-            .iter()
-            .filter_map(|outcome| outcome.as_ref().ok())
-            .flat_map(|appended| &appended.events)
-            .collect();
+        let rows = accepted_events(&outcomes);
         for chunk in fixed_chunks(&rows, &INSERT_CHUNKS) {
             let mut insert = QueryBuilder::<Sqlite>::new(format!(
                 "INSERT INTO allframe_events ({INSERT_COLUMNS}) "
@@ -245,82 +193,6 @@ impl BatchWriter for Writer {
         batch: &'a [Request],
     ) -> BoxFuture<'a, Result<Vec<Result<Appended>>>> {
         self.write_batch(batch).boxed()
-    }
-}
-
-impl EventStore for SqliteStore {
-    fn append<'a>(
-        &'a self,
-        stream_id: &'a str,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> BoxFuture<'a, Result<Appended>> {
-        async move {
-            validate_append(stream_id, &events)?;
-            let request = Request {
-                stream_id: stream_id.to_owned(),
-                expected,
-                events,
-            };
-            self.inner.writer.append(request).await
-        }
-        .boxed()
-    }
-
-    fn read_stream<'a>(
-        &'a self,
-        stream_id: &'a str,
-        from_version: u64,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
-        async move {
-            validate_read(limit)?;
-            let mut query = QueryBuilder::new(SELECT_EVENTS);
-            push_read_stream(&mut query, stream_id, from_version, limit);
-            self.fetch_events(query).await
-        }
-        .boxed()
-    }
-
-    fn read_all<'a>(
-        &'a self,
-        after: u64,
-        limit: usize,
-        filter: &'a EventFilter,
-    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
-        async move {
-            validate_read(limit)?;
-            let mut query = QueryBuilder::new(SELECT_EVENTS);
-            push_read_all(&mut query, after, limit, filter);
-            self.fetch_events(query).await
-        }
-        .boxed()
-    }
-
-    fn stream_version<'a>(&'a self, stream_id: &'a str) -> BoxFuture<'a, Result<u64>> {
-        async move {
-            let version: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(MAX(version), 0) FROM allframe_events WHERE stream_id = ?",
-            )
-            .bind(stream_id)
-            .fetch_one(&self.inner.reads)
-            .await
-            .map_err(db_error)?;
-            Ok(version as u64)
-        }
-        .boxed()
-    }
-
-    fn head_position(&self) -> BoxFuture<'_, Result<u64>> {
-        head_position(&self.inner.reads).boxed()
-    }
-
-    fn watch_head(&self) -> watch::Receiver<u64> {
-        self.inner.head.clone()
-    }
-
-    fn shared(&self) -> Arc<dyn EventStore> {
-        Arc::new(self.clone())
     }
 }
 
