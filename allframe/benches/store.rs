@@ -9,7 +9,8 @@
 //! `postgres://postgres@127.0.0.1:5432/test`; each run uses a fresh schema,
 //! dropped afterwards). `ALLFRAME_BENCH_SECONDS` sets the length of one
 //! throughput sample (default 2). `ALLFRAME_BENCH_ONLY=append,group,read,latency`
-//! (any subset) runs only those sections.
+//! (any subset) runs only those sections; `ALLFRAME_BENCH_ROUNDS` sets how
+//! many interleaved rounds each comparison runs (default 3).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,7 +33,6 @@ struct Backend {
     open: Box<dyn Fn(usize) -> Opened>,
 }
 
-const ROUNDS: usize = 3;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -83,11 +83,15 @@ async fn run() {
         "!!! PostgreSQL benchmarks SKIPPED: run `cargo bench -p allframe --features postgres` to include them.\n"
     );
 
+    let rounds: usize = std::env::var("ALLFRAME_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let only = std::env::var("ALLFRAME_BENCH_ONLY").unwrap_or_default();
     let run = |section: &str| only.is_empty() || only.split(',').any(|s| s == section);
 
     if run("append") {
-        println!("## Append throughput (events/s, median of {ROUNDS} samples of {seconds} s)\n");
+        println!("## Append throughput (events/s, median of {rounds} samples of {seconds} s)\n");
         println!(
             "| backend | batch 1, 1 writer | batch 1, 16 writers | batch 100, 1 writer | batch 100, 16 writers |"
         );
@@ -95,7 +99,7 @@ async fn run() {
         for backend in &backends {
             let shapes = [(1, 1), (1, 16), (100, 1), (100, 16)];
             let mut samples = vec![Vec::new(); shapes.len()];
-            for _ in 0..ROUNDS {
+            for _ in 0..rounds {
                 for (i, &(batch, writers)) in shapes.iter().enumerate() {
                     let store = (backend.open)(allframe::store::sqlite::DEFAULT_MAX_BATCH).await;
                     samples[i].push(append_rate(store, writers, batch, sample).await);
@@ -115,7 +119,7 @@ async fn run() {
         println!("|---|---|---|---|");
         for backend in backends.iter().filter(|b| b.name != "memory") {
             let (mut grouped, mut single) = (Vec::new(), Vec::new());
-            for _ in 0..ROUNDS {
+            for _ in 0..rounds {
                 grouped.push(append_rate((backend.open)(256).await, 16, 1, sample).await);
                 single.push(append_rate((backend.open)(1).await, 16, 1, sample).await);
             }
