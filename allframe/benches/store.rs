@@ -33,7 +33,6 @@ struct Backend {
     open: Box<dyn Fn(usize) -> Opened>,
 }
 
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,11 +1,20 @@
 #![doc = include_str!("../../README.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod aggregate;
+pub mod command;
+pub mod di;
 mod event;
 pub mod store;
 mod subscription;
 pub mod testing;
 
+pub use aggregate::{Aggregate, LoadError, Loaded, load, replay, stream_id};
+pub use command::{
+    Command, CommandError, CommandHandler, CommandOutcome, DispatchConfig, DispatchOptions,
+    Dispatcher, DomainError, FieldError, Rejection,
+};
+pub use di::{Container, Dep};
 pub use event::{DecodeError, DecodeErrorKind, Event, Metadata, NewEvent, RecordedEvent};
 pub use store::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError};
 pub use subscription::Subscription;
@@ -16,6 +25,7 @@ pub use allframe_macros::Event;
 /// The names most programs need, in one import.
 pub mod prelude {
     pub use crate::{
+        Aggregate, Command, CommandError, Container, Dep, DispatchOptions, Dispatcher, DomainError,
         Event, EventFilter, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
     };
 }
@@ -23,7 +33,11 @@ pub mod prelude {
 /// Support for generated code. Not public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::command::{CommandHandler, HandlerRegistration};
+    pub use crate::di::{Container, Dependency};
     pub use crate::event::{DecodeErrorKind, Event};
+    pub use futures_util::future::BoxFuture;
+    pub use inventory;
     pub use serde;
     pub use serde_json;
     pub use serde_json::value::RawValue;

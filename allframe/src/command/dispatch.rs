@@ -1,0 +1,437 @@
+//! Dispatch: validate → load → decide → append, retried on conflict.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::error::field_errors;
+use super::registry::{self, HandlerRegistration, Registered, RegistryError};
+use super::{AggregateOf, Command, CommandError, CommandHandler};
+use crate::aggregate::{Loaded, load, stream_id};
+use crate::di::{Container, DiError};
+use crate::event::{Metadata, NewEvent, RecordedEvent};
+use crate::store::{EventStore, ExpectedVersion, StoreError};
+
+/// Dispatcher settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DispatchConfig {
+    /// How many times a command is retried after a concurrency conflict
+    /// (default 3, so at most 4 attempts).
+    pub max_retries: u32,
+    /// How long an idempotency record is kept (default 24 h).
+    pub idempotency_retention: Duration,
+    /// How long an in-flight idempotency key stays claimed by a caller
+    /// that neither completes nor releases it (it crashed), default 30 s.
+    pub idempotency_lease: Duration,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            idempotency_retention: Duration::from_secs(24 * 60 * 60),
+            idempotency_lease: Duration::from_secs(30),
+        }
+    }
+}
+
+impl DispatchConfig {
+    /// Sets how many times a conflicting command is retried.
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// Sets how long idempotency records are kept.
+    pub fn idempotency_retention(mut self, retention: Duration) -> Self {
+        self.idempotency_retention = retention;
+        self
+    }
+
+    /// Sets how long an abandoned in-flight key stays claimed.
+    pub fn idempotency_lease(mut self, lease: Duration) -> Self {
+        self.idempotency_lease = lease;
+        self
+    }
+}
+
+/// Per-call options: what the HTTP layer takes from request headers.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct DispatchOptions {
+    /// Flows into every event's `metadata.correlation_id` (default: the
+    /// command's own id).
+    pub correlation_id: Option<String>,
+    /// Makes the call idempotent: a repeat returns the first result.
+    pub idempotency_key: Option<String>,
+    /// Fails fast with a precondition error (no retry) unless the aggregate
+    /// is at exactly this version.
+    pub expected_version: Option<u64>,
+    /// Extra metadata fields for every event.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+impl DispatchOptions {
+    /// Sets the correlation id.
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the idempotency key.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets the expected aggregate version.
+    pub fn expected_version(mut self, version: u64) -> Self {
+        self.expected_version = Some(version);
+        self
+    }
+
+    /// Adds an extra metadata field.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// What a carried-out command produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CommandOutcome {
+    /// The aggregate's stream.
+    pub stream_id: String,
+    /// The aggregate's id (server-generated for create-commands without one).
+    pub aggregate_id: String,
+    /// The aggregate's version after the command.
+    pub version: u64,
+    /// The global position of the last recorded event; `None` when the
+    /// handler decided on no events.
+    pub position: Option<u64>,
+    /// The recorded events.
+    pub events: Vec<RecordedEvent>,
+    /// Whether this is the stored result of an earlier call with the same
+    /// idempotency key.
+    #[serde(skip)]
+    pub replayed: bool,
+}
+
+/// A command's input: JSON from the wire, or a typed value from Rust.
+pub(crate) enum Input<'a> {
+    Json(&'a [u8]),
+    Typed(Box<dyn Any + Send>),
+}
+
+/// Why a dispatcher could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The handler registry is inconsistent.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Handlers ask for dependencies nobody provides.
+    #[error(transparent)]
+    Dependencies(#[from] DiError),
+}
+
+/// Runs commands against an event store.
+pub struct Dispatcher {
+    store: Arc<dyn EventStore>,
+    container: Arc<Container>,
+    handlers: BTreeMap<&'static str, Registered>,
+    config: DispatchConfig,
+}
+
+/// Configures a [`Dispatcher`].
+pub struct DispatcherBuilder {
+    store: Arc<dyn EventStore>,
+    container: Container,
+    config: DispatchConfig,
+    registrations: Option<Vec<&'static HandlerRegistration>>,
+}
+
+impl DispatcherBuilder {
+    /// The dependencies handlers ask for.
+    pub fn container(mut self, container: Container) -> Self {
+        self.container = container;
+        self
+    }
+
+    /// Retry and idempotency settings.
+    pub fn config(mut self, config: DispatchConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Uses exactly these handlers instead of every `#[command_handler]`
+    /// linked into the program.
+    pub fn handlers(mut self, registrations: Vec<&'static HandlerRegistration>) -> Self {
+        self.registrations = Some(registrations);
+        self
+    }
+
+    /// Checks the registry (one handler per command) and that every
+    /// `Dep<T>` any handler asks for is provided, naming all missing types.
+    pub fn build(self) -> Result<Dispatcher, BuildError> {
+        let handlers = match self.registrations {
+            Some(registrations) => registry::collect(registrations)?,
+            None => registry::collect(registry::linked())?,
+        };
+        self.container.check(
+            handlers
+                .values()
+                .flat_map(|registered| registered.erased.dependencies().iter().copied()),
+        )?;
+        Ok(Dispatcher {
+            store: self.store,
+            container: Arc::new(self.container),
+            handlers,
+            config: self.config,
+        })
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher over `store`, with every linked handler by default.
+    pub fn builder(store: &dyn EventStore) -> DispatcherBuilder {
+        DispatcherBuilder {
+            store: store.shared(),
+            container: Container::default(),
+            config: DispatchConfig::default(),
+            registrations: None,
+        }
+    }
+
+    /// The names of all commands it can run, sorted.
+    pub fn commands(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.handlers.keys().copied()
+    }
+
+    /// The event store.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// The dependency container.
+    pub fn container(&self) -> &Container {
+        &self.container
+    }
+
+    /// Runs a typed command.
+    pub async fn dispatch<C: Command>(
+        &self,
+        command: C,
+        options: DispatchOptions,
+    ) -> Result<CommandOutcome, CommandError> {
+        let registered = self.handler(C::NAME)?;
+        registered
+            .erased
+            .dispatch(self, Input::Typed(Box::new(command)), options)
+            .await
+    }
+
+    /// Runs the command registered as `name` from its JSON body.
+    pub async fn dispatch_json(
+        &self,
+        name: &str,
+        body: &[u8],
+        options: DispatchOptions,
+    ) -> Result<CommandOutcome, CommandError> {
+        let registered = self.handler(name)?;
+        registered
+            .erased
+            .dispatch(self, Input::Json(body), options)
+            .await
+    }
+
+    fn handler(&self, name: &str) -> Result<&Registered, CommandError> {
+        self.handlers
+            .get(name)
+            .ok_or_else(|| CommandError::UnknownCommand(name.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("commands", &self.handlers.keys().collect::<Vec<_>>())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Refuses a create-command on an existing aggregate and any other command
+/// on a missing one.
+pub(crate) fn check_existence<C: Command>(
+    stream_id: &str,
+    loaded: &Loaded<AggregateOf<C>>,
+) -> Result<(), CommandError> {
+    match (C::CREATE, loaded.exists()) {
+        (true, true) => Err(CommandError::AlreadyExists {
+            stream_id: stream_id.to_owned(),
+        }),
+        (false, false) => Err(CommandError::NotFound {
+            stream_id: stream_id.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn parse<C: Command>(input: Input<'_>) -> Result<C, CommandError> {
+    match input {
+        Input::Json(body) => serde_json::from_slice(body).map_err(|error| {
+            if error.is_data() {
+                CommandError::InvalidCommand(error.to_string())
+            } else {
+                CommandError::MalformedJson(error.to_string())
+            }
+        }),
+        Input::Typed(command) => command
+            .downcast::<C>()
+            .map(|command| *command)
+            .map_err(|_| CommandError::InvalidCommand("command of the wrong type".into())),
+    }
+}
+
+/// The whole cycle for one command.
+pub(crate) async fn run<H: CommandHandler>(
+    handler: &H,
+    dispatcher: &Dispatcher,
+    input: Input<'_>,
+    options: DispatchOptions,
+) -> Result<CommandOutcome, CommandError> {
+    let command: H::Command = parse(input)?;
+    if let Err(report) = garde::Validate::validate(&command) {
+        return Err(CommandError::Validation(field_errors(
+            &report,
+            <H::Command as Command>::wire_field,
+        )));
+    }
+    let aggregate_id = command
+        .aggregate_id()
+        .unwrap_or_else(|| Uuid::now_v7().to_string());
+    let stream = stream_id::<AggregateOf<H::Command>>(&aggregate_id);
+    crate::store::validate_stream_id(&stream)
+        .map_err(|error| CommandError::InvalidCommand(format!("invalid aggregate id: {error}")))?;
+    execute(handler, dispatcher, command, aggregate_id, stream, &options).await
+}
+
+/// Load → decide → append, retried on conflict.
+async fn execute<H: CommandHandler>(
+    handler: &H,
+    dispatcher: &Dispatcher,
+    command: H::Command,
+    aggregate_id: String,
+    stream: String,
+    options: &DispatchOptions,
+) -> Result<CommandOutcome, CommandError> {
+    let store = &*dispatcher.store;
+    let command_id = Uuid::now_v7().to_string();
+    // Handlers take the command by value; a retry decodes a fresh copy.
+    let mut spare = None;
+    let mut command = Some(command);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let current = match command.take() {
+            Some(command) => command,
+            None => rebuild(&spare)?,
+        };
+        if attempts == 1 && dispatcher.config.max_retries > 0 {
+            spare = Some(serde_json::to_value(&current).map_err(CommandError::EventEncoding)?);
+        }
+        let loaded = load::<AggregateOf<H::Command>>(store, &aggregate_id).await?;
+        check_existence::<H::Command>(&stream, &loaded)?;
+        if let Some(expected) = options.expected_version
+            && expected != loaded.version
+        {
+            return Err(CommandError::PreconditionFailed {
+                expected,
+                actual: loaded.version,
+            });
+        }
+        let decided = handler
+            .handle(current, &loaded.state, &dispatcher.container)
+            .await
+            .map_err(CommandError::erase)?;
+        if decided.is_empty() {
+            return Ok(CommandOutcome {
+                stream_id: stream,
+                aggregate_id,
+                version: loaded.version,
+                position: None,
+                events: Vec::new(),
+                replayed: false,
+            });
+        }
+        let events = decided
+            .iter()
+            .map(|event| {
+                NewEvent::from_event(event)
+                    .map(|new| new.with_metadata(metadata::<H::Command>(&command_id, options)))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(CommandError::EventEncoding)?;
+        let expected = if <H::Command as Command>::CREATE {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(loaded.version)
+        };
+        match store.append(&stream, expected, events).await {
+            Ok(appended) => {
+                return Ok(CommandOutcome {
+                    stream_id: stream,
+                    aggregate_id,
+                    version: appended.version,
+                    position: Some(appended.position),
+                    events: appended.events,
+                    replayed: false,
+                });
+            }
+            Err(StoreError::WrongExpectedVersion { actual, .. }) => {
+                if let Some(expected) = options.expected_version {
+                    return Err(CommandError::PreconditionFailed { expected, actual });
+                }
+                if <H::Command as Command>::CREATE {
+                    return Err(CommandError::AlreadyExists { stream_id: stream });
+                }
+                if attempts > dispatcher.config.max_retries {
+                    return Err(CommandError::Conflict {
+                        stream_id: stream,
+                        attempts,
+                    });
+                }
+                tracing::debug!(stream_id = %stream, attempts, "concurrency conflict; retrying");
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+fn rebuild<C: Command>(spare: &Option<serde_json::Value>) -> Result<C, CommandError> {
+    let value = spare
+        .clone()
+        .ok_or_else(|| CommandError::InvalidCommand("command cannot be retried".into()))?;
+    serde_json::from_value(value).map_err(|error| CommandError::InvalidCommand(error.to_string()))
+}
+
+fn metadata<C: Command>(command_id: &str, options: &DispatchOptions) -> Metadata {
+    let mut metadata = Metadata::new();
+    metadata.correlation_id = Some(
+        options
+            .correlation_id
+            .clone()
+            .unwrap_or_else(|| command_id.to_owned()),
+    );
+    metadata.causation_id = Some(command_id.to_owned());
+    metadata.command = Some(C::NAME.to_owned());
+    metadata.extra = options.metadata.clone();
+    metadata
+}

@@ -1,0 +1,315 @@
+//! Why a command was not carried out: one typed error for every layer of
+//! dispatch, generic over the user's domain error.
+
+use crate::aggregate::LoadError;
+use crate::store::StoreError;
+
+/// A domain rule that refused a command: a stable machine-readable code
+/// (e.g. `insufficient-funds`) and an HTTP status (422 unless overridden).
+///
+/// Implement it with `#[derive(DomainError)]`, or by hand.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a domain error",
+    note = "add `#[derive(allframe::DomainError)]` to `{Self}`, or use `std::convert::Infallible` when the handler never refuses"
+)]
+pub trait DomainError: std::error::Error + Send + Sync + 'static {
+    /// A stable, kebab-case code naming this kind of refusal.
+    fn code(&self) -> &'static str;
+
+    /// The HTTP status to answer with.
+    fn status(&self) -> u16 {
+        422
+    }
+}
+
+impl DomainError for std::convert::Infallible {
+    fn code(&self) -> &'static str {
+        match *self {}
+    }
+}
+
+/// A domain refusal with its type erased, as dispatch by name returns it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+#[non_exhaustive]
+pub struct Rejection {
+    /// The domain error's code.
+    pub code: &'static str,
+    /// The domain error's HTTP status.
+    pub status: u16,
+    /// The domain error's message (its `Display`).
+    pub message: String,
+}
+
+impl Rejection {
+    /// Erases a domain error.
+    pub fn from_domain<E: DomainError>(error: &E) -> Self {
+        Self {
+            code: error.code(),
+            status: error.status(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl DomainError for Rejection {
+    fn code(&self) -> &'static str {
+        self.code
+    }
+
+    fn status(&self) -> u16 {
+        self.status
+    }
+}
+
+/// One validation failure: where (an RFC 6901 pointer into the request
+/// body, using the wire field names) and what.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FieldError {
+    /// RFC 6901 pointer, e.g. `/amount` or `/items/0/name`.
+    pub pointer: String,
+    /// What is wrong with the value.
+    pub detail: String,
+}
+
+/// Why a command was not carried out.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError<E = Rejection> {
+    /// No handler is registered under this name.
+    #[error("unknown command `{0}`")]
+    UnknownCommand(String),
+    /// The body is not JSON.
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// The body is JSON but not this command (missing field, wrong type).
+    #[error("invalid command: {0}")]
+    InvalidCommand(String),
+    /// The command broke its validation rules.
+    #[error("validation failed: {}", describe(.0))]
+    Validation(Vec<FieldError>),
+    /// The aggregate does not exist (and the command does not create it).
+    #[error("`{stream_id}` does not exist")]
+    NotFound {
+        /// The aggregate's stream.
+        stream_id: String,
+    },
+    /// A create-command targeted an aggregate that already exists.
+    #[error("`{stream_id}` already exists")]
+    AlreadyExists {
+        /// The aggregate's stream.
+        stream_id: String,
+    },
+    /// Other writers kept changing the aggregate; every attempt conflicted.
+    #[error("`{stream_id}` kept changing; gave up after {attempts} attempts")]
+    Conflict {
+        /// The aggregate's stream.
+        stream_id: String,
+        /// How many load → decide → append cycles were tried.
+        attempts: u32,
+    },
+    /// The caller's expected version (`If-Match`) did not match.
+    #[error("expected version {expected}, but the aggregate is at version {actual}")]
+    PreconditionFailed {
+        /// The version the caller expected.
+        expected: u64,
+        /// The aggregate's version.
+        actual: u64,
+    },
+    /// The idempotency key was used before with a different command.
+    #[error("idempotency key `{0}` was already used for a different request")]
+    IdempotencyMismatch(String),
+    /// The same idempotency key is being processed right now.
+    #[error("a request with idempotency key `{0}` is still in flight")]
+    IdempotencyInFlight(String),
+    /// The domain refused the command.
+    #[error(transparent)]
+    Domain(E),
+    /// A handler asked for a `Dep<T>` nobody provided (start-up checks make
+    /// this unreachable for registered handlers).
+    #[error("no provider for {0}")]
+    MissingDependency(&'static str),
+    /// An event the handler decided on could not be serialized.
+    #[error("an event could not be serialized: {0}")]
+    EventEncoding(#[source] serde_json::Error),
+    /// The aggregate's events could not be read or decoded.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn describe(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.pointer, e.detail))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl<E: DomainError> CommandError<E> {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::MalformedJson(_) => 400,
+            Self::UnknownCommand(_) | Self::NotFound { .. } => 404,
+            Self::AlreadyExists { .. } | Self::Conflict { .. } | Self::IdempotencyInFlight(_) => {
+                409
+            }
+            Self::PreconditionFailed { .. } => 412,
+            Self::InvalidCommand(_) | Self::Validation(_) | Self::IdempotencyMismatch(_) => 422,
+            Self::Domain(error) => error.status(),
+            Self::Store(error) if error.is_invalid_input() => 422,
+            Self::MissingDependency(_)
+            | Self::EventEncoding(_)
+            | Self::Load(_)
+            | Self::Store(_) => 500,
+        }
+    }
+
+    /// A stable kebab-case code for this kind of error; for domain errors,
+    /// the domain error's own code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownCommand(_) => "unknown-command",
+            Self::MalformedJson(_) => "malformed-json",
+            Self::InvalidCommand(_) => "invalid-command",
+            Self::Validation(_) => "validation-failed",
+            Self::NotFound { .. } => "not-found",
+            Self::AlreadyExists { .. } => "already-exists",
+            Self::Conflict { .. } => "conflict",
+            Self::PreconditionFailed { .. } => "precondition-failed",
+            Self::IdempotencyMismatch(_) => "idempotency-key-reused",
+            Self::IdempotencyInFlight(_) => "idempotency-key-in-flight",
+            Self::Domain(error) => error.code(),
+            Self::Store(error) if error.is_invalid_input() => "invalid-event",
+            Self::MissingDependency(_)
+            | Self::EventEncoding(_)
+            | Self::Load(_)
+            | Self::Store(_) => "internal-error",
+        }
+    }
+
+    /// Whether this is a server-side failure (5xx): its details belong in
+    /// logs, not in responses.
+    pub fn is_internal(&self) -> bool {
+        self.status() >= 500
+    }
+
+    /// Erases the domain error type.
+    pub fn erase(self) -> CommandError<Rejection> {
+        match self {
+            Self::Domain(error) => CommandError::Domain(Rejection::from_domain(&error)),
+            Self::UnknownCommand(name) => CommandError::UnknownCommand(name),
+            Self::MalformedJson(m) => CommandError::MalformedJson(m),
+            Self::InvalidCommand(m) => CommandError::InvalidCommand(m),
+            Self::Validation(errors) => CommandError::Validation(errors),
+            Self::NotFound { stream_id } => CommandError::NotFound { stream_id },
+            Self::AlreadyExists { stream_id } => CommandError::AlreadyExists { stream_id },
+            Self::Conflict {
+                stream_id,
+                attempts,
+            } => CommandError::Conflict {
+                stream_id,
+                attempts,
+            },
+            Self::PreconditionFailed { expected, actual } => {
+                CommandError::PreconditionFailed { expected, actual }
+            }
+            Self::IdempotencyMismatch(key) => CommandError::IdempotencyMismatch(key),
+            Self::IdempotencyInFlight(key) => CommandError::IdempotencyInFlight(key),
+            Self::MissingDependency(name) => CommandError::MissingDependency(name),
+            Self::EventEncoding(error) => CommandError::EventEncoding(error),
+            Self::Load(error) => CommandError::Load(error),
+            Self::Store(error) => CommandError::Store(error),
+        }
+    }
+}
+
+/// Turns a garde report into field errors with RFC 6901 pointers; the first
+/// path component is a top-level field and is renamed to its wire name.
+pub(crate) fn field_errors(
+    report: &garde::Report,
+    wire_field: impl Fn(&str) -> &str,
+) -> Vec<FieldError> {
+    report
+        .iter()
+        .map(|(path, error)| {
+            let mut components: Vec<(garde::error::Kind, &str)> = path
+                .__iter()
+                .map(|(kind, name)| (kind, name.as_str()))
+                .collect();
+            components.reverse();
+            let mut pointer = String::new();
+            for (i, (_, name)) in components.iter().enumerate() {
+                let name = if i == 0 { wire_field(name) } else { name };
+                pointer.push('/');
+                pointer.push_str(&name.replace('~', "~0").replace('/', "~1"));
+            }
+            FieldError {
+                pointer,
+                detail: error.message().to_owned(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(garde::Validate)]
+    struct Inner {
+        #[garde(length(chars, min = 2))]
+        name: String,
+    }
+
+    #[derive(garde::Validate)]
+    struct Outer {
+        #[garde(range(min = 1))]
+        amount_cents: u64,
+        #[garde(dive)]
+        items: Vec<Inner>,
+        #[garde(length(chars, max = 3))]
+        weird: String,
+    }
+
+    #[test]
+    fn garde_paths_become_pointers_with_wire_names() {
+        use garde::Validate;
+        let value = Outer {
+            amount_cents: 0,
+            items: vec![Inner { name: "ok".into() }, Inner { name: "x".into() }],
+            weird: "éééé".into(),
+        };
+        let report = value.validate().unwrap_err();
+        let mut errors = field_errors(&report, |field| match field {
+            "amount_cents" => "amountCents",
+            "weird" => "a/b~c",
+            other => other,
+        });
+        errors.sort_by(|a, b| a.pointer.cmp(&b.pointer));
+        let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/a~1b~0c", "/amountCents", "/items/1/name"]);
+        assert!(errors.iter().all(|e| !e.detail.is_empty()));
+    }
+
+    #[test]
+    fn statuses_and_codes() {
+        let error: CommandError = CommandError::PreconditionFailed {
+            expected: 1,
+            actual: 2,
+        };
+        assert_eq!((error.status(), error.code()), (412, "precondition-failed"));
+        let rejection = Rejection {
+            code: "insufficient-funds",
+            status: 422,
+            message: "insufficient funds".into(),
+        };
+        let error: CommandError = CommandError::Domain(rejection);
+        assert_eq!((error.status(), error.code()), (422, "insufficient-funds"));
+        let error: CommandError = CommandError::Store(StoreError::Closed);
+        assert!(error.is_internal());
+    }
+}

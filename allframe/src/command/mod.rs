@@ -1,0 +1,82 @@
+//! Commands: the write side below HTTP.
+//!
+//! A [`Command`] names its [`Aggregate`] and the field holding the aggregate
+//! id; a [`CommandHandler`] decides which events a command produces from the
+//! aggregate's current state. Both are normally written with
+//! `#[command(...)]` and `#[command_handler]`, which register the handler
+//! automatically. The [`Dispatcher`] validates, loads, calls, appends with
+//! the loaded version as the expected version, and retries the whole cycle
+//! on a concurrency conflict.
+
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::aggregate::Aggregate;
+use crate::di::{Container, Dependency};
+
+mod dispatch;
+mod error;
+mod registry;
+
+pub use dispatch::{
+    BuildError, CommandOutcome, DispatchConfig, DispatchOptions, Dispatcher, DispatcherBuilder,
+};
+pub use error::{CommandError, DomainError, FieldError, Rejection};
+pub use registry::{HandlerRegistration, RegistryError};
+
+/// The aggregate a command targets.
+pub type AggregateOf<C> = <C as Command>::Aggregate;
+/// The events a command's handler returns.
+pub type EventOf<C> = <<C as Command>::Aggregate as Aggregate>::Event;
+
+/// A request to change one aggregate. Implement it with `#[command(...)]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a command",
+    label = "not a command",
+    note = "add `#[allframe::command(aggregate = ..., id = ...)]` to the definition of `{Self}`"
+)]
+pub trait Command:
+    Serialize + DeserializeOwned + garde::Validate<Context = ()> + Send + Sync + 'static
+{
+    /// The name it is dispatched and routed under (kebab-case by default).
+    const NAME: &'static str;
+    /// Whether it creates its aggregate: the stream must not exist yet.
+    const CREATE: bool;
+    /// The aggregate it changes.
+    type Aggregate: Aggregate;
+
+    /// The target aggregate's id, or `None` for a create-command whose id
+    /// the server generates (a UUID v7).
+    fn aggregate_id(&self) -> Option<String>;
+
+    /// The wire (serde) name of a top-level field, given its Rust name, so
+    /// validation errors point at what the client sent.
+    fn wire_field(rust_field: &str) -> &str {
+        rust_field
+    }
+}
+
+/// Decides the events for one command type. Implement it with
+/// `#[command_handler]` on an `async fn(command, &state, Dep<T>...) ->
+/// Result<Vec<Event>, E>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a command handler",
+    note = "write handlers as `#[allframe::command_handler] async fn ...`"
+)]
+pub trait CommandHandler: Default + Send + Sync + 'static {
+    /// The command it handles.
+    type Command: Command;
+    /// Its domain error.
+    type Error: DomainError;
+    /// Every `Dep<T>` it asks for, checked at start-up.
+    const DEPENDENCIES: &'static [Dependency];
+
+    /// Decides the events for `command` given the aggregate's current state.
+    fn handle<'a>(
+        &'a self,
+        command: Self::Command,
+        state: &'a AggregateOf<Self::Command>,
+        dependencies: &'a Container,
+    ) -> BoxFuture<'a, Result<Vec<EventOf<Self::Command>>, CommandError<Self::Error>>>;
+}
