@@ -1,4 +1,5 @@
-//! Testing support: the event store conformance suite.
+//! Testing support: the given/when/then harness for command handlers and
+//! the event store conformance suite.
 //!
 //! Every backend in this crate passes the same checks, and a new backend can
 //! prove itself the same way. Each check takes a fresh, empty store and
@@ -13,6 +14,10 @@
 //!
 //! [`store_conformance_tests!`](crate::store_conformance_tests) writes one
 //! `#[tokio::test]` per check.
+
+mod scenario;
+
+pub use scenario::{Scenario, Then, given};
 
 /// The checks every [`EventStore`](crate::EventStore) must pass.
 pub mod conformance {

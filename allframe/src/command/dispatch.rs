@@ -8,9 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::error::field_errors;
 use super::registry::{self, HandlerRegistration, Registered, RegistryError};
-use super::{AggregateOf, Command, CommandError, CommandHandler};
+use super::{AggregateOf, Command, CommandError, CommandHandler, field_errors_for};
 use crate::aggregate::{Loaded, load, stream_id};
 use crate::di::{Container, DiError};
 use crate::event::{Metadata, NewEvent, RecordedEvent};
@@ -309,14 +308,18 @@ pub(crate) async fn run<H: CommandHandler>(
 ) -> Result<CommandOutcome, CommandError> {
     let command: H::Command = parse(input)?;
     if let Err(report) = garde::Validate::validate(&command) {
-        return Err(CommandError::Validation(field_errors(
+        return Err(CommandError::Validation(field_errors_for::<H::Command>(
             &report,
-            <H::Command as Command>::wire_field,
         )));
     }
     let aggregate_id = command
         .aggregate_id()
         .unwrap_or_else(|| Uuid::now_v7().to_string());
+    if aggregate_id.is_empty() {
+        return Err(CommandError::InvalidCommand(
+            "the aggregate id must not be empty".into(),
+        ));
+    }
     let stream = stream_id::<AggregateOf<H::Command>>(&aggregate_id);
     crate::store::validate_stream_id(&stream)
         .map_err(|error| CommandError::InvalidCommand(format!("invalid aggregate id: {error}")))?;

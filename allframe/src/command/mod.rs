@@ -17,7 +17,7 @@ use crate::di::{Container, Dependency};
 
 mod dispatch;
 mod error;
-mod registry;
+pub(crate) mod registry;
 
 pub use dispatch::{
     BuildError, CommandOutcome, DispatchConfig, DispatchOptions, Dispatcher, DispatcherBuilder,
@@ -25,10 +25,17 @@ pub use dispatch::{
 pub use error::{CommandError, DomainError, FieldError, Rejection};
 pub use registry::{HandlerRegistration, RegistryError};
 
+/// Validation errors of a command, with pointers in its wire field names.
+pub(crate) fn field_errors_for<C: Command>(report: &garde::Report) -> Vec<FieldError> {
+    error::field_errors(report, C::wire_field)
+}
+
 /// The aggregate a command targets.
 pub type AggregateOf<C> = <C as Command>::Aggregate;
 /// The events a command's handler returns.
 pub type EventOf<C> = <<C as Command>::Aggregate as Aggregate>::Event;
+/// What a handler decides for command `C`: events, or why not.
+pub type Decision<C, E> = Result<Vec<EventOf<C>>, CommandError<E>>;
 
 /// A request to change one aggregate. Implement it with `#[command(...)]`.
 #[diagnostic::on_unimplemented(
@@ -78,5 +85,5 @@ pub trait CommandHandler: Default + Send + Sync + 'static {
         command: Self::Command,
         state: &'a AggregateOf<Self::Command>,
         dependencies: &'a Container,
-    ) -> BoxFuture<'a, Result<Vec<EventOf<Self::Command>>, CommandError<Self::Error>>>;
+    ) -> BoxFuture<'a, Decision<Self::Command, Self::Error>>;
 }
