@@ -5,15 +5,20 @@
 //! derive). Generated code refers only to `::allframe::__private`, so a
 //! user crate needs no direct `serde` dependency.
 //!
-//! Each derive goes parse → check → expand: a raw model of what was written,
-//! a checked model of what it means, and the generated impl. Every mistake
+//! Each macro goes parse → check → expand: a raw model of what was written,
+//! a checked model of what it means, and the generated code. Every mistake
 //! is reported at its own span in one pass, and a stub impl is still emitted
 //! so the real errors are not buried under "trait not implemented".
 
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
 
+mod case;
+mod command;
+mod diagnostics;
+mod domain_error;
 mod event;
+mod handler;
 
 /// Implements `allframe::Event` for an enum (one stored `type` per variant)
 /// or a struct (one stored `type`).
@@ -62,4 +67,187 @@ mod event;
 pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     event::derive(&input).into()
+}
+
+/// Implements `allframe::Command` for a struct that also derives
+/// `Serialize`, `Deserialize` and `garde::Validate`. The struct is kept as
+/// written.
+///
+/// ```
+/// # use allframe::{Aggregate, Event};
+/// # #[derive(Event)]
+/// # enum AccountEvent { Opened { owner: String } }
+/// # #[derive(Default)]
+/// # struct Account;
+/// # impl Aggregate for Account {
+/// #     type Event = AccountEvent;
+/// #     const CATEGORY: &'static str = "account";
+/// #     fn apply(&mut self, _: &AccountEvent) {}
+/// # }
+/// use allframe::{Command, command};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[command(aggregate = Account, id = account_id)]
+/// #[derive(Serialize, Deserialize, garde::Validate)]
+/// #[serde(rename_all = "camelCase")]
+/// struct Deposit {
+///     #[garde(length(chars, min = 1))]
+///     account_id: String,
+///     #[garde(range(min = 1))]
+///     amount: u64,
+/// }
+///
+/// #[command(aggregate = Account, create, name = "open")]
+/// #[derive(Serialize, Deserialize, garde::Validate)]
+/// struct OpenAccount {
+///     #[garde(length(chars, min = 1, max = 100))]
+///     owner: String,
+/// }
+///
+/// let deposit = Deposit { account_id: "a1".into(), amount: 5 };
+/// assert_eq!((Deposit::NAME, Deposit::CREATE), ("deposit", false));
+/// assert_eq!(deposit.aggregate_id().as_deref(), Some("a1"));
+/// assert_eq!(Deposit::wire_field("account_id"), "accountId");
+/// assert_eq!((OpenAccount::NAME, OpenAccount::CREATE), ("open", true));
+/// assert_eq!(OpenAccount { owner: "ada".into() }.aggregate_id(), None);
+/// ```
+///
+/// # Options
+///
+/// - `aggregate = Type` (required): the aggregate the command changes.
+/// - `id = field`: the field holding the aggregate id; its value becomes
+///   the id through `ToString` (a `String`, a `Uuid`, …).
+/// - `create`: the command creates its aggregate, whose stream must not
+///   exist yet. Only a create-command may omit `id`; the server then
+///   generates a UUID v7.
+/// - `name = "..."`: the name it is dispatched and routed under, in
+///   kebab-case. By default the struct's name in kebab-case: a word starts
+///   at each capital after a lowercase letter or digit, and at the last
+///   capital of an acronym (`OpenAccount` → `open-account`, `HTTPPing` →
+///   `http-ping`).
+///
+/// # Checks
+///
+/// Validation errors point at fields by their wire names, so
+/// `#[serde(rename = "...")]` on fields and `#[serde(rename_all = "...")]`
+/// on the struct are read (the `deserialize` name when they differ).
+///
+/// garde's `length(...)` counts bytes unless told otherwise, while the
+/// JSON Schema of the command counts characters; a `length` rule must
+/// therefore name its mode (`length(chars, ...)`, or `bytes`, `graphemes`,
+/// `utf16`, `simple`). A `length` directly on a field that is plainly a
+/// collection (`Vec`, sets, maps, arrays, an `Option` of one) counts items
+/// and needs no mode.
+///
+/// Generic structs, tuple and unit structs, enums and unions are rejected.
+#[proc_macro_attribute]
+pub fn command(args: TokenStream, item: TokenStream) -> TokenStream {
+    command::attribute(args.into(), item.into()).into()
+}
+
+/// Registers an `async fn` as the handler of its command.
+///
+/// ```
+/// # use allframe::{Aggregate, Event};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Event)]
+/// # enum AccountEvent { Deposited { amount: u64 } }
+/// # #[derive(Default)]
+/// # struct Account { balance: u64 }
+/// # impl Aggregate for Account {
+/// #     type Event = AccountEvent;
+/// #     const CATEGORY: &'static str = "account";
+/// #     fn apply(&mut self, _: &AccountEvent) {}
+/// # }
+/// # #[allframe::command(aggregate = Account, id = account_id)]
+/// # #[derive(Serialize, Deserialize, garde::Validate)]
+/// # struct Deposit {
+/// #     #[garde(skip)]
+/// #     account_id: String,
+/// #     #[garde(range(min = 1))]
+/// #     amount: u64,
+/// # }
+/// use allframe::{Dep, DomainError, command_handler};
+///
+/// struct Limits { max_balance: u64 }
+///
+/// #[derive(Debug, thiserror::Error, DomainError)]
+/// enum DepositError {
+///     #[error("the balance would exceed {0}")]
+///     #[domain_error(status = 409)]
+///     LimitExceeded(u64),
+/// }
+///
+/// #[command_handler]
+/// async fn deposit(
+///     command: Deposit,
+///     account: &Account,
+///     limits: Dep<Limits>,
+/// ) -> Result<Vec<AccountEvent>, DepositError> {
+///     if account.balance + command.amount > limits.max_balance {
+///         return Err(DepositError::LimitExceeded(limits.max_balance));
+///     }
+///     Ok(vec![AccountEvent::Deposited { amount: command.amount }])
+/// }
+/// ```
+///
+/// The function is kept as written and stays callable. Its parameters are
+/// the command (by value), the current state of the command's aggregate
+/// (by reference), then any number of `Dep<T>` from the dependency
+/// container; it returns `Result<Vec<Event>, E>` with the aggregate's
+/// events and a [`DomainError`](derive@DomainError) (or
+/// `std::convert::Infallible`). Patterns such as `_` are fine.
+///
+/// The macro adds a hidden handler type and registers it, so every
+/// `Dispatcher` built without an explicit handler list runs it; the
+/// dispatcher's builder fails when a `Dep<T>` has no provider, and when
+/// two handlers handle one command.
+///
+/// Type mistakes are reported at the parameter that made them: a first
+/// parameter that is not a command, a state that is not the command's
+/// aggregate, events that are not the aggregate's events, an error that
+/// is not a domain error. Methods, generic functions and non-`async`
+/// functions are rejected.
+#[proc_macro_attribute]
+pub fn command_handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    handler::attribute(args.into(), item.into()).into()
+}
+
+/// Implements `allframe::DomainError` (a stable code and an HTTP status)
+/// for an enum, one code per variant, or a struct. `Display` and `Error`
+/// come from elsewhere, usually `thiserror`.
+///
+/// ```
+/// use allframe::DomainError;
+///
+/// #[derive(Debug, thiserror::Error, DomainError)]
+/// #[domain_error(status = 409)]
+/// enum BankError {
+///     #[error("insufficient funds")]
+///     #[domain_error(status = 422)]
+///     InsufficientFunds { balance: u64 },
+///     #[error("the account is closed")]
+///     AccountClosed,
+///     #[error("too many requests")]
+///     #[domain_error(code = "slow-down", status = 429)]
+///     RateLimited,
+/// }
+///
+/// let error = BankError::InsufficientFunds { balance: 3 };
+/// assert_eq!((error.code(), error.status()), ("insufficient-funds", 422));
+/// assert_eq!((BankError::AccountClosed.code(), BankError::AccountClosed.status()), ("account-closed", 409));
+/// assert_eq!(BankError::RateLimited.code(), "slow-down");
+/// ```
+///
+/// - `code` is `#[domain_error(code = "...")]` on the variant (or struct),
+///   else its name in kebab-case. Codes are kebab-case ASCII and unique
+///   within the type.
+/// - `status` is `#[domain_error(status = N)]` on the variant, else on the
+///   enum, else 422; N is an HTTP error status, 400 to 599.
+///
+/// Unions are rejected.
+#[proc_macro_derive(DomainError, attributes(domain_error))]
+pub fn derive_domain_error(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    domain_error::derive(&input).into()
 }

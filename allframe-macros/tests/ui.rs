@@ -1,5 +1,6 @@
-//! Compile-time behaviour of `#[derive(Event)]`: what compiles and runs, and
-//! the exact errors every mistake produces.
+//! Compile-time behaviour of the macros (`#[derive(Event)]`, `#[command]`,
+//! `#[command_handler]`, `#[derive(DomainError)]`): what compiles and runs,
+//! and the exact errors every mistake produces.
 
 #[test]
 fn ui() {

@@ -51,6 +51,7 @@ async fn run() {
     let tmp = tempfile::tempdir().expect("temporary directory");
     let tmp_path = tmp.path().to_owned();
     let files = Arc::new(AtomicU64::new(0));
+    #[cfg_attr(not(feature = "postgres"), allow(unused_mut))]
     let mut backends = vec![
         Backend {
             name: "memory",

@@ -229,18 +229,20 @@ pub enum DiError {
 mod tests {
     use super::*;
 
-    struct Clock(u64);
+    struct Clock {
+        now: u64,
+    }
     struct Mailer;
 
     #[tokio::test]
     async fn values_and_factories_are_provided() {
         let container = Container::builder()
-            .provide(Clock(7))
+            .provide(Clock { now: 7 })
             .provide_with(|| async { Ok::<_, std::io::Error>(String::from("pool")) })
             .build()
             .await
             .unwrap();
-        assert_eq!(container.get::<Clock>().unwrap().0, 7);
+        assert_eq!(container.get::<Clock>().unwrap().now, 7);
         assert_eq!(&*container.get::<String>().unwrap(), "pool");
         assert!(container.get::<Mailer>().is_none());
     }
@@ -248,7 +250,7 @@ mod tests {
     #[tokio::test]
     async fn missing_types_are_all_named_once() {
         let container = Container::builder()
-            .provide(Clock(1))
+            .provide(Clock { now: 1 })
             .build()
             .await
             .unwrap();

@@ -20,7 +20,7 @@ pub use store::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError};
 pub use subscription::Subscription;
 
 #[cfg(feature = "macros")]
-pub use allframe_macros::Event;
+pub use allframe_macros::{DomainError, Event, command, command_handler};
 
 /// The names most programs need, in one import.
 pub mod prelude {
@@ -28,6 +28,8 @@ pub mod prelude {
         Aggregate, Command, CommandError, Container, Dep, DispatchOptions, Dispatcher, DomainError,
         Event, EventFilter, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
     };
+    #[cfg(feature = "macros")]
+    pub use allframe_macros::{command, command_handler};
 }
 
 /// Support for generated code. Not public API: it may change in any release.
@@ -37,6 +39,7 @@ pub mod __private {
     pub use crate::di::{Container, Dependency};
     pub use crate::event::{DecodeErrorKind, Event};
     pub use futures_util::future::BoxFuture;
+    pub use garde;
     pub use inventory;
     pub use serde;
     pub use serde_json;

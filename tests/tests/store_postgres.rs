@@ -8,6 +8,7 @@ allframe::store_conformance_tests!(optional: postgres_store());
 
 use std::time::Duration;
 
+use allframe::store::{Claim, Completion};
 use allframe::{EventFilter, EventStore, ExpectedVersion, NewEvent};
 use allframe_tests::{fresh_schema, postgres_options, postgres_store_in};
 use futures_util::StreamExt;
@@ -125,4 +126,135 @@ async fn rolled_back_and_concurrent_writers_never_make_a_subscriber_skip_or_hang
     assert_eq!(positions, (1..=total as u64).collect::<Vec<_>>());
     assert!(seen.iter().all(|e| e.event_type == "Wrote"));
     assert_eq!(node_b.head_position().await.unwrap(), total as u64);
+}
+
+/// A batch whose transaction fails is retried one append at a time, with
+/// new positions: each completion must store the response built from the
+/// append that committed, and the failing appends must store none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_follow_the_appends_retried_after_a_failed_batch() {
+    let Some(store) = allframe_tests::postgres_store().await else {
+        return;
+    };
+    sqlx::query(
+        "ALTER TABLE allframe_events ADD CONSTRAINT no_poison CHECK (event_type <> 'Poison')",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    completions_follow_retried_appends(&store).await;
+}
+
+async fn completions_follow_retried_appends(store: &dyn EventStore) {
+    const APPENDS: usize = 48;
+    let describe = |a: &allframe::Appended| format!("{}@{}", a.stream_id, a.position);
+    let append = |i: usize| async move {
+        let key = format!("key-{i}");
+        let claim = store.claim_idempotency_key(&key, "fp", HOUR, HOUR).await;
+        assert_eq!(claim.unwrap(), Claim::Acquired);
+        let event_type = if i % 8 == 3 { "Poison" } else { "Fine" };
+        let outcome = store
+            .append_with(
+                &format!("s-{i}"),
+                ExpectedVersion::NoStream,
+                vec![NewEvent::new(event_type, &json!({"i": i}))],
+                Some(Completion::new(key, describe)),
+            )
+            .await;
+        (i, outcome)
+    };
+    let outcomes = futures_util::future::join_all((0..APPENDS).map(append)).await;
+    let log = store.read_all(0, 1000, &EventFilter::all()).await.unwrap();
+    assert_eq!(log.len(), APPENDS - APPENDS / 8);
+    for (i, outcome) in outcomes {
+        let key = format!("key-{i}");
+        let claim = store
+            .claim_idempotency_key(&key, "fp", HOUR, HOUR)
+            .await
+            .unwrap();
+        if i % 8 == 3 {
+            assert!(outcome.is_err(), "{key} was poisoned");
+            assert_eq!(claim, Claim::InFlight, "{key}: no completion stored");
+        } else {
+            let appended = outcome.unwrap();
+            let stored = &log[appended.position as usize - 1];
+            assert_eq!(stored.stream_id, appended.stream_id, "{key}");
+            assert_eq!(claim, Claim::Completed(describe(&appended)), "{key}");
+        }
+    }
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Two nodes on one database agree on idempotency keys: concurrent claims
+/// from both acquire each key exactly once, a lease that ran out is taken
+/// over by exactly one of them, and a completion written through one node
+/// replays on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_sharing_a_database_agree_on_idempotency_keys() {
+    const CLAIMS: usize = 16;
+    let schema = fresh_schema();
+    let Some(node_a) = postgres_store_in(&schema, 256).await else {
+        return;
+    };
+    let node_b = postgres_store_in(&schema, 256).await.unwrap();
+    let race = |key: &'static str, lease: Duration| {
+        let (a, b) = (&node_a, &node_b);
+        async move {
+            let claims = (0..CLAIMS).map(|i| async move {
+                let node = if i % 2 == 0 { a } else { b };
+                node.claim_idempotency_key(key, "fp", lease, HOUR)
+                    .await
+                    .unwrap()
+            });
+            let answers = futures_util::future::join_all(claims).await;
+            let acquired = answers.iter().filter(|c| **c == Claim::Acquired).count();
+            assert_eq!(acquired, 1, "{key}: {answers:?}");
+            assert!(
+                answers
+                    .iter()
+                    .all(|c| matches!(c, Claim::Acquired | Claim::InFlight)),
+                "{key}: {answers:?}"
+            );
+        }
+    };
+    for key in ["k-1", "k-2", "k-3", "k-4"] {
+        race(key, Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for key in ["k-1", "k-2", "k-3", "k-4"] {
+        race(key, HOUR).await;
+    }
+    let appended = node_a
+        .append_with(
+            "account-1",
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new("Opened", &json!({}))],
+            Some(Completion::new("k-1", |a| format!("v{}", a.version))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(appended.version, 1);
+    assert_eq!(
+        node_b
+            .claim_idempotency_key("k-1", "fp", HOUR, HOUR)
+            .await
+            .unwrap(),
+        Claim::Completed("v1".into())
+    );
+    assert_eq!(
+        node_b
+            .claim_idempotency_key("k-1", "other", HOUR, HOUR)
+            .await
+            .unwrap(),
+        Claim::Mismatch
+    );
+    node_b.release_idempotency_key("k-2").await.unwrap();
+    assert_eq!(
+        node_a
+            .claim_idempotency_key("k-2", "fp", HOUR, HOUR)
+            .await
+            .unwrap(),
+        Claim::Acquired
+    );
 }

@@ -84,3 +84,62 @@ async fn unreadable_database_is_a_backend_error() {
         "{error:?}"
     );
 }
+
+/// A batch whose transaction fails is retried one append at a time, with
+/// new positions: each completion must store the response built from the
+/// append that committed, and the failing appends must store none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_follow_the_appends_retried_after_a_failed_batch() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER poison BEFORE INSERT ON allframe_events \
+         WHEN NEW.event_type = 'Poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    completions_follow_retried_appends(&store).await;
+}
+
+async fn completions_follow_retried_appends(store: &dyn EventStore) {
+    use allframe::store::{Claim, Completion};
+    use std::time::Duration;
+
+    const APPENDS: usize = 48;
+    let hour = Duration::from_secs(3600);
+    let describe = |a: &allframe::Appended| format!("{}@{}", a.stream_id, a.position);
+    let append = |i: usize| async move {
+        let key = format!("key-{i}");
+        let claim = store.claim_idempotency_key(&key, "fp", hour, hour).await;
+        assert_eq!(claim.unwrap(), Claim::Acquired);
+        let event_type = if i % 8 == 3 { "Poison" } else { "Fine" };
+        let outcome = store
+            .append_with(
+                &format!("s-{i}"),
+                ExpectedVersion::NoStream,
+                vec![NewEvent::new(event_type, &json!({"i": i}))],
+                Some(Completion::new(key, describe)),
+            )
+            .await;
+        (i, outcome)
+    };
+    let outcomes = futures_util::future::join_all((0..APPENDS).map(append)).await;
+    let log = store.read_all(0, 1000, &EventFilter::all()).await.unwrap();
+    assert_eq!(log.len(), APPENDS - APPENDS / 8);
+    for (i, outcome) in outcomes {
+        let key = format!("key-{i}");
+        let claim = store
+            .claim_idempotency_key(&key, "fp", hour, hour)
+            .await
+            .unwrap();
+        if i % 8 == 3 {
+            assert!(outcome.is_err(), "{key} was poisoned");
+            assert_eq!(claim, Claim::InFlight, "{key}: no completion stored");
+        } else {
+            let appended = outcome.unwrap();
+            let stored = &log[appended.position as usize - 1];
+            assert_eq!(stored.stream_id, appended.stream_id, "{key}");
+            assert_eq!(claim, Claim::Completed(describe(&appended)), "{key}");
+        }
+    }
+}

@@ -4,8 +4,8 @@
 
 use syn::{Attribute, Fields, Ident, Type};
 
-use super::Errors;
 use super::parse::{RawBody, RawEvent, RawVariant};
+use crate::diagnostics::Errors;
 use options::{Options, Place, TypeNames, options};
 
 mod options;

@@ -2,8 +2,10 @@
 //! judges it into a checked model, [`expand`] writes the impl.
 
 use proc_macro2::TokenStream;
-use quote::{ToTokens, quote};
+use quote::quote;
 use syn::DeriveInput;
+
+use crate::diagnostics::Errors;
 
 mod check;
 mod expand;
@@ -22,29 +24,5 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
             let stub = expand::stub(&input.ident, &input.generics);
             quote! { #error #stub }
         }
-    }
-}
-
-/// Every mistake found so far, so all of them are reported in one pass.
-#[derive(Default)]
-struct Errors(Option<syn::Error>);
-
-impl Errors {
-    /// Records `error`.
-    fn push(&mut self, error: syn::Error) {
-        match &mut self.0 {
-            Some(first) => first.combine(error),
-            None => self.0 = Some(error),
-        }
-    }
-
-    /// Records `message` at the span of `tokens`.
-    fn at(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
-        self.push(syn::Error::new_spanned(tokens, message));
-    }
-
-    /// The combined error, if anything was recorded.
-    fn finish(self) -> Option<syn::Error> {
-        self.0
     }
 }

@@ -4,7 +4,7 @@
 use syn::punctuated::Punctuated;
 use syn::{Attribute, Data, DeriveInput, Fields, Generics, Ident, Meta, Token};
 
-use super::Errors;
+use crate::diagnostics::Errors;
 
 /// The input as written.
 pub(super) struct RawEvent<'a> {

@@ -3,7 +3,8 @@
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -13,7 +14,7 @@ use super::{AggregateOf, Command, CommandError, CommandHandler, field_errors_for
 use crate::aggregate::{Loaded, load, stream_id};
 use crate::di::{Container, DiError};
 use crate::event::{Metadata, NewEvent, RecordedEvent};
-use crate::store::{EventStore, ExpectedVersion, StoreError};
+use crate::store::{Appended, Claim, Completion, EventStore, ExpectedVersion, StoreError};
 
 /// Dispatcher settings.
 #[derive(Debug, Clone)]
@@ -140,13 +141,33 @@ pub enum BuildError {
     Dependencies(#[from] DiError),
 }
 
+/// How many locks commands on different aggregates are spread over.
+const STRIPES: usize = 1024;
+
 /// Runs commands against an event store.
+///
+/// Within one dispatcher, commands on the same aggregate take turns (a lock
+/// per aggregate, striped over a fixed set), so a hot aggregate does not
+/// burn its retries on conflicts between callers in the same process;
+/// conflicts with other processes are still caught by the expected-version
+/// append and retried. A handler must therefore not dispatch a command and
+/// wait for it.
 pub struct Dispatcher {
     store: Arc<dyn EventStore>,
     container: Arc<Container>,
     handlers: BTreeMap<&'static str, Registered>,
     config: DispatchConfig,
+    turns: Box<[tokio::sync::Mutex<()>]>,
+    hasher: std::hash::RandomState,
+    /// Milliseconds since `started` at which expired idempotency records
+    /// are next purged.
+    next_purge: AtomicU64,
+    started: Instant,
 }
+
+/// How often expired idempotency records are purged at most (or once per
+/// retention period, when that is shorter).
+const PURGE_EVERY: Duration = Duration::from_secs(600);
 
 /// Configures a [`Dispatcher`].
 pub struct DispatcherBuilder {
@@ -193,6 +214,10 @@ impl DispatcherBuilder {
             container: Arc::new(self.container),
             handlers,
             config: self.config,
+            turns: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            hasher: std::hash::RandomState::new(),
+            next_purge: AtomicU64::new(0),
+            started: Instant::now(),
         })
     }
 }
@@ -248,6 +273,42 @@ impl Dispatcher {
             .erased
             .dispatch(self, Input::Json(body), options)
             .await
+    }
+
+    /// Deletes expired idempotency records when it is time to; one caller
+    /// at a time does it, and a failure only waits for the next turn.
+    async fn purge_if_due(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        let due = self.next_purge.load(Ordering::Relaxed);
+        let every = PURGE_EVERY.min(self.config.idempotency_retention);
+        if now < due
+            || self
+                .next_purge
+                .compare_exchange(
+                    due,
+                    now + every.as_millis() as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            return;
+        }
+        match self
+            .store
+            .purge_idempotency_keys(self.config.idempotency_retention)
+            .await
+        {
+            Ok(purged) => tracing::debug!(purged, "purged expired idempotency records"),
+            Err(error) => tracing::warn!(%error, "could not purge expired idempotency records"),
+        }
+    }
+
+    /// The lock commands on `stream` take turns on.
+    fn turn(&self, stream: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(stream);
+        &self.turns[(hash % STRIPES as u64) as usize]
     }
 
     fn handler(&self, name: &str) -> Result<&Registered, CommandError> {
@@ -312,6 +373,78 @@ pub(crate) async fn run<H: CommandHandler>(
             &report,
         )));
     }
+    let Some(key) = options.idempotency_key.as_deref() else {
+        return execute(handler, dispatcher, command, &options).await;
+    };
+    let store = &*dispatcher.store;
+    let config = &dispatcher.config;
+    dispatcher.purge_if_due().await;
+    let claim = store
+        .claim_idempotency_key(
+            key,
+            &fingerprint(&command)?,
+            config.idempotency_lease,
+            config.idempotency_retention,
+        )
+        .await?;
+    match claim {
+        Claim::Acquired => {}
+        Claim::Completed(response) => {
+            let mut outcome: CommandOutcome = serde_json::from_str(&response).map_err(|error| {
+                StoreError::Backend(
+                    format!("stored idempotent response is unreadable: {error}").into(),
+                )
+            })?;
+            outcome.replayed = true;
+            return Ok(outcome);
+        }
+        Claim::InFlight => return Err(CommandError::IdempotencyInFlight(key.to_owned())),
+        Claim::Mismatch => return Err(CommandError::IdempotencyMismatch(key.to_owned())),
+    }
+    match execute(handler, dispatcher, command, &options).await {
+        // The events and the response were committed together; a command
+        // that decided on no events completes its key on its own.
+        Ok(outcome) if outcome.events.is_empty() => {
+            store
+                .complete_idempotency_key(key, response(&outcome))
+                .await?;
+            Ok(outcome)
+        }
+        Ok(outcome) => Ok(outcome),
+        Err(error) => {
+            if let Err(release) = store.release_idempotency_key(key).await {
+                tracing::warn!(%release, key, "could not release an idempotency key; it frees up when its lease runs out");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Identifies a request for idempotency: a hash of the command name and its
+/// fields in serialized form, so formatting and field order of the body do
+/// not matter, but any difference in value does.
+fn fingerprint<C: Command>(command: &C) -> Result<String, CommandError> {
+    use sha2::Digest;
+    let fields = serde_json::to_vec(command).map_err(CommandError::EventEncoding)?;
+    let mut hash = sha2::Sha256::new();
+    hash.update(C::NAME.as_bytes());
+    hash.update([0]);
+    hash.update(&fields);
+    Ok(hash
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect())
+}
+
+/// The stored form of an outcome, replayed for a repeated idempotency key.
+fn response(outcome: &CommandOutcome) -> String {
+    serde_json::to_string(outcome).expect("a command outcome always serializes")
+}
+
+/// The aggregate id (generated for create-commands without one) and its
+/// stream.
+fn target<C: Command>(command: &C) -> Result<(String, String), CommandError> {
     let aggregate_id = command
         .aggregate_id()
         .unwrap_or_else(|| Uuid::now_v7().to_string());
@@ -320,10 +453,10 @@ pub(crate) async fn run<H: CommandHandler>(
             "the aggregate id must not be empty".into(),
         ));
     }
-    let stream = stream_id::<AggregateOf<H::Command>>(&aggregate_id);
+    let stream = stream_id::<AggregateOf<C>>(&aggregate_id);
     crate::store::validate_stream_id(&stream)
         .map_err(|error| CommandError::InvalidCommand(format!("invalid aggregate id: {error}")))?;
-    execute(handler, dispatcher, command, aggregate_id, stream, &options).await
+    Ok((aggregate_id, stream))
 }
 
 /// Load → decide → append, retried on conflict.
@@ -331,11 +464,11 @@ async fn execute<H: CommandHandler>(
     handler: &H,
     dispatcher: &Dispatcher,
     command: H::Command,
-    aggregate_id: String,
-    stream: String,
     options: &DispatchOptions,
 ) -> Result<CommandOutcome, CommandError> {
+    let (aggregate_id, stream) = target(&command)?;
     let store = &*dispatcher.store;
+    let _turn = dispatcher.turn(&stream).lock().await;
     let command_id = Uuid::now_v7().to_string();
     // Handlers take the command by value; a retry decodes a fresh copy.
     let mut spare = None;
@@ -387,7 +520,23 @@ async fn execute<H: CommandHandler>(
         } else {
             ExpectedVersion::Exact(loaded.version)
         };
-        match store.append(&stream, expected, events).await {
+        let completion = options.idempotency_key.as_deref().map(|key| {
+            let aggregate_id = aggregate_id.clone();
+            Completion::new(key, move |appended: &Appended| {
+                response(&CommandOutcome {
+                    stream_id: appended.stream_id.clone(),
+                    aggregate_id: aggregate_id.clone(),
+                    version: appended.version,
+                    position: Some(appended.position),
+                    events: appended.events.clone(),
+                    replayed: false,
+                })
+            })
+        });
+        match store
+            .append_with(&stream, expected, events, completion)
+            .await
+        {
             Ok(appended) => {
                 return Ok(CommandOutcome {
                     stream_id: stream,

@@ -291,7 +291,7 @@ mod tests {
         });
         errors.sort_by(|a, b| a.pointer.cmp(&b.pointer));
         let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
-        assert_eq!(pointers, ["/a~1b~0c", "/amountCents", "/items/1/name"]);
+        assert_eq!(pointers, ["/amountCents", "/a~1b~0c", "/items/1/name"]);
         assert!(errors.iter().all(|e| !e.detail.is_empty()));
     }
 

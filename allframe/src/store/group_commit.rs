@@ -12,14 +12,27 @@
 //! Writes never interleave inside a process, and each backend takes a
 //! database lock in its transaction so writers in other processes are
 //! serialized too; positions are therefore assigned in commit order.
+//!
+//! An append may carry an idempotency [`Completion`]: [`plan`] builds its
+//! response from the accepted append, and the writer stores it in the same
+//! transaction as the events. Responses are built anew whenever an append
+//! is planned again (the one-by-one retry gives it new positions), so the
+//! stored response always describes the events that committed.
+//!
+//! Backends whose only writing connection is the writer's (SQLite) also
+//! queue their other idempotency operations ([`KeyOp`]) here; the operations
+//! queued together run in one transaction of their own, ahead of the
+//! appends queued with them (all of them were waiting at once, so any order
+//! among them is one they could have happened in).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Appended, ExpectedVersion, Result, StoreError, record_append};
+use super::{Appended, Claim, Completion, ExpectedVersion, Result, StoreError, record_append};
 use crate::event::NewEvent;
 
 /// One append waiting for the writer.
@@ -27,6 +40,38 @@ pub(crate) struct Request {
     pub(crate) stream_id: String,
     pub(crate) expected: ExpectedVersion,
     pub(crate) events: Vec<NewEvent>,
+    /// The idempotency key to complete in the same transaction.
+    pub(crate) completion: Option<Completion>,
+}
+
+/// An idempotency operation run by the writer (for backends that route
+/// them through it).
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+pub(crate) enum KeyOp {
+    /// Claim `key` (see [`super::EventStore::claim_idempotency_key`]).
+    Claim {
+        key: String,
+        fingerprint: String,
+        lease: Duration,
+        retention: Duration,
+    },
+    /// Complete `key` without events.
+    Complete { key: String, response: String },
+    /// Drop an in-flight claim of `key`.
+    Release { key: String },
+    /// Delete the records older than `retention`.
+    Purge { retention: Duration },
+}
+
+/// The result of a [`KeyOp`].
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+pub(crate) enum KeyOutcome {
+    /// The answer to a claim.
+    Claimed(Claim),
+    /// A completion or release was written.
+    Done,
+    /// How many records a purge deleted.
+    Purged(u64),
 }
 
 /// What a backend does with one batch: a single transaction.
@@ -38,18 +83,45 @@ pub(crate) trait BatchWriter: Send + 'static {
         &'a mut self,
         batch: &'a [Request],
     ) -> BoxFuture<'a, Result<Vec<Result<Appended>>>>;
+
+    /// Runs idempotency operations in one transaction and returns their
+    /// outcomes in order; an `Err` means nothing was written. Only backends
+    /// that queue [`KeyOp`]s (SQLite) override this; the others run them
+    /// elsewhere and never queue one.
+    fn write_keys<'a>(&'a mut self, ops: &'a [KeyOp]) -> BoxFuture<'a, Result<Vec<KeyOutcome>>> {
+        let _ = ops;
+        Box::pin(async {
+            Err(StoreError::Backend(
+                "this store does not run idempotency operations on its writer".into(),
+            ))
+        })
+    }
+}
+
+/// The decisions for one batch: see [`plan`].
+pub(crate) struct Plan<'b> {
+    /// Each append's outcome, in batch order.
+    pub(crate) outcomes: Vec<Result<Appended>>,
+    /// `(key, response)` of the accepted appends' completions, in batch
+    /// order, each key once: a completed record is final, so the first
+    /// completion of a key wins.
+    pub(crate) completions: Vec<(&'b str, String)>,
 }
 
 /// Decides every append of a batch against the stream versions and the log
 /// head read inside the transaction, in queue order, so later appends in the
-/// batch see the earlier ones.
-pub(crate) fn plan(
-    batch: &[Request],
+/// batch see the earlier ones, and builds the responses of their
+/// completions. An append whose response builder fails is refused and uses
+/// up no position.
+pub(crate) fn plan<'b>(
+    batch: &'b [Request],
     mut head: u64,
     mut versions: HashMap<String, u64>,
     recorded_at: DateTime<Utc>,
-) -> Vec<Result<Appended>> {
-    batch
+) -> Plan<'b> {
+    let mut completions = Vec::new();
+    let mut completed = HashSet::new();
+    let outcomes = batch
         .iter()
         .map(|request| {
             let actual = versions.get(&request.stream_id).copied().unwrap_or(0);
@@ -67,16 +139,32 @@ pub(crate) fn plan(
                 head,
                 recorded_at,
             );
+            if let Some(completion) = &request.completion {
+                let response = completion.respond(&appended)?;
+                if completed.insert(completion.key()) {
+                    completions.push((completion.key(), response));
+                }
+            }
             head = appended.position;
             versions.insert(request.stream_id.clone(), appended.version);
             Ok(appended)
         })
-        .collect()
+        .collect();
+    Plan {
+        outcomes,
+        completions,
+    }
 }
 
-struct Job {
-    request: Request,
-    reply: oneshot::Sender<Result<Appended>>,
+enum Job {
+    Append {
+        request: Request,
+        reply: oneshot::Sender<Result<Appended>>,
+    },
+    Key {
+        op: KeyOp,
+        reply: oneshot::Sender<Result<KeyOutcome>>,
+    },
 }
 
 /// The queue in front of a store's writer task.
@@ -103,7 +191,18 @@ impl GroupCommit {
     pub(crate) async fn append(&self, request: Request) -> Result<Appended> {
         let (reply, outcome) = oneshot::channel();
         self.jobs
-            .send(Job { request, reply })
+            .send(Job::Append { request, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        outcome.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues an idempotency operation and waits for its outcome.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) async fn key_op(&self, op: KeyOp) -> Result<KeyOutcome> {
+        let (reply, outcome) = oneshot::channel();
+        self.jobs
+            .send(Job::Key { op, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
         outcome.await.map_err(|_| StoreError::Closed)?
@@ -128,8 +227,26 @@ async fn run<W: BatchWriter>(
                 jobs.push(job);
             }
         }
-        let (batch, replies): (Vec<Request>, Vec<_>) =
-            jobs.drain(..).map(|job| (job.request, job.reply)).unzip();
+        let (mut batch, mut replies) = (Vec::new(), Vec::new());
+        let (mut ops, mut op_replies) = (Vec::new(), Vec::new());
+        for job in jobs.drain(..) {
+            match job {
+                Job::Append { request, reply } => {
+                    batch.push(request);
+                    replies.push(reply);
+                }
+                Job::Key { op, reply } => {
+                    ops.push(op);
+                    op_replies.push(reply);
+                }
+            }
+        }
+        if !ops.is_empty() {
+            run_keys(&mut writer, &ops, op_replies).await;
+        }
+        if batch.is_empty() {
+            continue;
+        }
         match writer.write(&batch).await {
             Ok(outcomes) => finish(&head, outcomes, replies),
             Err(error) if batch.len() == 1 => {
@@ -148,6 +265,39 @@ async fn run<W: BatchWriter>(
                         .and_then(|mut outcomes| outcomes.pop().ok_or(StoreError::Closed)?);
                     finish(&head, vec![outcome], vec![reply]);
                 }
+            }
+        }
+    }
+}
+
+/// Runs the queued idempotency operations in one transaction; if it fails,
+/// each runs in its own so each caller gets its own answer.
+async fn run_keys<W: BatchWriter>(
+    writer: &mut W,
+    ops: &[KeyOp],
+    replies: Vec<oneshot::Sender<Result<KeyOutcome>>>,
+) {
+    match writer.write_keys(ops).await {
+        Ok(outcomes) => {
+            for (outcome, reply) in outcomes.into_iter().zip(replies) {
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        Err(error) if ops.len() == 1 => {
+            tracing::warn!(%error, "idempotency transaction failed");
+            let _ = replies
+                .into_iter()
+                .next()
+                .map(|reply| reply.send(Err(error)));
+        }
+        Err(error) => {
+            tracing::warn!(%error, operations = ops.len(), "idempotency transaction failed; retrying its operations one by one");
+            for (op, reply) in ops.iter().zip(replies) {
+                let outcome = writer
+                    .write_keys(std::slice::from_ref(op))
+                    .await
+                    .and_then(|mut outcomes| outcomes.pop().ok_or(StoreError::Closed));
+                let _ = reply.send(outcome);
             }
         }
     }

@@ -4,16 +4,22 @@
 //! An append checks and writes under one short write lock, so positions are
 //! assigned and published in the same step and readers can never observe a
 //! hole. No lock is held across an `.await`.
+//!
+//! Idempotency records live in the same structure behind the same lock, so
+//! a claim is one critical section and a completion is written in the same
+//! critical section as its append's events (see [`super::idempotency`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use futures_util::future::{self, BoxFuture, FutureExt};
 use tokio::sync::watch;
 
+use super::idempotency::{self, Decision, Seen, millis, validate_key};
 use super::{
-    Appended, EventFilter, EventStore, ExpectedVersion, Result, StoreError, record_append,
-    validate_append, validate_read,
+    Appended, Claim, Completion, EventFilter, EventStore, ExpectedVersion, Result, StoreError,
+    record_append, validate_append, validate_read,
 };
 use crate::event::{NewEvent, RecordedEvent, now_millis};
 
@@ -34,6 +40,38 @@ struct Log {
     events: Vec<RecordedEvent>,
     /// Indexes into `events` of each stream's events, in version order.
     streams: HashMap<String, Vec<usize>>,
+    /// Idempotency records by key.
+    keys: HashMap<String, KeyRecord>,
+}
+
+/// One idempotency record; times are Unix milliseconds.
+struct KeyRecord {
+    /// `None` when the key was completed without a claim.
+    fingerprint: Option<String>,
+    /// `Some` once completed.
+    response: Option<String>,
+    created_at: i64,
+    lease_until: i64,
+}
+
+impl Log {
+    /// Marks `key` completed unless it already is (see the module docs of
+    /// [`idempotency`]).
+    fn complete(&mut self, key: &str, response: String, now: i64) {
+        let record = self
+            .keys
+            .entry(key.to_owned())
+            .or_insert_with(|| KeyRecord {
+                fingerprint: None,
+                response: None,
+                created_at: now,
+                lease_until: now,
+            });
+        if record.response.is_none() {
+            record.response = Some(response);
+            record.lease_until = now;
+        }
+    }
 }
 
 impl MemoryStore {
@@ -55,13 +93,19 @@ impl MemoryStore {
         f(&log)
     }
 
+    fn write<T>(&self, f: impl FnOnce(&mut Log) -> T) -> T {
+        let mut log = self.inner.log.write().unwrap_or_else(|e| e.into_inner());
+        f(&mut log)
+    }
+
     fn append_now(
         &self,
         stream_id: &str,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
+        completion: Option<Completion>,
     ) -> Result<Appended> {
-        validate_append(stream_id, &events)?;
+        validate_append(stream_id, &events, completion.as_ref())?;
         let mut log = self.inner.log.write().unwrap_or_else(|e| e.into_inner());
         let actual = log.streams.get(stream_id).map_or(0, |s| s.len() as u64);
         if !expected.accepts(actual) {
@@ -73,6 +117,15 @@ impl MemoryStore {
         }
         let first_index = log.events.len();
         let appended = record_append(stream_id, events, actual, first_index as u64, now_millis());
+        // Built before anything is written, so a failing builder leaves the
+        // log and the record untouched.
+        let response = completion
+            .as_ref()
+            .map(|completion| completion.respond(&appended))
+            .transpose()?;
+        if let (Some(completion), Some(response)) = (&completion, response) {
+            log.complete(completion.key(), response, idempotency::now_millis());
+        }
         log.events.extend(appended.events.iter().cloned());
         let end = log.events.len();
         log.streams
@@ -83,6 +136,49 @@ impl MemoryStore {
         drop(log);
         self.inner.head.send_replace(head);
         Ok(appended)
+    }
+
+    fn claim_now(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        lease: Duration,
+        retention: Duration,
+    ) -> Result<Claim> {
+        validate_key(key)?;
+        Ok(self.write(|log| {
+            let now = idempotency::now_millis();
+            let seen = log.keys.get(key).map(|record| Seen {
+                same_fingerprint: record
+                    .fingerprint
+                    .as_deref()
+                    .is_none_or(|stored| stored == fingerprint),
+                response: record.response.clone(),
+                expired: record.created_at < now - millis(retention),
+                lease_over: record.lease_until <= now,
+            });
+            let decision = idempotency::decide(seen);
+            match decision {
+                Decision::Take => {
+                    log.keys.insert(
+                        key.to_owned(),
+                        KeyRecord {
+                            fingerprint: Some(fingerprint.to_owned()),
+                            response: None,
+                            created_at: now,
+                            lease_until: now + millis(lease),
+                        },
+                    );
+                }
+                Decision::TakeOver => {
+                    if let Some(record) = log.keys.get_mut(key) {
+                        record.lease_until = now + millis(lease);
+                    }
+                }
+                Decision::Answer(_) => {}
+            }
+            decision.into()
+        }))
     }
 }
 
@@ -101,13 +197,55 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl EventStore for MemoryStore {
-    fn append<'a>(
+    fn append_with<'a>(
         &'a self,
         stream_id: &'a str,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
+        completion: Option<Completion>,
     ) -> BoxFuture<'a, Result<Appended>> {
-        future::ready(self.append_now(stream_id, expected, events)).boxed()
+        future::ready(self.append_now(stream_id, expected, events, completion)).boxed()
+    }
+
+    fn claim_idempotency_key<'a>(
+        &'a self,
+        key: &'a str,
+        fingerprint: &'a str,
+        lease: Duration,
+        retention: Duration,
+    ) -> BoxFuture<'a, Result<Claim>> {
+        future::ready(self.claim_now(key, fingerprint, lease, retention)).boxed()
+    }
+
+    fn complete_idempotency_key<'a>(
+        &'a self,
+        key: &'a str,
+        response: String,
+    ) -> BoxFuture<'a, Result<()>> {
+        let result = validate_key(key)
+            .map(|()| self.write(|log| log.complete(key, response, idempotency::now_millis())));
+        future::ready(result).boxed()
+    }
+
+    fn release_idempotency_key<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
+        let result = validate_key(key).map(|()| {
+            self.write(|log| {
+                if log.keys.get(key).is_some_and(|r| r.response.is_none()) {
+                    log.keys.remove(key);
+                }
+            })
+        });
+        future::ready(result).boxed()
+    }
+
+    fn purge_idempotency_keys(&self, retention: Duration) -> BoxFuture<'_, Result<u64>> {
+        let purged = self.write(|log| {
+            let cutoff = idempotency::now_millis() - millis(retention);
+            let before = log.keys.len();
+            log.keys.retain(|_, record| record.created_at >= cutoff);
+            (before - log.keys.len()) as u64
+        });
+        future::ready(Ok(purged)).boxed()
     }
 
     fn read_stream<'a>(

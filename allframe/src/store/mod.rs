@@ -13,17 +13,23 @@
 //! event below N. Subscriptions ([`EventStore::subscribe`]) read only through
 //! the store, using [`EventStore::watch_head`] as a wake-up signal, so a slow
 //! subscriber can lag but never skip.
+//!
+//! The store also keeps [idempotency records](idempotency): a command's
+//! response is stored in the same transaction as its events
+//! ([`EventStore::append_with`]) and replayed to retries.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
-use crate::event::{Metadata, NewEvent, RecordedEvent};
+use crate::event::{NewEvent, RecordedEvent};
 use crate::subscription::Subscription;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod group_commit;
+pub mod idempotency;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -31,17 +37,22 @@ pub mod postgres;
 mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+mod validate;
 
+pub use idempotency::{Claim, Completion};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+pub(crate) use validate::{validate_append, validate_read, validate_stream_id};
 
 /// Longest accepted stream id, in bytes.
 pub const MAX_STREAM_ID_LEN: usize = 255;
 /// Longest accepted event type name, in bytes.
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
+/// Longest accepted idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 /// Most events accepted in one append.
 pub const MAX_EVENTS_PER_APPEND: usize = 10_000;
 
@@ -194,6 +205,14 @@ pub enum StoreError {
     /// An append carried no events, or more than [`MAX_EVENTS_PER_APPEND`].
     #[error("an append must carry between 1 and {MAX_EVENTS_PER_APPEND} events, got {0}")]
     BatchSize(usize),
+    /// An idempotency key is empty, too long or contains control characters.
+    #[error("invalid idempotency key {key:?}: {reason}")]
+    InvalidIdempotencyKey {
+        /// The rejected key.
+        key: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
     /// A read limit of zero.
     #[error("a read limit must be at least 1")]
     ZeroLimit,
@@ -221,6 +240,7 @@ impl StoreError {
                 | Self::InvalidEventType { .. }
                 | Self::InvalidEvent { .. }
                 | Self::BatchSize(_)
+                | Self::InvalidIdempotencyKey { .. }
                 | Self::ZeroLimit
         )
     }
@@ -247,7 +267,53 @@ pub trait EventStore: Send + Sync + 'static {
         stream_id: &'a str,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
+    ) -> BoxFuture<'a, Result<Appended>> {
+        self.append_with(stream_id, expected, events, None)
+    }
+
+    /// [`append`](Self::append), and when `completion` is given, marks its
+    /// idempotency key completed with the response it builds from the
+    /// append, in the same transaction as the events: both are stored or
+    /// neither is. A refused append (wrong expected version, invalid input)
+    /// leaves the idempotency record untouched.
+    fn append_with<'a>(
+        &'a self,
+        stream_id: &'a str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        completion: Option<Completion>,
     ) -> BoxFuture<'a, Result<Appended>>;
+
+    /// Claims an idempotency key for a request with this `fingerprint`,
+    /// atomically: of any number of concurrent claims of a new key exactly
+    /// one is [`Claim::Acquired`]. The claim holds for `lease`; records
+    /// older than `retention` count as absent. See [`idempotency`] for the
+    /// rules.
+    fn claim_idempotency_key<'a>(
+        &'a self,
+        key: &'a str,
+        fingerprint: &'a str,
+        lease: Duration,
+        retention: Duration,
+    ) -> BoxFuture<'a, Result<Claim>>;
+
+    /// Marks a key completed with `response`, for a command that decided on
+    /// no events (others complete through [`append_with`](Self::append_with)).
+    /// A key nobody claimed is recorded as completed; an already completed
+    /// record keeps its first response.
+    fn complete_idempotency_key<'a>(
+        &'a self,
+        key: &'a str,
+        response: String,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Gives up an in-flight claim (after a failed command) so the key can
+    /// be claimed again at once. A completed record is never deleted.
+    fn release_idempotency_key<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>>;
+
+    /// Deletes the idempotency records created more than `retention` ago
+    /// and returns how many were deleted.
+    fn purge_idempotency_keys(&self, retention: Duration) -> BoxFuture<'_, Result<u64>>;
 
     /// Reads up to `limit` events of one stream, starting at version
     /// `from_version` (1-based; 0 reads from the start), in version order.
@@ -290,120 +356,6 @@ pub trait EventStore: Send + Sync + 'static {
     }
 }
 
-/// Checks a stream id: 1..=255 bytes without control characters.
-pub(crate) fn validate_stream_id(stream_id: &str) -> Result<()> {
-    let reason = if stream_id.is_empty() {
-        "must not be empty"
-    } else if stream_id.len() > MAX_STREAM_ID_LEN {
-        "must be at most 255 bytes"
-    } else if stream_id.chars().any(char::is_control) {
-        "must not contain control characters"
-    } else {
-        return Ok(());
-    };
-    Err(StoreError::InvalidStreamId {
-        stream_id: stream_id.to_owned(),
-        reason,
-    })
-}
-
-/// Checks an event type name: 1..=128 ASCII letters, digits, `_-.:`.
-pub(crate) fn validate_event_type(event_type: &str) -> Result<()> {
-    let reason = if event_type.is_empty() {
-        "must not be empty"
-    } else if event_type.len() > MAX_EVENT_TYPE_LEN {
-        "must be at most 128 bytes"
-    } else if !event_type
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
-    {
-        "may only contain ASCII letters, digits, `_`, `-`, `.` and `:`"
-    } else {
-        return Ok(());
-    };
-    Err(StoreError::InvalidEventType {
-        event_type: event_type.to_owned(),
-        reason,
-    })
-}
-
-/// Checks everything about an append that does not need the database.
-pub(crate) fn validate_append(stream_id: &str, events: &[NewEvent]) -> Result<()> {
-    validate_stream_id(stream_id)?;
-    if events.is_empty() || events.len() > MAX_EVENTS_PER_APPEND {
-        return Err(StoreError::BatchSize(events.len()));
-    }
-    for event in events {
-        validate_event_type(&event.event_type)?;
-        let invalid = |reason: String| StoreError::InvalidEvent {
-            event_type: event.event_type.clone(),
-            reason,
-        };
-        if event.schema_version == 0 {
-            return Err(invalid("schema_version must be at least 1".into()));
-        }
-        if !event.data.get().trim_start().starts_with('{') {
-            return Err(invalid("data must be a JSON object".into()));
-        }
-        if has_nul(event.data.get()) || metadata_has_nul(&event.metadata) {
-            // PostgreSQL text cannot hold U+0000; refusing it everywhere
-            // keeps every backend storing exactly the same events.
-            return Err(invalid("data and metadata must not contain U+0000".into()));
-        }
-        if let Some(key) = Metadata::RESERVED_KEYS
-            .iter()
-            .find(|key| event.metadata.extra.contains_key(**key))
-        {
-            return Err(invalid(format!(
-                "metadata extra field `{key}` repeats a reserved name"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Whether JSON text contains the escape `\u0000` (an escaped backslash
-/// followed by `u0000` does not count).
-fn has_nul(json: &str) -> bool {
-    let bytes = json.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' {
-            if bytes[i + 1..].starts_with(b"u0000") {
-                return true;
-            }
-            // Skip the escaped character, so `\\\\u0000` is not a match.
-            i += 2;
-        } else {
-            i += 1;
-        }
-    }
-    json.contains('\0')
-}
-
-fn metadata_has_nul(metadata: &Metadata) -> bool {
-    [
-        &metadata.correlation_id,
-        &metadata.causation_id,
-        &metadata.command,
-    ]
-    .into_iter()
-    .flatten()
-    .any(|text| text.contains('\0'))
-        || metadata
-            .extra
-            .iter()
-            .any(|(key, value)| key.contains('\0') || has_nul(&value.to_string()))
-}
-
-/// Checks the arguments of a read.
-pub(crate) fn validate_read(limit: usize) -> Result<()> {
-    if limit == 0 {
-        return Err(StoreError::ZeroLimit);
-    }
-    Ok(())
-}
-
 /// Turns an accepted append into recorded events placed right after
 /// `version` in the stream and `position` in the log.
 pub(crate) fn record_append(
@@ -440,24 +392,5 @@ mod tests {
         assert!(ExpectedVersion::Exact(0).accepts(0));
         assert!(ExpectedVersion::Exact(3).accepts(3));
         assert!(!ExpectedVersion::Exact(3).accepts(2));
-    }
-
-    #[test]
-    fn stream_ids_and_type_names_are_checked() {
-        assert!(validate_stream_id("account-1").is_ok());
-        assert!(validate_stream_id("").is_err());
-        assert!(validate_stream_id(&"a".repeat(256)).is_err());
-        assert!(validate_stream_id("a\nb").is_err());
-        assert!(validate_event_type("MoneyDeposited.v2:x_y-z").is_ok());
-        assert!(validate_event_type("has space").is_err());
-        assert!(validate_event_type(&"T".repeat(129)).is_err());
-    }
-
-    #[test]
-    fn nul_escapes_are_found_but_escaped_backslashes_are_not() {
-        assert!(has_nul(r#"{"a":"x\u0000"}"#));
-        assert!(!has_nul(r#"{"a":"x\\u0000"}"#));
-        assert!(has_nul(r#"{"a":"\\\u0000"}"#));
-        assert!(!has_nul(r#"{"a":"\u0001"}"#));
     }
 }

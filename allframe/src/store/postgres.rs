@@ -21,22 +21,37 @@
 //!   nothing for a reader to hang on.
 //!
 //! The lock serializes writers of all nodes, which would cap throughput at
-//! one commit (one WAL flush) at a time; [group commit](super::group_commit)
-//! wins it back by writing every append queued on a node in one transaction.
+//! one commit (one WAL flush) at a time; group commit wins it back by
+//! writing every append queued on a node in one transaction.
+//!
+//! # Idempotency records
+//!
+//! Table `allframe_idempotency`; times come from the server's
+//! `clock_timestamp()`, the one clock all nodes share. A claim runs on the
+//! pool in a transaction of its own: `INSERT … ON CONFLICT DO NOTHING`
+//! creates a new record (of concurrent inserts of one key, the others wait
+//! for the first to commit and then find its row), otherwise `SELECT … FOR
+//! UPDATE` locks the existing record while it is decided and rewritten, so
+//! claims from any node agree. A claim locks one record and nothing else,
+//! and purging skips locked records, so neither can deadlock with an append
+//! transaction that completes keys. Completions are upserted by the append's
+//! own transaction. See [`super::idempotency`].
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row};
 
 use super::group_commit::{BatchWriter, Request, plan};
+use super::idempotency::{self, Decision, Seen, response_text, seconds};
 use super::sql::{
     EventRow, INSERT_COLUMNS, accepted_events, db_error, extra_column, sql_event_store,
     stream_versions_query, to_i64,
 };
-use super::{Appended, Result, StoreError};
+use super::{Appended, Claim, Result, StoreError};
 use crate::event::{RecordedEvent, category_of, now_millis};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -46,6 +61,20 @@ pub const DEFAULT_MAX_BATCH: usize = 256;
 const SELECT_EVENTS: &str = "SELECT position, stream_id, version, event_type, schema_version, \
      data::text, event_id, correlation_id, causation_id, command, extra::text, recorded_at \
      FROM allframe_events";
+/// Marks keys completed (creating missing records) unless they already are.
+/// Binds: keys, responses (distinct keys).
+const COMPLETE_KEYS: &str = "INSERT INTO allframe_idempotency \
+     (key, fingerprint, state, response, created_at, lease_until) \
+     SELECT k, NULL, 'completed', r, clock_timestamp(), clock_timestamp() \
+     FROM UNNEST($1::text[], $2::bytea[]) AS c(k, r) \
+     ON CONFLICT (key) DO UPDATE SET state = 'completed', response = EXCLUDED.response, \
+     lease_until = EXCLUDED.lease_until WHERE allframe_idempotency.state = 'in_flight'";
+/// An idempotency record as a claim reads it: fingerprint, response,
+/// whether it expired, whether its lease ran out.
+type KeyRow = (Option<Vec<u8>>, Option<Vec<u8>>, bool, bool);
+/// How often a claim starts over when the record it found is deleted before
+/// it could lock it.
+const CLAIM_ATTEMPTS: usize = 5;
 
 sql_event_store! {
     /// The PostgreSQL event store. Cloning gives another handle to the same
@@ -101,6 +130,139 @@ impl PostgresStore {
             .map_err(db_error)?;
         Self::start(reads, Writer { connection }, max_batch).await
     }
+
+    async fn claim_key(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        lease: Duration,
+        retention: Duration,
+    ) -> Result<Claim> {
+        for _ in 0..CLAIM_ATTEMPTS {
+            if let Some(claim) = self.try_claim(key, fingerprint, lease, retention).await? {
+                return Ok(claim);
+            }
+        }
+        Err(StoreError::Backend(
+            format!("idempotency key {key:?} kept changing while it was claimed").into(),
+        ))
+    }
+
+    /// One claim transaction; `None` when the record was deleted between
+    /// the insert that found it and the lock.
+    async fn try_claim(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        lease: Duration,
+        retention: Duration,
+    ) -> Result<Option<Claim>> {
+        let mut tx = self.inner.reads.begin().await.map_err(db_error)?;
+        let inserted = sqlx::query(
+            "INSERT INTO allframe_idempotency \
+             (key, fingerprint, state, response, created_at, lease_until) \
+             VALUES ($1, $2, 'in_flight', NULL, clock_timestamp(), \
+                     clock_timestamp() + make_interval(secs => $3)) \
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(fingerprint.as_bytes())
+        .bind(seconds(lease))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if inserted.rows_affected() == 1 {
+            tx.commit().await.map_err(db_error)?;
+            return Ok(Some(Claim::Acquired));
+        }
+        let row: Option<KeyRow> = sqlx::query_as(
+            "SELECT fingerprint, response, \
+                    created_at < clock_timestamp() - make_interval(secs => $2), \
+                    lease_until <= clock_timestamp() \
+             FROM allframe_idempotency WHERE key = $1 FOR UPDATE",
+        )
+        .bind(key)
+        .bind(seconds(retention))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let Some((stored, response, expired, lease_over)) = row else {
+            return Ok(None);
+        };
+        let decision = idempotency::decide(Some(Seen {
+            same_fingerprint: stored.is_none_or(|stored| stored == fingerprint.as_bytes()),
+            response: response.map(|r| response_text(key, r)).transpose()?,
+            expired,
+            lease_over,
+        }));
+        match decision {
+            Decision::Take => {
+                sqlx::query(
+                    "UPDATE allframe_idempotency SET fingerprint = $2, state = 'in_flight', \
+                     response = NULL, created_at = clock_timestamp(), \
+                     lease_until = clock_timestamp() + make_interval(secs => $3) \
+                     WHERE key = $1",
+                )
+                .bind(key)
+                .bind(fingerprint.as_bytes())
+                .bind(seconds(lease))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            }
+            Decision::TakeOver => {
+                sqlx::query(
+                    "UPDATE allframe_idempotency \
+                     SET lease_until = clock_timestamp() + make_interval(secs => $2) \
+                     WHERE key = $1",
+                )
+                .bind(key)
+                .bind(seconds(lease))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            }
+            Decision::Answer(_) => {}
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(Some(decision.into()))
+    }
+
+    async fn complete_key(&self, key: &str, response: String) -> Result<()> {
+        sqlx::query(COMPLETE_KEYS)
+            .bind([key])
+            .bind([response.as_bytes()])
+            .execute(&self.inner.reads)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn release_key(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM allframe_idempotency WHERE key = $1 AND state = 'in_flight'")
+            .bind(key)
+            .execute(&self.inner.reads)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn purge_keys(&self, retention: Duration) -> Result<u64> {
+        // Records locked right now are being claimed or completed, i.e.
+        // rewritten; skipping them avoids waiting on (or deadlocking with)
+        // those transactions, and the next purge finds them if still old.
+        let purged = sqlx::query(
+            "DELETE FROM allframe_idempotency WHERE key IN (\
+               SELECT key FROM allframe_idempotency \
+               WHERE created_at < clock_timestamp() - make_interval(secs => $1) \
+               FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(seconds(retention))
+        .execute(&self.inner.reads)
+        .await
+        .map_err(db_error)?;
+        Ok(purged.rows_affected())
+    }
 }
 
 /// Quotes a schema name for SQL, refusing names PostgreSQL would mangle.
@@ -155,8 +317,8 @@ impl Writer {
                 .map(|(stream_id, version)| (stream_id, version as u64))
                 .collect();
         let recorded_at = now_millis();
-        let outcomes = plan(batch, head as u64, versions, recorded_at);
-        let rows = accepted_events(&outcomes);
+        let plan = plan(batch, head as u64, versions, recorded_at);
+        let rows = accepted_events(&plan.outcomes);
         if let Some(last) = rows.last() {
             let new_head = to_i64(last.position);
             // One statement writes the events and moves the head.
@@ -219,8 +381,21 @@ impl Writer {
             .await
             .map_err(db_error)?;
         }
+        if !plan.completions.is_empty() {
+            let (keys, responses): (Vec<&str>, Vec<&[u8]>) = plan
+                .completions
+                .iter()
+                .map(|(key, response)| (*key, response.as_bytes()))
+                .unzip();
+            sqlx::query(COMPLETE_KEYS)
+                .bind(keys)
+                .bind(responses)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
         tx.commit().await.map_err(db_error)?;
-        Ok(outcomes)
+        Ok(plan.outcomes)
     }
 }
 

@@ -163,6 +163,10 @@ pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
 /// this one definition. `select_events` is the `SELECT … FROM
 /// allframe_events` that rows are decoded from by `event_row`, `head` reads
 /// the last committed position, `stream_version` takes one bound stream id.
+///
+/// Each backend also defines the inherent methods the idempotency part of
+/// the trait calls once the key is checked: `claim_key`, `complete_key`,
+/// `release_key` and `purge_keys` (see [`super::idempotency`]).
 macro_rules! sql_event_store {
     (
         $(#[$doc:meta])*
@@ -235,21 +239,64 @@ macro_rules! sql_event_store {
         }
 
         impl $crate::store::EventStore for $store {
-            fn append<'a>(
+            fn append_with<'a>(
                 &'a self,
                 stream_id: &'a str,
                 expected: $crate::ExpectedVersion,
                 events: Vec<$crate::NewEvent>,
+                completion: Option<$crate::store::Completion>,
             ) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<$crate::Appended>> {
                 ::futures_util::FutureExt::boxed(async move {
-                    $crate::store::validate_append(stream_id, &events)?;
+                    $crate::store::validate_append(stream_id, &events, completion.as_ref())?;
                     let request = $crate::store::group_commit::Request {
                         stream_id: stream_id.to_owned(),
                         expected,
                         events,
+                        completion,
                     };
                     self.inner.writer.append(request).await
                 })
+            }
+
+            fn claim_idempotency_key<'a>(
+                &'a self,
+                key: &'a str,
+                fingerprint: &'a str,
+                lease: ::std::time::Duration,
+                retention: ::std::time::Duration,
+            ) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<$crate::store::Claim>> {
+                ::futures_util::FutureExt::boxed(async move {
+                    $crate::store::idempotency::validate_key(key)?;
+                    self.claim_key(key, fingerprint, lease, retention).await
+                })
+            }
+
+            fn complete_idempotency_key<'a>(
+                &'a self,
+                key: &'a str,
+                response: String,
+            ) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<()>> {
+                ::futures_util::FutureExt::boxed(async move {
+                    $crate::store::idempotency::validate_key(key)?;
+                    self.complete_key(key, response).await
+                })
+            }
+
+            fn release_idempotency_key<'a>(
+                &'a self,
+                key: &'a str,
+            ) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<()>> {
+                ::futures_util::FutureExt::boxed(async move {
+                    $crate::store::idempotency::validate_key(key)?;
+                    self.release_key(key).await
+                })
+            }
+
+            fn purge_idempotency_keys(
+                &self,
+                retention: ::std::time::Duration,
+            ) -> ::futures_util::future::BoxFuture<'_, $crate::store::Result<u64>> {
+                ::futures_util::FutureExt::boxed(self.purge_keys(retention))
             }
 
             fn read_stream<'a>(

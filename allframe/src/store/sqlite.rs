@@ -1,19 +1,30 @@
 //! The embedded backend: one SQLite file in WAL mode.
 //!
 //! One writer task owns the only writing connection and commits queued
-//! appends together ([group commit](super::group_commit)). Each transaction
-//! starts with `BEGIN IMMEDIATE`, which takes SQLite's write lock before the
-//! stream versions are read, so even another process writing the same file
+//! appends together (group commit). Each transaction starts with `BEGIN
+//! IMMEDIATE`, which takes SQLite's write lock before the stream versions
+//! are read, so even another process writing the same file
 //! cannot slip in between the check and the insert. SQLite commits one
 //! writer at a time, so positions become visible in order and readers (a
 //! pool of WAL readers that never block the writer) can never see a hole.
 //!
 //! Durability follows the connection's `synchronous` setting: `FULL` (the
 //! default) makes every acknowledged append survive power loss.
+//!
+//! Idempotency records (table `allframe_idempotency`, times in Unix
+//! milliseconds of the host clock) are written by the same writer task: a
+//! completion in the transaction of its append, the other operations
+//! (claims, completions without events, releases, purges) in `BEGIN
+//! IMMEDIATE` transactions of their own, those queued together sharing
+//! one. Keeping every write on the one writing connection means a claim
+//! never waits on a lock held inside this process (nor hits shared-cache
+//! table locks of an in-memory database), and the write lock still orders
+//! it against other processes on the file. See [`super::idempotency`].
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::time::Duration;
 
 use chrono::DateTime;
 use futures_util::future::{BoxFuture, FutureExt};
@@ -22,12 +33,13 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 
-use super::group_commit::{BatchWriter, Request, plan};
+use super::group_commit::{BatchWriter, KeyOp, KeyOutcome, Request, plan};
+use super::idempotency::{self, Decision, Seen, millis, response_text};
 use super::sql::{
     EventRow, INSERT_COLUMNS, accepted_events, db_error, extra_column, sql_event_store,
     stream_versions_query, to_i64,
 };
-use super::{Appended, Result, StoreError};
+use super::{Appended, Claim, Result, StoreError};
 use crate::event::{RecordedEvent, category_of, now_millis};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -41,6 +53,13 @@ pub const DEFAULT_MAX_BATCH: usize = 256;
 const INSERT_CHUNKS: [usize; 4] = [512, 64, 8, 1];
 const SELECT_EVENTS: &str = "SELECT position, stream_id, version, event_type, schema_version, \
      data, event_id, correlation_id, causation_id, command, extra, recorded_at FROM allframe_events";
+/// Marks a key completed (creating the record if missing) unless it already
+/// is. Binds: key, response, now.
+const COMPLETE_KEY: &str = "INSERT INTO allframe_idempotency \
+     (key, fingerprint, state, response, created_at, lease_until) \
+     VALUES (?1, NULL, 'completed', ?2, ?3, ?3) \
+     ON CONFLICT (key) DO UPDATE SET state = 'completed', response = excluded.response, \
+     lease_until = excluded.lease_until WHERE state = 'in_flight'";
 
 sql_event_store! {
     /// The SQLite event store. Cloning gives another handle to the same store.
@@ -97,6 +116,51 @@ impl SqliteStore {
             .map_err(db_error)?;
         Self::start(reads, Writer { connection: writer }, max_batch).await
     }
+
+    async fn claim_key(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        lease: Duration,
+        retention: Duration,
+    ) -> Result<Claim> {
+        let op = KeyOp::Claim {
+            key: key.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+            lease,
+            retention,
+        };
+        match self.inner.writer.key_op(op).await? {
+            KeyOutcome::Claimed(claim) => Ok(claim),
+            _ => Err(unexpected_outcome()),
+        }
+    }
+
+    async fn complete_key(&self, key: &str, response: String) -> Result<()> {
+        let op = KeyOp::Complete {
+            key: key.to_owned(),
+            response,
+        };
+        self.inner.writer.key_op(op).await.map(drop)
+    }
+
+    async fn release_key(&self, key: &str) -> Result<()> {
+        let op = KeyOp::Release {
+            key: key.to_owned(),
+        };
+        self.inner.writer.key_op(op).await.map(drop)
+    }
+
+    async fn purge_keys(&self, retention: Duration) -> Result<u64> {
+        match self.inner.writer.key_op(KeyOp::Purge { retention }).await? {
+            KeyOutcome::Purged(count) => Ok(count),
+            _ => Err(unexpected_outcome()),
+        }
+    }
+}
+
+fn unexpected_outcome() -> StoreError {
+    StoreError::Backend("the writer answered a different idempotency operation".into())
 }
 
 fn event_row(row: &SqliteRow) -> Result<RecordedEvent> {
@@ -145,8 +209,8 @@ impl Writer {
                 .into_iter()
                 .map(|(stream_id, version)| (stream_id, version as u64))
                 .collect();
-        let outcomes = plan(batch, head as u64, versions, now_millis());
-        let rows = accepted_events(&outcomes);
+        let plan = plan(batch, head as u64, versions, now_millis());
+        let rows = accepted_events(&plan.outcomes);
         for chunk in fixed_chunks(&rows, &INSERT_CHUNKS) {
             let mut insert = QueryBuilder::<Sqlite>::new(format!(
                 "INSERT INTO allframe_events ({INSERT_COLUMNS}) "
@@ -168,9 +232,137 @@ impl Writer {
             });
             insert.build().execute(&mut *tx).await.map_err(db_error)?;
         }
+        let now = idempotency::now_millis();
+        for (key, response) in &plan.completions {
+            sqlx::query(COMPLETE_KEY)
+                .bind(*key)
+                .bind(response.as_bytes())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(plan.outcomes)
+    }
+
+    async fn write_key_ops(&mut self, ops: &[KeyOp]) -> Result<Vec<KeyOutcome>> {
+        let mut tx = self
+            .connection
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for op in ops {
+            // Read after the write lock is held, so no other process can
+            // change the record between the decision and the write.
+            let now = idempotency::now_millis();
+            let outcome = match op {
+                KeyOp::Claim {
+                    key,
+                    fingerprint,
+                    lease,
+                    retention,
+                } => KeyOutcome::Claimed(
+                    claim(&mut tx, key, fingerprint, now, *lease, *retention).await?,
+                ),
+                KeyOp::Complete { key, response } => {
+                    sqlx::query(COMPLETE_KEY)
+                        .bind(key.as_str())
+                        .bind(response.as_bytes())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                    KeyOutcome::Done
+                }
+                KeyOp::Release { key } => {
+                    sqlx::query(
+                        "DELETE FROM allframe_idempotency WHERE key = ? AND state = 'in_flight'",
+                    )
+                    .bind(key.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                    KeyOutcome::Done
+                }
+                KeyOp::Purge { retention } => {
+                    let purged =
+                        sqlx::query("DELETE FROM allframe_idempotency WHERE created_at < ?")
+                            .bind(now - millis(*retention))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db_error)?;
+                    KeyOutcome::Purged(purged.rows_affected())
+                }
+            };
+            outcomes.push(outcome);
+        }
         tx.commit().await.map_err(db_error)?;
         Ok(outcomes)
     }
+}
+
+/// An idempotency record as a claim reads it: fingerprint, response,
+/// created_at, lease_until.
+type KeyRow = (Option<Vec<u8>>, Option<Vec<u8>>, i64, i64);
+
+/// Decides a claim on the record as stored and writes the decision.
+async fn claim(
+    connection: &mut SqliteConnection,
+    key: &str,
+    fingerprint: &str,
+    now: i64,
+    lease: Duration,
+    retention: Duration,
+) -> Result<Claim> {
+    let row: Option<KeyRow> = sqlx::query_as(
+        "SELECT fingerprint, response, created_at, lease_until \
+         FROM allframe_idempotency WHERE key = ?",
+    )
+    .bind(key)
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(db_error)?;
+    let seen = match row {
+        None => None,
+        Some((stored, response, created_at, lease_until)) => Some(Seen {
+            same_fingerprint: stored.is_none_or(|stored| stored == fingerprint.as_bytes()),
+            response: response.map(|r| response_text(key, r)).transpose()?,
+            expired: created_at < now - millis(retention),
+            lease_over: lease_until <= now,
+        }),
+    };
+    let decision = idempotency::decide(seen);
+    match decision {
+        Decision::Take => {
+            sqlx::query(
+                "INSERT INTO allframe_idempotency \
+                 (key, fingerprint, state, response, created_at, lease_until) \
+                 VALUES (?1, ?2, 'in_flight', NULL, ?3, ?4) \
+                 ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint, \
+                 state = 'in_flight', response = NULL, created_at = excluded.created_at, \
+                 lease_until = excluded.lease_until",
+            )
+            .bind(key)
+            .bind(fingerprint.as_bytes())
+            .bind(now)
+            .bind(now + millis(lease))
+            .execute(&mut *connection)
+            .await
+            .map_err(db_error)?;
+        }
+        Decision::TakeOver => {
+            sqlx::query("UPDATE allframe_idempotency SET lease_until = ? WHERE key = ?")
+                .bind(now + millis(lease))
+                .bind(key)
+                .execute(&mut *connection)
+                .await
+                .map_err(db_error)?;
+        }
+        Decision::Answer(_) => {}
+    }
+    Ok(decision.into())
 }
 
 /// Splits `rows` greedily into chunks whose lengths are all in `sizes`
@@ -193,6 +385,10 @@ impl BatchWriter for Writer {
         batch: &'a [Request],
     ) -> BoxFuture<'a, Result<Vec<Result<Appended>>>> {
         self.write_batch(batch).boxed()
+    }
+
+    fn write_keys<'a>(&'a mut self, ops: &'a [KeyOp]) -> BoxFuture<'a, Result<Vec<KeyOutcome>>> {
+        self.write_key_ops(ops).boxed()
     }
 }
 

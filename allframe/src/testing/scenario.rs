@@ -1,11 +1,8 @@
 //! Given/when/then: test an aggregate's command handlers with no store.
 //!
-//! ```ignore
-//! given::<Account>([AccountEvent::Opened { .. }, AccountEvent::MoneyDeposited { amount: 50 }])
-//!     .when(Withdraw { account_id, amount: 80 })
-//!     .await
-//!     .then_error("insufficient-funds");
-//! ```
+//! `given::<Account>([opened, deposited_50]).when(withdraw_80).await`
+//! `.then_error("insufficient-funds")` — the bank example's domain tests
+//! (`examples/bank/src/domain.rs`) show it in full.
 //!
 //! `when` runs exactly what dispatch runs before appending — validation,
 //! the create / not-found rule, the registered handler — on the state the

@@ -5,7 +5,7 @@ use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::{Expr, ExprLit, Ident, Lit, Meta};
 
-use crate::event::Errors;
+use crate::diagnostics::Errors;
 
 /// Where an `#[event(...)]` attribute was written.
 #[derive(Clone, Copy, PartialEq)]

@@ -1,0 +1,8 @@
+use allframe::DomainError;
+
+#[derive(DomainError)]
+union Bits {
+    word: u64,
+}
+
+fn main() {}

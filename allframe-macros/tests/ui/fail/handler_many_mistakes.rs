@@ -1,0 +1,41 @@
+//! Every shape mistake is reported at once.
+use allframe::{Aggregate, DomainError, Event, command, command_handler};
+use serde::{Deserialize, Serialize};
+
+#[derive(Event)]
+enum AccountEvent {
+    Deposited { amount: u64 },
+}
+
+#[derive(Default)]
+struct Account;
+
+impl Aggregate for Account {
+    type Event = AccountEvent;
+    const CATEGORY: &'static str = "account";
+    fn apply(&mut self, _: &AccountEvent) {}
+}
+
+#[command(aggregate = Account, id = account_id)]
+#[derive(Serialize, Deserialize, garde::Validate)]
+struct Deposit {
+    #[garde(skip)]
+    account_id: String,
+    #[garde(range(min = 1))]
+    amount: u64,
+}
+
+#[derive(Debug, thiserror::Error, DomainError)]
+enum BankError {
+    #[error("account closed")]
+    Closed,
+}
+
+struct Clock;
+
+#[command_handler(fast)]
+unsafe fn deposit<T>(_: &Deposit, _: Account, _: Clock) -> Vec<AccountEvent> {
+    vec![]
+}
+
+fn main() {}

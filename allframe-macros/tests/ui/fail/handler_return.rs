@@ -1,0 +1,49 @@
+//! A handler returns `Result<Vec<Event>, Error>`.
+use allframe::{Aggregate, DomainError, Event, command, command_handler};
+use serde::{Deserialize, Serialize};
+
+#[derive(Event)]
+enum AccountEvent {
+    Deposited { amount: u64 },
+}
+
+#[derive(Default)]
+struct Account;
+
+impl Aggregate for Account {
+    type Event = AccountEvent;
+    const CATEGORY: &'static str = "account";
+    fn apply(&mut self, _: &AccountEvent) {}
+}
+
+#[command(aggregate = Account, id = account_id)]
+#[derive(Serialize, Deserialize, garde::Validate)]
+struct Deposit {
+    #[garde(skip)]
+    account_id: String,
+    #[garde(range(min = 1))]
+    amount: u64,
+}
+
+#[derive(Debug, thiserror::Error, DomainError)]
+enum BankError {
+    #[error("account closed")]
+    Closed,
+}
+
+struct Clock;
+
+#[command_handler]
+async fn nothing(_: Deposit, _: &Account) {}
+
+#[command_handler]
+async fn events(_: Deposit, _: &Account) -> Vec<AccountEvent> {
+    vec![]
+}
+
+#[command_handler]
+async fn one_event(_: Deposit, _: &Account) -> Result<AccountEvent, BankError> {
+    Err(BankError::Closed)
+}
+
+fn main() {}

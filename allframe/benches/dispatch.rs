@@ -1,0 +1,237 @@
+//! Command dispatch benchmarks: `cargo bench -p allframe --bench dispatch`.
+//!
+//! Prints commands/s through `Dispatcher::dispatch` on memory and SQLite
+//! with 1 and 16 concurrent callers, on one hot aggregate and on many, and
+//! the overhead of dispatch over the bare load + append it performs
+//! (interleaved rounds, medians, one run). `ALLFRAME_BENCH_SECONDS` sets the
+//! length of one sample (default 2), `ALLFRAME_BENCH_ROUNDS` the rounds
+//! (default 3), `ALLFRAME_BENCH_ONLY=memory` or `=sqlite` one backend.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use allframe::command::{CommandHandler, Decision, HandlerRegistration};
+use allframe::di::{Container, Dependency};
+use allframe::store::{MemoryStore, SqliteStore};
+use allframe::{
+    Aggregate, Command, DispatchOptions, Dispatcher, Event, EventStore, ExpectedVersion, NewEvent,
+};
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event)]
+enum AccountEvent {
+    Deposited { amount: u64 },
+}
+
+#[derive(Default)]
+struct Account {
+    balance: u64,
+}
+
+impl Aggregate for Account {
+    type Event = AccountEvent;
+    const CATEGORY: &'static str = "account";
+    fn apply(&mut self, event: &AccountEvent) {
+        let AccountEvent::Deposited { amount } = event;
+        self.balance += amount;
+    }
+}
+
+#[derive(Serialize, Deserialize, garde::Validate)]
+struct Deposit {
+    #[garde(length(chars, min = 1, max = 64))]
+    account_id: String,
+    #[garde(range(min = 1, max = 1_000_000_000))]
+    amount: u64,
+}
+
+impl Command for Deposit {
+    const NAME: &'static str = "deposit";
+    const CREATE: bool = false;
+    type Aggregate = Account;
+    fn aggregate_id(&self) -> Option<String> {
+        Some(self.account_id.clone())
+    }
+}
+
+#[derive(Default)]
+struct DepositHandler;
+
+impl CommandHandler for DepositHandler {
+    type Command = Deposit;
+    type Error = std::convert::Infallible;
+    const DEPENDENCIES: &'static [Dependency] = &[];
+    fn handle<'a>(
+        &'a self,
+        command: Deposit,
+        _state: &'a Account,
+        _dependencies: &'a Container,
+    ) -> BoxFuture<'a, Decision<Deposit, Self::Error>> {
+        Box::pin(async move {
+            Ok(vec![AccountEvent::Deposited {
+                amount: command.amount,
+            }])
+        })
+    }
+}
+
+static DEPOSIT: HandlerRegistration = HandlerRegistration::new::<DepositHandler>("bench::deposit");
+
+/// What the dispatcher does for a deposit, written by hand: load, decide,
+/// append at the loaded version, retry on conflict.
+async fn bare_deposit(store: &dyn EventStore, account_id: &str, amount: u64) {
+    let stream = allframe::stream_id::<Account>(account_id);
+    loop {
+        let loaded = allframe::load::<Account>(store, account_id)
+            .await
+            .expect("load");
+        let event = NewEvent::from_event(&AccountEvent::Deposited { amount }).expect("encode");
+        match store
+            .append(&stream, ExpectedVersion::Exact(loaded.version), vec![event])
+            .await
+        {
+            Ok(_) => return,
+            Err(error) if error.is_conflict() => continue,
+            Err(error) => panic!("append: {error}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Path {
+    Dispatch,
+    Bare,
+}
+
+async fn seed(store: &dyn EventStore, accounts: usize) {
+    for i in 0..accounts {
+        let opened = NewEvent::from_event(&AccountEvent::Deposited { amount: 1 }).unwrap();
+        store
+            .append(
+                &format!("account-{i}"),
+                ExpectedVersion::NoStream,
+                vec![opened],
+            )
+            .await
+            .expect("seed");
+    }
+}
+
+/// Commands/s with `callers` concurrent callers over `accounts` accounts
+/// (1: every caller hits one hot account).
+async fn rate(
+    store: Arc<dyn EventStore>,
+    dispatcher: Arc<Dispatcher>,
+    path: Path,
+    callers: usize,
+    accounts: usize,
+    sample: Duration,
+) -> f64 {
+    let deadline = Instant::now() + sample;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|caller| {
+            let (store, dispatcher) = (store.clone(), dispatcher.clone());
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                while Instant::now() < deadline {
+                    // Each caller walks its own accounts so the stream lengths
+                    // (and so the load cost) grow the same way on both paths.
+                    let account =
+                        ((caller as u64 + done * callers as u64) % accounts as u64).to_string();
+                    match path {
+                        Path::Dispatch => {
+                            let command = Deposit {
+                                account_id: account,
+                                amount: 5,
+                            };
+                            dispatcher
+                                .dispatch(command, DispatchOptions::default())
+                                .await
+                                .expect("dispatch");
+                        }
+                        Path::Bare => bare_deposit(&*store, &account, 5).await,
+                    }
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.expect("caller");
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn env_number(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let sample = Duration::from_secs_f64(env_number("ALLFRAME_BENCH_SECONDS", 2.0));
+        let rounds = env_number("ALLFRAME_BENCH_ROUNDS", 3.0) as usize;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut next_file = 0;
+        println!("## Dispatch: commands/s and overhead over bare load + append (median of {rounds} interleaved rounds of {sample:?})\n");
+        println!("| backend | callers | accounts | dispatch (cmd/s) | bare load+append (cmd/s) | overhead |");
+        println!("|---|---|---|---|---|---|");
+        let only = std::env::var("ALLFRAME_BENCH_ONLY").unwrap_or_default();
+        for backend in ["memory", "sqlite"] {
+            if !only.is_empty() && !only.split(',').any(|b| b == backend) {
+                continue;
+            }
+            for (callers, accounts) in [(1, 1), (1, 1_000), (16, 1), (16, 1_000)] {
+                let (mut dispatched, mut bare) = (Vec::new(), Vec::new());
+                for round in 0..rounds {
+                    // Alternate which path goes first, so neither always runs
+                    // on the heap the other just left behind.
+                    let order = if round % 2 == 0 {
+                        [Path::Dispatch, Path::Bare]
+                    } else {
+                        [Path::Bare, Path::Dispatch]
+                    };
+                    for path in order {
+                        let store: Arc<dyn EventStore> = if backend == "memory" {
+                            Arc::new(MemoryStore::new())
+                        } else {
+                            next_file += 1;
+                            Arc::new(
+                                SqliteStore::open(dir.path().join(format!("{next_file}.db")))
+                                    .await
+                                    .expect("open SQLite"),
+                            )
+                        };
+                        seed(&*store, accounts).await;
+                        let dispatcher = Arc::new(
+                            Dispatcher::builder(&*store)
+                                .handlers(vec![&DEPOSIT])
+                                .build()
+                                .expect("dispatcher"),
+                        );
+                        let r = rate(store, dispatcher, path, callers, accounts, sample).await;
+                        if path == Path::Dispatch { dispatched.push(r) } else { bare.push(r) }
+                    }
+                }
+                let (d, b) = (median(&mut dispatched), median(&mut bare));
+                println!("| {backend} | {callers} | {accounts} | {d:.0} | {b:.0} | {:.2}× |", b / d);
+            }
+        }
+    });
+}

@@ -1,0 +1,312 @@
+//! Idempotency records: what lets a command carrying an `Idempotency-Key`
+//! run once and have its first response replayed to every retry.
+//!
+//! A record holds the key, a fingerprint of the request that claimed it, a
+//! state (in flight or completed), the response once completed, when it was
+//! created and until when the claim's lease runs. The life of a key:
+//!
+//! 1. [`EventStore::claim_idempotency_key`](super::EventStore::claim_idempotency_key)
+//!    atomically decides between running the command ([`Claim::Acquired`]),
+//!    replaying ([`Claim::Completed`]), refusing a concurrent duplicate
+//!    ([`Claim::InFlight`]) and refusing a reused key ([`Claim::Mismatch`]).
+//! 2. The command's events are appended with a [`Completion`]
+//!    ([`EventStore::append_with`](super::EventStore::append_with)): the
+//!    record turns completed in the same transaction as the events, so a
+//!    crash can never leave events without their stored response or a
+//!    response without its events. A command that decides on no events
+//!    completes with
+//!    [`complete_idempotency_key`](super::EventStore::complete_idempotency_key);
+//!    a failed one gives the key back with
+//!    [`release_idempotency_key`](super::EventStore::release_idempotency_key).
+//! 3. [`purge_idempotency_keys`](super::EventStore::purge_idempotency_keys)
+//!    deletes records older than the retention period; until then an
+//!    expired record already counts as absent.
+//!
+//! # Rules every backend follows
+//!
+//! - A record older than the retention period (by `created_at`) is treated
+//!   as absent: a claim replaces it with a fresh one.
+//! - A completed record answers `Completed(response)` to the fingerprint
+//!   that claimed it and `Mismatch` to any other. An in-flight record
+//!   answers `Mismatch` to another fingerprint, `InFlight` while its lease
+//!   runs, and is taken over (`Acquired` with a new lease, same
+//!   `created_at`) once the lease has run out.
+//! - A completed record is final: a second completion leaves the first
+//!   response in place (it can only happen after a lease ran out and two
+//!   callers ran the command), and release never deletes it.
+//! - Completing a key nobody claimed creates a completed record without a
+//!   fingerprint, which replays to any fingerprint.
+//! - Fingerprints and responses are stored as bytes, so any string comes
+//!   back exactly as given (PostgreSQL `text` could not hold U+0000).
+//!
+//! # Clocks
+//!
+//! Leases and ages are measured on the one clock everybody writing the
+//! records shares: the database server's (`clock_timestamp()`) on
+//! PostgreSQL, where nodes with skewed clocks must still agree when a lease
+//! ran out; the host's clock on SQLite (one file, one host) and in memory.
+//! Durations longer than [`MAX_DURATION`] count as [`MAX_DURATION`].
+//!
+//! # Locking
+//!
+//! - Memory: the records live in the log behind its lock, so a claim is one
+//!   critical section and a completion is written in the same critical
+//!   section as its events.
+//! - SQLite: every idempotency operation goes through the store's writer
+//!   task, which owns the only writing connection, in a `BEGIN IMMEDIATE`
+//!   transaction (operations queued together share one); SQLite's write
+//!   lock also orders them against other processes on the same file.
+//!   Completions are written by the group-commit transaction of the append.
+//! - PostgreSQL: a claim runs on the pool in its own transaction: `INSERT …
+//!   ON CONFLICT DO NOTHING` creates a new record, otherwise `SELECT … FOR
+//!   UPDATE` locks the existing one while it is decided, so concurrent
+//!   claims on any node agree. Completions are upserted by the group-commit
+//!   transaction of the append.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use super::{Appended, MAX_IDEMPOTENCY_KEY_LEN, Result, StoreError};
+
+/// Leases and retention periods are capped at this (about 1,000 years), so
+/// time arithmetic never overflows in any backend.
+pub const MAX_DURATION: Duration = Duration::from_secs(1_000 * 31_556_952);
+
+/// The outcome of claiming an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Claim {
+    /// The key was new (or its record expired, or a previous holder's lease
+    /// ran out): the caller holds it now and should run the command.
+    Acquired,
+    /// The same key with the same fingerprint completed before (within the
+    /// retention period): the stored response.
+    Completed(String),
+    /// Another caller holds the key and its lease has not run out.
+    InFlight,
+    /// The key was used (within the retention period) with a different
+    /// fingerprint.
+    Mismatch,
+}
+
+/// Marks an idempotency key completed, written in the same transaction as
+/// an append, with a response built from the append's outcome.
+///
+/// The response builder may run more than once (a SQL backend retries the
+/// appends of a failed group-commit transaction one by one, and the retried
+/// append gets new positions); only the response of the append that
+/// commits is stored. It runs inside the append's transaction (with the
+/// store's write lock held), so it should only format what it is given. If
+/// it panics, its append fails with a backend error and nothing of it is
+/// stored.
+pub struct Completion {
+    key: String,
+    respond: Box<dyn Fn(&Appended) -> String + Send + Sync>,
+}
+
+impl Completion {
+    /// A completion of `key` whose response `respond` builds from the
+    /// committed append.
+    pub fn new(
+        key: impl Into<String>,
+        respond: impl Fn(&Appended) -> String + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            key: key.into(),
+            respond: Box::new(respond),
+        }
+    }
+
+    /// The idempotency key this completes.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Builds the response for `appended`; a panicking builder becomes a
+    /// backend error instead of unwinding through the store.
+    pub(crate) fn respond(&self, appended: &Appended) -> Result<String> {
+        catch_unwind(AssertUnwindSafe(|| (self.respond)(appended))).map_err(|_| {
+            tracing::error!(key = %self.key, "idempotency response builder panicked");
+            StoreError::Backend(
+                format!(
+                    "the response builder for idempotency key {:?} panicked",
+                    self.key
+                )
+                .into(),
+            )
+        })
+    }
+}
+
+impl std::fmt::Debug for Completion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Completion")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks an idempotency key: 1..=255 bytes without control characters.
+pub(crate) fn validate_key(key: &str) -> Result<()> {
+    let reason = if key.is_empty() {
+        "must not be empty"
+    } else if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+        "must be at most 255 bytes"
+    } else if key.chars().any(char::is_control) {
+        "must not contain control characters"
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::InvalidIdempotencyKey {
+        key: key.to_owned(),
+        reason,
+    })
+}
+
+/// A duration in whole milliseconds, capped at [`MAX_DURATION`].
+pub(crate) fn millis(duration: Duration) -> i64 {
+    duration.min(MAX_DURATION).as_millis() as i64
+}
+
+/// A duration in seconds, capped at [`MAX_DURATION`] (PostgreSQL's
+/// `make_interval(secs => …)`).
+#[cfg(feature = "postgres")]
+pub(crate) fn seconds(duration: Duration) -> f64 {
+    duration.min(MAX_DURATION).as_secs_f64()
+}
+
+/// The host clock in Unix milliseconds (memory and SQLite records).
+pub(crate) fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// An existing record as a claim sees it.
+pub(crate) struct Seen {
+    /// Whether the record's fingerprint is the claimant's (or it has none).
+    pub(crate) same_fingerprint: bool,
+    /// The response, when the record is completed.
+    pub(crate) response: Option<String>,
+    /// Whether the record is older than the retention period.
+    pub(crate) expired: bool,
+    /// Whether an in-flight record's lease has run out.
+    pub(crate) lease_over: bool,
+}
+
+/// What a claim does to the record.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Write a fresh in-flight record (new or replacing an expired one).
+    Take,
+    /// Keep the in-flight record and give it a new lease.
+    TakeOver,
+    /// Leave the record as it is and answer.
+    Answer(Claim),
+}
+
+/// The claim rules of the module docs, shared by every backend.
+pub(crate) fn decide(seen: Option<Seen>) -> Decision {
+    let Some(seen) = seen else {
+        return Decision::Take;
+    };
+    if seen.expired {
+        return Decision::Take;
+    }
+    match seen.response {
+        Some(_) if !seen.same_fingerprint => Decision::Answer(Claim::Mismatch),
+        Some(response) => Decision::Answer(Claim::Completed(response)),
+        None if !seen.same_fingerprint => Decision::Answer(Claim::Mismatch),
+        None if !seen.lease_over => Decision::Answer(Claim::InFlight),
+        None => Decision::TakeOver,
+    }
+}
+
+/// The answer to a claim that took the key.
+impl From<Decision> for Claim {
+    fn from(decision: Decision) -> Self {
+        match decision {
+            Decision::Take | Decision::TakeOver => Claim::Acquired,
+            Decision::Answer(claim) => claim,
+        }
+    }
+}
+
+/// Turns stored response bytes back into the string that was stored.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn response_text(key: &str, bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|_| {
+        StoreError::Backend(
+            format!("stored response of idempotency key {key:?} is not UTF-8").into(),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(same: bool, response: Option<&str>, expired: bool, lease_over: bool) -> Option<Seen> {
+        Some(Seen {
+            same_fingerprint: same,
+            response: response.map(str::to_owned),
+            expired,
+            lease_over,
+        })
+    }
+
+    #[test]
+    fn claim_rules() {
+        assert_eq!(decide(None), Decision::Take);
+        assert_eq!(decide(seen(false, Some("r"), true, true)), Decision::Take);
+        assert_eq!(
+            decide(seen(true, Some("r"), false, true)),
+            Decision::Answer(Claim::Completed("r".into()))
+        );
+        assert_eq!(
+            decide(seen(false, Some("r"), false, false)),
+            Decision::Answer(Claim::Mismatch)
+        );
+        assert_eq!(
+            decide(seen(false, None, false, true)),
+            Decision::Answer(Claim::Mismatch)
+        );
+        assert_eq!(
+            decide(seen(true, None, false, false)),
+            Decision::Answer(Claim::InFlight)
+        );
+        assert_eq!(decide(seen(true, None, false, true)), Decision::TakeOver);
+    }
+
+    #[test]
+    fn keys_are_checked() {
+        assert!(validate_key("k").is_ok());
+        assert!(validate_key(&"k".repeat(255)).is_ok());
+        for bad in ["", "a\nb", "nul\0", &"k".repeat(256)] {
+            let error = validate_key(bad).unwrap_err();
+            assert!(error.is_invalid_input(), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn durations_are_capped() {
+        assert_eq!(millis(Duration::from_millis(1_500)), 1_500);
+        assert_eq!(millis(Duration::MAX), millis(MAX_DURATION));
+    }
+
+    #[test]
+    fn a_panicking_builder_is_an_error() {
+        let appended = Appended {
+            stream_id: "s".into(),
+            version: 1,
+            position: 1,
+            events: Vec::new(),
+        };
+        let ok = Completion::new("k", |a| format!("v{}", a.version));
+        assert_eq!(ok.respond(&appended).unwrap(), "v1");
+        assert_eq!(ok.respond(&appended).unwrap(), "v1", "builders may rerun");
+        let bad = Completion::new("k", |_| panic!("boom"));
+        assert!(matches!(
+            bad.respond(&appended),
+            Err(StoreError::Backend(_))
+        ));
+    }
+}

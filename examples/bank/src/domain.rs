@@ -1,0 +1,290 @@
+//! Accounts: opened with an owner and an email, credited and debited,
+//! closed once empty.
+
+use std::convert::Infallible;
+
+use allframe::{Aggregate, DomainError, Event, command, command_handler};
+use serde::{Deserialize, Serialize};
+
+/// Everything that can happen to an account.
+#[derive(Event, Debug, Clone, PartialEq)]
+pub enum AccountEvent {
+    /// The account was opened.
+    AccountOpened {
+        /// Who owns it.
+        owner: String,
+        /// Where to reach them.
+        email: String,
+    },
+    /// Money was paid in.
+    MoneyDeposited {
+        /// How much, in cents.
+        amount: u64,
+    },
+    /// Money was paid out.
+    MoneyWithdrawn {
+        /// How much, in cents.
+        amount: u64,
+    },
+    /// The account was closed.
+    AccountClosed {},
+}
+
+/// What the account's history adds up to.
+#[derive(Debug, Default)]
+pub struct Account {
+    /// Whether it is open.
+    pub open: bool,
+    /// Its balance, in cents.
+    pub balance: u64,
+}
+
+impl Aggregate for Account {
+    type Event = AccountEvent;
+    const CATEGORY: &'static str = "account";
+
+    fn apply(&mut self, event: &AccountEvent) {
+        match event {
+            AccountEvent::AccountOpened { .. } => self.open = true,
+            AccountEvent::MoneyDeposited { amount } => self.balance += amount,
+            AccountEvent::MoneyWithdrawn { amount } => self.balance -= amount,
+            AccountEvent::AccountClosed {} => self.open = false,
+        }
+    }
+}
+
+/// Why the bank refuses a command.
+#[derive(Debug, thiserror::Error, DomainError)]
+pub enum BankError {
+    /// A withdrawal larger than the balance.
+    #[error("insufficient funds: the balance is {balance}, {requested} was requested")]
+    InsufficientFunds {
+        /// The current balance.
+        balance: u64,
+        /// The amount asked for.
+        requested: u64,
+    },
+    /// Closing an account that still holds money.
+    #[error("the balance must be zero to close the account; it is {0}")]
+    BalanceNotZero(u64),
+    /// Moving money on a closed account.
+    #[error("the account is closed")]
+    AccountClosed,
+}
+
+/// Opens an account; the server picks its id.
+#[command(aggregate = Account, create)]
+#[derive(Debug, Serialize, Deserialize, garde::Validate)]
+pub struct OpenAccount {
+    /// The owner's name.
+    #[garde(length(chars, min = 1, max = 100))]
+    pub owner: String,
+    /// The owner's email address.
+    #[garde(email)]
+    pub email: String,
+    /// Money paid in on opening, in cents.
+    #[serde(default)]
+    #[garde(skip)]
+    pub initial_deposit: u64,
+}
+
+/// Pays money in.
+#[command(aggregate = Account, id = account_id)]
+#[derive(Debug, Serialize, Deserialize, garde::Validate)]
+pub struct Deposit {
+    /// The account.
+    #[garde(skip)]
+    pub account_id: String,
+    /// How much, in cents.
+    #[garde(range(min = 1, max = 1_000_000_000))]
+    pub amount: u64,
+}
+
+/// Pays money out.
+#[command(aggregate = Account, id = account_id)]
+#[derive(Debug, Serialize, Deserialize, garde::Validate)]
+pub struct Withdraw {
+    /// The account.
+    #[garde(skip)]
+    pub account_id: String,
+    /// How much, in cents.
+    #[garde(range(min = 1, max = 1_000_000_000))]
+    pub amount: u64,
+}
+
+/// Closes an empty account.
+#[command(aggregate = Account, id = account_id)]
+#[derive(Debug, Serialize, Deserialize, garde::Validate)]
+pub struct CloseAccount {
+    /// The account.
+    #[garde(skip)]
+    pub account_id: String,
+}
+
+#[command_handler]
+async fn open_account(command: OpenAccount, _: &Account) -> Result<Vec<AccountEvent>, Infallible> {
+    let mut events = vec![AccountEvent::AccountOpened {
+        owner: command.owner,
+        email: command.email,
+    }];
+    if command.initial_deposit > 0 {
+        events.push(AccountEvent::MoneyDeposited {
+            amount: command.initial_deposit,
+        });
+    }
+    Ok(events)
+}
+
+#[command_handler]
+async fn deposit(command: Deposit, account: &Account) -> Result<Vec<AccountEvent>, BankError> {
+    if !account.open {
+        return Err(BankError::AccountClosed);
+    }
+    Ok(vec![AccountEvent::MoneyDeposited {
+        amount: command.amount,
+    }])
+}
+
+#[command_handler]
+async fn withdraw(command: Withdraw, account: &Account) -> Result<Vec<AccountEvent>, BankError> {
+    if !account.open {
+        return Err(BankError::AccountClosed);
+    }
+    if command.amount > account.balance {
+        return Err(BankError::InsufficientFunds {
+            balance: account.balance,
+            requested: command.amount,
+        });
+    }
+    Ok(vec![AccountEvent::MoneyWithdrawn {
+        amount: command.amount,
+    }])
+}
+
+#[command_handler]
+async fn close_account(_: CloseAccount, account: &Account) -> Result<Vec<AccountEvent>, BankError> {
+    if !account.open {
+        return Err(BankError::AccountClosed);
+    }
+    if account.balance != 0 {
+        return Err(BankError::BalanceNotZero(account.balance));
+    }
+    Ok(vec![AccountEvent::AccountClosed {}])
+}
+
+#[cfg(test)]
+mod tests {
+    use allframe::testing::given;
+
+    use super::*;
+
+    fn opened() -> AccountEvent {
+        AccountEvent::AccountOpened {
+            owner: "Ada".into(),
+            email: "ada@example.com".into(),
+        }
+    }
+
+    fn id() -> String {
+        "0193".into()
+    }
+
+    #[tokio::test]
+    async fn opening_records_the_owner_and_any_initial_deposit() {
+        let open = |initial_deposit| OpenAccount {
+            owner: "Ada".into(),
+            email: "ada@example.com".into(),
+            initial_deposit,
+        };
+        given::<Account>([]).when(open(0)).await.then([opened()]);
+        given::<Account>([])
+            .when(open(250))
+            .await
+            .then([opened(), AccountEvent::MoneyDeposited { amount: 250 }]);
+    }
+
+    #[tokio::test]
+    async fn opening_validates_owner_and_email() {
+        let bad = OpenAccount {
+            owner: String::new(),
+            email: "not-an-email".into(),
+            initial_deposit: 0,
+        };
+        let outcome = given::<Account>([]).when(bad).await.result();
+        let Err(allframe::CommandError::Validation(errors)) = outcome else {
+            panic!("expected validation errors, got {outcome:?}")
+        };
+        let mut pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
+        pointers.sort_unstable();
+        assert_eq!(pointers, ["/email", "/owner"]);
+    }
+
+    #[tokio::test]
+    async fn deposits_and_withdrawals_move_the_balance() {
+        given::<Account>([opened()])
+            .when(Deposit {
+                account_id: id(),
+                amount: 100,
+            })
+            .await
+            .then([AccountEvent::MoneyDeposited { amount: 100 }]);
+        given::<Account>([opened(), AccountEvent::MoneyDeposited { amount: 100 }])
+            .when(Withdraw {
+                account_id: id(),
+                amount: 100,
+            })
+            .await
+            .then([AccountEvent::MoneyWithdrawn { amount: 100 }]);
+    }
+
+    #[tokio::test]
+    async fn refusals_have_stable_codes() {
+        given::<Account>([opened(), AccountEvent::MoneyDeposited { amount: 50 }])
+            .when(Withdraw {
+                account_id: id(),
+                amount: 80,
+            })
+            .await
+            .then_error("insufficient-funds");
+        given::<Account>([opened(), AccountEvent::MoneyDeposited { amount: 50 }])
+            .when(CloseAccount { account_id: id() })
+            .await
+            .then_error("balance-not-zero");
+        given::<Account>([opened(), AccountEvent::AccountClosed {}])
+            .when(Deposit {
+                account_id: id(),
+                amount: 1,
+            })
+            .await
+            .then_error("account-closed");
+        given::<Account>([opened(), AccountEvent::AccountClosed {}])
+            .when(Withdraw {
+                account_id: id(),
+                amount: 1,
+            })
+            .await
+            .then_error("account-closed");
+        given::<Account>([])
+            .when(Deposit {
+                account_id: id(),
+                amount: 1,
+            })
+            .await
+            .then_error("not-found");
+        given::<Account>([opened()])
+            .when(Deposit {
+                account_id: id(),
+                amount: 0,
+            })
+            .await
+            .then_error("validation-failed");
+    }
+
+    #[tokio::test]
+    async fn an_empty_account_closes() {
+        given::<Account>([opened()])
+            .when(CloseAccount { account_id: id() })
+            .await
+            .then([AccountEvent::AccountClosed {}]);
+    }
+}
