@@ -3,12 +3,12 @@
 //! Prints commands/s through `Dispatcher::dispatch` on memory and SQLite
 //! with 1 and 16 concurrent callers, on one hot aggregate and on many, and
 //! the overhead of dispatch over the bare load + append it performs
-//! (interleaved rounds, medians, one run). `ALLFRAME_BENCH_SECONDS` sets the
-//! length of one sample (default 2), `ALLFRAME_BENCH_ROUNDS` the rounds
+//! (interleaved rounds, medians, one run). `ALLFRAME_BENCH_SCALE` multiplies
+//! the commands per sample (default 1), `ALLFRAME_BENCH_ROUNDS` the rounds
 //! (default 3), `ALLFRAME_BENCH_ONLY=memory` or `=sqlite` one backend.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use allframe::command::{CommandHandler, Decision, HandlerRegistration};
 use allframe::di::{Container, Dependency};
@@ -79,14 +79,19 @@ impl CommandHandler for DepositHandler {
 static DEPOSIT: HandlerRegistration = HandlerRegistration::new::<DepositHandler>("bench::deposit");
 
 /// What the dispatcher does for a deposit, written by hand: load, decide,
-/// append at the loaded version, retry on conflict.
+/// append at the loaded version with the same metadata, retry on conflict.
 async fn bare_deposit(store: &dyn EventStore, account_id: &str, amount: u64) {
     let stream = allframe::stream_id::<Account>(account_id);
+    let command_id = uuid::Uuid::now_v7().to_string();
     loop {
         let loaded = allframe::load::<Account>(store, account_id)
             .await
             .expect("load");
-        let event = NewEvent::from_event(&AccountEvent::Deposited { amount }).expect("encode");
+        let mut event = NewEvent::from_event(&AccountEvent::Deposited { amount }).expect("encode");
+        let metadata = event.metadata_mut();
+        metadata.correlation_id = Some(command_id.clone());
+        metadata.causation_id = Some(command_id.clone());
+        metadata.command = Some("deposit".into());
         match store
             .append(&stream, ExpectedVersion::Exact(loaded.version), vec![event])
             .await
@@ -118,24 +123,25 @@ async fn seed(store: &dyn EventStore, accounts: usize) {
     }
 }
 
-/// Commands/s with `callers` concurrent callers over `accounts` accounts
-/// (1: every caller hits one hot account).
+/// Commands/s for `commands` commands from `callers` concurrent callers
+/// over `accounts` accounts (1: every caller hits one hot account). A fixed
+/// count, not a fixed time, so both paths end with streams of the same
+/// length and pay the same replay cost.
 async fn rate(
     store: Arc<dyn EventStore>,
     dispatcher: Arc<Dispatcher>,
     path: Path,
     callers: usize,
     accounts: usize,
-    sample: Duration,
+    commands: u64,
 ) -> f64 {
-    let deadline = Instant::now() + sample;
+    let each = commands / callers as u64;
     let started = Instant::now();
     let tasks: Vec<_> = (0..callers)
         .map(|caller| {
             let (store, dispatcher) = (store.clone(), dispatcher.clone());
             tokio::spawn(async move {
-                let mut done = 0u64;
-                while Instant::now() < deadline {
+                for done in 0..each {
                     // Each caller walks its own accounts so the stream lengths
                     // (and so the load cost) grow the same way on both paths.
                     let account =
@@ -153,9 +159,8 @@ async fn rate(
                         }
                         Path::Bare => bare_deposit(&*store, &account, 5).await,
                     }
-                    done += 1;
                 }
-                done
+                each
             })
         })
         .collect();
@@ -164,6 +169,17 @@ async fn rate(
         total += task.await.expect("caller");
     }
     total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Commands per sample: hot accounts replay ever longer streams, so they
+/// get fewer.
+fn base_commands(backend: &str, accounts: usize) -> f64 {
+    match (backend, accounts) {
+        ("memory", 1) => 3_000.0,
+        ("memory", _) => 60_000.0,
+        (_, 1) => 600.0,
+        _ => 8_000.0,
+    }
 }
 
 fn median(samples: &mut [f64]) -> f64 {
@@ -185,11 +201,11 @@ fn main() {
         .build()
         .expect("tokio runtime");
     runtime.block_on(async {
-        let sample = Duration::from_secs_f64(env_number("ALLFRAME_BENCH_SECONDS", 2.0));
+        let scale = env_number("ALLFRAME_BENCH_SCALE", 1.0);
         let rounds = env_number("ALLFRAME_BENCH_ROUNDS", 3.0) as usize;
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut next_file = 0;
-        println!("## Dispatch: commands/s and overhead over bare load + append (median of {rounds} interleaved rounds of {sample:?})\n");
+        println!("## Dispatch: commands/s and overhead over bare load + append (median of {rounds} interleaved rounds, commands per sample × {scale})\n");
         println!("| backend | callers | accounts | dispatch (cmd/s) | bare load+append (cmd/s) | overhead |");
         println!("|---|---|---|---|---|---|");
         let only = std::env::var("ALLFRAME_BENCH_ONLY").unwrap_or_default();
@@ -225,7 +241,8 @@ fn main() {
                                 .build()
                                 .expect("dispatcher"),
                         );
-                        let r = rate(store, dispatcher, path, callers, accounts, sample).await;
+                        let commands = (scale * base_commands(backend, accounts)) as u64;
+                        let r = rate(store, dispatcher, path, callers, accounts, commands).await;
                         if path == Path::Dispatch { dispatched.push(r) } else { bare.push(r) }
                     }
                 }

@@ -1,6 +1,7 @@
 //! Dispatch: validate → load → decide → append, retried on conflict.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -367,6 +368,10 @@ pub(crate) async fn run<H: CommandHandler>(
     input: Input<'_>,
     options: DispatchOptions,
 ) -> Result<CommandOutcome, CommandError> {
+    let body = match &input {
+        Input::Json(body) => Some(*body),
+        Input::Typed(_) => None,
+    };
     let command: H::Command = parse(input)?;
     if let Err(report) = garde::Validate::validate(&command) {
         return Err(CommandError::Validation(field_errors_for::<H::Command>(
@@ -374,7 +379,7 @@ pub(crate) async fn run<H: CommandHandler>(
         )));
     }
     let Some(key) = options.idempotency_key.as_deref() else {
-        return execute(handler, dispatcher, command, &options).await;
+        return execute(handler, dispatcher, command, body, &options).await;
     };
     let store = &*dispatcher.store;
     let config = &dispatcher.config;
@@ -401,7 +406,7 @@ pub(crate) async fn run<H: CommandHandler>(
         Claim::InFlight => return Err(CommandError::IdempotencyInFlight(key.to_owned())),
         Claim::Mismatch => return Err(CommandError::IdempotencyMismatch(key.to_owned())),
     }
-    match execute(handler, dispatcher, command, &options).await {
+    match execute(handler, dispatcher, command, body, &options).await {
         // The events and the response were committed together; a command
         // that decided on no events completes its key on its own.
         Ok(outcome) if outcome.events.is_empty() => {
@@ -464,24 +469,27 @@ async fn execute<H: CommandHandler>(
     handler: &H,
     dispatcher: &Dispatcher,
     command: H::Command,
+    body: Option<&[u8]>,
     options: &DispatchOptions,
 ) -> Result<CommandOutcome, CommandError> {
     let (aggregate_id, stream) = target(&command)?;
     let store = &*dispatcher.store;
     let _turn = dispatcher.turn(&stream).lock().await;
     let command_id = Uuid::now_v7().to_string();
-    // Handlers take the command by value; a retry decodes a fresh copy.
-    let mut spare = None;
+    // Handlers take the command by value; a retry decodes a fresh copy
+    // from the request body, or from the command serialized up front.
+    let mut spare = body.map(Cow::Borrowed);
     let mut command = Some(command);
     let mut attempts = 0;
     loop {
         attempts += 1;
         let current = match command.take() {
             Some(command) => command,
-            None => rebuild(&spare)?,
+            None => rebuild(spare.as_deref())?,
         };
-        if attempts == 1 && dispatcher.config.max_retries > 0 {
-            spare = Some(serde_json::to_value(&current).map_err(CommandError::EventEncoding)?);
+        if spare.is_none() && dispatcher.config.max_retries > 0 {
+            let bytes = serde_json::to_vec(&current).map_err(CommandError::EventEncoding)?;
+            spare = Some(Cow::Owned(bytes));
         }
         let loaded = load::<AggregateOf<H::Command>>(store, &aggregate_id).await?;
         check_existence::<H::Command>(&stream, &loaded)?;
@@ -567,11 +575,10 @@ async fn execute<H: CommandHandler>(
     }
 }
 
-fn rebuild<C: Command>(spare: &Option<serde_json::Value>) -> Result<C, CommandError> {
-    let value = spare
-        .clone()
-        .ok_or_else(|| CommandError::InvalidCommand("command cannot be retried".into()))?;
-    serde_json::from_value(value).map_err(|error| CommandError::InvalidCommand(error.to_string()))
+fn rebuild<C: Command>(spare: Option<&[u8]>) -> Result<C, CommandError> {
+    let bytes =
+        spare.ok_or_else(|| CommandError::InvalidCommand("command cannot be retried".into()))?;
+    serde_json::from_slice(bytes).map_err(|error| CommandError::InvalidCommand(error.to_string()))
 }
 
 fn metadata<C: Command>(command_id: &str, options: &DispatchOptions) -> Metadata {
