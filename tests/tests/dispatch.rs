@@ -486,6 +486,23 @@ async fn conflicts_are_retried_then_reported() {
         3,
         "1 attempt + 2 retries, each ran the handler"
     );
+    let error = dispatcher
+        .dispatch_json(
+            "add",
+            br#"{"counter_id":"hot","amountToAdd":1}"#,
+            DispatchOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, CommandError::Conflict { attempts: 3, .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        probe.calls.load(Ordering::SeqCst),
+        6,
+        "retries of a JSON command re-read its body"
+    );
 }
 
 #[tokio::test]
