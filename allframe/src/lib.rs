@@ -2,14 +2,17 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod aggregate;
+mod app;
 pub mod command;
 pub mod di;
 mod event;
+pub mod http;
 pub mod store;
 mod subscription;
 pub mod testing;
 
 pub use aggregate::{Aggregate, LoadError, Loaded, load, replay, stream_id};
+pub use app::{App, AppBuilder, AppError, DEFAULT_BODY_LIMIT};
 pub use command::{
     Command, CommandError, CommandHandler, CommandOutcome, DispatchConfig, DispatchOptions,
     Dispatcher, DomainError, FieldError, Rejection,

@@ -239,6 +239,14 @@ impl Dispatcher {
         self.handlers.keys().copied()
     }
 
+    /// Whether the command registered as `name` creates its aggregate;
+    /// `None` when there is no such command.
+    pub fn creates(&self, name: &str) -> Option<bool> {
+        self.handlers
+            .get(name)
+            .map(|registered| registered.erased.creates())
+    }
+
     /// The event store.
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store

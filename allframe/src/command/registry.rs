@@ -119,6 +119,9 @@ pub(crate) trait ErasedHandler: Send + Sync + 'static {
     /// The `Dep<T>` types the handler asks for.
     fn dependencies(&self) -> &'static [Dependency];
 
+    /// Whether its command creates its aggregate.
+    fn creates(&self) -> bool;
+
     /// Runs the full dispatch cycle for one command.
     fn dispatch<'a>(
         &'a self,
@@ -142,6 +145,10 @@ struct Erased<H>(H);
 impl<H: CommandHandler> ErasedHandler for Erased<H> {
     fn dependencies(&self) -> &'static [Dependency] {
         H::DEPENDENCIES
+    }
+
+    fn creates(&self) -> bool {
+        <H::Command as Command>::CREATE
     }
 
     fn dispatch<'a>(

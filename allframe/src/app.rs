@@ -1,0 +1,151 @@
+//! The app: one builder call turns a store, the registered commands and the
+//! dependencies into an axum `Router`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::command::{BuildError, DispatchConfig, Dispatcher};
+use crate::di::{Container, ContainerBuilder, DiError};
+use crate::http::commands::{CommandRoutes, post_command};
+use crate::http::health::health;
+use crate::store::EventStore;
+
+/// The default limit on a command body: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// A built service: its dispatcher and its router.
+#[derive(Debug, Clone)]
+pub struct App {
+    dispatcher: Arc<Dispatcher>,
+    router: Router,
+}
+
+impl App {
+    /// Starts building an app over `store`.
+    pub fn builder(store: &dyn EventStore) -> AppBuilder {
+        AppBuilder {
+            store: store.shared(),
+            dependencies: Container::builder(),
+            config: DispatchConfig::default(),
+            body_limit: DEFAULT_BODY_LIMIT,
+            routes: Router::new(),
+        }
+    }
+
+    /// The router: `POST /commands/{name}`, `GET /health` and the routes
+    /// added with [`AppBuilder::routes`]. A plain axum `Router`: merge it,
+    /// nest it under a prefix, wrap it in any tower layer.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The dispatcher, to run commands from Rust.
+    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.dispatcher
+    }
+}
+
+/// Configures an [`App`].
+pub struct AppBuilder {
+    store: Arc<dyn EventStore>,
+    dependencies: ContainerBuilder,
+    config: DispatchConfig,
+    body_limit: usize,
+    routes: Router,
+}
+
+impl AppBuilder {
+    /// Provides `Dep<T>` to command handlers and axum handlers.
+    pub fn provide<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.dependencies = self.dependencies.provide(value);
+        self
+    }
+
+    /// Provides an already shared value for `Dep<T>`.
+    pub fn provide_shared<T: Send + Sync + 'static>(mut self, value: Arc<T>) -> Self {
+        self.dependencies = self.dependencies.provide_shared(value);
+        self
+    }
+
+    /// Provides `Dep<T>` from an async factory run by [`AppBuilder::build`].
+    pub fn provide_with<T, F, Fut, E>(mut self, factory: F) -> Self
+    where
+        T: Send + Sync + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.dependencies = self.dependencies.provide_with(factory);
+        self
+    }
+
+    /// Retry and idempotency settings.
+    pub fn config(mut self, config: DispatchConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The largest accepted command body, in bytes (default 1 MiB).
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// Your own axum routes, served by the same router; their handlers can
+    /// extract `Dep<T>`.
+    pub fn routes(mut self, routes: Router) -> Self {
+        self.routes = self.routes.merge(routes);
+        self
+    }
+
+    /// Runs the dependency factories, checks that every handler's
+    /// dependencies are provided and that each command has one handler,
+    /// and builds the router.
+    pub async fn build(self) -> Result<App, AppError> {
+        let container = self.dependencies.build().await?;
+        let dispatcher = Arc::new(
+            Dispatcher::builder(&*self.store)
+                .container(container)
+                .config(self.config)
+                .build()?,
+        );
+        let commands = CommandRoutes {
+            dispatcher: dispatcher.clone(),
+            body_limit: self.body_limit,
+        };
+        let cqrs = Router::new()
+            .route("/commands/{name}", post(post_command))
+            // The handler enforces the limit itself, with a problem body.
+            .layer(DefaultBodyLimit::disable())
+            .with_state(commands)
+            .route("/health", get(health).with_state(self.store.clone()));
+        let container = Arc::new(dispatcher.container().clone());
+        let router = cqrs.merge(self.routes).layer(axum::Extension(container));
+        Ok(App { dispatcher, router })
+    }
+}
+
+impl std::fmt::Debug for AppBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppBuilder")
+            .field("config", &self.config)
+            .field("body_limit", &self.body_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an app could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// A dependency factory failed.
+    #[error(transparent)]
+    Dependencies(#[from] DiError),
+    /// The handler registry or the dependency check failed.
+    #[error(transparent)]
+    Dispatcher(#[from] BuildError),
+}

@@ -1,0 +1,11 @@
+//! The HTTP surface: one small module per route family, assembled into an
+//! axum `Router` by [`crate::App`].
+
+pub(crate) mod commands;
+mod extract;
+pub(crate) mod health;
+pub mod problem;
+
+pub use commands::{CORRELATION_ID, IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED};
+pub use health::Health;
+pub use problem::{PROBLEM_JSON, Problem};

@@ -1,0 +1,136 @@
+//! RFC 9457 problem details: every error response is
+//! `application/problem+json` with a stable `type` per kind.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::command::{CommandError, FieldError};
+
+/// The media type of problem responses.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem: what went wrong, in a form clients can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Problem {
+    /// A stable URI reference naming the kind of problem, `/problems/{code}`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What happened this time.
+    pub detail: String,
+    /// Validation failures, one per field (RFC 6901 pointers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Problem {
+    /// A problem of kind `code` (kebab-case) with the given status.
+    pub fn new(
+        status: u16,
+        code: &str,
+        title: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            problem_type: format!("/problems/{code}"),
+            title: title.into(),
+            status,
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// A 500 that says nothing about its cause (log the cause instead).
+    pub fn internal() -> Self {
+        Self::new(
+            500,
+            "internal-error",
+            "Internal server error",
+            "The server failed to handle the request; the cause has been logged.",
+        )
+    }
+
+    /// 400: the request itself is malformed.
+    pub fn bad_request(code: &str, detail: impl Into<String>) -> Self {
+        Self::new(400, code, "Bad request", detail)
+    }
+
+    /// 404: nothing under this name.
+    pub fn not_found(code: &str, detail: impl Into<String>) -> Self {
+        Self::new(404, code, "Not found", detail)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).expect("a problem always serializes");
+        let mut response = (status, body).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
+    }
+}
+
+impl<E: crate::command::DomainError> From<CommandError<E>> for Problem {
+    fn from(error: CommandError<E>) -> Self {
+        if error.is_internal() {
+            tracing::error!(error = %error, source = ?std::error::Error::source(&error), "command failed");
+            return Self::internal();
+        }
+        let title = match &error {
+            CommandError::Domain(_) => "Refused by the domain",
+            CommandError::Validation(_) => "Validation failed",
+            CommandError::UnknownCommand(_) => "Unknown command",
+            CommandError::MalformedJson(_) => "Malformed JSON",
+            CommandError::InvalidCommand(_) => "Invalid command",
+            CommandError::NotFound { .. } => "Not found",
+            CommandError::AlreadyExists { .. } => "Already exists",
+            CommandError::Conflict { .. } => "Concurrency conflict",
+            CommandError::PreconditionFailed { .. } => "Precondition failed",
+            CommandError::IdempotencyMismatch(_) => "Idempotency key reused",
+            CommandError::IdempotencyInFlight(_) => "Idempotency key in flight",
+            _ => "Request refused",
+        };
+        let mut problem = Self::new(error.status(), error.code(), title, error.to_string());
+        if let CommandError::Validation(errors) = error {
+            problem.errors = errors;
+        }
+        problem
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_say_nothing_internal() {
+        let error: CommandError = CommandError::Store(crate::StoreError::Backend(
+            "password=hunter2 connection refused".into(),
+        ));
+        let problem = Problem::from(error);
+        assert_eq!(problem.status, 500);
+        assert!(!problem.detail.contains("hunter2"));
+        assert_eq!(problem.problem_type, "/problems/internal-error");
+    }
+
+    #[test]
+    fn validation_problems_carry_pointers() {
+        let error: CommandError = CommandError::Validation(vec![FieldError {
+            pointer: "/amount".into(),
+            detail: "lower than 1".into(),
+        }]);
+        let problem = Problem::from(error);
+        let json = serde_json::to_value(&problem).unwrap();
+        assert_eq!(json["type"], "/problems/validation-failed");
+        assert_eq!(json["status"], 422);
+        assert_eq!(json["errors"][0]["pointer"], "/amount");
+    }
+}
