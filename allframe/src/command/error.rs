@@ -160,6 +160,7 @@ impl<E: DomainError> CommandError<E> {
             Self::PreconditionFailed { .. } => 412,
             Self::InvalidCommand(_) | Self::Validation(_) | Self::IdempotencyMismatch(_) => 422,
             Self::Domain(error) => error.status(),
+            Self::Store(StoreError::InvalidIdempotencyKey { .. }) => 400,
             Self::Store(error) if error.is_invalid_input() => 422,
             Self::MissingDependency(_)
             | Self::EventEncoding(_)
@@ -183,6 +184,7 @@ impl<E: DomainError> CommandError<E> {
             Self::IdempotencyMismatch(_) => "idempotency-key-reused",
             Self::IdempotencyInFlight(_) => "idempotency-key-in-flight",
             Self::Domain(error) => error.code(),
+            Self::Store(StoreError::InvalidIdempotencyKey { .. }) => "invalid-idempotency-key",
             Self::Store(error) if error.is_invalid_input() => "invalid-event",
             Self::MissingDependency(_)
             | Self::EventEncoding(_)
@@ -243,6 +245,8 @@ pub(crate) fn field_errors(
             components.reverse();
             let mut pointer = String::new();
             for (i, (_, name)) in components.iter().enumerate() {
+                // garde names raw identifiers as written (`r#type`).
+                let name = name.strip_prefix("r#").unwrap_or(name);
                 let name = if i == 0 { wire_field(name) } else { name };
                 pointer.push('/');
                 pointer.push_str(&name.replace('~', "~0").replace('/', "~1"));
@@ -273,6 +277,8 @@ mod tests {
         items: Vec<Inner>,
         #[garde(length(chars, max = 3))]
         weird: String,
+        #[garde(length(chars, max = 1))]
+        r#type: String,
     }
 
     #[test]
@@ -282,6 +288,7 @@ mod tests {
             amount_cents: 0,
             items: vec![Inner { name: "ok".into() }, Inner { name: "x".into() }],
             weird: "éééé".into(),
+            r#type: "ab".into(),
         };
         let report = value.validate().unwrap_err();
         let mut errors = field_errors(&report, |field| match field {
@@ -291,7 +298,10 @@ mod tests {
         });
         errors.sort_by(|a, b| a.pointer.cmp(&b.pointer));
         let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
-        assert_eq!(pointers, ["/amountCents", "/a~1b~0c", "/items/1/name"]);
+        assert_eq!(
+            pointers,
+            ["/amountCents", "/a~1b~0c", "/items/1/name", "/type"]
+        );
         assert!(errors.iter().all(|e| !e.detail.is_empty()));
     }
 
@@ -311,5 +321,13 @@ mod tests {
         assert_eq!((error.status(), error.code()), (422, "insufficient-funds"));
         let error: CommandError = CommandError::Store(StoreError::Closed);
         assert!(error.is_internal());
+        let error: CommandError = CommandError::Store(StoreError::InvalidIdempotencyKey {
+            key: String::new(),
+            reason: "must not be empty",
+        });
+        assert_eq!(
+            (error.status(), error.code()),
+            (400, "invalid-idempotency-key")
+        );
     }
 }

@@ -2,6 +2,13 @@
 //!
 //! [`domain`] is everything the bank knows about accounts — events, the
 //! account aggregate, commands, their handlers and the refusals — written
-//! with AllFrame's macros and nothing else.
+//! with AllFrame's macros and nothing else. [`app`] starts the service's
+//! builder; the binary adds its own routes and serves it.
 
 pub mod domain;
+
+/// The bank app over `store`. Naming this function also links the domain's
+/// handlers (they register themselves) into whatever binary calls it.
+pub fn app(store: &dyn allframe::EventStore) -> allframe::AppBuilder {
+    allframe::App::builder(store)
+}

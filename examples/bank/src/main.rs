@@ -1,0 +1,175 @@
+//! The bank service: `cargo run -p bank [-- --addr HOST:PORT] [--database-url URL]`.
+//!
+//! `URL` is `sqlite://PATH` (default `sqlite://bank.db`), `postgres://…` or
+//! `memory`. Ctrl-C or SIGTERM stops it after in-flight requests finish.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use allframe::store::{MemoryStore, PostgresStore, SqliteStore};
+use allframe::{Dep, EventStore};
+use axum::Router;
+use axum::routing::get;
+use tower_http::trace::TraceLayer;
+
+const USAGE: &str =
+    "usage: bank [--addr HOST:PORT] [--database-url sqlite://PATH|postgres://...|memory]";
+
+struct Args {
+    addr: SocketAddr,
+    database_url: String,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut parsed = Args {
+        addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+        database_url: "sqlite://bank.db".to_owned(),
+    };
+    while let Some(flag) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match flag.as_str() {
+            "--addr" => {
+                let addr = value("--addr")?;
+                parsed.addr = addr.parse().map_err(|_| {
+                    format!("--addr must be HOST:PORT, like 127.0.0.1:3000 (got {addr})")
+                })?;
+            }
+            "--database-url" => parsed.database_url = value("--database-url")?,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(parsed)
+}
+
+async fn open_store(url: &str) -> Result<Arc<dyn EventStore>, allframe::StoreError> {
+    Ok(if url == "memory" {
+        Arc::new(MemoryStore::new())
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Arc::new(PostgresStore::connect(url).await?)
+    } else {
+        Arc::new(SqliteStore::connect(url).await?)
+    })
+}
+
+/// What the service says about itself; a plain axum route that shares the
+/// app's container.
+struct About {
+    name: &'static str,
+    version: &'static str,
+}
+
+async fn about(about: Dep<About>) -> String {
+    format!("{} {}", about.name, about.version)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=info".into()),
+        )
+        .init();
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("{message}");
+            }
+            eprintln!("{USAGE}");
+            return if message.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
+        }
+    };
+    match serve(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bank: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let store = open_store(&args.database_url).await?;
+    let app = bank::app(&*store)
+        .provide(About {
+            name: env!("CARGO_PKG_NAME"),
+            version: env!("CARGO_PKG_VERSION"),
+        })
+        .routes(Router::new().route("/about", get(about)))
+        .build()
+        .await?;
+    let router = app.router().layer(TraceLayer::new_for_http());
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    let addr = listener.local_addr()?;
+    println!(
+        "bank is serving on http://{addr}  (events in {})",
+        args.database_url
+    );
+    println!(
+        "  commands: POST http://{addr}/commands/{{open-account,deposit,withdraw,close-account}}"
+    );
+    println!("  health:   GET  http://{addr}/health");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    println!("bank stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    println!("bank is shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Args, String> {
+        parse_args(list.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn flags_parse_and_bad_ones_are_explained() {
+        let parsed = args(&[]).unwrap();
+        assert_eq!(parsed.addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(parsed.database_url, "sqlite://bank.db");
+        let parsed = args(&["--addr", "0.0.0.0:8080", "--database-url", "memory"]).unwrap();
+        assert_eq!(
+            (parsed.addr.port(), parsed.database_url.as_str()),
+            (8080, "memory")
+        );
+        assert!(args(&["--addr", "nope"]).unwrap_err().contains("HOST:PORT"));
+        assert!(args(&["--addr"]).unwrap_err().contains("needs a value"));
+        assert!(
+            args(&["--verbose"])
+                .unwrap_err()
+                .contains("unknown argument")
+        );
+    }
+}
