@@ -16,6 +16,7 @@ use tower_http::trace::TraceLayer;
 const USAGE: &str =
     "usage: bank [--addr HOST:PORT] [--database-url sqlite://PATH|postgres://...|memory]";
 
+#[derive(Debug)]
 struct Args {
     addr: SocketAddr,
     database_url: String,
