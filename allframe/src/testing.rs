@@ -50,6 +50,7 @@ macro_rules! store_conformance_tests {
             idempotency_completion_is_atomic_with_append,
             idempotency_concurrent_claims,
             idempotency_release,
+            idempotency_stale_tokens_are_refused,
             idempotency_invalid_keys,
         );
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,13 +1,94 @@
 //! Idempotency keys through dispatch, on every backend: a repeat replays
 //! the first result without running the handler, a reused key with another
 //! command is refused, concurrent duplicates run once, failures give the
-//! key back, and records expire.
+//! key back, records expire, a key taken over after its lease ran out
+//! still runs once, and maps in commands fingerprint in any order.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use allframe::store::{MemoryStore, SqliteStore};
-use allframe::{CommandError, DispatchConfig, DispatchOptions, Dispatcher, EventStore};
+use allframe::{
+    CommandError, CommandOutcome, DispatchConfig, DispatchOptions, Dispatcher, EventStore,
+    ExpectedVersion, NewEvent,
+};
 use bank::domain::{Deposit, OpenAccount, Withdraw};
+use serde::{Deserialize, Serialize};
+
+/// A slow domain: a jar that coins are added to by a handler that takes
+/// as long as the command says, refusing to fill the jar past its limit.
+#[derive(allframe::Event, Debug, PartialEq)]
+enum JarEvent {
+    JarPlaced {},
+    CoinsAdded { coins: u64 },
+}
+
+#[derive(Default)]
+struct Jar {
+    coins: u64,
+}
+
+impl allframe::Aggregate for Jar {
+    type Event = JarEvent;
+    const CATEGORY: &'static str = "jar";
+    fn apply(&mut self, event: &JarEvent) {
+        if let JarEvent::CoinsAdded { coins } = event {
+            self.coins += coins;
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, allframe::DomainError)]
+enum JarError {
+    #[error("the jar is full")]
+    Full,
+}
+
+#[allframe::command(aggregate = Jar, id = jar, name = "add-coins-slowly")]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
+struct AddCoinsSlowly {
+    #[garde(skip)]
+    jar: String,
+    #[garde(skip)]
+    coins: u64,
+    /// The most coins the jar may hold.
+    #[garde(skip)]
+    limit: u64,
+    /// How long the handler takes.
+    #[garde(skip)]
+    millis: u64,
+    /// Labels whose iteration order differs from map to map.
+    #[garde(skip)]
+    labels: HashMap<String, u32>,
+}
+
+#[allframe::command_handler]
+async fn add_coins_slowly(command: AddCoinsSlowly, jar: &Jar) -> Result<Vec<JarEvent>, JarError> {
+    tokio::time::sleep(Duration::from_millis(command.millis)).await;
+    if jar.coins + command.coins > command.limit {
+        return Err(JarError::Full);
+    }
+    Ok(vec![JarEvent::CoinsAdded {
+        coins: command.coins,
+    }])
+}
+
+/// Labels in a map of its own, iterated in an order of its own.
+fn labels() -> HashMap<String, u32> {
+    (0..32).map(|i| (format!("label-{i}"), i)).collect()
+}
+
+async fn place_jar(store: &dyn EventStore, jar: &str) {
+    store
+        .append(
+            &format!("jar-{jar}"),
+            ExpectedVersion::NoStream,
+            vec![NewEvent::from_event(&JarEvent::JarPlaced {}).unwrap()],
+        )
+        .await
+        .unwrap();
+}
 
 fn keyed(key: &str) -> DispatchOptions {
     DispatchOptions::default().idempotency_key(key)
@@ -221,6 +302,124 @@ async fn records_expire(store: &dyn EventStore) {
     );
 }
 
+/// The reviewer's scenario: a lease of 100 ms, a handler that takes 300 ms,
+/// and a retry with the same key after 150 ms, which takes the key over.
+/// Exactly one set of events is written, and both callers answer with it
+/// (one fresh, one replayed) — or the retry is told the key is in flight.
+/// With `limit` = 5 the retry's own run would be refused (the jar is full
+/// after the first): it still answers with the key's outcome.
+async fn taken_over_key_runs_once(store: &dyn EventStore, limit: u64) {
+    let config = DispatchConfig::default().idempotency_lease(Duration::from_millis(100));
+    let dispatcher = Arc::new(Dispatcher::builder(store).config(config).build().unwrap());
+    place_jar(store, "j1").await;
+    let command = || AddCoinsSlowly {
+        jar: "j1".into(),
+        coins: 5,
+        limit,
+        millis: 300,
+        labels: labels(),
+    };
+    let first = tokio::spawn({
+        let (dispatcher, command) = (dispatcher.clone(), command());
+        async move { dispatcher.dispatch(command, keyed("slow-1")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let second = dispatcher.dispatch(command(), keyed("slow-1")).await;
+    let first = first.await.unwrap();
+
+    let log = store.read_stream("jar-j1", 0, 100).await.unwrap();
+    let types: Vec<&str> = log.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        ["JarPlaced", "CoinsAdded"],
+        "exactly one set of events: {first:?} / {second:?}"
+    );
+    let outcomes: Vec<&CommandOutcome> = [&first, &second]
+        .into_iter()
+        .filter_map(|outcome| outcome.as_ref().ok())
+        .collect();
+    for outcome in [&first, &second] {
+        if let Err(error) = outcome {
+            assert!(
+                matches!(error, CommandError::IdempotencyInFlight(key) if key == "slow-1"),
+                "{error:?}"
+            );
+        }
+    }
+    assert_eq!(
+        outcomes.iter().filter(|o| !o.replayed).count(),
+        1,
+        "one caller ran the command: {first:?} / {second:?}"
+    );
+    for outcome in &outcomes {
+        assert_eq!(
+            (outcome.version, outcome.position),
+            (2, Some(log[1].position))
+        );
+        assert_eq!(outcome.events.len(), 1);
+        assert_eq!(
+            outcome.events[0].metadata.event_id,
+            log[1].metadata.event_id
+        );
+    }
+    let later = dispatcher
+        .dispatch(command(), keyed("slow-1"))
+        .await
+        .unwrap();
+    assert!(later.replayed);
+    assert_eq!(later.events[0].metadata.event_id, log[1].metadata.event_id);
+    assert_eq!(store.stream_version("jar-j1").await.unwrap(), 2);
+}
+
+async fn taken_over_key_runs_once_unlimited(store: &dyn EventStore) {
+    taken_over_key_runs_once(store, u64::MAX).await;
+}
+
+async fn taken_over_key_runs_once_when_the_retry_would_be_refused(store: &dyn EventStore) {
+    taken_over_key_runs_once(store, 5).await;
+}
+
+/// A command with a `HashMap` field fingerprints the same whatever order
+/// its map iterates in: repeats replay instead of being refused as reused.
+async fn maps_fingerprint_in_any_order(store: &dyn EventStore) {
+    let dispatcher = Dispatcher::builder(store).build().unwrap();
+    place_jar(store, "j2").await;
+    let command = || AddCoinsSlowly {
+        jar: "j2".into(),
+        coins: 1,
+        limit: u64::MAX,
+        millis: 0,
+        labels: labels(),
+    };
+    let (a, b) = (command(), command());
+    assert_ne!(
+        a.labels.keys().collect::<Vec<_>>(),
+        b.labels.keys().collect::<Vec<_>>(),
+        "the maps iterate in different orders"
+    );
+    let first = dispatcher.dispatch(a, keyed("map-1")).await.unwrap();
+    assert!(!first.replayed);
+    for _ in 0..4 {
+        let again = dispatcher
+            .dispatch(command(), keyed("map-1"))
+            .await
+            .unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.version, first.version);
+    }
+    let mut other = command();
+    other.labels.insert("label-0".into(), 99);
+    let error = dispatcher
+        .dispatch(other, keyed("map-1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, CommandError::IdempotencyMismatch(_)),
+        "a different value is still a different request: {error:?}"
+    );
+    assert_eq!(store.stream_version("jar-j2").await.unwrap(), 2);
+}
+
 macro_rules! on_every_backend {
     ($($check:ident),*) => {
         mod memory {
@@ -252,5 +451,8 @@ on_every_backend!(
     replays_and_mismatches,
     failures_release_the_key,
     concurrent_duplicates_run_once,
-    records_expire
+    records_expire,
+    taken_over_key_runs_once_unlimited,
+    taken_over_key_runs_once_when_the_retry_would_be_refused,
+    maps_fingerprint_in_any_order
 );

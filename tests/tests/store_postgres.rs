@@ -9,7 +9,7 @@ allframe::store_conformance_tests!(optional: postgres_store());
 use std::time::Duration;
 
 use allframe::store::{Claim, Completion};
-use allframe::{EventFilter, EventStore, ExpectedVersion, NewEvent};
+use allframe::{EventFilter, EventStore, ExpectedVersion, NewEvent, StoreError};
 use allframe_tests::{fresh_schema, postgres_options, postgres_store_in};
 use futures_util::StreamExt;
 use serde_json::json;
@@ -151,14 +151,18 @@ async fn completions_follow_retried_appends(store: &dyn EventStore) {
     let append = |i: usize| async move {
         let key = format!("key-{i}");
         let claim = store.claim_idempotency_key(&key, "fp", HOUR, HOUR).await;
-        assert_eq!(claim.unwrap(), Claim::Acquired);
+        let token = claim
+            .unwrap()
+            .token()
+            .expect("a new key is acquired")
+            .to_owned();
         let event_type = if i % 8 == 3 { "Poison" } else { "Fine" };
         let outcome = store
             .append_with(
                 &format!("s-{i}"),
                 ExpectedVersion::NoStream,
                 vec![NewEvent::new(event_type, &json!({"i": i}))],
-                Some(Completion::new(key, describe)),
+                Some(Completion::new(key, token, describe)),
             )
             .await;
         (i, outcome)
@@ -188,8 +192,9 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 /// Two nodes on one database agree on idempotency keys: concurrent claims
 /// from both acquire each key exactly once, a lease that ran out is taken
-/// over by exactly one of them, and a completion written through one node
-/// replays on the other.
+/// over by exactly one of them, a completion written through one node
+/// replays on the other, and only the token of the latest holder completes
+/// or releases a key, whichever node it comes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_sharing_a_database_agree_on_idempotency_keys() {
     const CLAIMS: usize = 16;
@@ -208,29 +213,48 @@ async fn nodes_sharing_a_database_agree_on_idempotency_keys() {
                     .unwrap()
             });
             let answers = futures_util::future::join_all(claims).await;
-            let acquired = answers.iter().filter(|c| **c == Claim::Acquired).count();
-            assert_eq!(acquired, 1, "{key}: {answers:?}");
+            let tokens: Vec<&str> = answers.iter().filter_map(Claim::token).collect();
+            assert_eq!(tokens.len(), 1, "{key}: {answers:?}");
             assert!(
                 answers
                     .iter()
-                    .all(|c| matches!(c, Claim::Acquired | Claim::InFlight)),
+                    .all(|c| matches!(c, Claim::Acquired { .. } | Claim::InFlight)),
                 "{key}: {answers:?}"
             );
+            tokens[0].to_owned()
         }
     };
+    let mut first = Vec::new();
     for key in ["k-1", "k-2", "k-3", "k-4"] {
-        race(key, Duration::from_millis(200)).await;
+        first.push(race(key, Duration::from_millis(200)).await);
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut second = Vec::new();
     for key in ["k-1", "k-2", "k-3", "k-4"] {
-        race(key, HOUR).await;
+        second.push(race(key, HOUR).await);
     }
+    let stale = node_b
+        .append_with(
+            "account-1",
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new("Opened", &json!({}))],
+            Some(Completion::new("k-1", first[0].clone(), |a| {
+                format!("v{}", a.version)
+            })),
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::IdempotencyKeyLost { .. })),
+        "{stale:?}"
+    );
     let appended = node_a
         .append_with(
             "account-1",
             ExpectedVersion::NoStream,
             vec![NewEvent::new("Opened", &json!({}))],
-            Some(Completion::new("k-1", |a| format!("v{}", a.version))),
+            Some(Completion::new("k-1", second[0].clone(), |a| {
+                format!("v{}", a.version)
+            })),
         )
         .await
         .unwrap();
@@ -249,12 +273,105 @@ async fn nodes_sharing_a_database_agree_on_idempotency_keys() {
             .unwrap(),
         Claim::Mismatch
     );
-    node_b.release_idempotency_key("k-2").await.unwrap();
+    node_a
+        .release_idempotency_key("k-2", &first[1])
+        .await
+        .unwrap();
     assert_eq!(
+        node_b
+            .claim_idempotency_key("k-2", "fp", HOUR, HOUR)
+            .await
+            .unwrap(),
+        Claim::InFlight,
+        "a stale release keeps the holder's claim"
+    );
+    node_b
+        .release_idempotency_key("k-2", &second[1])
+        .await
+        .unwrap();
+    assert!(matches!(
         node_a
             .claim_idempotency_key("k-2", "fp", HOUR, HOUR)
             .await
             .unwrap(),
-        Claim::Acquired
+        Claim::Acquired { .. }
+    ));
+}
+
+/// The store pins its writing transactions to READ COMMITTED (what its gap
+/// safety and its claims rely on), so two nodes on a database whose
+/// default isolation is SERIALIZABLE still append and claim concurrently
+/// without serialization failures, and positions stay dense.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_read_committed_whatever_the_database_default() {
+    const WRITERS: usize = 6;
+    const EACH: usize = 25;
+    let Some(options) = postgres_options().await else {
+        return;
+    };
+    let options = options.options([("default_transaction_isolation", "serializable")]);
+    let schema = fresh_schema();
+    let node = || allframe::store::PostgresStore::connect_with(options.clone(), Some(&schema), 256);
+    let (node_a, node_b) = (node().await.unwrap(), node().await.unwrap());
+    let isolation: String = sqlx::query_scalar("SHOW transaction_isolation")
+        .fetch_one(node_a.pool())
+        .await
+        .unwrap();
+    assert_eq!(isolation, "serializable", "the default applies to the pool");
+    let write = |w: usize| {
+        let store = if w.is_multiple_of(2) {
+            &node_a
+        } else {
+            &node_b
+        };
+        async move {
+            for n in 0..EACH {
+                let key = format!("w-{w}-{n}");
+                let token = store
+                    .claim_idempotency_key(&key, "fp", HOUR, HOUR)
+                    .await
+                    .unwrap()
+                    .token()
+                    .expect("a new key is acquired")
+                    .to_owned();
+                // Every writer appends to the same stream: versions and
+                // positions are decided under the head lock of both nodes.
+                store
+                    .append_with(
+                        "shared",
+                        ExpectedVersion::Any,
+                        vec![NewEvent::new("Wrote", &json!({"writer": w, "n": n}))],
+                        Some(Completion::new(key, token, |a| a.position.to_string())),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    futures_util::future::join_all((0..WRITERS).map(write)).await;
+    let log = node_b
+        .read_all(0, 10_000, &EventFilter::all())
+        .await
+        .unwrap();
+    let total = (WRITERS * EACH) as u64;
+    assert_eq!(
+        log.iter().map(|e| e.position).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>()
     );
+    assert_eq!(
+        log.iter().map(|e| e.version).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>()
+    );
+    for event in &log {
+        let data: serde_json::Value = serde_json::from_str(event.data.get()).unwrap();
+        let key = format!("w-{}-{}", data["writer"], data["n"]);
+        assert_eq!(
+            node_a
+                .claim_idempotency_key(&key, "fp", HOUR, HOUR)
+                .await
+                .unwrap(),
+            Claim::Completed(event.position.to_string()),
+            "{key}"
+        );
+    }
 }

@@ -111,14 +111,18 @@ async fn completions_follow_retried_appends(store: &dyn EventStore) {
     let append = |i: usize| async move {
         let key = format!("key-{i}");
         let claim = store.claim_idempotency_key(&key, "fp", hour, hour).await;
-        assert_eq!(claim.unwrap(), Claim::Acquired);
+        let token = claim
+            .unwrap()
+            .token()
+            .expect("a new key is acquired")
+            .to_owned();
         let event_type = if i % 8 == 3 { "Poison" } else { "Fine" };
         let outcome = store
             .append_with(
                 &format!("s-{i}"),
                 ExpectedVersion::NoStream,
                 vec![NewEvent::new(event_type, &json!({"i": i}))],
-                Some(Completion::new(key, describe)),
+                Some(Completion::new(key, token, describe)),
             )
             .await;
         (i, outcome)

@@ -28,6 +28,14 @@ pub struct DispatchConfig {
     pub idempotency_retention: Duration,
     /// How long an in-flight idempotency key stays claimed by a caller
     /// that neither completes nor releases it (it crashed), default 30 s.
+    ///
+    /// A caller still running when its lease runs out may be taken over by
+    /// a retry with the same key. That is safe, only wasteful: the store
+    /// accepts the events of whichever caller holds the key when it
+    /// appends, refuses the other's, and that one answers with the key's
+    /// outcome instead (a replay, or `IdempotencyInFlight`). Set the lease
+    /// well above the time a command takes, including its wait for its
+    /// aggregate's turn.
     pub idempotency_lease: Duration,
 }
 
@@ -369,6 +377,116 @@ fn parse<C: Command>(input: Input<'_>) -> Result<C, CommandError> {
     }
 }
 
+/// The idempotency key a dispatch holds: what its completion and release
+/// carry, and what it needs to claim the key again.
+struct Hold {
+    key: String,
+    fingerprint: String,
+    /// The token of the claim that holds the key.
+    token: String,
+    /// When the key was claimed, to tell whether the lease may have run out.
+    claimed_at: Instant,
+    /// Whether the key was already claimed again after it was lost: a
+    /// dispatch does that at most once.
+    reclaimed: bool,
+}
+
+/// What became of a key whose completion was refused, by claiming it again.
+enum Reclaimed {
+    /// The key completed (the caller that took it over committed): its
+    /// stored outcome.
+    Replay(CommandOutcome),
+    /// The key was free (the caller that took it over gave up): this
+    /// dispatch holds it again, under the new token in its [`Hold`].
+    Acquired,
+}
+
+impl Hold {
+    /// A completion of this hold's key, with the response stored for
+    /// replays.
+    fn completion(&self, aggregate_id: &str) -> Completion {
+        let aggregate_id = aggregate_id.to_owned();
+        Completion::new(
+            self.key.clone(),
+            self.token.clone(),
+            move |appended: &Appended| {
+                response(&CommandOutcome {
+                    stream_id: appended.stream_id.clone(),
+                    aggregate_id: aggregate_id.clone(),
+                    version: appended.version,
+                    position: Some(appended.position),
+                    events: appended.events.clone(),
+                    replayed: false,
+                })
+            },
+        )
+    }
+
+    /// Claims the key again after a completion was refused with `lost`
+    /// ([`StoreError::IdempotencyKeyLost`]): its lease ran out and another
+    /// dispatch took it over. A key completed meanwhile replays; one still
+    /// in flight is [`CommandError::IdempotencyInFlight`]; one that is free
+    /// again is held anew. Anything else, or a second time, is `lost`.
+    async fn reclaim(
+        &mut self,
+        dispatcher: &Dispatcher,
+        lost: StoreError,
+    ) -> Result<Reclaimed, CommandError> {
+        if std::mem::replace(&mut self.reclaimed, true) {
+            return Err(lost.into());
+        }
+        tracing::debug!(key = %self.key, "idempotency key was taken over; claiming it again");
+        let config = &dispatcher.config;
+        let claim = dispatcher
+            .store
+            .claim_idempotency_key(
+                &self.key,
+                &self.fingerprint,
+                config.idempotency_lease,
+                config.idempotency_retention,
+            )
+            .await?;
+        match claim {
+            Claim::Completed(response) => Ok(Reclaimed::Replay(replay(&response)?)),
+            Claim::InFlight => Err(CommandError::IdempotencyInFlight(self.key.clone())),
+            Claim::Acquired { token } => {
+                self.token = token;
+                self.claimed_at = Instant::now();
+                Ok(Reclaimed::Acquired)
+            }
+            _ => Err(lost.into()),
+        }
+    }
+
+    /// Gives the key back after a failed command. If the lease may have
+    /// run out meanwhile, another dispatch may have taken the key over and
+    /// completed it: then its outcome is the answer, not `error`.
+    async fn give_up(
+        mut self,
+        dispatcher: &Dispatcher,
+        error: CommandError,
+    ) -> Result<CommandOutcome, CommandError> {
+        let store = &*dispatcher.store;
+        if !self.reclaimed && self.claimed_at.elapsed() >= dispatcher.config.idempotency_lease {
+            let lost = StoreError::IdempotencyKeyLost {
+                key: self.key.clone(),
+            };
+            match self.reclaim(dispatcher, lost).await {
+                Ok(Reclaimed::Replay(outcome)) => return Ok(outcome),
+                // Held again (under a new token): released below.
+                Ok(Reclaimed::Acquired) => {}
+                // Another dispatch holds the key, or the claim failed:
+                // nothing of ours to release.
+                Err(_) => return Err(error),
+            }
+        }
+        if let Err(release) = store.release_idempotency_key(&self.key, &self.token).await {
+            tracing::warn!(%release, key = %self.key, "could not release an idempotency key; it frees up when its lease runs out");
+        }
+        Err(error)
+    }
+}
+
 /// The whole cycle for one command.
 pub(crate) async fn run<H: CommandHandler>(
     handler: &H,
@@ -387,58 +505,90 @@ pub(crate) async fn run<H: CommandHandler>(
         )));
     }
     let Some(key) = options.idempotency_key.as_deref() else {
-        return execute(handler, dispatcher, command, body, &options).await;
+        return execute(handler, dispatcher, command, body, &options, None).await;
     };
     let store = &*dispatcher.store;
     let config = &dispatcher.config;
     dispatcher.purge_if_due().await;
+    let fingerprint = fingerprint(&command)?;
     let claim = store
         .claim_idempotency_key(
             key,
-            &fingerprint(&command)?,
+            &fingerprint,
             config.idempotency_lease,
             config.idempotency_retention,
         )
         .await?;
-    match claim {
-        Claim::Acquired => {}
-        Claim::Completed(response) => {
-            let mut outcome: CommandOutcome = serde_json::from_str(&response).map_err(|error| {
-                StoreError::Backend(
-                    format!("stored idempotent response is unreadable: {error}").into(),
-                )
-            })?;
-            outcome.replayed = true;
-            return Ok(outcome);
-        }
+    let token = match claim {
+        Claim::Acquired { token } => token,
+        Claim::Completed(response) => return replay(&response),
         Claim::InFlight => return Err(CommandError::IdempotencyInFlight(key.to_owned())),
         Claim::Mismatch => return Err(CommandError::IdempotencyMismatch(key.to_owned())),
+    };
+    let mut hold = Hold {
+        key: key.to_owned(),
+        fingerprint,
+        token,
+        claimed_at: Instant::now(),
+        reclaimed: false,
+    };
+    let outcome = match execute(
+        handler,
+        dispatcher,
+        command,
+        body,
+        &options,
+        Some(&mut hold),
+    )
+    .await
+    {
+        Ok(outcome) => outcome,
+        Err(error) => return hold.give_up(dispatcher, error).await,
+    };
+    if !outcome.events.is_empty() || outcome.replayed {
+        // The events and the response were committed together (or another
+        // dispatch committed them and this is its outcome).
+        return Ok(outcome);
     }
-    match execute(handler, dispatcher, command, body, &options).await {
-        // The events and the response were committed together; a command
-        // that decided on no events completes its key on its own.
-        Ok(outcome) if outcome.events.is_empty() => {
-            store
-                .complete_idempotency_key(key, response(&outcome))
-                .await?;
-            Ok(outcome)
-        }
-        Ok(outcome) => Ok(outcome),
-        Err(error) => {
-            if let Err(release) = store.release_idempotency_key(key).await {
-                tracing::warn!(%release, key, "could not release an idempotency key; it frees up when its lease runs out");
+    // A command that decided on no events completes its key on its own.
+    let text = response(&outcome);
+    loop {
+        match store
+            .complete_idempotency_key(key, &hold.token, text.clone())
+            .await
+        {
+            Ok(()) => return Ok(outcome),
+            Err(lost @ StoreError::IdempotencyKeyLost { .. }) => {
+                match hold.reclaim(dispatcher, lost).await? {
+                    Reclaimed::Replay(stored) => return Ok(stored),
+                    Reclaimed::Acquired => {}
+                }
             }
-            Err(error)
+            Err(error) => return hold.give_up(dispatcher, error.into()).await,
         }
     }
+}
+
+/// The outcome stored for an idempotency key, replayed.
+fn replay(response: &str) -> Result<CommandOutcome, CommandError> {
+    let mut outcome: CommandOutcome = serde_json::from_str(response).map_err(|error| {
+        StoreError::Backend(format!("stored idempotent response is unreadable: {error}").into())
+    })?;
+    outcome.replayed = true;
+    Ok(outcome)
 }
 
 /// Identifies a request for idempotency: a hash of the command name and its
 /// fields in serialized form, so formatting and field order of the body do
 /// not matter, but any difference in value does.
+///
+/// The fields are hashed as a JSON value with every object's keys sorted,
+/// so maps whose iteration order varies (`HashMap`) hash the same way each
+/// time, whatever `serde_json` features are enabled.
 fn fingerprint<C: Command>(command: &C) -> Result<String, CommandError> {
     use sha2::Digest;
-    let fields = serde_json::to_vec(command).map_err(CommandError::EventEncoding)?;
+    let value = serde_json::to_value(command).map_err(CommandError::EventEncoding)?;
+    let fields = serde_json::to_vec(&sorted(value)).map_err(CommandError::EventEncoding)?;
     let mut hash = sha2::Sha256::new();
     hash.update(C::NAME.as_bytes());
     hash.update([0]);
@@ -448,6 +598,23 @@ fn fingerprint<C: Command>(command: &C) -> Result<String, CommandError> {
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect())
+}
+
+/// `value` with the keys of every object in sorted order. `serde_json`'s
+/// maps are sorted already unless its `preserve_order` feature is on
+/// (anywhere in the build), in which case they keep insertion order.
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> =
+                map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 /// The stored form of an outcome, replayed for a repeated idempotency key.
@@ -472,13 +639,19 @@ fn target<C: Command>(command: &C) -> Result<(String, String), CommandError> {
     Ok((aggregate_id, stream))
 }
 
-/// Load → decide → append, retried on conflict.
+/// Load → decide → append, retried on conflict. With an idempotency key
+/// held, the append completes it; if the store refuses that because the
+/// key was taken over (its lease ran out while this waited for its turn or
+/// ran the handler), the key is claimed again: a completed key's outcome is
+/// returned (replayed), and a key free again is appended with under the new
+/// token.
 async fn execute<H: CommandHandler>(
     handler: &H,
     dispatcher: &Dispatcher,
     command: H::Command,
     body: Option<&[u8]>,
     options: &DispatchOptions,
+    mut hold: Option<&mut Hold>,
 ) -> Result<CommandOutcome, CommandError> {
     let (aggregate_id, stream) = target(&command)?;
     let store = &*dispatcher.store;
@@ -523,36 +696,51 @@ async fn execute<H: CommandHandler>(
                 replayed: false,
             });
         }
-        let events = decided
-            .iter()
-            .map(|event| {
-                NewEvent::from_event(event)
-                    .map(|new| new.with_metadata(metadata::<H::Command>(&command_id, options)))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(CommandError::EventEncoding)?;
+        let encode = || {
+            decided
+                .iter()
+                .map(|event| {
+                    NewEvent::from_event(event)
+                        .map(|new| new.with_metadata(metadata::<H::Command>(&command_id, options)))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(CommandError::EventEncoding)
+        };
         let expected = if <H::Command as Command>::CREATE {
             ExpectedVersion::NoStream
         } else {
             ExpectedVersion::Exact(loaded.version)
         };
-        let completion = options.idempotency_key.as_deref().map(|key| {
-            let aggregate_id = aggregate_id.clone();
-            Completion::new(key, move |appended: &Appended| {
-                response(&CommandOutcome {
-                    stream_id: appended.stream_id.clone(),
-                    aggregate_id: aggregate_id.clone(),
-                    version: appended.version,
-                    position: Some(appended.position),
-                    events: appended.events.clone(),
-                    replayed: false,
-                })
-            })
-        });
-        match store
-            .append_with(&stream, expected, events, completion)
-            .await
-        {
+        let appended = store
+            .append_with(
+                &stream,
+                expected,
+                encode()?,
+                hold.as_ref().map(|hold| hold.completion(&aggregate_id)),
+            )
+            .await;
+        let appended = match (appended, hold.as_deref_mut()) {
+            (Err(lost @ StoreError::IdempotencyKeyLost { .. }), Some(hold)) => {
+                match hold.reclaim(dispatcher, lost).await? {
+                    Reclaimed::Replay(outcome) => return Ok(outcome),
+                    // Held again under a new token. This is still the
+                    // aggregate's turn, and the expected version checks
+                    // that the decision still stands.
+                    Reclaimed::Acquired => {
+                        store
+                            .append_with(
+                                &stream,
+                                expected,
+                                encode()?,
+                                Some(hold.completion(&aggregate_id)),
+                            )
+                            .await
+                    }
+                }
+            }
+            (appended, _) => appended,
+        };
+        match appended {
             Ok(appended) => {
                 return Ok(CommandOutcome {
                     stream_id: stream,

@@ -161,6 +161,9 @@ impl<E: DomainError> CommandError<E> {
             Self::InvalidCommand(_) | Self::Validation(_) | Self::IdempotencyMismatch(_) => 422,
             Self::Domain(error) => error.status(),
             Self::Store(StoreError::InvalidIdempotencyKey { .. }) => 400,
+            // Another request with the same key took it over; retrying
+            // later replays whichever of them committed.
+            Self::Store(StoreError::IdempotencyKeyLost { .. }) => 409,
             Self::Store(error) if error.is_invalid_input() => 422,
             Self::MissingDependency(_)
             | Self::EventEncoding(_)
@@ -185,6 +188,7 @@ impl<E: DomainError> CommandError<E> {
             Self::IdempotencyInFlight(_) => "idempotency-key-in-flight",
             Self::Domain(error) => error.code(),
             Self::Store(StoreError::InvalidIdempotencyKey { .. }) => "invalid-idempotency-key",
+            Self::Store(StoreError::IdempotencyKeyLost { .. }) => "idempotency-key-in-flight",
             Self::Store(error) if error.is_invalid_input() => "invalid-event",
             Self::MissingDependency(_)
             | Self::EventEncoding(_)

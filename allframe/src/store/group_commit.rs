@@ -13,11 +13,16 @@
 //! database lock in its transaction so writers in other processes are
 //! serialized too; positions are therefore assigned in commit order.
 //!
-//! An append may carry an idempotency [`Completion`]: [`plan`] builds its
-//! response from the accepted append, and the writer stores it in the same
-//! transaction as the events. Responses are built anew whenever an append
-//! is planned again (the one-by-one retry gives it new positions), so the
-//! stored response always describes the events that committed.
+//! An append may carry an idempotency [`Completion`]: the writer reads the
+//! tokens of the in-flight records of the batch's keys inside the
+//! transaction (locked against claims), [`plan`] refuses an append whose
+//! completion's token no longer holds its key (like a wrong expected
+//! version: that append writes nothing, the rest of the batch commits) and
+//! builds the responses of the accepted ones, and the writer stores them in
+//! the same transaction as the events. Responses are built anew whenever
+//! an append is planned again (the one-by-one retry gives it new
+//! positions), so the stored response always describes the events that
+//! committed.
 //!
 //! Backends whose only writing connection is the writer's (SQLite) also
 //! queue their other idempotency operations ([`KeyOp`]) here; the operations
@@ -55,10 +60,14 @@ pub(crate) enum KeyOp {
         lease: Duration,
         retention: Duration,
     },
-    /// Complete `key` without events.
-    Complete { key: String, response: String },
-    /// Drop an in-flight claim of `key`.
-    Release { key: String },
+    /// Complete `key` without events, if `token` holds it.
+    Complete {
+        key: String,
+        token: String,
+        response: String,
+    },
+    /// Drop the in-flight claim of `key` if `token` holds it.
+    Release { key: String, token: String },
     /// Delete the records older than `retention`.
     Purge { retention: Duration },
 }
@@ -68,8 +77,11 @@ pub(crate) enum KeyOp {
 pub(crate) enum KeyOutcome {
     /// The answer to a claim.
     Claimed(Claim),
-    /// A completion or release was written.
+    /// A completion or release was written (a release whose token did
+    /// not hold the key does nothing and is done too).
     Done,
+    /// A completion was refused: its token does not hold the key.
+    Lost,
     /// How many records a purge deleted.
     Purged(u64),
 }
@@ -98,32 +110,60 @@ pub(crate) trait BatchWriter: Send + 'static {
     }
 }
 
+/// One accepted completion: the record of `key`, in flight with `token`
+/// when the batch read it, becomes completed with `response`.
+pub(crate) struct Completed<'b> {
+    pub(crate) key: &'b str,
+    pub(crate) token: &'b str,
+    pub(crate) response: String,
+}
+
 /// The decisions for one batch: see [`plan`].
 pub(crate) struct Plan<'b> {
     /// Each append's outcome, in batch order.
     pub(crate) outcomes: Vec<Result<Appended>>,
-    /// `(key, response)` of the accepted appends' completions, in batch
-    /// order, each key once: a completed record is final, so the first
-    /// completion of a key wins.
-    pub(crate) completions: Vec<(&'b str, String)>,
+    /// The accepted appends' completions, in batch order, each key once (a
+    /// completed record is final, so a later completion of the same key in
+    /// the batch is refused).
+    pub(crate) completions: Vec<Completed<'b>>,
 }
 
-/// Decides every append of a batch against the stream versions and the log
-/// head read inside the transaction, in queue order, so later appends in the
-/// batch see the earlier ones, and builds the responses of their
-/// completions. An append whose response builder fails is refused and uses
-/// up no position.
+/// The distinct idempotency keys the completions of a batch complete, whose
+/// records the writer reads (and locks) before planning.
+pub(crate) fn completion_keys(batch: &[Request]) -> Vec<&str> {
+    let mut seen = HashSet::new();
+    batch
+        .iter()
+        .filter_map(|request| request.completion.as_ref().map(Completion::key))
+        .filter(|key| seen.insert(*key))
+        .collect()
+}
+
+/// Decides every append of a batch against the stream versions, the log
+/// head and the tokens of the in-flight idempotency records (`held`: key →
+/// token, for the batch's [`completion_keys`]) read inside the transaction,
+/// in queue order, so later appends in the batch see the earlier ones, and
+/// builds the responses of their completions. An append whose completion's
+/// token does not hold its key is refused with
+/// [`StoreError::IdempotencyKeyLost`] before its expected version is
+/// checked; one whose response builder fails is refused too. Refused
+/// appends use up no position.
 pub(crate) fn plan<'b>(
     batch: &'b [Request],
     mut head: u64,
     mut versions: HashMap<String, u64>,
+    mut held: HashMap<String, String>,
     recorded_at: DateTime<Utc>,
 ) -> Plan<'b> {
     let mut completions = Vec::new();
-    let mut completed = HashSet::new();
     let outcomes = batch
         .iter()
         .map(|request| {
+            if let Some(completion) = &request.completion
+                && held.get(completion.key()).map(String::as_str) != Some(completion.token())
+            {
+                return Err(completion.lost());
+            }
             let actual = versions.get(&request.stream_id).copied().unwrap_or(0);
             if !request.expected.accepts(actual) {
                 return Err(StoreError::WrongExpectedVersion {
@@ -141,9 +181,13 @@ pub(crate) fn plan<'b>(
             );
             if let Some(completion) = &request.completion {
                 let response = completion.respond(&appended)?;
-                if completed.insert(completion.key()) {
-                    completions.push((completion.key(), response));
-                }
+                // Completed now: later completions of the key are refused.
+                held.remove(completion.key());
+                completions.push(Completed {
+                    key: completion.key(),
+                    token: completion.token(),
+                    response,
+                });
             }
             head = appended.position;
             versions.insert(request.stream_id.clone(), appended.version);

@@ -2,17 +2,19 @@
 //! run once and have its first response replayed to every retry.
 //!
 //! A record holds the key, a fingerprint of the request that claimed it, a
-//! state (in flight or completed), the response once completed, when it was
-//! created and until when the claim's lease runs. The life of a key:
+//! state (in flight or completed), the token of the claim that holds it,
+//! the response once completed, when it was created and until when the
+//! claim's lease runs. The life of a key:
 //!
 //! 1. [`EventStore::claim_idempotency_key`](super::EventStore::claim_idempotency_key)
-//!    atomically decides between running the command ([`Claim::Acquired`]),
-//!    replaying ([`Claim::Completed`]), refusing a concurrent duplicate
+//!    atomically decides between running the command
+//!    ([`Claim::Acquired`], with a fresh token), replaying
+//!    ([`Claim::Completed`]), refusing a concurrent duplicate
 //!    ([`Claim::InFlight`]) and refusing a reused key ([`Claim::Mismatch`]).
-//! 2. The command's events are appended with a [`Completion`]
-//!    ([`EventStore::append_with`](super::EventStore::append_with)): the
-//!    record turns completed in the same transaction as the events, so a
-//!    crash can never leave events without their stored response or a
+//! 2. The command's events are appended with a [`Completion`] carrying the
+//!    token ([`EventStore::append_with`](super::EventStore::append_with)):
+//!    the record turns completed in the same transaction as the events, so
+//!    a crash can never leave events without their stored response or a
 //!    response without its events. A command that decides on no events
 //!    completes with
 //!    [`complete_idempotency_key`](super::EventStore::complete_idempotency_key);
@@ -29,15 +31,25 @@
 //! - A completed record answers `Completed(response)` to the fingerprint
 //!   that claimed it and `Mismatch` to any other. An in-flight record
 //!   answers `Mismatch` to another fingerprint, `InFlight` while its lease
-//!   runs, and is taken over (`Acquired` with a new lease, same
-//!   `created_at`) once the lease has run out.
-//! - A completed record is final: a second completion leaves the first
-//!   response in place (it can only happen after a lease ran out and two
-//!   callers ran the command), and release never deletes it.
-//! - Completing a key nobody claimed creates a completed record without a
-//!   fingerprint, which replays to any fingerprint.
+//!   runs, and is taken over (`Acquired` with a new token and a new lease,
+//!   same `created_at`) once the lease has run out.
+//! - Every `Acquired` carries a new random token, and only that token holds
+//!   the key: a completion (in an append or on its own) is accepted only
+//!   while the record is in flight with exactly its token. Otherwise — the
+//!   lease ran out and another caller took the key over, the key was
+//!   completed, released, purged or never claimed — it is refused with
+//!   [`StoreError::IdempotencyKeyLost`] and nothing is written: neither the
+//!   append's events nor the record. So of two callers that both acquired
+//!   a key (one after the other's lease ran out) at most one commits its
+//!   events, and a completed record is final. The token is checked before
+//!   the append's expected version.
+//! - A release deletes the record only while it is in flight with the
+//!   releaser's token: a caller whose lease ran out cannot drop the claim
+//!   of the caller that took over, and a completed record is never deleted.
 //! - Fingerprints and responses are stored as bytes, so any string comes
 //!   back exactly as given (PostgreSQL `text` could not hold U+0000).
+//! - A record without a fingerprint (written by a version of this crate
+//!   that could complete a key nobody claimed) replays to any fingerprint.
 //!
 //! # Clocks
 //!
@@ -45,28 +57,41 @@
 //! records shares: the database server's (`clock_timestamp()`) on
 //! PostgreSQL, where nodes with skewed clocks must still agree when a lease
 //! ran out; the host's clock on SQLite (one file, one host) and in memory.
-//! Durations longer than [`MAX_DURATION`] count as [`MAX_DURATION`].
+//! Durations longer than [`MAX_DURATION`] count as [`MAX_DURATION`]. Leases
+//! only decide when a claim may be taken over; safety does not depend on
+//! them (a taken-over holder is refused by its token, however late it is).
 //!
 //! # Locking
 //!
 //! - Memory: the records live in the log behind its lock, so a claim is one
-//!   critical section and a completion is written in the same critical
-//!   section as its events.
+//!   critical section, and a completion's token is checked and the record
+//!   written in the same critical section as its events.
 //! - SQLite: every idempotency operation goes through the store's writer
 //!   task, which owns the only writing connection, in a `BEGIN IMMEDIATE`
 //!   transaction (operations queued together share one); SQLite's write
 //!   lock also orders them against other processes on the same file.
-//!   Completions are written by the group-commit transaction of the append.
+//!   Completions are checked and written by the group-commit transaction of
+//!   the append, which reads the tokens of its keys before inserting any
+//!   event.
 //! - PostgreSQL: a claim runs on the pool in its own transaction: `INSERT …
 //!   ON CONFLICT DO NOTHING` creates a new record, otherwise `SELECT … FOR
 //!   UPDATE` locks the existing one while it is decided, so concurrent
-//!   claims on any node agree. Completions are upserted by the group-commit
-//!   transaction of the append.
+//!   claims on any node agree. The group-commit transaction of an append
+//!   locks the records of its completions (`SELECT … FOR UPDATE`) and
+//!   checks their tokens before inserting any event, so no claim can take a
+//!   key over between the check and the commit. Completing without events
+//!   and releasing are single conditional statements (`… WHERE token = …
+//!   AND state = 'in_flight'`).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use super::{Appended, MAX_IDEMPOTENCY_KEY_LEN, Result, StoreError};
+
+/// A new random claim token (a UUID v7 in its hyphenated form).
+pub(crate) fn new_token() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
 
 /// Leases and retention periods are capped at this (about 1,000 years), so
 /// time arithmetic never overflows in any backend.
@@ -77,8 +102,14 @@ pub const MAX_DURATION: Duration = Duration::from_secs(1_000 * 31_556_952);
 #[non_exhaustive]
 pub enum Claim {
     /// The key was new (or its record expired, or a previous holder's lease
-    /// ran out): the caller holds it now and should run the command.
-    Acquired,
+    /// ran out): the caller holds it now and should run the command,
+    /// completing or releasing the key with this token. The token holds the
+    /// key until the command completes it, the caller releases it, or
+    /// another caller takes it over after the lease ran out.
+    Acquired {
+        /// Identifies this claim; see [`Completion::new`].
+        token: String,
+    },
     /// The same key with the same fingerprint completed before (within the
     /// retention period): the stored response.
     Completed(String),
@@ -89,8 +120,22 @@ pub enum Claim {
     Mismatch,
 }
 
+impl Claim {
+    /// The token of an [`Acquired`](Claim::Acquired) claim.
+    pub fn token(&self) -> Option<&str> {
+        match self {
+            Self::Acquired { token } => Some(token),
+            _ => None,
+        }
+    }
+}
+
 /// Marks an idempotency key completed, written in the same transaction as
 /// an append, with a response built from the append's outcome.
+///
+/// The append is refused with [`StoreError::IdempotencyKeyLost`] (nothing
+/// is written) unless the key is still in flight with the completion's
+/// token, i.e. still held by the claim that returned it.
 ///
 /// The response builder may run more than once (a SQL backend retries the
 /// appends of a failed group-commit transaction one by one, and the retried
@@ -101,18 +146,22 @@ pub enum Claim {
 /// stored.
 pub struct Completion {
     key: String,
+    token: String,
     respond: Box<dyn Fn(&Appended) -> String + Send + Sync>,
 }
 
 impl Completion {
-    /// A completion of `key` whose response `respond` builds from the
+    /// A completion of `key`, held by the claim that returned `token`
+    /// ([`Claim::Acquired`]), whose response `respond` builds from the
     /// committed append.
     pub fn new(
         key: impl Into<String>,
+        token: impl Into<String>,
         respond: impl Fn(&Appended) -> String + Send + Sync + 'static,
     ) -> Self {
         Self {
             key: key.into(),
+            token: token.into(),
             respond: Box::new(respond),
         }
     }
@@ -120,6 +169,18 @@ impl Completion {
     /// The idempotency key this completes.
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The token of the claim this completion belongs to.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The error refusing this completion: its claim no longer holds the key.
+    pub(crate) fn lost(&self) -> StoreError {
+        StoreError::IdempotencyKeyLost {
+            key: self.key.clone(),
+        }
     }
 
     /// Builds the response for `appended`; a panicking builder becomes a
@@ -142,6 +203,7 @@ impl std::fmt::Debug for Completion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Completion")
             .field("key", &self.key)
+            .field("token", &self.token)
             .finish_non_exhaustive()
     }
 }
@@ -195,9 +257,10 @@ pub(crate) struct Seen {
 /// What a claim does to the record.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Decision {
-    /// Write a fresh in-flight record (new or replacing an expired one).
+    /// Write a fresh in-flight record (new or replacing an expired one)
+    /// with a new token.
     Take,
-    /// Keep the in-flight record and give it a new lease.
+    /// Keep the in-flight record and give it a new token and a new lease.
     TakeOver,
     /// Leave the record as it is and answer.
     Answer(Claim),
@@ -220,11 +283,12 @@ pub(crate) fn decide(seen: Option<Seen>) -> Decision {
     }
 }
 
-/// The answer to a claim that took the key.
-impl From<Decision> for Claim {
-    fn from(decision: Decision) -> Self {
-        match decision {
-            Decision::Take | Decision::TakeOver => Claim::Acquired,
+impl Decision {
+    /// The answer to the claim; `token` is the one written when it took
+    /// the key.
+    pub(crate) fn into_claim(self, token: String) -> Claim {
+        match self {
+            Decision::Take | Decision::TakeOver => Claim::Acquired { token },
             Decision::Answer(claim) => claim,
         }
     }
@@ -300,13 +364,31 @@ mod tests {
             position: 1,
             events: Vec::new(),
         };
-        let ok = Completion::new("k", |a| format!("v{}", a.version));
+        let ok = Completion::new("k", "t", |a| format!("v{}", a.version));
         assert_eq!(ok.respond(&appended).unwrap(), "v1");
         assert_eq!(ok.respond(&appended).unwrap(), "v1", "builders may rerun");
-        let bad = Completion::new("k", |_| panic!("boom"));
+        let bad = Completion::new("k", "t", |_| panic!("boom"));
         assert!(matches!(
             bad.respond(&appended),
             Err(StoreError::Backend(_))
         ));
+        assert!(matches!(
+            ok.lost(),
+            StoreError::IdempotencyKeyLost { key } if key == "k"
+        ));
+        assert!(!ok.lost().is_invalid_input() && !ok.lost().is_conflict());
+    }
+
+    #[test]
+    fn tokens_are_fresh() {
+        let claim = Decision::Take.into_claim(new_token());
+        let again = Decision::TakeOver.into_claim(new_token());
+        assert!(claim.token().is_some() && again.token().is_some());
+        assert_ne!(claim.token(), again.token());
+        assert_eq!(
+            Decision::Answer(Claim::InFlight).into_claim(new_token()),
+            Claim::InFlight
+        );
+        assert_eq!(Claim::InFlight.token(), None);
     }
 }

@@ -6,8 +6,9 @@
 //! hole. No lock is held across an `.await`.
 //!
 //! Idempotency records live in the same structure behind the same lock, so
-//! a claim is one critical section and a completion is written in the same
-//! critical section as its append's events (see [`super::idempotency`]).
+//! a claim is one critical section, and a completion's token is checked and
+//! the record written in the same critical section as its append's events
+//! (see [`super::idempotency`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -46,8 +47,9 @@ struct Log {
 
 /// One idempotency record; times are Unix milliseconds.
 struct KeyRecord {
-    /// `None` when the key was completed without a claim.
-    fingerprint: Option<String>,
+    fingerprint: String,
+    /// The token of the claim that holds (or completed) the key.
+    token: String,
     /// `Some` once completed.
     response: Option<String>,
     created_at: i64,
@@ -55,22 +57,22 @@ struct KeyRecord {
 }
 
 impl Log {
-    /// Marks `key` completed unless it already is (see the module docs of
-    /// [`idempotency`]).
-    fn complete(&mut self, key: &str, response: String, now: i64) {
-        let record = self
-            .keys
-            .entry(key.to_owned())
-            .or_insert_with(|| KeyRecord {
-                fingerprint: None,
-                response: None,
-                created_at: now,
-                lease_until: now,
-            });
-        if record.response.is_none() {
-            record.response = Some(response);
-            record.lease_until = now;
-        }
+    /// The record of `key` while it is in flight with `token`.
+    fn held(&mut self, key: &str, token: &str) -> Option<&mut KeyRecord> {
+        self.keys
+            .get_mut(key)
+            .filter(|record| record.response.is_none() && record.token == token)
+    }
+
+    /// Marks `key` completed if it is in flight with `token` (see the
+    /// module docs of [`idempotency`]); whether it was.
+    fn complete(&mut self, key: &str, token: &str, response: String, now: i64) -> bool {
+        let Some(record) = self.held(key, token) else {
+            return false;
+        };
+        record.response = Some(response);
+        record.lease_until = now;
+        true
     }
 }
 
@@ -107,6 +109,11 @@ impl MemoryStore {
     ) -> Result<Appended> {
         validate_append(stream_id, &events, completion.as_ref())?;
         let mut log = self.inner.log.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(completion) = &completion
+            && log.held(completion.key(), completion.token()).is_none()
+        {
+            return Err(completion.lost());
+        }
         let actual = log.streams.get(stream_id).map_or(0, |s| s.len() as u64);
         if !expected.accepts(actual) {
             return Err(StoreError::WrongExpectedVersion {
@@ -124,7 +131,13 @@ impl MemoryStore {
             .map(|completion| completion.respond(&appended))
             .transpose()?;
         if let (Some(completion), Some(response)) = (&completion, response) {
-            log.complete(completion.key(), response, idempotency::now_millis());
+            let completed = log.complete(
+                completion.key(),
+                completion.token(),
+                response,
+                idempotency::now_millis(),
+            );
+            debug_assert!(completed, "the token was checked under the same lock");
         }
         log.events.extend(appended.events.iter().cloned());
         let end = log.events.len();
@@ -149,21 +162,20 @@ impl MemoryStore {
         Ok(self.write(|log| {
             let now = idempotency::now_millis();
             let seen = log.keys.get(key).map(|record| Seen {
-                same_fingerprint: record
-                    .fingerprint
-                    .as_deref()
-                    .is_none_or(|stored| stored == fingerprint),
+                same_fingerprint: record.fingerprint == fingerprint,
                 response: record.response.clone(),
                 expired: record.created_at < now - millis(retention),
                 lease_over: record.lease_until <= now,
             });
             let decision = idempotency::decide(seen);
+            let token = idempotency::new_token();
             match decision {
                 Decision::Take => {
                     log.keys.insert(
                         key.to_owned(),
                         KeyRecord {
-                            fingerprint: Some(fingerprint.to_owned()),
+                            fingerprint: fingerprint.to_owned(),
+                            token: token.clone(),
                             response: None,
                             created_at: now,
                             lease_until: now + millis(lease),
@@ -172,12 +184,13 @@ impl MemoryStore {
                 }
                 Decision::TakeOver => {
                     if let Some(record) = log.keys.get_mut(key) {
+                        record.token.clone_from(&token);
                         record.lease_until = now + millis(lease);
                     }
                 }
                 Decision::Answer(_) => {}
             }
-            decision.into()
+            decision.into_claim(token)
         }))
     }
 }
@@ -220,17 +233,30 @@ impl EventStore for MemoryStore {
     fn complete_idempotency_key<'a>(
         &'a self,
         key: &'a str,
+        token: &'a str,
         response: String,
     ) -> BoxFuture<'a, Result<()>> {
-        let result = validate_key(key)
-            .map(|()| self.write(|log| log.complete(key, response, idempotency::now_millis())));
+        let result = validate_key(key).and_then(|()| {
+            let now = idempotency::now_millis();
+            if self.write(|log| log.complete(key, token, response, now)) {
+                Ok(())
+            } else {
+                Err(StoreError::IdempotencyKeyLost {
+                    key: key.to_owned(),
+                })
+            }
+        });
         future::ready(result).boxed()
     }
 
-    fn release_idempotency_key<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
+    fn release_idempotency_key<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
         let result = validate_key(key).map(|()| {
             self.write(|log| {
-                if log.keys.get(key).is_some_and(|r| r.response.is_none()) {
+                if log.held(key, token).is_some() {
                     log.keys.remove(key);
                 }
             })

@@ -213,6 +213,17 @@ pub enum StoreError {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A completion (in [`EventStore::append_with`] or
+    /// [`EventStore::complete_idempotency_key`]) whose claim no longer holds
+    /// its idempotency key: the key is not in flight with the completion's
+    /// token because its lease ran out and another caller took it over, or
+    /// it was completed, released or purged, or never claimed. Nothing was
+    /// written. Claiming the key again tells what became of it.
+    #[error("idempotency key {key:?} is no longer held by this claim")]
+    IdempotencyKeyLost {
+        /// The idempotency key.
+        key: String,
+    },
     /// A read limit of zero.
     #[error("a read limit must be at least 1")]
     ZeroLimit,
@@ -274,8 +285,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// [`append`](Self::append), and when `completion` is given, marks its
     /// idempotency key completed with the response it builds from the
     /// append, in the same transaction as the events: both are stored or
-    /// neither is. A refused append (wrong expected version, invalid input)
-    /// leaves the idempotency record untouched.
+    /// neither is. Unless the key is still in flight with the completion's
+    /// token, the append is refused with [`StoreError::IdempotencyKeyLost`]
+    /// (checked before the expected version). A refused append (lost key,
+    /// wrong expected version, invalid input) writes no event and leaves
+    /// the idempotency record untouched.
     fn append_with<'a>(
         &'a self,
         stream_id: &'a str,
@@ -286,9 +300,10 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Claims an idempotency key for a request with this `fingerprint`,
     /// atomically: of any number of concurrent claims of a new key exactly
-    /// one is [`Claim::Acquired`]. The claim holds for `lease`; records
-    /// older than `retention` count as absent. See [`idempotency`] for the
-    /// rules.
+    /// one is [`Claim::Acquired`], with a fresh token that completions and
+    /// releases of this claim must carry. The claim cannot be taken over
+    /// for `lease`; records older than `retention` count as absent. See
+    /// [`idempotency`] for the rules.
     fn claim_idempotency_key<'a>(
         &'a self,
         key: &'a str,
@@ -299,17 +314,25 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Marks a key completed with `response`, for a command that decided on
     /// no events (others complete through [`append_with`](Self::append_with)).
-    /// A key nobody claimed is recorded as completed; an already completed
-    /// record keeps its first response.
+    /// Refused with [`StoreError::IdempotencyKeyLost`] (nothing written)
+    /// unless the key is in flight with `token`: a completed record keeps
+    /// its first response, and a key nobody claimed stays unclaimed.
     fn complete_idempotency_key<'a>(
         &'a self,
         key: &'a str,
+        token: &'a str,
         response: String,
     ) -> BoxFuture<'a, Result<()>>;
 
     /// Gives up an in-flight claim (after a failed command) so the key can
-    /// be claimed again at once. A completed record is never deleted.
-    fn release_idempotency_key<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// be claimed again at once. Only the claim that returned `token` is
+    /// deleted: if another caller took the key over, or it is completed or
+    /// unknown, nothing happens (and it is not an error).
+    fn release_idempotency_key<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<()>>;
 
     /// Deletes the idempotency records created more than `retention` ago
     /// and returns how many were deleted.

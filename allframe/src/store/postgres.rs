@@ -24,6 +24,15 @@
 //! one commit (one WAL flush) at a time; group commit wins it back by
 //! writing every append queued on a node in one transaction.
 //!
+//! The argument assumes READ COMMITTED, where every statement reads a new
+//! snapshot: the stream versions read after the head lock was granted see
+//! every event the previous writer committed. Under REPEATABLE READ or
+//! SERIALIZABLE the transaction would keep the snapshot of its first
+//! statement, taken before it waited for the lock, and would check versions
+//! against a stale log (or fail to serialize). Every transaction this store
+//! writes in therefore starts with `BEGIN ISOLATION LEVEL READ COMMITTED`,
+//! whatever the database's `default_transaction_isolation` says.
+//!
 //! # Idempotency records
 //!
 //! Table `allframe_idempotency`; times come from the server's
@@ -34,8 +43,12 @@
 //! UPDATE` locks the existing record while it is decided and rewritten, so
 //! claims from any node agree. A claim locks one record and nothing else,
 //! and purging skips locked records, so neither can deadlock with an append
-//! transaction that completes keys. Completions are upserted by the append's
-//! own transaction. See [`super::idempotency`].
+//! transaction that completes keys. The append's own transaction completes
+//! them: after taking the head lock it locks the in-flight records of its
+//! keys (`SELECT … FOR UPDATE`, in key order) and checks their tokens before
+//! inserting any event, so no claim can take a key over between the check
+//! and the commit. Completing without events and releasing are single
+//! statements conditional on the token. See [`super::idempotency`].
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -45,11 +58,11 @@ use futures_util::future::{BoxFuture, FutureExt};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row};
 
-use super::group_commit::{BatchWriter, Request, plan};
+use super::group_commit::{BatchWriter, Request, completion_keys, plan};
 use super::idempotency::{self, Decision, Seen, response_text, seconds};
 use super::sql::{
-    EventRow, INSERT_COLUMNS, accepted_events, db_error, extra_column, sql_event_store,
-    stream_versions_query, to_i64,
+    EventRow, INSERT_COLUMNS, accepted_events, db_error, extra_column, held_tokens_query,
+    sql_event_store, stream_versions_query, to_i64,
 };
 use super::{Appended, Claim, Result, StoreError};
 use crate::event::{RecordedEvent, category_of, now_millis};
@@ -61,14 +74,15 @@ pub const DEFAULT_MAX_BATCH: usize = 256;
 const SELECT_EVENTS: &str = "SELECT position, stream_id, version, event_type, schema_version, \
      data::text, event_id, correlation_id, causation_id, command, extra::text, recorded_at \
      FROM allframe_events";
-/// Marks keys completed (creating missing records) unless they already are.
-/// Binds: keys, responses (distinct keys).
-const COMPLETE_KEYS: &str = "INSERT INTO allframe_idempotency \
-     (key, fingerprint, state, response, created_at, lease_until) \
-     SELECT k, NULL, 'completed', r, clock_timestamp(), clock_timestamp() \
-     FROM UNNEST($1::text[], $2::bytea[]) AS c(k, r) \
-     ON CONFLICT (key) DO UPDATE SET state = 'completed', response = EXCLUDED.response, \
-     lease_until = EXCLUDED.lease_until WHERE allframe_idempotency.state = 'in_flight'";
+/// Marks keys completed where they are in flight with the given tokens;
+/// affects one row per key that is. Binds: keys (distinct), tokens,
+/// responses.
+const COMPLETE_KEYS: &str = "UPDATE allframe_idempotency AS i \
+     SET state = 'completed', response = c.r, lease_until = clock_timestamp() \
+     FROM UNNEST($1::text[], $2::text[], $3::bytea[]) AS c(k, t, r) \
+     WHERE i.key = c.k AND i.token = c.t AND i.state = 'in_flight'";
+/// Starts every transaction that writes; see the module docs.
+const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 /// An idempotency record as a claim reads it: fingerprint, response,
 /// whether it expired, whether its lease ran out.
 type KeyRow = (Option<Vec<u8>>, Option<Vec<u8>>, bool, bool);
@@ -157,23 +171,25 @@ impl PostgresStore {
         lease: Duration,
         retention: Duration,
     ) -> Result<Option<Claim>> {
-        let mut tx = self.inner.reads.begin().await.map_err(db_error)?;
+        let mut tx = self.inner.reads.begin_with(BEGIN).await.map_err(db_error)?;
+        let token = idempotency::new_token();
         let inserted = sqlx::query(
             "INSERT INTO allframe_idempotency \
-             (key, fingerprint, state, response, created_at, lease_until) \
+             (key, fingerprint, state, response, created_at, lease_until, token) \
              VALUES ($1, $2, 'in_flight', NULL, clock_timestamp(), \
-                     clock_timestamp() + make_interval(secs => $3)) \
+                     clock_timestamp() + make_interval(secs => $3), $4) \
              ON CONFLICT (key) DO NOTHING",
         )
         .bind(key)
         .bind(fingerprint.as_bytes())
         .bind(seconds(lease))
+        .bind(token.as_str())
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
         if inserted.rows_affected() == 1 {
             tx.commit().await.map_err(db_error)?;
-            return Ok(Some(Claim::Acquired));
+            return Ok(Some(Claim::Acquired { token }));
         }
         let row: Option<KeyRow> = sqlx::query_as(
             "SELECT fingerprint, response, \
@@ -200,12 +216,13 @@ impl PostgresStore {
                 sqlx::query(
                     "UPDATE allframe_idempotency SET fingerprint = $2, state = 'in_flight', \
                      response = NULL, created_at = clock_timestamp(), \
-                     lease_until = clock_timestamp() + make_interval(secs => $3) \
+                     lease_until = clock_timestamp() + make_interval(secs => $3), token = $4 \
                      WHERE key = $1",
                 )
                 .bind(key)
                 .bind(fingerprint.as_bytes())
                 .bind(seconds(lease))
+                .bind(token.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
@@ -213,11 +230,12 @@ impl PostgresStore {
             Decision::TakeOver => {
                 sqlx::query(
                     "UPDATE allframe_idempotency \
-                     SET lease_until = clock_timestamp() + make_interval(secs => $2) \
+                     SET lease_until = clock_timestamp() + make_interval(secs => $2), token = $3 \
                      WHERE key = $1",
                 )
                 .bind(key)
                 .bind(seconds(lease))
+                .bind(token.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
@@ -225,25 +243,36 @@ impl PostgresStore {
             Decision::Answer(_) => {}
         }
         tx.commit().await.map_err(db_error)?;
-        Ok(Some(decision.into()))
+        Ok(Some(decision.into_claim(token)))
     }
 
-    async fn complete_key(&self, key: &str, response: String) -> Result<()> {
-        sqlx::query(COMPLETE_KEYS)
+    async fn complete_key(&self, key: &str, token: &str, response: String) -> Result<()> {
+        let written = sqlx::query(COMPLETE_KEYS)
             .bind([key])
+            .bind([token])
             .bind([response.as_bytes()])
             .execute(&self.inner.reads)
             .await
             .map_err(db_error)?;
-        Ok(())
+        if written.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::IdempotencyKeyLost {
+                key: key.to_owned(),
+            })
+        }
     }
 
-    async fn release_key(&self, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM allframe_idempotency WHERE key = $1 AND state = 'in_flight'")
-            .bind(key)
-            .execute(&self.inner.reads)
-            .await
-            .map_err(db_error)?;
+    async fn release_key(&self, key: &str, token: &str) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM allframe_idempotency \
+             WHERE key = $1 AND token = $2 AND state = 'in_flight'",
+        )
+        .bind(key)
+        .bind(token)
+        .execute(&self.inner.reads)
+        .await
+        .map_err(db_error)?;
         Ok(())
     }
 
@@ -301,7 +330,7 @@ struct Writer {
 
 impl Writer {
     async fn write_batch(&mut self, batch: &[Request]) -> Result<Vec<Result<Appended>>> {
-        let mut tx = self.connection.begin().await.map_err(db_error)?;
+        let mut tx = self.connection.begin_with(BEGIN).await.map_err(db_error)?;
         // The lock that orders all writers; see the module docs.
         let head: i64 = sqlx::query_scalar("SELECT position FROM allframe_head FOR UPDATE")
             .fetch_one(&mut *tx)
@@ -316,8 +345,23 @@ impl Writer {
                 .into_iter()
                 .map(|(stream_id, version)| (stream_id, version as u64))
                 .collect();
+        // Locks the records the batch completes, so no claim takes one over
+        // before this transaction ends; a claim holds no other lock, so it
+        // cannot be waiting on this transaction in turn.
+        let keys = completion_keys(batch);
+        let held: HashMap<String, String> = if keys.is_empty() {
+            HashMap::new()
+        } else {
+            held_tokens_query::<Postgres>(keys, " FOR UPDATE")
+                .build_query_as::<(String, String)>()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .collect()
+        };
         let recorded_at = now_millis();
-        let plan = plan(batch, head as u64, versions, recorded_at);
+        let plan = plan(batch, head as u64, versions, held, recorded_at);
         let rows = accepted_events(&plan.outcomes);
         if let Some(last) = rows.last() {
             let new_head = to_i64(last.position);
@@ -382,17 +426,27 @@ impl Writer {
             .map_err(db_error)?;
         }
         if !plan.completions.is_empty() {
-            let (keys, responses): (Vec<&str>, Vec<&[u8]>) = plan
-                .completions
-                .iter()
-                .map(|(key, response)| (*key, response.as_bytes()))
-                .unzip();
-            sqlx::query(COMPLETE_KEYS)
-                .bind(keys)
-                .bind(responses)
+            let completions = &plan.completions;
+            let written = sqlx::query(COMPLETE_KEYS)
+                .bind(completions.iter().map(|c| c.key).collect::<Vec<_>>())
+                .bind(completions.iter().map(|c| c.token).collect::<Vec<_>>())
+                .bind(
+                    completions
+                        .iter()
+                        .map(|c| c.response.as_bytes())
+                        .collect::<Vec<_>>(),
+                )
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
+            if written.rows_affected() != completions.len() as u64 {
+                // The records were locked when their tokens were read, so
+                // this means the database changed behind the store's back;
+                // failing the transaction writes none of the batch.
+                return Err(StoreError::Backend(
+                    "idempotency records changed while their appends were written".into(),
+                ));
+            }
         }
         tx.commit().await.map_err(db_error)?;
         Ok(plan.outcomes)

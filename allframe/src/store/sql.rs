@@ -88,6 +88,32 @@ where
     query
 }
 
+/// `SELECT key, token … WHERE state = 'in_flight' AND key IN (…)` for the
+/// idempotency keys a batch completes (see
+/// [`completion_keys`](super::group_commit::completion_keys)), followed by
+/// `suffix` (PostgreSQL locks the rows with ` FOR UPDATE`). Rows without a
+/// token (claimed before tokens existed) are left out: no completion holds
+/// them.
+pub(crate) fn held_tokens_query<'k, DB>(
+    keys: impl IntoIterator<Item = &'k str>,
+    suffix: &'static str,
+) -> QueryBuilder<DB>
+where
+    DB: Database,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
+    let mut query = QueryBuilder::new(
+        "SELECT key, token FROM allframe_idempotency \
+         WHERE state = 'in_flight' AND token IS NOT NULL AND key IN (",
+    );
+    let mut list = query.separated(", ");
+    for key in keys {
+        list.push_bind(key.to_owned());
+    }
+    query.push(") ORDER BY key").push(suffix);
+    query
+}
+
 /// The stored columns of one event, as read back.
 pub(crate) struct EventRow {
     pub(crate) position: i64,
@@ -165,8 +191,9 @@ pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
 /// the last committed position, `stream_version` takes one bound stream id.
 ///
 /// Each backend also defines the inherent methods the idempotency part of
-/// the trait calls once the key is checked: `claim_key`, `complete_key`,
-/// `release_key` and `purge_keys` (see [`super::idempotency`]).
+/// the trait calls once the key is checked: `claim_key`, `complete_key`
+/// (key, token, response), `release_key` (key, token) and `purge_keys`
+/// (see [`super::idempotency`]).
 macro_rules! sql_event_store {
     (
         $(#[$doc:meta])*
@@ -274,21 +301,23 @@ macro_rules! sql_event_store {
             fn complete_idempotency_key<'a>(
                 &'a self,
                 key: &'a str,
+                token: &'a str,
                 response: String,
             ) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<()>> {
                 ::futures_util::FutureExt::boxed(async move {
                     $crate::store::idempotency::validate_key(key)?;
-                    self.complete_key(key, response).await
+                    self.complete_key(key, token, response).await
                 })
             }
 
             fn release_idempotency_key<'a>(
                 &'a self,
                 key: &'a str,
+                token: &'a str,
             ) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<()>> {
                 ::futures_util::FutureExt::boxed(async move {
                     $crate::store::idempotency::validate_key(key)?;
-                    self.release_key(key).await
+                    self.release_key(key, token).await
                 })
             }
 

@@ -13,7 +13,8 @@
 //!
 //! Idempotency records (table `allframe_idempotency`, times in Unix
 //! milliseconds of the host clock) are written by the same writer task: a
-//! completion in the transaction of its append, the other operations
+//! completion in the transaction of its append (whose tokens are read under
+//! the write lock before any event is inserted), the other operations
 //! (claims, completions without events, releases, purges) in `BEGIN
 //! IMMEDIATE` transactions of their own, those queued together sharing
 //! one. Keeping every write on the one writing connection means a claim
@@ -33,11 +34,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 
-use super::group_commit::{BatchWriter, KeyOp, KeyOutcome, Request, plan};
+use super::group_commit::{BatchWriter, KeyOp, KeyOutcome, Request, completion_keys, plan};
 use super::idempotency::{self, Decision, Seen, millis, response_text};
 use super::sql::{
-    EventRow, INSERT_COLUMNS, accepted_events, db_error, extra_column, sql_event_store,
-    stream_versions_query, to_i64,
+    EventRow, INSERT_COLUMNS, accepted_events, db_error, extra_column, held_tokens_query,
+    sql_event_store, stream_versions_query, to_i64,
 };
 use super::{Appended, Claim, Result, StoreError};
 use crate::event::{RecordedEvent, category_of, now_millis};
@@ -53,13 +54,11 @@ pub const DEFAULT_MAX_BATCH: usize = 256;
 const INSERT_CHUNKS: [usize; 4] = [512, 64, 8, 1];
 const SELECT_EVENTS: &str = "SELECT position, stream_id, version, event_type, schema_version, \
      data, event_id, correlation_id, causation_id, command, extra, recorded_at FROM allframe_events";
-/// Marks a key completed (creating the record if missing) unless it already
-/// is. Binds: key, response, now.
-const COMPLETE_KEY: &str = "INSERT INTO allframe_idempotency \
-     (key, fingerprint, state, response, created_at, lease_until) \
-     VALUES (?1, NULL, 'completed', ?2, ?3, ?3) \
-     ON CONFLICT (key) DO UPDATE SET state = 'completed', response = excluded.response, \
-     lease_until = excluded.lease_until WHERE state = 'in_flight'";
+/// Marks a key completed if it is in flight with the token; affects one
+/// row or none. Binds: key, token, response, now.
+const COMPLETE_KEY: &str = "UPDATE allframe_idempotency \
+     SET state = 'completed', response = ?3, lease_until = ?4 \
+     WHERE key = ?1 AND token = ?2 AND state = 'in_flight'";
 
 sql_event_store! {
     /// The SQLite event store. Cloning gives another handle to the same store.
@@ -136,17 +135,25 @@ impl SqliteStore {
         }
     }
 
-    async fn complete_key(&self, key: &str, response: String) -> Result<()> {
+    async fn complete_key(&self, key: &str, token: &str, response: String) -> Result<()> {
         let op = KeyOp::Complete {
             key: key.to_owned(),
+            token: token.to_owned(),
             response,
         };
-        self.inner.writer.key_op(op).await.map(drop)
+        match self.inner.writer.key_op(op).await? {
+            KeyOutcome::Done => Ok(()),
+            KeyOutcome::Lost => Err(StoreError::IdempotencyKeyLost {
+                key: key.to_owned(),
+            }),
+            _ => Err(unexpected_outcome()),
+        }
     }
 
-    async fn release_key(&self, key: &str) -> Result<()> {
+    async fn release_key(&self, key: &str, token: &str) -> Result<()> {
         let op = KeyOp::Release {
             key: key.to_owned(),
+            token: token.to_owned(),
         };
         self.inner.writer.key_op(op).await.map(drop)
     }
@@ -209,7 +216,19 @@ impl Writer {
                 .into_iter()
                 .map(|(stream_id, version)| (stream_id, version as u64))
                 .collect();
-        let plan = plan(batch, head as u64, versions, now_millis());
+        let keys = completion_keys(batch);
+        let held: HashMap<String, String> = if keys.is_empty() {
+            HashMap::new()
+        } else {
+            held_tokens_query::<Sqlite>(keys, "")
+                .build_query_as::<(String, String)>()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .collect()
+        };
+        let plan = plan(batch, head as u64, versions, held, now_millis());
         let rows = accepted_events(&plan.outcomes);
         for chunk in fixed_chunks(&rows, &INSERT_CHUNKS) {
             let mut insert = QueryBuilder::<Sqlite>::new(format!(
@@ -233,14 +252,27 @@ impl Writer {
             insert.build().execute(&mut *tx).await.map_err(db_error)?;
         }
         let now = idempotency::now_millis();
-        for (key, response) in &plan.completions {
-            sqlx::query(COMPLETE_KEY)
-                .bind(*key)
-                .bind(response.as_bytes())
+        for completed in &plan.completions {
+            let written = sqlx::query(COMPLETE_KEY)
+                .bind(completed.key)
+                .bind(completed.token)
+                .bind(completed.response.as_bytes())
                 .bind(now)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
+            if written.rows_affected() != 1 {
+                // The write lock was held since the tokens were read, so
+                // this means the database changed behind the store's back;
+                // failing the transaction writes none of the batch.
+                return Err(StoreError::Backend(
+                    format!(
+                        "idempotency key {:?} changed while its append was written",
+                        completed.key
+                    )
+                    .into(),
+                ));
+            }
         }
         tx.commit().await.map_err(db_error)?;
         Ok(plan.outcomes)
@@ -266,21 +298,32 @@ impl Writer {
                 } => KeyOutcome::Claimed(
                     claim(&mut tx, key, fingerprint, now, *lease, *retention).await?,
                 ),
-                KeyOp::Complete { key, response } => {
-                    sqlx::query(COMPLETE_KEY)
+                KeyOp::Complete {
+                    key,
+                    token,
+                    response,
+                } => {
+                    let written = sqlx::query(COMPLETE_KEY)
                         .bind(key.as_str())
+                        .bind(token.as_str())
                         .bind(response.as_bytes())
                         .bind(now)
                         .execute(&mut *tx)
                         .await
                         .map_err(db_error)?;
-                    KeyOutcome::Done
+                    if written.rows_affected() == 1 {
+                        KeyOutcome::Done
+                    } else {
+                        KeyOutcome::Lost
+                    }
                 }
-                KeyOp::Release { key } => {
+                KeyOp::Release { key, token } => {
                     sqlx::query(
-                        "DELETE FROM allframe_idempotency WHERE key = ? AND state = 'in_flight'",
+                        "DELETE FROM allframe_idempotency \
+                         WHERE key = ? AND token = ? AND state = 'in_flight'",
                     )
                     .bind(key.as_str())
+                    .bind(token.as_str())
                     .execute(&mut *tx)
                     .await
                     .map_err(db_error)?;
@@ -334,27 +377,30 @@ async fn claim(
         }),
     };
     let decision = idempotency::decide(seen);
+    let token = idempotency::new_token();
     match decision {
         Decision::Take => {
             sqlx::query(
                 "INSERT INTO allframe_idempotency \
-                 (key, fingerprint, state, response, created_at, lease_until) \
-                 VALUES (?1, ?2, 'in_flight', NULL, ?3, ?4) \
+                 (key, fingerprint, state, response, created_at, lease_until, token) \
+                 VALUES (?1, ?2, 'in_flight', NULL, ?3, ?4, ?5) \
                  ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint, \
                  state = 'in_flight', response = NULL, created_at = excluded.created_at, \
-                 lease_until = excluded.lease_until",
+                 lease_until = excluded.lease_until, token = excluded.token",
             )
             .bind(key)
             .bind(fingerprint.as_bytes())
             .bind(now)
             .bind(now + millis(lease))
+            .bind(token.as_str())
             .execute(&mut *connection)
             .await
             .map_err(db_error)?;
         }
         Decision::TakeOver => {
-            sqlx::query("UPDATE allframe_idempotency SET lease_until = ? WHERE key = ?")
+            sqlx::query("UPDATE allframe_idempotency SET lease_until = ?, token = ? WHERE key = ?")
                 .bind(now + millis(lease))
+                .bind(token.as_str())
                 .bind(key)
                 .execute(&mut *connection)
                 .await
@@ -362,7 +408,7 @@ async fn claim(
         }
         Decision::Answer(_) => {}
     }
-    Ok(decision.into())
+    Ok(decision.into_claim(token))
 }
 
 /// Splits `rows` greedily into chunks whose lengths are all in `sizes`

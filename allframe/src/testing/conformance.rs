@@ -1,4 +1,4 @@
-//! The checks every [`EventStore`](crate::EventStore) must pass.
+//! The checks every [`EventStore`] must pass.
 
 mod idempotency;
 
@@ -6,6 +6,7 @@ pub use idempotency::{
     idempotency_claim_complete_replay, idempotency_completion_is_atomic_with_append,
     idempotency_concurrent_claims, idempotency_expiry_and_purge, idempotency_invalid_keys,
     idempotency_lease_take_over, idempotency_mismatch, idempotency_release,
+    idempotency_stale_tokens_are_refused,
 };
 
 use std::collections::HashSet;
@@ -576,5 +577,6 @@ where
     idempotency_completion_is_atomic_with_append(&make().await).await;
     idempotency_concurrent_claims(&make().await).await;
     idempotency_release(&make().await).await;
+    idempotency_stale_tokens_are_refused(&make().await).await;
     idempotency_invalid_keys(&make().await).await;
 }

@@ -31,6 +31,32 @@ async fn claim_for(
         .unwrap_or_else(|e| panic!("claim {key:?}: {e}"))
 }
 
+/// The token of a claim that must have acquired its key.
+#[track_caller]
+fn acquired(claim: Claim, what: &str) -> String {
+    match claim {
+        Claim::Acquired { token } => token,
+        other => panic!("{what}: expected Acquired, got {other:?}"),
+    }
+}
+
+/// Claims a key that must be acquired (with a long lease) and returns the
+/// claim's token.
+async fn acquire(store: &dyn EventStore, key: &str, fingerprint: &str) -> String {
+    acquired(claim(store, key, fingerprint).await, key)
+}
+
+/// Checks that a completion was refused because its token lost the key.
+#[track_caller]
+fn assert_lost<T: std::fmt::Debug>(result: crate::store::Result<T>, key: &str, what: &str) {
+    match result {
+        Err(StoreError::IdempotencyKeyLost { key: lost }) => {
+            assert_eq!(lost, key, "{what}: the error names the key");
+        }
+        other => panic!("{what}: expected IdempotencyKeyLost, got {other:?}"),
+    }
+}
+
 /// A response that names the append it was built from.
 fn describe(appended: &crate::Appended) -> String {
     format!(
@@ -44,10 +70,11 @@ fn describe(appended: &crate::Appended) -> String {
 
 /// A key is claimed once, completes with the append that carries its
 /// completion, and then replays that response byte for byte; a key
-/// completed without events or without a claim replays too, and a
-/// completed record keeps its first response.
+/// completed without events replays too, and a completed record keeps its
+/// first response: completing it again is refused and writes nothing. A
+/// key nobody claimed cannot be completed.
 pub async fn idempotency_claim_complete_replay(store: &dyn EventStore) {
-    assert_eq!(claim(store, "key-1", "fp-a").await, Claim::Acquired);
+    let token = acquire(store, "key-1", "fp-a").await;
     assert_eq!(
         claim(store, "key-1", "fp-a").await,
         Claim::InFlight,
@@ -58,7 +85,7 @@ pub async fn idempotency_claim_complete_replay(store: &dyn EventStore) {
             "order-1",
             ExpectedVersion::NoStream,
             events("Placed", 2),
-            Some(Completion::new("key-1", describe)),
+            Some(Completion::new("key-1", token.clone(), describe)),
         )
         .await
         .expect("append with a completion");
@@ -72,71 +99,102 @@ pub async fn idempotency_claim_complete_replay(store: &dyn EventStore) {
         );
     }
     assert_eq!(everything(store).await.len(), 2, "replays append nothing");
+    assert_lost(
+        store
+            .append_with(
+                "order-1",
+                ExpectedVersion::Any,
+                events("Placed", 1),
+                Some(Completion::new("key-1", token, describe)),
+            )
+            .await,
+        "key-1",
+        "an append completing a completed key",
+    );
+    assert_eq!(
+        everything(store).await.len(),
+        2,
+        "a refused completion appends nothing"
+    );
 
     // No events: completed directly; the response survives byte for byte.
     let odd = "ünïcödé \u{0} \\ \" \n\t 🦀".to_owned();
-    assert_eq!(claim(store, "key-2", "fp-b").await, Claim::Acquired);
+    let token = acquire(store, "key-2", "fp-b").await;
     store
-        .complete_idempotency_key("key-2", odd.clone())
+        .complete_idempotency_key("key-2", &token, odd.clone())
         .await
         .expect("complete without events");
     assert_eq!(
         claim(store, "key-2", "fp-b").await,
         Claim::Completed(odd.clone())
     );
-    store
-        .complete_idempotency_key("key-2", "second".into())
-        .await
-        .expect("completing again is not an error");
-    store
-        .append_with(
-            "order-2",
-            ExpectedVersion::Any,
-            events("Placed", 1),
-            Some(Completion::new("key-2", |_| "third".to_owned())),
-        )
-        .await
-        .expect("an append completing a completed key still appends");
+    assert_lost(
+        store
+            .complete_idempotency_key("key-2", &token, "second".into())
+            .await,
+        "key-2",
+        "completing a completed key",
+    );
+    assert_lost(
+        store
+            .append_with(
+                "order-2",
+                ExpectedVersion::Any,
+                events("Placed", 1),
+                Some(Completion::new("key-2", token, |_| "third".to_owned())),
+            )
+            .await,
+        "key-2",
+        "an append completing a key completed without events",
+    );
     assert_eq!(
         claim(store, "key-2", "fp-b").await,
         Claim::Completed(odd),
         "a completed record keeps its first response"
     );
+    assert_eq!(everything(store).await.len(), 2);
 
-    // Completing a key nobody claimed records it; it replays to anyone.
-    store
-        .complete_idempotency_key("key-3", "done".into())
-        .await
-        .expect("complete an unclaimed key");
-    assert_eq!(
-        claim(store, "key-3", "any").await,
-        Claim::Completed("done".into())
+    // A key nobody claimed cannot be completed, with or without events.
+    assert_lost(
+        store
+            .complete_idempotency_key("key-3", "some-token", "done".into())
+            .await,
+        "key-3",
+        "completing an unclaimed key",
     );
-    let unclaimed = store
-        .append_with(
-            "order-3",
-            ExpectedVersion::NoStream,
-            events("Placed", 1),
-            Some(Completion::new("key-4", describe)),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        claim(store, "key-4", "whatever").await,
-        Claim::Completed(describe(&unclaimed))
+    assert_lost(
+        store
+            .append_with(
+                "order-3",
+                ExpectedVersion::NoStream,
+                events("Placed", 1),
+                Some(Completion::new("key-4", "some-token", describe)),
+            )
+            .await,
+        "key-4",
+        "an append completing an unclaimed key",
     );
-    assert_eq!(claim(store, "key-5", "").await, Claim::Acquired);
+    assert_eq!(everything(store).await.len(), 2);
+    for key in ["key-3", "key-4"] {
+        acquired(
+            claim(store, key, "whatever").await,
+            "a refused completion records nothing",
+        );
+    }
+    let first = acquire(store, "key-5", "").await;
     assert_eq!(
         claim(store, "key-5", "").await,
         Claim::InFlight,
         "an empty fingerprint is a fingerprint like any other"
     );
+    let other = acquire(store, "key-6", "").await;
+    assert_ne!(first, other, "every claim gets its own token");
 }
 
 /// A key used with a different fingerprint is a mismatch, whether its
 /// record is in flight or completed, and however its lease stands.
 pub async fn idempotency_mismatch(store: &dyn EventStore) {
-    assert_eq!(claim(store, "key-1", "fp-a").await, Claim::Acquired);
+    let token = acquire(store, "key-1", "fp-a").await;
     assert_eq!(claim(store, "key-1", "fp-b").await, Claim::Mismatch);
     assert_eq!(
         claim(store, "key-1", "fp-a").await,
@@ -144,9 +202,9 @@ pub async fn idempotency_mismatch(store: &dyn EventStore) {
         "a mismatch changes nothing"
     );
     store
-        .complete_idempotency_key("key-1", "r".into())
+        .complete_idempotency_key("key-1", &token, "r".into())
         .await
-        .unwrap();
+        .expect("a mismatch leaves the holder's token in place");
     assert_eq!(claim(store, "key-1", "fp-b").await, Claim::Mismatch);
     assert_eq!(
         claim(store, "key-1", "FP-A").await,
@@ -157,9 +215,9 @@ pub async fn idempotency_mismatch(store: &dyn EventStore) {
         claim(store, "key-1", "fp-a").await,
         Claim::Completed("r".into())
     );
-    assert_eq!(
+    acquired(
         claim_for(store, "key-2", "fp-a", SHORT, LONG).await,
-        Claim::Acquired
+        "key-2",
     );
     tokio::time::sleep(PAST_SHORT).await;
     assert_eq!(
@@ -170,26 +228,31 @@ pub async fn idempotency_mismatch(store: &dyn EventStore) {
 }
 
 /// An in-flight claim blocks others while its lease runs and is taken
-/// over once it ran out; the new holder gets a new lease.
+/// over once it ran out; the new holder gets a new token and a new lease,
+/// and only its token completes the key.
 pub async fn idempotency_lease_take_over(store: &dyn EventStore) {
-    assert_eq!(
-        claim_for(store, "key-1", "fp", SHORT, LONG).await,
-        Claim::Acquired
-    );
+    let first = acquired(claim_for(store, "key-1", "fp", SHORT, LONG).await, "key-1");
     assert_eq!(claim(store, "key-1", "fp").await, Claim::InFlight);
     tokio::time::sleep(PAST_SHORT).await;
-    assert_eq!(
+    let second = acquired(
         claim(store, "key-1", "fp").await,
-        Claim::Acquired,
-        "a lease that ran out is taken over"
+        "a lease that ran out is taken over",
     );
+    assert_ne!(first, second, "a take-over gets a new token");
     assert_eq!(
         claim(store, "key-1", "fp").await,
         Claim::InFlight,
         "the take-over holds a new lease"
     );
+    assert_lost(
+        store
+            .complete_idempotency_key("key-1", &first, "stale".into())
+            .await,
+        "key-1",
+        "the taken-over holder completing",
+    );
     store
-        .complete_idempotency_key("key-1", "r".into())
+        .complete_idempotency_key("key-1", &second, "r".into())
         .await
         .unwrap();
     assert_eq!(
@@ -202,36 +265,41 @@ pub async fn idempotency_lease_take_over(store: &dyn EventStore) {
 /// deletes exactly those, returning how many.
 pub async fn idempotency_expiry_and_purge(store: &dyn EventStore) {
     for key in ["old-done", "old-kept"] {
-        assert_eq!(claim(store, key, "fp").await, Claim::Acquired);
+        let token = acquire(store, key, "fp").await;
         store
-            .complete_idempotency_key(key, format!("{key}-response"))
+            .complete_idempotency_key(key, &token, format!("{key}-response"))
             .await
             .unwrap();
     }
-    assert_eq!(claim(store, "old-in-flight", "fp").await, Claim::Acquired);
-    assert_eq!(claim(store, "old-purged", "fp").await, Claim::Acquired);
+    let old_in_flight = acquire(store, "old-in-flight", "fp").await;
+    let old_purged = acquire(store, "old-purged", "fp").await;
     tokio::time::sleep(PAST_SHORT).await;
-    assert_eq!(claim(store, "new", "fp").await, Claim::Acquired);
+    acquire(store, "new", "fp").await;
 
     assert_eq!(
         claim(store, "old-kept", "fp").await,
         Claim::Completed("old-kept-response".into()),
         "within a long retention an old record still counts"
     );
-    assert_eq!(
+    acquired(
         claim_for(store, "old-done", "other", LONG, SHORT).await,
-        Claim::Acquired,
-        "an expired completed record is replaced, whatever the fingerprint"
+        "an expired completed record is replaced, whatever the fingerprint",
     );
     assert_eq!(
         claim_for(store, "old-done", "other", LONG, SHORT).await,
         Claim::InFlight,
         "the replacement is a fresh claim"
     );
-    assert_eq!(
+    acquired(
         claim_for(store, "old-in-flight", "other", LONG, SHORT).await,
-        Claim::Acquired,
-        "an expired in-flight record is replaced despite its lease"
+        "an expired in-flight record is replaced despite its lease",
+    );
+    assert_lost(
+        store
+            .complete_idempotency_key("old-in-flight", &old_in_flight, "r".into())
+            .await,
+        "old-in-flight",
+        "the holder of a replaced record completing",
     );
 
     assert_eq!(
@@ -245,12 +313,18 @@ pub async fn idempotency_expiry_and_purge(store: &dyn EventStore) {
         "exactly old-kept and old-purged are older than the short retention"
     );
     assert_eq!(store.purge_idempotency_keys(SHORT).await.unwrap(), 0);
-    assert_eq!(
-        claim(store, "old-kept", "other").await,
-        Claim::Acquired,
-        "a purged key is new again"
+    assert_lost(
+        store
+            .complete_idempotency_key("old-purged", &old_purged, "r".into())
+            .await,
+        "old-purged",
+        "the holder of a purged record completing",
     );
-    assert_eq!(claim(store, "old-purged", "fp").await, Claim::Acquired);
+    acquired(
+        claim(store, "old-kept", "other").await,
+        "a purged key is new again",
+    );
+    acquire(store, "old-purged", "fp").await;
     assert_eq!(claim(store, "new", "fp").await, Claim::InFlight);
     assert_eq!(claim(store, "old-done", "other").await, Claim::InFlight);
 }
@@ -263,13 +337,14 @@ pub async fn idempotency_completion_is_atomic_with_append(store: &dyn EventStore
         .append("acct-1", ExpectedVersion::NoStream, events("Opened", 1))
         .await
         .unwrap();
-    assert_eq!(claim(store, "key-1", "fp").await, Claim::Acquired);
+    let token = acquire(store, "key-1", "fp").await;
+    let completion = || Some(Completion::new("key-1", token.clone(), describe));
     let refused = store
         .append_with(
             "acct-1",
             ExpectedVersion::NoStream,
             events("Opened", 1),
-            Some(Completion::new("key-1", describe)),
+            completion(),
         )
         .await;
     assert_conflict(refused, 1);
@@ -278,7 +353,7 @@ pub async fn idempotency_completion_is_atomic_with_append(store: &dyn EventStore
             "acct-1",
             ExpectedVersion::Any,
             vec![event("bad type", 1)],
-            Some(Completion::new("key-1", describe)),
+            completion(),
         )
         .await
         .expect_err("invalid events are refused");
@@ -288,7 +363,7 @@ pub async fn idempotency_completion_is_atomic_with_append(store: &dyn EventStore
             "acct-1",
             ExpectedVersion::Any,
             events("Deposited", 1),
-            Some(Completion::new("key-1", |_| {
+            Some(Completion::new("key-1", token.clone(), |_| {
                 panic!("response builder fails")
             })),
         )
@@ -299,20 +374,6 @@ pub async fn idempotency_completion_is_atomic_with_append(store: &dyn EventStore
         claim(store, "key-1", "fp").await,
         Claim::InFlight,
         "refused appends leave the claim in flight"
-    );
-    store
-        .append_with(
-            "acct-2",
-            ExpectedVersion::Exact(1),
-            events("Opened", 1),
-            Some(Completion::new("key-never", describe)),
-        )
-        .await
-        .expect_err("a refused append");
-    assert_eq!(
-        claim(store, "key-never", "fp").await,
-        Claim::Acquired,
-        "a refused append records no completion"
     );
     assert_eq!(
         everything(store).await.len(),
@@ -325,10 +386,10 @@ pub async fn idempotency_completion_is_atomic_with_append(store: &dyn EventStore
             "acct-1",
             ExpectedVersion::Exact(1),
             events("Deposited", 1),
-            Some(Completion::new("key-1", describe)),
+            completion(),
         )
         .await
-        .expect("the store still works after a failed builder");
+        .expect("the claim still holds after refused appends");
     assert_eq!(
         (done.version, done.position),
         (2, 2),
@@ -344,7 +405,7 @@ pub async fn idempotency_completion_is_atomic_with_append(store: &dyn EventStore
     const APPENDS: usize = 32;
     let append = |i: usize| async move {
         let key = format!("batch-{i}");
-        assert_eq!(claim(store, &key, "fp").await, Claim::Acquired);
+        let token = acquire(store, &key, "fp").await;
         // Every third append is refused by its expected version.
         let expected = if i.is_multiple_of(3) {
             ExpectedVersion::Exact(7)
@@ -356,7 +417,7 @@ pub async fn idempotency_completion_is_atomic_with_append(store: &dyn EventStore
                 &format!("batch-{i}"),
                 expected,
                 events("Placed", 1 + i as u64 % 2),
-                Some(Completion::new(key, describe)),
+                Some(Completion::new(key, token, describe)),
             )
             .await;
         (i, outcome)
@@ -382,20 +443,23 @@ pub async fn idempotency_concurrent_claims(store: &dyn EventStore) {
     let race = |key: &'static str, lease: Duration, retention: Duration| async move {
         let claims = (0..CLAIMS).map(|_| claim_for(store, key, "fp", lease, retention));
         let answers = futures_util::future::join_all(claims).await;
-        let acquired = answers.iter().filter(|a| **a == Claim::Acquired).count();
+        let acquired = answers
+            .iter()
+            .filter(|a| matches!(a, Claim::Acquired { .. }))
+            .count();
         let in_flight = answers.iter().filter(|a| **a == Claim::InFlight).count();
         assert_eq!((acquired, in_flight), (1, CLAIMS - 1), "{key}: {answers:?}");
     };
     for key in ["new-1", "new-2", "new-3"] {
         race(key, LONG, LONG).await;
     }
-    assert_eq!(
+    acquired(
         claim_for(store, "lease-over", "fp", SHORT, LONG).await,
-        Claim::Acquired
+        "lease-over",
     );
-    assert_eq!(claim(store, "expired", "fp").await, Claim::Acquired);
+    let token = acquire(store, "expired", "fp").await;
     store
-        .complete_idempotency_key("expired", "r".into())
+        .complete_idempotency_key("expired", &token, "r".into())
         .await
         .unwrap();
     tokio::time::sleep(PAST_SHORT).await;
@@ -403,31 +467,198 @@ pub async fn idempotency_concurrent_claims(store: &dyn EventStore) {
     race("expired", LONG, SHORT).await;
 }
 
-/// Release gives an in-flight key back but never deletes a completed
-/// record; releasing an unknown key does nothing.
+/// Release gives an in-flight key back, but only the claim holding it can:
+/// a completed record is never deleted, a stale token deletes nothing, and
+/// releasing an unknown key does nothing.
 pub async fn idempotency_release(store: &dyn EventStore) {
-    assert_eq!(claim(store, "key-1", "fp-a").await, Claim::Acquired);
-    store.release_idempotency_key("key-1").await.unwrap();
-    assert_eq!(
-        claim(store, "key-1", "fp-b").await,
-        Claim::Acquired,
-        "a released key is free for any request"
-    );
+    let first = acquire(store, "key-1", "fp-a").await;
     store
-        .complete_idempotency_key("key-1", "r".into())
+        .release_idempotency_key("key-1", &first)
         .await
         .unwrap();
-    store.release_idempotency_key("key-1").await.unwrap();
+    let second = acquired(
+        claim(store, "key-1", "fp-b").await,
+        "a released key is free for any request",
+    );
+    store
+        .release_idempotency_key("key-1", &first)
+        .await
+        .expect("a stale release is not an error");
+    assert_eq!(
+        claim(store, "key-1", "fp-b").await,
+        Claim::InFlight,
+        "a stale token releases nothing"
+    );
+    store
+        .complete_idempotency_key("key-1", &second, "r".into())
+        .await
+        .unwrap();
+    store
+        .release_idempotency_key("key-1", &second)
+        .await
+        .unwrap();
     assert_eq!(
         claim(store, "key-1", "fp-b").await,
         Claim::Completed("r".into()),
         "a completed record survives release"
     );
     store
-        .release_idempotency_key("never-claimed")
+        .release_idempotency_key("never-claimed", "some-token")
         .await
         .expect("releasing an unknown key is not an error");
-    assert_eq!(claim(store, "never-claimed", "fp").await, Claim::Acquired);
+    acquire(store, "never-claimed", "fp").await;
+}
+
+/// A claim whose key was taken over (its lease ran out) or whose token is
+/// wrong no longer holds the key: its append is refused whatever the
+/// stream's version and stores nothing (no events, record unchanged), its
+/// completion without events is refused, and its release leaves the new
+/// holder's claim in place. In a batch of concurrent appends only those
+/// with a stale token are refused, and of two appends completing one key
+/// with the same token exactly one commits.
+pub async fn idempotency_stale_tokens_are_refused(store: &dyn EventStore) {
+    // A wrong token: refused before the expected version is looked at.
+    let token = acquire(store, "key-1", "fp").await;
+    for expected in [ExpectedVersion::NoStream, ExpectedVersion::Exact(5)] {
+        let result = store
+            .append_with(
+                "acct-1",
+                expected,
+                events("Opened", 1),
+                Some(Completion::new("key-1", format!("{token}-not"), describe)),
+            )
+            .await;
+        let error = result.as_ref().map(drop).unwrap_err();
+        assert!(
+            !error.is_invalid_input() && !error.is_conflict(),
+            "{error:?}"
+        );
+        assert_lost(result, "key-1", "a completion with a wrong token");
+    }
+    assert!(everything(store).await.is_empty(), "nothing was appended");
+    assert_eq!(
+        claim(store, "key-1", "fp").await,
+        Claim::InFlight,
+        "the record is unchanged"
+    );
+    store
+        .complete_idempotency_key("key-1", &token, "r".into())
+        .await
+        .expect("the holder's token still completes the key");
+
+    // A lease that ran out and was taken over.
+    let old = acquired(claim_for(store, "key-2", "fp", SHORT, LONG).await, "key-2");
+    tokio::time::sleep(PAST_SHORT).await;
+    let new = acquired(claim(store, "key-2", "fp").await, "take-over");
+    assert_lost(
+        store
+            .append_with(
+                "acct-2",
+                ExpectedVersion::NoStream,
+                events("Opened", 1),
+                Some(Completion::new("key-2", old.clone(), describe)),
+            )
+            .await,
+        "key-2",
+        "the taken-over holder appending",
+    );
+    assert!(
+        everything(store).await.is_empty(),
+        "the taken-over holder's events are not stored"
+    );
+    store
+        .release_idempotency_key("key-2", &old)
+        .await
+        .expect("a stale release is not an error");
+    assert_eq!(
+        claim(store, "key-2", "fp").await,
+        Claim::InFlight,
+        "the taken-over holder's release keeps the new holder's claim"
+    );
+    assert_lost(
+        store
+            .complete_idempotency_key("key-2", &old, "stale".into())
+            .await,
+        "key-2",
+        "the taken-over holder completing",
+    );
+    let appended = store
+        .append_with(
+            "acct-2",
+            ExpectedVersion::NoStream,
+            events("Opened", 1),
+            Some(Completion::new("key-2", new, describe)),
+        )
+        .await
+        .expect("the new holder appends");
+    assert_eq!((appended.version, appended.position), (1, 1));
+    assert_eq!(
+        claim(store, "key-2", "fp").await,
+        Claim::Completed(describe(&appended))
+    );
+
+    // Concurrent appends (one group-commit batch on SQL backends): every
+    // other one carries a stale token and is refused alone.
+    const APPENDS: usize = 24;
+    let append = |i: usize| async move {
+        let key = format!("batch-{i}");
+        let token = acquire(store, &key, "fp").await;
+        let token = if i.is_multiple_of(2) {
+            token
+        } else {
+            format!("{token}-stale")
+        };
+        let outcome = store
+            .append_with(
+                &key,
+                ExpectedVersion::NoStream,
+                events("Placed", 1),
+                Some(Completion::new(key.clone(), token, describe)),
+            )
+            .await;
+        (i, outcome)
+    };
+    let outcomes = futures_util::future::join_all((0..APPENDS).map(append)).await;
+    for (i, outcome) in outcomes {
+        let key = format!("batch-{i}");
+        let answer = claim(store, &key, "fp").await;
+        if i.is_multiple_of(2) {
+            let appended = outcome.unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert_eq!(answer, Claim::Completed(describe(&appended)), "{key}");
+        } else {
+            assert_lost(outcome, &key, "a stale token in a batch");
+            assert_eq!(answer, Claim::InFlight, "{key}");
+            assert_eq!(store.stream_version(&key).await.unwrap(), 0, "{key}");
+        }
+    }
+    assert_eq!(everything(store).await.len(), 1 + APPENDS / 2);
+
+    // Two appends completing one key with the same token: one commits.
+    let token = acquire(store, "twice", "fp").await;
+    let twice = |stream: &'static str| {
+        let token = token.clone();
+        async move {
+            store
+                .append_with(
+                    stream,
+                    ExpectedVersion::NoStream,
+                    events("Placed", 1),
+                    Some(Completion::new("twice", token, describe)),
+                )
+                .await
+        }
+    };
+    let (a, b) = futures_util::future::join(twice("twice-a"), twice("twice-b")).await;
+    let (committed, refused) = match (a, b) {
+        (Ok(appended), refused) | (refused, Ok(appended)) => (appended, refused),
+        (a, b) => panic!("one of two completions must commit: {a:?}, {b:?}"),
+    };
+    assert_lost(refused, "twice", "the second completion of a key");
+    assert_eq!(
+        claim(store, "twice", "fp").await,
+        Claim::Completed(describe(&committed))
+    );
+    assert_eq!(everything(store).await.len(), 2 + APPENDS / 2);
 }
 
 /// Malformed idempotency keys are typed input errors everywhere, and an
@@ -452,9 +683,9 @@ pub async fn idempotency_invalid_keys(store: &dyn EventStore) {
         );
         check(
             "complete",
-            store.complete_idempotency_key(key, "r".into()).await,
+            store.complete_idempotency_key(key, "t", "r".into()).await,
         );
-        check("release", store.release_idempotency_key(key).await);
+        check("release", store.release_idempotency_key(key, "t").await);
         check(
             "append_with",
             store
@@ -462,7 +693,7 @@ pub async fn idempotency_invalid_keys(store: &dyn EventStore) {
                     "s-1",
                     ExpectedVersion::Any,
                     events("Ok", 1),
-                    Some(Completion::new(key, describe)),
+                    Some(Completion::new(key, "t", describe)),
                 )
                 .await
                 .map(drop),
@@ -470,6 +701,6 @@ pub async fn idempotency_invalid_keys(store: &dyn EventStore) {
     }
     assert!(everything(store).await.is_empty(), "nothing was appended");
     let max = "k".repeat(MAX_IDEMPOTENCY_KEY_LEN);
-    assert_eq!(claim(store, &max, "fp").await, Claim::Acquired);
-    assert_eq!(claim(store, "ünïcödé key 🦀", "fp").await, Claim::Acquired);
+    acquire(store, &max, "fp").await;
+    acquire(store, "ünïcödé key 🦀", "fp").await;
 }
