@@ -375,3 +375,58 @@ async fn writes_are_read_committed_whatever_the_database_default() {
         );
     }
 }
+
+/// The server kills the writer's connection (a restart, a failover, an
+/// idle timeout): the store reconnects, and later appends succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_reconnects_after_its_connection_is_killed() {
+    let Some(options) = postgres_options().await else {
+        return;
+    };
+    let name = format!("allframe-test-{}", uuid::Uuid::now_v7().simple());
+    let store = allframe::store::PostgresStore::connect_with(
+        options.clone().application_name(&name),
+        Some(&fresh_schema()),
+        256,
+    )
+    .await
+    .unwrap();
+    let append = |n: u64| {
+        let store = store.clone();
+        async move {
+            let event = NewEvent::new("Wrote", &json!({ "n": n }));
+            store.append("r-1", ExpectedVersion::Any, vec![event]).await
+        }
+    };
+    append(1).await.unwrap();
+    let mut killer = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&name)
+    .fetch_all(&mut killer)
+    .await
+    .unwrap();
+    assert!(
+        !killed.is_empty(),
+        "the store's connections were found and killed"
+    );
+    // The first append after the kill may fail with the broken connection;
+    // the writer then reconnects and the next one goes through.
+    let mut stored = 1;
+    for n in 2..=4 {
+        if append(n).await.is_ok() {
+            stored += 1;
+        }
+    }
+    assert!(
+        stored >= 3,
+        "at most one append fails after the kill (stored {stored})"
+    );
+    let events = store.read_stream("r-1", 0, 10).await.unwrap();
+    assert_eq!(
+        events.len(),
+        stored,
+        "every acknowledged append is stored once"
+    );
+}

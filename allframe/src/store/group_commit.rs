@@ -108,6 +108,13 @@ pub(crate) trait BatchWriter: Send + 'static {
             ))
         })
     }
+
+    /// Called after a failed transaction: a writer whose connection broke
+    /// replaces it, so one dropped connection does not fail every later
+    /// append.
+    fn recover(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// One accepted completion: the record of `key`, in flight with `token`
@@ -291,8 +298,22 @@ async fn run<W: BatchWriter>(
         if batch.is_empty() {
             continue;
         }
-        match writer.write(&batch).await {
+        let written = writer.write(&batch).await;
+        if written.is_err() {
+            writer.recover().await;
+        }
+        match written {
             Ok(outcomes) => finish(&head, outcomes, replies),
+            // The connection broke while committing: the batch may or may
+            // not be in the log, and retrying an append of it could write
+            // it twice. Its callers must find out by reading.
+            Err(error @ StoreError::CommitUnknown(_)) => {
+                tracing::error!(%error, appends = batch.len(), "lost the connection while committing a batch");
+                let message = error.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::CommitUnknown(message.clone().into())));
+                }
+            }
             Err(error) if batch.len() == 1 => {
                 tracing::warn!(%error, "append transaction failed");
                 let _ = replies

@@ -230,6 +230,11 @@ pub enum StoreError {
     /// The database failed or could not be reached.
     #[error("event store backend error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The connection to the database broke while a transaction was being
+    /// committed: the append may or may not have been stored. Read the
+    /// stream before retrying it.
+    #[error("the outcome of the commit is unknown: {0}")]
+    CommitUnknown(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The store has shut down.
     #[error("the event store is closed")]
     Closed,

@@ -142,7 +142,15 @@ impl PostgresStore {
         let connection = PgConnection::connect_with(&options)
             .await
             .map_err(db_error)?;
-        Self::start(reads, Writer { connection }, max_batch).await
+        Self::start(
+            reads,
+            Writer {
+                connection,
+                options,
+            },
+            max_batch,
+        )
+        .await
     }
 
     async fn claim_key(
@@ -326,6 +334,8 @@ fn event_row(row: &PgRow) -> Result<RecordedEvent> {
 
 struct Writer {
     connection: PgConnection,
+    /// To reconnect when the connection breaks.
+    options: PgConnectOptions,
 }
 
 impl Writer {
@@ -448,7 +458,12 @@ impl Writer {
                 ));
             }
         }
-        tx.commit().await.map_err(db_error)?;
+        tx.commit().await.map_err(|error| match error {
+            // The server answered: the transaction is known not to be
+            // committed.
+            sqlx::Error::Database(_) => db_error(error),
+            other => StoreError::CommitUnknown(Box::new(other)),
+        })?;
         Ok(plan.outcomes)
     }
 }
@@ -459,5 +474,22 @@ impl BatchWriter for Writer {
         batch: &'a [Request],
     ) -> BoxFuture<'a, Result<Vec<Result<Appended>>>> {
         self.write_batch(batch).boxed()
+    }
+
+    fn recover(&mut self) -> BoxFuture<'_, ()> {
+        async move {
+            if self.connection.ping().await.is_ok() {
+                return;
+            }
+            match PgConnection::connect_with(&self.options).await {
+                Ok(connection) => {
+                    tracing::warn!("the writer's connection broke; reconnected");
+                    self.connection = connection;
+                }
+                // The next failed transaction tries again.
+                Err(error) => tracing::error!(%error, "the writer could not reconnect"),
+            }
+        }
+        .boxed()
     }
 }
