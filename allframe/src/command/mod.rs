@@ -15,14 +15,16 @@ use serde::de::DeserializeOwned;
 use crate::aggregate::Aggregate;
 use crate::di::{Container, Dependency};
 
+mod cycle;
 mod dispatch;
 mod error;
+mod idempotency;
+mod options;
 pub(crate) mod registry;
 
-pub use dispatch::{
-    BuildError, CommandOutcome, DispatchConfig, DispatchOptions, Dispatcher, DispatcherBuilder,
-};
+pub use dispatch::{BuildError, Dispatcher, DispatcherBuilder};
 pub use error::{CommandError, DomainError, FieldError, Rejection};
+pub use options::{CommandOutcome, DispatchConfig, DispatchOptions};
 pub use registry::{HandlerRegistration, RegistryError};
 
 /// Validation errors of a command, with pointers in its wire field names.

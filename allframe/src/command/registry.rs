@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::dispatch::{self, CommandOutcome, DispatchOptions, Dispatcher, Input};
+use super::cycle;
+use super::dispatch::{Dispatcher, Input};
 use super::{Command, CommandError, CommandHandler};
+use super::{CommandOutcome, DispatchOptions};
 use crate::aggregate::Aggregate;
 use crate::di::{Container, Dependency};
 
@@ -157,7 +159,7 @@ impl<H: CommandHandler> ErasedHandler for Erased<H> {
         input: Input<'a>,
         options: DispatchOptions,
     ) -> BoxFuture<'a, Result<CommandOutcome, CommandError>> {
-        Box::pin(dispatch::run(&self.0, dispatcher, input, options))
+        Box::pin(cycle::run(&self.0, dispatcher, input, options))
     }
 
     fn decide<'a>(
@@ -173,7 +175,7 @@ impl<H: CommandHandler> ErasedHandler for Erased<H> {
             let loaded = state
                 .downcast_ref::<crate::aggregate::Loaded<<H::Command as Command>::Aggregate>>()
                 .ok_or_else(|| CommandError::InvalidCommand("state of the wrong type".into()))?;
-            dispatch::check_existence::<H::Command>(&command_stream::<H>(&command), loaded)?;
+            cycle::check_existence::<H::Command>(&command_stream::<H>(&command), loaded)?;
             let events = self
                 .0
                 .handle(*command, &loaded.state, dependencies)

@@ -1,0 +1,302 @@
+//! One command's cycle: validate → claim its idempotency key → take the
+//! aggregate's turn → load → decide → append with the loaded version,
+//! retried on conflict.
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use uuid::Uuid;
+
+use super::dispatch::{Dispatcher, Input};
+use super::idempotency::{Hold, Reclaimed, fingerprint, replay, response};
+use super::{
+    AggregateOf, Command, CommandError, CommandHandler, CommandOutcome, DispatchOptions,
+    field_errors_for,
+};
+use crate::aggregate::{Loaded, load, stream_id};
+use crate::event::{Metadata, NewEvent};
+use crate::store::{Claim, ExpectedVersion, StoreError};
+
+/// Refuses a create-command on an existing aggregate and any other command
+/// on a missing one.
+pub(crate) fn check_existence<C: Command>(
+    stream_id: &str,
+    loaded: &Loaded<AggregateOf<C>>,
+) -> Result<(), CommandError> {
+    match (C::CREATE, loaded.exists()) {
+        (true, true) => Err(CommandError::AlreadyExists {
+            stream_id: stream_id.to_owned(),
+        }),
+        (false, false) => Err(CommandError::NotFound {
+            stream_id: stream_id.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn parse<C: Command>(input: Input<'_>) -> Result<C, CommandError> {
+    match input {
+        Input::Json(body) => serde_json::from_slice(body).map_err(|error| {
+            if error.is_data() {
+                CommandError::InvalidCommand(error.to_string())
+            } else {
+                CommandError::MalformedJson(error.to_string())
+            }
+        }),
+        Input::Typed(command) => command
+            .downcast::<C>()
+            .map(|command| *command)
+            .map_err(|_| CommandError::InvalidCommand("command of the wrong type".into())),
+    }
+}
+
+/// The whole cycle for one command.
+pub(crate) async fn run<H: CommandHandler>(
+    handler: &H,
+    dispatcher: &Dispatcher,
+    input: Input<'_>,
+    options: DispatchOptions,
+) -> Result<CommandOutcome, CommandError> {
+    let body = match &input {
+        Input::Json(body) => Some(*body),
+        Input::Typed(_) => None,
+    };
+    let command: H::Command = parse(input)?;
+    if let Err(report) = garde::Validate::validate(&command) {
+        return Err(CommandError::Validation(field_errors_for::<H::Command>(
+            &report,
+        )));
+    }
+    let Some(key) = options.idempotency_key.as_deref() else {
+        return execute(handler, dispatcher, command, body, &options, None).await;
+    };
+    let store = &*dispatcher.store;
+    let config = &dispatcher.config;
+    dispatcher.purge_if_due().await;
+    let fingerprint = fingerprint(&command)?;
+    let claim = store
+        .claim_idempotency_key(
+            key,
+            &fingerprint,
+            config.idempotency_lease,
+            config.idempotency_retention,
+        )
+        .await?;
+    let token = match claim {
+        Claim::Acquired { token } => token,
+        Claim::Completed(response) => return replay(&response),
+        Claim::InFlight => return Err(CommandError::IdempotencyInFlight(key.to_owned())),
+        Claim::Mismatch => return Err(CommandError::IdempotencyMismatch(key.to_owned())),
+    };
+    let mut hold = Hold {
+        key: key.to_owned(),
+        fingerprint,
+        token,
+        claimed_at: Instant::now(),
+        reclaimed: false,
+    };
+    let outcome = match execute(
+        handler,
+        dispatcher,
+        command,
+        body,
+        &options,
+        Some(&mut hold),
+    )
+    .await
+    {
+        Ok(outcome) => outcome,
+        Err(error) => return hold.give_up(dispatcher, error).await,
+    };
+    if !outcome.events.is_empty() || outcome.replayed {
+        // The events and the response were committed together (or another
+        // dispatch committed them and this is its outcome).
+        return Ok(outcome);
+    }
+    // A command that decided on no events completes its key on its own.
+    let text = response(&outcome);
+    loop {
+        match store
+            .complete_idempotency_key(key, &hold.token, text.clone())
+            .await
+        {
+            Ok(()) => return Ok(outcome),
+            Err(lost @ StoreError::IdempotencyKeyLost { .. }) => {
+                match hold.reclaim(dispatcher, lost).await? {
+                    Reclaimed::Replay(stored) => return Ok(stored),
+                    Reclaimed::Acquired => {}
+                }
+            }
+            Err(error) => return hold.give_up(dispatcher, error.into()).await,
+        }
+    }
+}
+
+/// The aggregate id (generated for create-commands without one) and its
+/// stream.
+fn target<C: Command>(command: &C) -> Result<(String, String), CommandError> {
+    let aggregate_id = command
+        .aggregate_id()
+        .unwrap_or_else(|| Uuid::now_v7().to_string());
+    if aggregate_id.is_empty() {
+        return Err(CommandError::InvalidCommand(
+            "the aggregate id must not be empty".into(),
+        ));
+    }
+    let stream = stream_id::<AggregateOf<C>>(&aggregate_id);
+    crate::store::validate_stream_id(&stream)
+        .map_err(|error| CommandError::InvalidCommand(format!("invalid aggregate id: {error}")))?;
+    Ok((aggregate_id, stream))
+}
+
+/// Load → decide → append, retried on conflict. With an idempotency key
+/// held, the append completes it; if the store refuses that because the
+/// key was taken over (its lease ran out while this waited for its turn or
+/// ran the handler), the key is claimed again: a completed key's outcome is
+/// returned (replayed), and a key free again is appended with under the new
+/// token.
+async fn execute<H: CommandHandler>(
+    handler: &H,
+    dispatcher: &Dispatcher,
+    command: H::Command,
+    body: Option<&[u8]>,
+    options: &DispatchOptions,
+    mut hold: Option<&mut Hold>,
+) -> Result<CommandOutcome, CommandError> {
+    let (aggregate_id, stream) = target(&command)?;
+    let store = &*dispatcher.store;
+    let _turn = dispatcher.turn(&stream).lock().await;
+    let command_id = Uuid::now_v7().to_string();
+    // Handlers take the command by value; a retry decodes a fresh copy
+    // from the request body, or from the command serialized up front.
+    let mut spare = body.map(Cow::Borrowed);
+    let mut command = Some(command);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let current = match command.take() {
+            Some(command) => command,
+            None => rebuild(spare.as_deref())?,
+        };
+        if spare.is_none() && dispatcher.config.max_retries > 0 {
+            let bytes = serde_json::to_vec(&current).map_err(CommandError::EventEncoding)?;
+            spare = Some(Cow::Owned(bytes));
+        }
+        let loaded = load::<AggregateOf<H::Command>>(store, &aggregate_id).await?;
+        check_existence::<H::Command>(&stream, &loaded)?;
+        if let Some(expected) = options.expected_version
+            && expected != loaded.version
+        {
+            return Err(CommandError::PreconditionFailed {
+                expected,
+                actual: loaded.version,
+            });
+        }
+        let decided = handler
+            .handle(current, &loaded.state, &dispatcher.container)
+            .await
+            .map_err(CommandError::erase)?;
+        if decided.is_empty() {
+            return Ok(CommandOutcome {
+                stream_id: stream,
+                aggregate_id,
+                version: loaded.version,
+                position: None,
+                events: Vec::new(),
+                replayed: false,
+            });
+        }
+        let encode = || {
+            decided
+                .iter()
+                .map(|event| {
+                    NewEvent::from_event(event)
+                        .map(|new| new.with_metadata(metadata::<H::Command>(&command_id, options)))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(CommandError::EventEncoding)
+        };
+        let expected = if <H::Command as Command>::CREATE {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(loaded.version)
+        };
+        let appended = store
+            .append_with(
+                &stream,
+                expected,
+                encode()?,
+                hold.as_ref().map(|hold| hold.completion(&aggregate_id)),
+            )
+            .await;
+        let appended = match (appended, hold.as_deref_mut()) {
+            (Err(lost @ StoreError::IdempotencyKeyLost { .. }), Some(hold)) => {
+                match hold.reclaim(dispatcher, lost).await? {
+                    Reclaimed::Replay(outcome) => return Ok(outcome),
+                    // Held again under a new token. This is still the
+                    // aggregate's turn, and the expected version checks
+                    // that the decision still stands.
+                    Reclaimed::Acquired => {
+                        store
+                            .append_with(
+                                &stream,
+                                expected,
+                                encode()?,
+                                Some(hold.completion(&aggregate_id)),
+                            )
+                            .await
+                    }
+                }
+            }
+            (appended, _) => appended,
+        };
+        match appended {
+            Ok(appended) => {
+                return Ok(CommandOutcome {
+                    stream_id: stream,
+                    aggregate_id,
+                    version: appended.version,
+                    position: Some(appended.position),
+                    events: appended.events,
+                    replayed: false,
+                });
+            }
+            Err(StoreError::WrongExpectedVersion { actual, .. }) => {
+                if let Some(expected) = options.expected_version {
+                    return Err(CommandError::PreconditionFailed { expected, actual });
+                }
+                if <H::Command as Command>::CREATE {
+                    return Err(CommandError::AlreadyExists { stream_id: stream });
+                }
+                if attempts > dispatcher.config.max_retries {
+                    return Err(CommandError::Conflict {
+                        stream_id: stream,
+                        attempts,
+                    });
+                }
+                tracing::debug!(stream_id = %stream, attempts, "concurrency conflict; retrying");
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+fn rebuild<C: Command>(spare: Option<&[u8]>) -> Result<C, CommandError> {
+    let bytes =
+        spare.ok_or_else(|| CommandError::InvalidCommand("command cannot be retried".into()))?;
+    serde_json::from_slice(bytes).map_err(|error| CommandError::InvalidCommand(error.to_string()))
+}
+
+fn metadata<C: Command>(command_id: &str, options: &DispatchOptions) -> Metadata {
+    let mut metadata = Metadata::new();
+    metadata.correlation_id = Some(
+        options
+            .correlation_id
+            .clone()
+            .unwrap_or_else(|| command_id.to_owned()),
+    );
+    metadata.causation_id = Some(command_id.to_owned());
+    metadata.command = Some(C::NAME.to_owned());
+    metadata.extra = options.metadata.clone();
+    metadata
+}

@@ -1,0 +1,172 @@
+//! Idempotency keys in dispatch: the key a command holds, claiming it
+//! again when the store says it was lost, fingerprints, and the stored
+//! response that a repeat replays.
+
+use std::time::Instant;
+
+use super::dispatch::Dispatcher;
+use super::{Command, CommandError, CommandOutcome};
+use crate::store::{Appended, Claim, Completion, StoreError};
+
+/// The idempotency key a dispatch holds: what its completion and release
+/// carry, and what it needs to claim the key again.
+pub(super) struct Hold {
+    pub(super) key: String,
+    pub(super) fingerprint: String,
+    /// The token of the claim that holds the key.
+    pub(super) token: String,
+    /// When the key was claimed, to tell whether the lease may have run out.
+    pub(super) claimed_at: Instant,
+    /// Whether the key was already claimed again after it was lost: a
+    /// dispatch does that at most once.
+    pub(super) reclaimed: bool,
+}
+
+/// What became of a key whose completion was refused, by claiming it again.
+pub(super) enum Reclaimed {
+    /// The key completed (the caller that took it over committed): its
+    /// stored outcome.
+    Replay(CommandOutcome),
+    /// The key was free (the caller that took it over gave up): this
+    /// dispatch holds it again, under the new token in its [`Hold`].
+    Acquired,
+}
+
+impl Hold {
+    /// A completion of this hold's key, with the response stored for
+    /// replays.
+    pub(super) fn completion(&self, aggregate_id: &str) -> Completion {
+        let aggregate_id = aggregate_id.to_owned();
+        Completion::new(
+            self.key.clone(),
+            self.token.clone(),
+            move |appended: &Appended| {
+                response(&CommandOutcome {
+                    stream_id: appended.stream_id.clone(),
+                    aggregate_id: aggregate_id.clone(),
+                    version: appended.version,
+                    position: Some(appended.position),
+                    events: appended.events.clone(),
+                    replayed: false,
+                })
+            },
+        )
+    }
+
+    /// Claims the key again after a completion was refused with `lost`
+    /// ([`StoreError::IdempotencyKeyLost`]): its lease ran out and another
+    /// dispatch took it over. A key completed meanwhile replays; one still
+    /// in flight is [`CommandError::IdempotencyInFlight`]; one that is free
+    /// again is held anew. Anything else, or a second time, is `lost`.
+    pub(super) async fn reclaim(
+        &mut self,
+        dispatcher: &Dispatcher,
+        lost: StoreError,
+    ) -> Result<Reclaimed, CommandError> {
+        if std::mem::replace(&mut self.reclaimed, true) {
+            return Err(lost.into());
+        }
+        tracing::debug!(key = %self.key, "idempotency key was taken over; claiming it again");
+        let config = &dispatcher.config;
+        let claim = dispatcher
+            .store
+            .claim_idempotency_key(
+                &self.key,
+                &self.fingerprint,
+                config.idempotency_lease,
+                config.idempotency_retention,
+            )
+            .await?;
+        match claim {
+            Claim::Completed(response) => Ok(Reclaimed::Replay(replay(&response)?)),
+            Claim::InFlight => Err(CommandError::IdempotencyInFlight(self.key.clone())),
+            Claim::Acquired { token } => {
+                self.token = token;
+                self.claimed_at = Instant::now();
+                Ok(Reclaimed::Acquired)
+            }
+            _ => Err(lost.into()),
+        }
+    }
+
+    /// Gives the key back after a failed command. If the lease may have
+    /// run out meanwhile, another dispatch may have taken the key over and
+    /// completed it: then its outcome is the answer, not `error`.
+    pub(super) async fn give_up(
+        mut self,
+        dispatcher: &Dispatcher,
+        error: CommandError,
+    ) -> Result<CommandOutcome, CommandError> {
+        let store = &*dispatcher.store;
+        if !self.reclaimed && self.claimed_at.elapsed() >= dispatcher.config.idempotency_lease {
+            let lost = StoreError::IdempotencyKeyLost {
+                key: self.key.clone(),
+            };
+            match self.reclaim(dispatcher, lost).await {
+                Ok(Reclaimed::Replay(outcome)) => return Ok(outcome),
+                // Held again (under a new token): released below.
+                Ok(Reclaimed::Acquired) => {}
+                // Another dispatch holds the key, or the claim failed:
+                // nothing of ours to release.
+                Err(_) => return Err(error),
+            }
+        }
+        if let Err(release) = store.release_idempotency_key(&self.key, &self.token).await {
+            tracing::warn!(%release, key = %self.key, "could not release an idempotency key; it frees up when its lease runs out");
+        }
+        Err(error)
+    }
+}
+
+/// The outcome stored for an idempotency key, replayed.
+pub(super) fn replay(response: &str) -> Result<CommandOutcome, CommandError> {
+    let mut outcome: CommandOutcome = serde_json::from_str(response).map_err(|error| {
+        StoreError::Backend(format!("stored idempotent response is unreadable: {error}").into())
+    })?;
+    outcome.replayed = true;
+    Ok(outcome)
+}
+
+/// Identifies a request for idempotency: a hash of the command name and its
+/// fields in serialized form, so formatting and field order of the body do
+/// not matter, but any difference in value does.
+///
+/// The fields are hashed as a JSON value with every object's keys sorted,
+/// so maps whose iteration order varies (`HashMap`) hash the same way each
+/// time, whatever `serde_json` features are enabled.
+pub(super) fn fingerprint<C: Command>(command: &C) -> Result<String, CommandError> {
+    use sha2::Digest;
+    let value = serde_json::to_value(command).map_err(CommandError::EventEncoding)?;
+    let fields = serde_json::to_vec(&sorted(value)).map_err(CommandError::EventEncoding)?;
+    let mut hash = sha2::Sha256::new();
+    hash.update(C::NAME.as_bytes());
+    hash.update([0]);
+    hash.update(&fields);
+    Ok(hash
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect())
+}
+
+/// `value` with the keys of every object in sorted order. `serde_json`'s
+/// maps are sorted already unless its `preserve_order` feature is on
+/// (anywhere in the build), in which case they keep insertion order.
+pub(super) fn sorted(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> =
+                map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+/// The stored form of an outcome, replayed for a repeated idempotency key.
+pub(super) fn response(outcome: &CommandOutcome) -> String {
+    serde_json::to_string(outcome).expect("a command outcome always serializes")
+}

@@ -1,0 +1,122 @@
+//! Dispatcher settings, per-call options, and what a command produced.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::RecordedEvent;
+
+/// Dispatcher settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DispatchConfig {
+    /// How many times a command is retried after a concurrency conflict
+    /// (default 3, so at most 4 attempts).
+    pub max_retries: u32,
+    /// How long an idempotency record is kept (default 24 h).
+    pub idempotency_retention: Duration,
+    /// How long an in-flight idempotency key stays claimed by a caller
+    /// that neither completes nor releases it (it crashed), default 30 s.
+    ///
+    /// A caller still running when its lease runs out may be taken over by
+    /// a retry with the same key. That is safe, only wasteful: the store
+    /// accepts the events of whichever caller holds the key when it
+    /// appends, refuses the other's, and that one answers with the key's
+    /// outcome instead (a replay, or `IdempotencyInFlight`). Set the lease
+    /// well above the time a command takes, including its wait for its
+    /// aggregate's turn.
+    pub idempotency_lease: Duration,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            idempotency_retention: Duration::from_secs(24 * 60 * 60),
+            idempotency_lease: Duration::from_secs(30),
+        }
+    }
+}
+
+impl DispatchConfig {
+    /// Sets how many times a conflicting command is retried.
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// Sets how long idempotency records are kept.
+    pub fn idempotency_retention(mut self, retention: Duration) -> Self {
+        self.idempotency_retention = retention;
+        self
+    }
+
+    /// Sets how long an abandoned in-flight key stays claimed.
+    pub fn idempotency_lease(mut self, lease: Duration) -> Self {
+        self.idempotency_lease = lease;
+        self
+    }
+}
+
+/// Per-call options: what the HTTP layer takes from request headers.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct DispatchOptions {
+    /// Flows into every event's `metadata.correlation_id` (default: the
+    /// command's own id).
+    pub correlation_id: Option<String>,
+    /// Makes the call idempotent: a repeat returns the first result.
+    pub idempotency_key: Option<String>,
+    /// Fails fast with a precondition error (no retry) unless the aggregate
+    /// is at exactly this version.
+    pub expected_version: Option<u64>,
+    /// Extra metadata fields for every event.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+impl DispatchOptions {
+    /// Sets the correlation id.
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the idempotency key.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets the expected aggregate version.
+    pub fn expected_version(mut self, version: u64) -> Self {
+        self.expected_version = Some(version);
+        self
+    }
+
+    /// Adds an extra metadata field.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// What a carried-out command produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CommandOutcome {
+    /// The aggregate's stream.
+    pub stream_id: String,
+    /// The aggregate's id (server-generated for create-commands without one).
+    pub aggregate_id: String,
+    /// The aggregate's version after the command.
+    pub version: u64,
+    /// The global position of the last recorded event; `None` when the
+    /// handler decided on no events.
+    pub position: Option<u64>,
+    /// The recorded events.
+    pub events: Vec<RecordedEvent>,
+    /// Whether this is the stored result of an earlier call with the same
+    /// idempotency key.
+    #[serde(skip)]
+    pub replayed: bool,
+}
