@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use crate::command::{BuildError, DispatchConfig, Dispatcher};
 use crate::di::{Container, ContainerBuilder, DiError};
 use crate::http::commands::{CommandRoutes, post_command};
+use crate::http::correlation::correlate;
 use crate::http::health::health;
 use crate::store::EventStore;
 
@@ -124,7 +125,10 @@ impl AppBuilder {
             .with_state(commands)
             .route("/health", get(health).with_state(self.store.clone()));
         let container = Arc::new(dispatcher.container().clone());
-        let router = cqrs.merge(self.routes).layer(axum::Extension(container));
+        let router = cqrs
+            .merge(self.routes)
+            .layer(axum::Extension(container))
+            .layer(axum::middleware::from_fn(correlate));
         Ok(App { dispatcher, router })
     }
 }

@@ -630,3 +630,56 @@ async fn a_failing_store_gives_503_health_and_opaque_500s() {
         "5xx bodies reveal nothing: {text}"
     );
 }
+
+#[tokio::test]
+async fn every_route_gets_and_echoes_a_correlation_id() {
+    let store = MemoryStore::new();
+    let echo = axum::Router::new().route(
+        "/whoami",
+        axum::routing::get(|id: allframe::http::CorrelationId| async move { id.0 }),
+    );
+    let gate = Gate {
+        entered: tokio::sync::Notify::new(),
+        open: tokio::sync::Semaphore::new(0),
+    };
+    let router = App::builder(&store)
+        .provide(gate)
+        .provide(Interferer(store.shared(), AtomicU32::new(0)))
+        .routes(echo)
+        .build()
+        .await
+        .unwrap()
+        .router();
+    let (response, bytes) = send(
+        &router,
+        Request::get("/whoami").body(Body::empty()).unwrap(),
+    )
+    .await;
+    let echoed = response.headers()["x-correlation-id"].to_str().unwrap();
+    assert_eq!(
+        bytes,
+        echoed.as_bytes(),
+        "the handler sees the id the response echoes"
+    );
+    assert!(
+        uuid::Uuid::parse_str(echoed).is_ok(),
+        "a generated id is a UUID"
+    );
+    let request = Request::get("/health")
+        .header("x-correlation-id", "given-1")
+        .body(Body::empty())
+        .unwrap();
+    let (response, _) = send(&router, request).await;
+    assert_eq!(response.headers()["x-correlation-id"], "given-1");
+    let request = post("/commands/deposit")
+        .header("x-correlation-id", "x".repeat(300))
+        .body(Body::from("{}"))
+        .unwrap();
+    let (response, bytes) = send(&router, request).await;
+    assert_problem(
+        &response,
+        &serde_json::from_slice(&bytes).unwrap(),
+        400,
+        "invalid-header",
+    );
+}

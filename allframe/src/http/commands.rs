@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
+use super::correlation::CorrelationId;
 use super::problem::Problem;
 use crate::command::{CommandOutcome, DispatchOptions, Dispatcher};
 
@@ -26,26 +27,27 @@ pub(crate) struct CommandRoutes {
     pub(crate) body_limit: usize,
 }
 
-/// The route handler: always answers, with the correlation id echoed.
+/// The route handler. The correlation id comes from the app's middleware,
+/// which also echoes it.
 pub(crate) async fn post_command(
     State(routes): State<CommandRoutes>,
     Path(name): Path<String>,
+    CorrelationId(correlation_id): CorrelationId,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let correlation_id = match correlation_id(&headers) {
-        Ok(id) => id,
-        Err(problem) => return problem.into_response(),
-    };
+    if headers.contains_key(CORRELATION_ID) && super::correlation::given(&headers).is_none() {
+        return Problem::bad_request(
+            "invalid-header",
+            format!("`{CORRELATION_ID}` must be 1 to 255 visible ASCII characters"),
+        )
+        .into_response();
+    }
     let span = tracing::info_span!("command", name = %name, correlation_id = %correlation_id);
-    let mut response = handle(&routes, &name, &headers, body, &correlation_id)
+    handle(&routes, &name, &headers, body, &correlation_id)
         .instrument(span)
         .await
-        .unwrap_or_else(IntoResponse::into_response);
-    if let Ok(value) = HeaderValue::from_str(&correlation_id) {
-        response.headers_mut().insert(CORRELATION_ID, value);
-    }
-    response
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn handle(
@@ -170,11 +172,6 @@ fn header_text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&
             format!("`{name}` must be 1 to 255 visible ASCII characters"),
         )),
     }
-}
-
-fn correlation_id(headers: &HeaderMap) -> Result<String, Problem> {
-    Ok(header_text(headers, &CORRELATION_ID)?
-        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned))
 }
 
 /// `If-Match: "<version>"` (a strong ETag); `*` asks only that the

@@ -2,10 +2,12 @@
 //! axum `Router` by [`crate::App`].
 
 pub(crate) mod commands;
+pub(crate) mod correlation;
 mod extract;
 pub(crate) mod health;
 pub mod problem;
 
 pub use commands::{CORRELATION_ID, IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED};
+pub use correlation::CorrelationId;
 pub use health::Health;
 pub use problem::{PROBLEM_JSON, Problem};
