@@ -128,66 +128,6 @@ async fn rolled_back_and_concurrent_writers_never_make_a_subscriber_skip_or_hang
     assert_eq!(node_b.head_position().await.unwrap(), total as u64);
 }
 
-/// A batch whose transaction fails is retried one append at a time, with
-/// new positions: each completion must store the response built from the
-/// append that committed, and the failing appends must store none.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn completions_follow_the_appends_retried_after_a_failed_batch() {
-    let Some(store) = allframe_tests::postgres_store().await else {
-        return;
-    };
-    sqlx::query(
-        "ALTER TABLE allframe_events ADD CONSTRAINT no_poison CHECK (event_type <> 'Poison')",
-    )
-    .execute(store.pool())
-    .await
-    .unwrap();
-    completions_follow_retried_appends(&store).await;
-}
-
-async fn completions_follow_retried_appends(store: &dyn EventStore) {
-    const APPENDS: usize = 48;
-    let describe = |a: &allframe::Appended| format!("{}@{}", a.stream_id, a.position);
-    let append = |i: usize| async move {
-        let key = format!("key-{i}");
-        let claim = store.claim_idempotency_key(&key, "fp", HOUR, HOUR).await;
-        let token = claim
-            .unwrap()
-            .token()
-            .expect("a new key is acquired")
-            .to_owned();
-        let event_type = if i % 8 == 3 { "Poison" } else { "Fine" };
-        let outcome = store
-            .append_with(
-                &format!("s-{i}"),
-                ExpectedVersion::NoStream,
-                vec![NewEvent::new(event_type, &json!({"i": i}))],
-                Some(Completion::new(key, token, describe)),
-            )
-            .await;
-        (i, outcome)
-    };
-    let outcomes = futures_util::future::join_all((0..APPENDS).map(append)).await;
-    let log = store.read_all(0, 1000, &EventFilter::all()).await.unwrap();
-    assert_eq!(log.len(), APPENDS - APPENDS / 8);
-    for (i, outcome) in outcomes {
-        let key = format!("key-{i}");
-        let claim = store
-            .claim_idempotency_key(&key, "fp", HOUR, HOUR)
-            .await
-            .unwrap();
-        if i % 8 == 3 {
-            assert!(outcome.is_err(), "{key} was poisoned");
-            assert_eq!(claim, Claim::InFlight, "{key}: no completion stored");
-        } else {
-            let appended = outcome.unwrap();
-            let stored = &log[appended.position as usize - 1];
-            assert_eq!(stored.stream_id, appended.stream_id, "{key}");
-            assert_eq!(claim, Claim::Completed(describe(&appended)), "{key}");
-        }
-    }
-}
-
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// Two nodes on one database agree on idempotency keys: concurrent claims

@@ -1,5 +1,5 @@
 //! SQL shared by the SQLite and PostgreSQL backends: the read queries (built
-//! with sqlx's `QueryBuilder`, which writes each database's placeholders) and
+//! with sqlx's `QueryBuilder`, which writes each database's bind-parameter syntax) and
 //! the conversion between a stored row and a [`RecordedEvent`].
 //!
 //! Both backends keep one `allframe_events` table with the same columns;
