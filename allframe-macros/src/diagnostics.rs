@@ -38,3 +38,55 @@ impl Errors {
         self.0
     }
 }
+
+/// Walks the items of an `#[attr(key = value, ...)]` list for `what` (e.g.
+/// "event"): a key in `misplaced` gets its message, an unknown key gets the
+/// list of `allowed` keys, a repeated key and any form other than
+/// `key = value` (shown by the key's example) are reported, each at its own
+/// span. Each accepted key and its value go to `accept` as they come, so
+/// errors about values stay in source order with the others.
+pub(crate) fn key_values(
+    items: &[syn::Meta],
+    what: &str,
+    allowed: &[(&'static str, &'static str)],
+    misplaced: &[(&'static str, &'static str)],
+    errors: &mut Errors,
+    mut accept: impl FnMut(&'static str, &syn::Expr, &mut Errors),
+) {
+    let mut seen: Vec<&'static str> = Vec::new();
+    for item in items {
+        let path = item.path();
+        let key = path
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        if let Some((_, message)) = misplaced.iter().find(|(name, _)| *name == key) {
+            errors.at(path, message);
+            continue;
+        }
+        let Some(&(name, example)) = allowed.iter().find(|(name, _)| *name == key) else {
+            let written = quote::quote!(#path).to_string().replace(' ', "");
+            let expected: Vec<String> = allowed
+                .iter()
+                .map(|(name, _)| format!("`{name}`"))
+                .collect();
+            errors.at(
+                path,
+                format!(
+                    "unknown {what} option `{written}`; expected {}",
+                    expected.join(" or ")
+                ),
+            );
+            continue;
+        };
+        if seen.contains(&name) {
+            errors.at(path, format!("duplicate {what} option `{name}`"));
+            continue;
+        }
+        seen.push(name);
+        match item {
+            syn::Meta::NameValue(pair) => accept(name, &pair.value, errors),
+            other => errors.at(other, format!("expected `{example}`")),
+        }
+    }
+}

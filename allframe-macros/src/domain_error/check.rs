@@ -8,7 +8,7 @@ use syn::{Expr, ExprLit, Generics, Ident, Lit, Meta};
 
 use super::parse::{RawBody, RawDomainError};
 use crate::case::{is_kebab_case, kebab_case};
-use crate::diagnostics::Errors;
+use crate::diagnostics::{Errors, key_values};
 
 /// The status of a domain refusal unless one is given.
 const DEFAULT_STATUS: u16 = 422;
@@ -100,46 +100,32 @@ pub(super) fn check<'a>(raw: RawDomainError<'a>, errors: &mut Errors) -> Option<
 
 /// Reads one place's options, recording unknown, duplicate and invalid ones.
 fn options(items: &[Meta], place: Place, errors: &mut Errors) -> Options {
+    let misplaced: &[_] = match place {
+        Place::Enum => &[(
+            "code",
+            "`code` names one kind of refusal: put it on a variant, not on the enum",
+        )],
+        Place::Variant | Place::Struct => &[],
+    };
+    let allowed = [
+        ("code", "code = \"insufficient-funds\""),
+        ("status", "status = 409"),
+    ];
     let mut options = Options::default();
-    let mut seen = Vec::new();
-    for item in items {
-        let path = item.path();
-        let key = path.get_ident().map(Ident::to_string).unwrap_or_default();
-        if place == Place::Enum && key == "code" {
-            errors.at(
-                path,
-                "`code` names one kind of refusal: put it on a variant, not on the enum",
-            );
-            continue;
-        }
-        if key != "code" && key != "status" {
-            let written = quote::quote!(#path).to_string().replace(' ', "");
-            errors.at(
-                path,
-                format!("unknown domain error option `{written}`; expected `code` or `status`"),
-            );
-            continue;
-        }
-        if seen.contains(&key) {
-            errors.at(path, format!("duplicate domain error option `{key}`"));
-            continue;
-        }
-        seen.push(key.clone());
-        let Meta::NameValue(item) = item else {
-            let example = if key == "code" {
-                "code = \"insufficient-funds\""
+    key_values(
+        items,
+        "domain error",
+        &allowed,
+        misplaced,
+        errors,
+        |key, value, errors| {
+            if key == "code" {
+                options.code = code(value, errors);
             } else {
-                "status = 409"
-            };
-            errors.at(item, format!("expected `{example}`"));
-            continue;
-        };
-        if key == "code" {
-            options.code = code(&item.value, errors);
-        } else {
-            options.status = status(&item.value, errors);
-        }
-    }
+                options.status = status(value, errors);
+            }
+        },
+    );
     options
 }
 

@@ -5,7 +5,7 @@ use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::{Expr, ExprLit, Ident, Lit, Meta};
 
-use crate::diagnostics::Errors;
+use crate::diagnostics::{Errors, key_values};
 
 /// Where an `#[event(...)]` attribute was written.
 #[derive(Clone, Copy, PartialEq)]
@@ -25,57 +25,33 @@ pub(super) struct Options {
 
 /// Reads one place's options, recording unknown, duplicate and invalid ones.
 pub(super) fn options(items: &[Meta], place: Place, errors: &mut Errors) -> Options {
-    let allowed: &[&str] = match place {
-        Place::Enum => &["version"],
-        Place::Variant | Place::Struct => &["rename", "version"],
+    const VERSION: (&str, &str) = ("version", "version = 2");
+    const RENAME: (&str, &str) = ("rename", "rename = \"Name\"");
+    let (allowed, misplaced): (&[_], &[_]) = match place {
+        Place::Enum => (
+            &[VERSION],
+            &[(
+                "rename",
+                "`rename` names one stored type: put it on a variant, not on the enum",
+            )],
+        ),
+        Place::Variant | Place::Struct => (&[RENAME, VERSION], &[]),
     };
     let mut options = Options::default();
-    let mut seen = Vec::new();
-    for item in items {
-        let path = item.path();
-        let key = path.get_ident().map(Ident::to_string).unwrap_or_default();
-        if place == Place::Enum && key == "rename" {
-            errors.at(
-                path,
-                "`rename` names one stored type: put it on a variant, not on the enum",
-            );
-            continue;
-        }
-        if !allowed.contains(&key.as_str()) {
-            let written = quote::quote!(#path).to_string().replace(' ', "");
-            let expected = allowed
-                .iter()
-                .map(|key| format!("`{key}`"))
-                .collect::<Vec<_>>();
-            errors.at(
-                path,
-                format!(
-                    "unknown event option `{written}`; expected {}",
-                    expected.join(" or ")
-                ),
-            );
-            continue;
-        }
-        if seen.contains(&key) {
-            errors.at(path, format!("duplicate event option `{key}`"));
-            continue;
-        }
-        seen.push(key.clone());
-        let Meta::NameValue(item) = item else {
-            let example = if key == "version" {
-                "version = 2"
+    key_values(
+        items,
+        "event",
+        allowed,
+        misplaced,
+        errors,
+        |key, value, errors| {
+            if key == "version" {
+                options.version = version(value, errors);
             } else {
-                "rename = \"Name\""
-            };
-            errors.at(item, format!("expected `{example}`"));
-            continue;
-        };
-        if key == "version" {
-            options.version = version(&item.value, errors);
-        } else {
-            options.rename = rename(&item.value, errors);
-        }
-    }
+                options.rename = rename(value, errors);
+            }
+        },
+    );
     options
 }
 
