@@ -7,6 +7,8 @@
 //! the commands per sample (default 1), `ALLFRAME_BENCH_ROUNDS` the rounds
 //! (default 3), `ALLFRAME_BENCH_ONLY=memory` or `=sqlite` one backend.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,6 +18,7 @@ use allframe::store::{MemoryStore, SqliteStore};
 use allframe::{
     Aggregate, Command, DispatchOptions, Dispatcher, Event, EventStore, ExpectedVersion, NewEvent,
 };
+use common::{env_number, median, selected};
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
@@ -182,18 +185,6 @@ fn base_commands(backend: &str, accounts: usize) -> f64 {
     }
 }
 
-fn median(samples: &mut [f64]) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
-
-fn env_number(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -208,9 +199,8 @@ fn main() {
         println!("## Dispatch: commands/s and overhead over bare load + append (median of {rounds} interleaved rounds, commands per sample × {scale})\n");
         println!("| backend | callers | accounts | dispatch (cmd/s) | bare load+append (cmd/s) | overhead |");
         println!("|---|---|---|---|---|---|");
-        let only = std::env::var("ALLFRAME_BENCH_ONLY").unwrap_or_default();
         for backend in ["memory", "sqlite"] {
-            if !only.is_empty() && !only.split(',').any(|b| b == backend) {
+            if !selected(backend) {
                 continue;
             }
             for (callers, accounts) in [(1, 1), (1, 1_000), (16, 1), (16, 1_000)] {

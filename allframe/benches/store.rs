@@ -12,6 +12,8 @@
 //! (any subset) runs only those sections; `ALLFRAME_BENCH_ROUNDS` sets how
 //! many interleaved rounds each comparison runs (default 3).
 
+mod common;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 use allframe::store::PostgresStore;
 use allframe::store::{MemoryStore, SqliteStore};
 use allframe::{EventFilter, EventStore, ExpectedVersion, NewEvent};
+use common::{env_number, median, selected};
 use futures_util::StreamExt;
 use serde_json::json;
 
@@ -43,10 +46,7 @@ fn main() {
 }
 
 async fn run() {
-    let seconds: f64 = std::env::var("ALLFRAME_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2.0);
+    let seconds = env_number("ALLFRAME_BENCH_SECONDS", 2.0);
     let sample = Duration::from_secs_f64(seconds);
     let tmp = tempfile::tempdir().expect("temporary directory");
     let tmp_path = tmp.path().to_owned();
@@ -83,14 +83,9 @@ async fn run() {
         "!!! PostgreSQL benchmarks SKIPPED: run `cargo bench -p allframe --features postgres` to include them.\n"
     );
 
-    let rounds: usize = std::env::var("ALLFRAME_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    let only = std::env::var("ALLFRAME_BENCH_ONLY").unwrap_or_default();
-    let run = |section: &str| only.is_empty() || only.split(',').any(|s| s == section);
+    let rounds = env_number("ALLFRAME_BENCH_ROUNDS", 3.0) as usize;
 
-    if run("append") {
+    if selected("append") {
         println!("## Append throughput (events/s, median of {rounds} samples of {seconds} s)\n");
         println!(
             "| backend | batch 1, 1 writer | batch 1, 16 writers | batch 100, 1 writer | batch 100, 16 writers |"
@@ -113,7 +108,7 @@ async fn run() {
         }
     }
 
-    if run("group") {
+    if selected("group") {
         println!("\n## Group commit vs one transaction per append (16 writers, single events)\n");
         println!("| backend | group commit (events/s) | one tx per append (events/s) | ratio |");
         println!("|---|---|---|---|");
@@ -128,7 +123,7 @@ async fn run() {
         }
     }
 
-    if run("read") {
+    if selected("read") {
         println!("\n## Global read (events/s, 200,000 events in pages of 1,000, median of 5)\n");
         println!("| backend | events/s |");
         println!("|---|---|");
@@ -143,7 +138,7 @@ async fn run() {
         }
     }
 
-    if run("latency") {
+    if selected("latency") {
         println!(
             "\n## Subscription delivery latency (append call to delivery, 2,000 single events, 1 every 2 ms)\n"
         );
@@ -264,11 +259,6 @@ async fn delivery_latency(
     let mut latencies = receiver.await.expect("receiver");
     latencies.sort();
     (latencies[count / 2], latencies[count * 99 / 100])
-}
-
-fn median(samples: &mut [f64]) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
 }
 
 /// Adds the PostgreSQL backend when the server answers.
