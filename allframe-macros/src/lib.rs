@@ -19,6 +19,7 @@ mod diagnostics;
 mod domain_error;
 mod event;
 mod handler;
+mod schema;
 
 /// Implements `allframe::Event` for an enum (one stored `type` per variant)
 /// or a struct (one stored `type`).
@@ -56,6 +57,12 @@ mod handler;
 ///   serde form. `#[serde(...)]` attributes on named fields (`rename`,
 ///   `default`, `skip_serializing_if`, …) are honoured without the type
 ///   deriving serde itself.
+///
+/// `data_schemas` gives each stored type's JSON Schema for the OpenAPI
+/// document, written from the fields' types, doc comments and serde
+/// attributes: every field type (and a newtype variant's inner type)
+/// implements utoipa's `ToSchema` or `PartialSchema`, as the standard
+/// library's types, `uuid` and `chrono` types already do.
 ///
 /// `from_data` fails with `UnknownType` for a `type` it does not declare,
 /// `UnsupportedSchemaVersion` when the stored version differs from the
@@ -138,6 +145,17 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 /// `utf16`, `simple`). A `length` directly on a field that is plainly a
 /// collection (`Vec`, sets, maps, arrays, an `Option` of one) counts items
 /// and needs no mode.
+///
+/// # Schema
+///
+/// `Command::schema` is the body's JSON Schema for the OpenAPI document,
+/// written from the fields' types (each implements utoipa's `ToSchema` or
+/// `PartialSchema`), the doc comments (the struct's first paragraph is the
+/// operation's summary) and the serde attributes, plus what garde checks:
+/// `length(chars, ...)` as `minLength`/`maxLength` (a collection's as
+/// `minItems`/`maxItems`; other modes in the description), `range` as
+/// `minimum`/`maximum`, `email`, `url`, `ipv4`, `ipv6` as `format`,
+/// `pattern("...")` as `pattern` and `required` as required.
 ///
 /// Generic structs, tuple and unit structs, enums and unions are rejected.
 #[proc_macro_attribute]

@@ -231,3 +231,34 @@ async fn a_command_for_a_missing_aggregate_is_not_found() {
         "{error:?}"
     );
 }
+
+#[test]
+fn the_schema_shows_wire_names_docs_and_garde_rules() {
+    let schema = common::Deposit::schema();
+    let schema = schema.schema();
+    let properties = &schema["properties"];
+    // kebab-case names, and `sum` from the field's own rename.
+    assert_eq!(properties["account-id"]["type"], "string");
+    assert_eq!(properties["sum"]["minimum"], 1);
+    assert!(properties["sum"].get("maximum").is_none());
+    assert_eq!(
+        properties["memo-text"]["description"],
+        "Length: at most 8 UTF-8 bytes."
+    );
+    assert!(properties["memo-text"].get("maxLength").is_none());
+    assert_eq!(
+        schema["required"],
+        serde_json::json!(["account-id", "sum", "memo-text"])
+    );
+
+    let open = common::OpenAccount::schema();
+    let owner = &open.schema()["properties"]["ownerName"];
+    assert_eq!(
+        (&owner["minLength"], &owner["maxLength"]),
+        (&1.into(), &100.into())
+    );
+    assert_eq!(
+        open.schema()["description"],
+        "A create-command whose id the server generates."
+    );
+}

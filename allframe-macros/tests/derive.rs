@@ -28,7 +28,7 @@ enum Account {
     Moved(Address),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 struct Address {
     city: String,
 }
@@ -256,4 +256,17 @@ fn an_enum_without_variants_decodes_nothing() {
         .err()
         .unwrap();
     assert!(matches!(error, DecodeErrorKind::UnknownType), "{error:?}");
+}
+
+#[test]
+fn each_stored_type_has_a_data_schema() {
+    let schemas = Account::data_schemas();
+    let names: Vec<&str> = schemas.iter().map(|(name, _)| *name).collect();
+    assert_eq!(names, Account::event_types());
+    let deposited = schemas[1].1.schema();
+    assert_eq!(deposited["properties"]["amount"]["type"], "integer");
+    assert_eq!(deposited["properties"]["type"]["type"], "string");
+    // A newtype variant is its inner type's schema, which names its parts.
+    let moved = schemas.last().unwrap().1.schema();
+    assert_eq!(moved["properties"]["city"]["type"], "string");
 }

@@ -56,6 +56,9 @@ impl Command for Deposit {
     fn aggregate_id(&self) -> Option<String> {
         Some(self.account_id.clone())
     }
+    fn schema() -> allframe::WireSchema {
+        allframe::WireSchema::new(serde_json::json!({"type": "object"}))
+    }
 }
 
 #[derive(Default)]

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::command::{BuildError, DispatchConfig, Dispatcher};
 use crate::di::{Container, ContainerBuilder, DiError};
 use crate::http::commands::{CommandRoutes, post_command};
 use crate::http::correlation::correlate;
 use crate::http::health::health;
+use crate::http::openapi::Document;
 use crate::store::EventStore;
 
 /// The default limit on a command body: 1 MiB.
@@ -23,6 +25,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 pub struct App {
     dispatcher: Arc<Dispatcher>,
     router: Router,
+    openapi: Document,
 }
 
 impl App {
@@ -33,15 +36,21 @@ impl App {
             dependencies: Container::builder(),
             config: DispatchConfig::default(),
             body_limit: DEFAULT_BODY_LIMIT,
-            routes: Router::new(),
+            routes: None,
         }
     }
 
-    /// The router: `POST /commands/{name}`, `GET /health` and the routes
-    /// added with [`AppBuilder::routes`]. A plain axum `Router`: merge it,
-    /// nest it under a prefix, wrap it in any tower layer.
+    /// The router: `POST /commands/{name}`, `GET /health`,
+    /// `GET /openapi.json`, `GET /docs` (with the `swagger-ui` feature) and
+    /// the routes added with [`AppBuilder::routes`]. A plain axum `Router`:
+    /// merge it, nest it under a prefix, wrap it in any tower layer.
     pub fn router(&self) -> Router {
         self.router.clone()
+    }
+
+    /// The OpenAPI 3.1 document served at `GET /openapi.json`.
+    pub fn openapi(&self) -> &serde_json::Value {
+        self.openapi.value()
     }
 
     /// The dispatcher, to run commands from Rust.
@@ -56,7 +65,9 @@ pub struct AppBuilder {
     dependencies: ContainerBuilder,
     config: DispatchConfig,
     body_limit: usize,
-    routes: Router,
+    /// The user's routes; the first router given keeps its document's
+    /// `info`, `tags` and `servers`.
+    routes: Option<OpenApiRouter>,
 }
 
 impl AppBuilder {
@@ -97,9 +108,17 @@ impl AppBuilder {
     }
 
     /// Your own axum routes, served by the same router; their handlers can
-    /// extract `Dep<T>`.
-    pub fn routes(mut self, routes: Router) -> Self {
-        self.routes = self.routes.merge(routes);
+    /// extract `Dep<T>`. Routes added to an [`OpenApiRouter`] with
+    /// `#[utoipa::path]` appear in the OpenAPI document, whose `info`,
+    /// `tags` and `servers` come from the first router's own document
+    /// (`OpenApiRouter::with_openapi(ApiDoc::openapi())`); a plain axum
+    /// `Router` works too. Called again, it merges.
+    pub fn routes(mut self, routes: impl Into<OpenApiRouter>) -> Self {
+        let routes = routes.into();
+        self.routes = Some(match self.routes {
+            Some(existing) => existing.merge(routes),
+            None => routes,
+        });
         self
     }
 
@@ -124,12 +143,22 @@ impl AppBuilder {
             .layer(DefaultBodyLimit::disable())
             .with_state(commands)
             .route("/health", get(health).with_state(self.store.clone()));
+        let (routes, base) = self.routes.unwrap_or_default().split_for_parts();
+        let openapi = Document::build(&dispatcher.describe(), base);
+        let served = openapi.clone();
+        let cqrs = cqrs.route("/openapi.json", get(move || async move { served }));
+        #[cfg(feature = "swagger-ui")]
+        let cqrs = cqrs.merge(crate::http::docs::routes());
         let container = Arc::new(dispatcher.container().clone());
         let router = cqrs
-            .merge(self.routes)
+            .merge(routes)
             .layer(axum::Extension(container))
             .layer(axum::middleware::from_fn(correlate));
-        Ok(App { dispatcher, router })
+        Ok(App {
+            dispatcher,
+            router,
+            openapi,
+        })
     }
 }
 

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::schema::WireSchema;
+
 /// A domain event type: an enum with one stored `type` per variant, or a
 /// struct stored under one `type`.
 ///
@@ -43,6 +45,10 @@ pub trait Event: Sized + Send + Sync + 'static {
         schema_version: u32,
         data: &RawValue,
     ) -> Result<Self, DecodeErrorKind>;
+
+    /// The JSON Schema of the `data` stored under each of
+    /// [`Event::event_types`], in the same order, for the OpenAPI document.
+    fn data_schemas() -> Vec<(&'static str, WireSchema)>;
 }
 
 /// Who and what caused an event. Serialized as one flat JSON object: the

@@ -7,6 +7,8 @@ pub mod command;
 pub mod di;
 mod event;
 pub mod http;
+pub mod router;
+pub mod schema;
 pub mod store;
 mod subscription;
 pub mod testing;
@@ -19,6 +21,7 @@ pub use command::{
 };
 pub use di::{Container, Dep};
 pub use event::{DecodeError, DecodeErrorKind, Event, Metadata, NewEvent, RecordedEvent};
+pub use schema::WireSchema;
 pub use store::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError};
 pub use subscription::Subscription;
 
@@ -41,10 +44,12 @@ pub mod __private {
     pub use crate::command::{CommandHandler, HandlerRegistration};
     pub use crate::di::{Container, Dependency};
     pub use crate::event::{DecodeErrorKind, Event};
+    pub use crate::schema::{Constraint, LengthMode, WireSchema};
     pub use futures_util::future::BoxFuture;
     pub use garde;
     pub use inventory;
     pub use serde;
     pub use serde_json;
     pub use serde_json::value::RawValue;
+    pub use utoipa;
 }

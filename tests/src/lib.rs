@@ -6,6 +6,8 @@
 //! When the server cannot be reached the tests are skipped with a message on
 //! stderr — unless `CI=true`, where that is a failure.
 
+pub mod faulty;
+
 use std::io::Write;
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};

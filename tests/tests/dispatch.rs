@@ -43,6 +43,8 @@ enum CounterError {
 }
 
 impl DomainError for CounterError {
+    const CODES: &'static [(&'static str, u16)] = &[("too-big", 422)];
+
     fn code(&self) -> &'static str {
         "too-big"
     }
@@ -62,6 +64,13 @@ impl Command for CreateCounter {
     type Aggregate = Counter;
     fn aggregate_id(&self) -> Option<String> {
         self.id.clone()
+    }
+    fn schema() -> allframe::WireSchema {
+        allframe::WireSchema::new(serde_json::json!({
+            "type": "object",
+            "properties": {"id": {"type": ["string", "null"]}, "owner": {"type": "string"}},
+            "required": ["owner"],
+        }))
     }
 }
 
@@ -86,6 +95,13 @@ impl Command for Add {
             "by" => "amountToAdd",
             other => other,
         }
+    }
+    fn schema() -> allframe::WireSchema {
+        allframe::WireSchema::new(serde_json::json!({
+            "type": "object",
+            "properties": {"counter_id": {"type": "string"}, "amountToAdd": {"type": "integer"}},
+            "required": ["counter_id", "amountToAdd"],
+        }))
     }
 }
 

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use allframe::store::MemoryStore;
 use allframe::{App, Command, Dep, EventStore, ExpectedVersion, NewEvent};
+use allframe_tests::faulty::{Fault, Faulty};
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
-use futures_util::future::BoxFuture;
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -518,98 +518,16 @@ fn command_names_are_kebab_case() {
     assert_eq!(<SlowPing as Command>::NAME, "slow-ping");
 }
 
-/// A store whose database is gone: every operation fails with a backend
-/// error whose text must never reach a client.
-#[derive(Clone)]
-struct Unreachable;
-
-fn gone<T>() -> BoxFuture<'static, allframe::store::Result<T>> {
-    Box::pin(async {
-        Err(allframe::StoreError::Backend(
-            "connection refused to db.internal:5432 as admin".into(),
-        ))
-    })
-}
-
-impl EventStore for Unreachable {
-    fn append_with<'a>(
-        &'a self,
-        _: &'a str,
-        _: ExpectedVersion,
-        _: Vec<NewEvent>,
-        _: Option<allframe::store::Completion>,
-    ) -> BoxFuture<'a, allframe::store::Result<allframe::Appended>> {
-        gone()
-    }
-    fn claim_idempotency_key<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a str,
-        _: std::time::Duration,
-        _: std::time::Duration,
-    ) -> BoxFuture<'a, allframe::store::Result<allframe::store::Claim>> {
-        gone()
-    }
-    fn complete_idempotency_key<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a str,
-        _: String,
-    ) -> BoxFuture<'a, allframe::store::Result<()>> {
-        gone()
-    }
-    fn release_idempotency_key<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a str,
-    ) -> BoxFuture<'a, allframe::store::Result<()>> {
-        gone()
-    }
-    fn purge_idempotency_keys(
-        &self,
-        _: std::time::Duration,
-    ) -> BoxFuture<'_, allframe::store::Result<u64>> {
-        gone()
-    }
-    fn read_stream<'a>(
-        &'a self,
-        _: &'a str,
-        _: u64,
-        _: usize,
-    ) -> BoxFuture<'a, allframe::store::Result<Vec<allframe::RecordedEvent>>> {
-        gone()
-    }
-    fn read_all<'a>(
-        &'a self,
-        _: u64,
-        _: usize,
-        _: &'a allframe::EventFilter,
-    ) -> BoxFuture<'a, allframe::store::Result<Vec<allframe::RecordedEvent>>> {
-        gone()
-    }
-    fn stream_version<'a>(&'a self, _: &'a str) -> BoxFuture<'a, allframe::store::Result<u64>> {
-        gone()
-    }
-    fn head_position(&self) -> BoxFuture<'_, allframe::store::Result<u64>> {
-        gone()
-    }
-    fn watch_head(&self) -> tokio::sync::watch::Receiver<u64> {
-        tokio::sync::watch::channel(0).1
-    }
-    fn shared(&self) -> Arc<dyn EventStore> {
-        Arc::new(self.clone())
-    }
-}
-
 #[tokio::test]
 async fn a_failing_store_gives_503_health_and_opaque_500s() {
     let gate = Gate {
         entered: tokio::sync::Notify::new(),
         open: tokio::sync::Semaphore::new(0),
     };
-    let app = App::builder(&Unreachable)
+    let store = Faulty::with(Fault::Unreachable);
+    let app = App::builder(&store)
         .provide(gate)
-        .provide(Interferer(Unreachable.shared(), AtomicU32::new(0)))
+        .provide(Interferer(store.shared(), AtomicU32::new(0)))
         .build()
         .await
         .unwrap();

@@ -4,7 +4,7 @@
 
 use proc_macro2::Span;
 use syn::ext::IdentExt;
-use syn::{Data, DeriveInput, Field, Fields, FieldsNamed, Ident, Type};
+use syn::{Attribute, Data, DeriveInput, Field, Fields, FieldsNamed, Ident, Type};
 
 use super::parse::RawCommand;
 use crate::case::{is_kebab_case, kebab_case};
@@ -26,6 +26,10 @@ pub(super) struct Command<'a> {
     pub(super) id: Option<&'a Field>,
     /// `(rust name, wire name)` of every field whose names differ.
     pub(super) wire_names: Vec<(String, String)>,
+    pub(super) fields: &'a FieldsNamed,
+    /// The struct's doc comments and the serde options that shape its
+    /// schema, for the schema mirror.
+    pub(super) schema_attrs: Vec<Attribute>,
 }
 
 /// Judges `raw`; the result is `None` when something it needs is missing,
@@ -88,6 +92,14 @@ pub(super) fn check<'a>(raw: &'a RawCommand<'a>, errors: &mut Errors) -> Option<
         aggregate: aggregate?,
         id,
         wire_names: wire::wire_names(&input.attrs, fields),
+        fields,
+        schema_attrs: input
+            .attrs
+            .iter()
+            .filter(|attr| attr.path().is_ident("doc"))
+            .cloned()
+            .chain(wire::container_attrs(&input.attrs))
+            .collect(),
     })
 }
 

@@ -10,6 +10,13 @@ use super::check::{DomainError, Refusal, Shape};
 
 /// The `DomainError` impl for a checked type.
 pub(super) fn expand(error: &DomainError<'_>) -> TokenStream {
+    let refusals: Vec<&Refusal<'_>> = match &error.shape {
+        Shape::Struct(refusal) => vec![refusal],
+        Shape::Enum(refusals) => refusals.iter().collect(),
+    };
+    let codes = refusals
+        .iter()
+        .map(|Refusal { code, status, .. }| quote!((#code, #status)));
     let (code, status) = match &error.shape {
         Shape::Struct(Refusal { code, status, .. }) => (quote!(#code), quote!(#status)),
         Shape::Enum(refusals) => {
@@ -34,6 +41,8 @@ pub(super) fn expand(error: &DomainError<'_>) -> TokenStream {
     let header = header(error.ident, error.generics);
     quote! {
         #header {
+            const CODES: &'static [(&'static str, u16)] = &[#(#codes),*];
+
             fn code(&self) -> &'static str {
                 #code
             }
@@ -51,6 +60,8 @@ pub(super) fn stub(ident: &Ident, generics: &Generics) -> TokenStream {
     let header = header(ident, generics);
     quote! {
         #header {
+            const CODES: &'static [(&'static str, u16)] = &[];
+
             fn code(&self) -> &'static str {
                 ::core::panic!("invalid #[derive(DomainError)]")
             }

@@ -6,6 +6,7 @@ use syn::{Attribute, Fields, Ident, Type};
 
 use super::parse::{RawBody, RawEvent, RawVariant};
 use crate::diagnostics::Errors;
+use crate::schema::SchemaField;
 use options::{Options, Place, TypeNames, options};
 
 mod options;
@@ -27,6 +28,8 @@ pub(super) struct Variant<'a> {
     pub(super) ident: &'a Ident,
     pub(super) type_name: String,
     pub(super) version: u32,
+    /// Its doc comments, which describe its payload's schema.
+    pub(super) docs: Vec<&'a Attribute>,
     pub(super) data: VariantData<'a>,
 }
 
@@ -44,6 +47,8 @@ pub(super) struct Field<'a> {
     pub(super) ty: &'a Type,
     /// Its `#[serde(...)]` attributes, copied onto the generated mirrors.
     pub(super) serde_attrs: Vec<&'a Attribute>,
+    /// Its doc comments and serde attributes, for the schema mirror.
+    pub(super) schema: SchemaField<'a>,
 }
 
 /// Judges `raw`; `None` only for unions. The result is meaningful only when
@@ -85,6 +90,7 @@ pub(super) fn check<'a>(raw: RawEvent<'a>, errors: &mut Errors) -> Option<Event<
                 ident: raw.ident,
                 type_name,
                 version: options.version.unwrap_or(1),
+                docs: raw.docs,
                 data,
             })
         }
@@ -127,6 +133,7 @@ fn check_variant<'a>(
         ident: variant.ident,
         type_name: names.claim(variant.ident, options.rename, errors),
         version: options.version.or(defaults.version).unwrap_or(1),
+        docs: variant.docs,
         data,
     }
 }
@@ -143,6 +150,7 @@ fn named_fields(fields: &Fields) -> Vec<Field<'_>> {
                     .iter()
                     .filter(|attr| attr.path().is_ident("serde"))
                     .collect(),
+                schema: SchemaField::of(field)?,
             })
         })
         .collect()

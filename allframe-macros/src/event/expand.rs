@@ -39,6 +39,11 @@ pub(super) fn expand(event: &Event<'_>) -> TokenStream {
     let decode_arms = variants
         .iter()
         .map(|(path, variant)| decode_arm(path, variant));
+    let schemas = variants.iter().map(|(_, variant)| {
+        let name = &variant.type_name;
+        let schema = data_schema(variant);
+        quote!((#name, #schema))
+    });
     // An enum without variants has no value to match on by reference.
     let scrutinee = if variants.is_empty() {
         quote!(*self)
@@ -79,6 +84,27 @@ pub(super) fn expand(event: &Event<'_>) -> TokenStream {
                     ),
                 }
             }
+
+            fn data_schemas() -> ::std::vec::Vec<(
+                &'static str,
+                ::allframe::__private::WireSchema,
+            )> {
+                ::std::vec![#(#schemas),*]
+            }
+        }
+    }
+}
+
+/// The schema of one variant's stored `data`: its named fields through the
+/// shared mirror, or a newtype's own schema.
+fn data_schema(variant: &Variant<'_>) -> TokenStream {
+    match &variant.data {
+        VariantData::Fields(fields) => {
+            let fields: Vec<_> = fields.iter().map(|field| &field.schema).collect();
+            crate::schema::object(&variant.docs, &fields, &[])
+        }
+        VariantData::Newtype(ty) => {
+            quote!(::allframe::__private::WireSchema::of::<#ty>())
         }
     }
 }
@@ -105,6 +131,7 @@ fn encode_arm(path: &TokenStream, data: &VariantData<'_>) -> TokenStream {
                     ident,
                     ty,
                     serde_attrs,
+                    ..
                 } = field;
                 quote!(#(#serde_attrs)* #ident: &'__a #ty,)
             });
@@ -142,6 +169,7 @@ fn decode_arm(path: &TokenStream, variant: &Variant<'_>) -> TokenStream {
                     ident,
                     ty,
                     serde_attrs,
+                    ..
                 } = field;
                 quote!(#(#serde_attrs)* #ident: #ty,)
             });
@@ -207,6 +235,13 @@ pub(super) fn stub(ident: &Ident, generics: &Generics) -> TokenStream {
                 _: u32,
                 _: &::allframe::__private::RawValue,
             ) -> ::core::result::Result<Self, ::allframe::__private::DecodeErrorKind> {
+                #unreachable
+            }
+
+            fn data_schemas() -> ::std::vec::Vec<(
+                &'static str,
+                ::allframe::__private::WireSchema,
+            )> {
                 #unreachable
             }
         }

@@ -12,6 +12,8 @@ pub(super) struct RawEvent<'a> {
     pub(super) generics: &'a Generics,
     /// Options from `#[event(...)]` on the type itself.
     pub(super) options: Vec<Meta>,
+    /// The type's doc comments.
+    pub(super) docs: Vec<&'a Attribute>,
     pub(super) body: RawBody<'a>,
     /// `#[event]` attributes written on fields, where none belong.
     pub(super) field_attrs: Vec<&'a Attribute>,
@@ -29,6 +31,8 @@ pub(super) struct RawVariant<'a> {
     pub(super) ident: &'a Ident,
     /// Options from `#[event(...)]` on the variant.
     pub(super) options: Vec<Meta>,
+    /// The variant's doc comments.
+    pub(super) docs: Vec<&'a Attribute>,
     pub(super) fields: &'a Fields,
 }
 
@@ -44,6 +48,7 @@ pub(super) fn parse<'a>(input: &'a DeriveInput, errors: &mut Errors) -> RawEvent
                     RawVariant {
                         ident: &variant.ident,
                         options: options(&variant.attrs, errors),
+                        docs: docs(&variant.attrs),
                         fields: &variant.fields,
                     }
                 })
@@ -59,9 +64,17 @@ pub(super) fn parse<'a>(input: &'a DeriveInput, errors: &mut Errors) -> RawEvent
         ident: &input.ident,
         generics: &input.generics,
         options: options(&input.attrs, errors),
+        docs: docs(&input.attrs),
         body,
         field_attrs,
     }
+}
+
+fn docs(attrs: &[Attribute]) -> Vec<&Attribute> {
+    attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("doc"))
+        .collect()
 }
 
 fn is_event_attr(attr: &Attribute) -> bool {

@@ -135,6 +135,14 @@ impl Dispatcher {
             .map(|registered| registered.erased.creates())
     }
 
+    /// Every command, sorted by name, as the OpenAPI document describes it.
+    pub(crate) fn describe(&self) -> Vec<super::registry::Description> {
+        self.handlers
+            .values()
+            .map(|registered| registered.erased.describe())
+            .collect()
+    }
+
     /// The event store.
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store

@@ -13,6 +13,10 @@ use crate::store::StoreError;
     note = "add `#[derive(allframe::DomainError)]` to `{Self}`, or use `std::convert::Infallible` when the handler never refuses"
 )]
 pub trait DomainError: std::error::Error + Send + Sync + 'static {
+    /// Every `(code, status)` this type can refuse with, in declaration
+    /// order, for the OpenAPI document.
+    const CODES: &'static [(&'static str, u16)];
+
     /// A stable, kebab-case code naming this kind of refusal.
     fn code(&self) -> &'static str;
 
@@ -23,6 +27,8 @@ pub trait DomainError: std::error::Error + Send + Sync + 'static {
 }
 
 impl DomainError for std::convert::Infallible {
+    const CODES: &'static [(&'static str, u16)] = &[];
+
     fn code(&self) -> &'static str {
         match *self {}
     }
@@ -53,6 +59,10 @@ impl Rejection {
 }
 
 impl DomainError for Rejection {
+    /// A rejection carries the code of whichever domain error it erased,
+    /// so it names none in advance.
+    const CODES: &'static [(&'static str, u16)] = &[];
+
     fn code(&self) -> &'static str {
         self.code
     }

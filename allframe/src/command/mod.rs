@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::aggregate::Aggregate;
 use crate::di::{Container, Dependency};
+use crate::schema::WireSchema;
 
 mod cycle;
 mod dispatch;
@@ -64,6 +65,11 @@ pub trait Command:
     fn wire_field(rust_field: &str) -> &str {
         rust_field
     }
+
+    /// The JSON Schema of its body, garde's rules included, for the
+    /// OpenAPI document. Its `description` (the doc comment) becomes the
+    /// operation's summary (first paragraph) and description.
+    fn schema() -> WireSchema;
 }
 
 /// Decides the events for one command type. Implement it with

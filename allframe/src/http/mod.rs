@@ -3,8 +3,11 @@
 
 pub(crate) mod commands;
 pub(crate) mod correlation;
+#[cfg(feature = "swagger-ui")]
+pub(crate) mod docs;
 mod extract;
 pub(crate) mod health;
+pub(crate) mod openapi;
 pub mod problem;
 
 pub use commands::{CORRELATION_ID, IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED};

@@ -7,10 +7,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use allframe::EventStore;
 use allframe::store::{MemoryStore, PostgresStore, SqliteStore};
-use allframe::{Dep, EventStore};
-use axum::Router;
-use axum::routing::get;
 use tower_http::trace::TraceLayer;
 
 const USAGE: &str =
@@ -54,17 +52,6 @@ async fn open_store(url: &str) -> Result<Arc<dyn EventStore>, allframe::StoreErr
     })
 }
 
-/// What the service says about itself; a plain axum route that shares the
-/// app's container.
-struct About {
-    name: &'static str,
-    version: &'static str,
-}
-
-async fn about(about: Dep<About>) -> String {
-    format!("{} {}", about.name, about.version)
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -98,14 +85,7 @@ async fn main() -> ExitCode {
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let store = open_store(&args.database_url).await?;
-    let app = bank::app(&*store)
-        .provide(About {
-            name: env!("CARGO_PKG_NAME"),
-            version: env!("CARGO_PKG_VERSION"),
-        })
-        .routes(Router::new().route("/about", get(about)))
-        .build()
-        .await?;
+    let app = bank::app(&*store).build().await?;
     let router = app.router().layer(TraceLayer::new_for_http());
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
@@ -116,6 +96,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "  commands: POST http://{addr}/commands/{{open-account,deposit,withdraw,close-account}}"
     );
+    println!("  docs:     http://{addr}/docs  (OpenAPI: http://{addr}/openapi.json)");
     println!("  health:   GET  http://{addr}/health");
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown())

@@ -31,6 +31,31 @@ pub(super) fn wire_names(
         .collect()
 }
 
+/// The container's `#[serde(...)]` options that shape the body's schema,
+/// rebuilt as attributes for the schema mirror: `rename_all` and
+/// `deny_unknown_fields`. Others (`default`, `from`, `bound`, …) would ask
+/// the mirror for impls it does not have, and do not change the schema.
+pub(super) fn container_attrs(struct_attrs: &[Attribute]) -> Vec<Attribute> {
+    let mut attrs: Vec<Attribute> = Vec::new();
+    if let Some(rule) = serde_value(struct_attrs, "rename_all") {
+        attrs.push(syn::parse_quote!(#[serde(rename_all = #rule)]));
+    }
+    let mut deny = false;
+    for attr in struct_attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("serde"))
+    {
+        let _ = attr.parse_nested_meta(|meta| {
+            deny |= meta.path.is_ident("deny_unknown_fields");
+            skip(&meta)
+        });
+    }
+    if deny {
+        attrs.push(syn::parse_quote!(#[serde(deny_unknown_fields)]));
+    }
+    attrs
+}
+
 /// The deserialize-side value of `#[serde(key = "...")]` or
 /// `#[serde(key(deserialize = "..."))]` among `attrs`.
 fn serde_value(attrs: &[Attribute], key: &str) -> Option<String> {
