@@ -12,6 +12,7 @@ use crate::command::{BuildError, DispatchConfig, Dispatcher};
 use crate::di::{Container, ContainerBuilder, DiError};
 use crate::http::commands::{CommandRoutes, post_command};
 use crate::http::correlation::correlate;
+use crate::http::events::{EventStreamConfig, EventStreams};
 use crate::http::health::health;
 use crate::store::EventStore;
 
@@ -23,6 +24,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 pub struct App {
     dispatcher: Arc<Dispatcher>,
     router: Router,
+    events: Arc<EventStreams>,
 }
 
 impl App {
@@ -34,10 +36,12 @@ impl App {
             config: DispatchConfig::default(),
             body_limit: DEFAULT_BODY_LIMIT,
             routes: Router::new(),
+            events: EventStreamConfig::default(),
         }
     }
 
-    /// The router: `POST /commands/{name}`, `GET /health` and the routes
+    /// The router: `POST /commands/{name}`, `GET /health`,
+    /// `GET /events/ws`, `GET /events/sse` and the routes
     /// added with [`AppBuilder::routes`]. A plain axum `Router`: merge it,
     /// nest it under a prefix, wrap it in any tower layer.
     pub fn router(&self) -> Router {
@@ -48,6 +52,17 @@ impl App {
     pub fn dispatcher(&self) -> &Arc<Dispatcher> {
         &self.dispatcher
     }
+
+    /// Closes the live event streams for a graceful shutdown and waits,
+    /// bounded, until they are closed: WebSockets get close frame 1001
+    /// (going away), SSE responses end, new ones are refused with 503.
+    ///
+    /// Call it when your shutdown signal fires, as part of the future given
+    /// to axum's `with_graceful_shutdown`: axum does not track upgraded
+    /// WebSocket connections, and waits for SSE responses to end.
+    pub async fn shutdown(&self) {
+        self.events.shutdown().await;
+    }
 }
 
 /// Configures an [`App`].
@@ -57,6 +72,7 @@ pub struct AppBuilder {
     config: DispatchConfig,
     body_limit: usize,
     routes: Router,
+    events: EventStreamConfig,
 }
 
 impl AppBuilder {
@@ -96,6 +112,12 @@ impl AppBuilder {
         self
     }
 
+    /// Settings of `GET /events/ws` and `GET /events/sse`.
+    pub fn events(mut self, config: EventStreamConfig) -> Self {
+        self.events = config;
+        self
+    }
+
     /// Your own axum routes, served by the same router; their handlers can
     /// extract `Dep<T>`.
     pub fn routes(mut self, routes: Router) -> Self {
@@ -124,12 +146,18 @@ impl AppBuilder {
             .layer(DefaultBodyLimit::disable())
             .with_state(commands)
             .route("/health", get(health).with_state(self.store.clone()));
+        let events = EventStreams::new(self.store.clone(), self.events);
+        let cqrs = cqrs.merge(crate::http::events::routes(events.clone()));
         let container = Arc::new(dispatcher.container().clone());
         let router = cqrs
             .merge(self.routes)
             .layer(axum::Extension(container))
             .layer(axum::middleware::from_fn(correlate));
-        Ok(App { dispatcher, router })
+        Ok(App {
+            dispatcher,
+            router,
+            events,
+        })
     }
 }
 
@@ -138,6 +166,7 @@ impl std::fmt::Debug for AppBuilder {
         f.debug_struct("AppBuilder")
             .field("config", &self.config)
             .field("body_limit", &self.body_limit)
+            .field("events", &self.events)
             .finish_non_exhaustive()
     }
 }

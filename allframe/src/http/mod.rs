@@ -3,11 +3,17 @@
 
 pub(crate) mod commands;
 pub(crate) mod correlation;
+pub(crate) mod events;
 mod extract;
+mod fanout;
 pub(crate) mod health;
 pub mod problem;
+pub(crate) mod sse;
+pub(crate) mod stream_params;
+pub(crate) mod ws;
 
 pub use commands::{CORRELATION_ID, IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED};
 pub use correlation::CorrelationId;
+pub use events::EventStreamConfig;
 pub use health::Health;
 pub use problem::{PROBLEM_JSON, Problem};
