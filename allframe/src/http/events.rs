@@ -31,7 +31,7 @@ pub struct EventStreamConfig {
     /// together (default 1024). More are refused with 503 and `Retry-After`.
     pub max_connections: usize,
     /// How often WebSocket clients are pinged and idle SSE responses get a
-    /// keep-alive comment (default 15 s).
+    /// keep-alive comment (default 15 s; at least 1 ms).
     pub ping_interval: Duration,
     /// A WebSocket client that sends nothing, not even a pong, for this long
     /// is closed with 1008 (default 60 s).
@@ -109,7 +109,9 @@ pub(crate) struct Ticket {
 }
 
 impl EventStreams {
-    pub(crate) fn new(store: Arc<dyn EventStore>, config: EventStreamConfig) -> Arc<Self> {
+    pub(crate) fn new(store: Arc<dyn EventStore>, mut config: EventStreamConfig) -> Arc<Self> {
+        // Timers cannot tick at a zero interval; the smallest one stands in.
+        config.ping_interval = config.ping_interval.max(Duration::from_millis(1));
         let max_connections = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
         let (shutdown, stop) = watch::channel(false);
         Arc::new(Self {

@@ -15,6 +15,7 @@
 //! received, and gets exactly the events it missed.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -43,6 +44,10 @@ const BATCH: usize = 64;
 /// small limit on what they may send.
 const READ_BUFFER: usize = 4 * 1024;
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// How long a close frame waits for the client's reply. The client has the
+/// close frame already; this only keeps a client that never answers from
+/// holding up a shutdown.
+const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(2);
 
 /// The route handler: checks everything before upgrading.
 pub(crate) async fn stream(
@@ -193,6 +198,6 @@ async fn close(mut socket: WebSocket, end: End, config: &EventStreamConfig) {
     }));
     if let Ok(Ok(())) = timeout(grace, socket.send(frame)).await {
         let drain = async { while let Some(Ok(_)) = socket.recv().await {} };
-        let _ = timeout(config.write_timeout, drain).await;
+        let _ = timeout(CLOSE_REPLY_WAIT.min(config.write_timeout), drain).await;
     }
 }
