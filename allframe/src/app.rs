@@ -13,6 +13,7 @@ use crate::command::{BuildError, DispatchConfig, Dispatcher};
 use crate::di::{Container, ContainerBuilder, DiError};
 use crate::http::commands::{CommandRoutes, post_command};
 use crate::http::correlation::correlate;
+use crate::http::events::{EventStreamConfig, EventStreams};
 use crate::http::health::health;
 use crate::http::openapi::Document;
 use crate::store::EventStore;
@@ -26,6 +27,7 @@ pub struct App {
     dispatcher: Arc<Dispatcher>,
     router: Router,
     openapi: Document,
+    events: Arc<EventStreams>,
 }
 
 impl App {
@@ -37,13 +39,15 @@ impl App {
             config: DispatchConfig::default(),
             body_limit: DEFAULT_BODY_LIMIT,
             routes: None,
+            events: EventStreamConfig::default(),
         }
     }
 
     /// The router: `POST /commands/{name}`, `GET /health`,
-    /// `GET /openapi.json`, `GET /docs` (with the `swagger-ui` feature) and
-    /// the routes added with [`AppBuilder::routes`]. A plain axum `Router`:
-    /// merge it, nest it under a prefix, wrap it in any tower layer.
+    /// `GET /openapi.json`, `GET /docs` (with the `swagger-ui` feature),
+    /// `GET /events/ws`, `GET /events/sse` and the routes added with
+    /// [`AppBuilder::routes`]. A plain axum `Router`: merge it, nest it
+    /// under a prefix, wrap it in any tower layer.
     pub fn router(&self) -> Router {
         self.router.clone()
     }
@@ -57,6 +61,17 @@ impl App {
     pub fn dispatcher(&self) -> &Arc<Dispatcher> {
         &self.dispatcher
     }
+
+    /// Closes the live event streams for a graceful shutdown and waits,
+    /// bounded, until they are closed: WebSockets get close frame 1001
+    /// (going away), SSE responses end, new ones are refused with 503.
+    ///
+    /// Call it when your shutdown signal fires, as part of the future given
+    /// to axum's `with_graceful_shutdown`: axum does not track upgraded
+    /// WebSocket connections, and waits for SSE responses to end.
+    pub async fn shutdown(&self) {
+        self.events.shutdown().await;
+    }
 }
 
 /// Configures an [`App`].
@@ -68,6 +83,7 @@ pub struct AppBuilder {
     /// The user's routes; the first router given keeps its document's
     /// `info`, `tags` and `servers`.
     routes: Option<OpenApiRouter>,
+    events: EventStreamConfig,
 }
 
 impl AppBuilder {
@@ -104,6 +120,12 @@ impl AppBuilder {
     /// The largest accepted command body, in bytes (default 1 MiB).
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
+        self
+    }
+
+    /// Settings of `GET /events/ws` and `GET /events/sse`.
+    pub fn events(mut self, config: EventStreamConfig) -> Self {
+        self.events = config;
         self
     }
 
@@ -149,6 +171,8 @@ impl AppBuilder {
         let cqrs = cqrs.route("/openapi.json", get(move || async move { served }));
         #[cfg(feature = "swagger-ui")]
         let cqrs = cqrs.merge(crate::http::docs::routes());
+        let events = EventStreams::new(self.store.clone(), self.events);
+        let cqrs = cqrs.merge(crate::http::events::routes(events.clone()));
         let container = Arc::new(dispatcher.container().clone());
         let router = cqrs
             .merge(routes)
@@ -158,6 +182,7 @@ impl AppBuilder {
             dispatcher,
             router,
             openapi,
+            events,
         })
     }
 }
@@ -167,6 +192,7 @@ impl std::fmt::Debug for AppBuilder {
         f.debug_struct("AppBuilder")
             .field("config", &self.config)
             .field("body_limit", &self.body_limit)
+            .field("events", &self.events)
             .finish_non_exhaustive()
     }
 }

@@ -21,6 +21,7 @@ pub use command::{
 };
 pub use di::{Container, Dep};
 pub use event::{DecodeError, DecodeErrorKind, Event, Metadata, NewEvent, RecordedEvent};
+pub use http::EventStreamConfig;
 pub use schema::WireSchema;
 pub use store::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError};
 pub use subscription::Subscription;

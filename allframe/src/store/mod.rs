@@ -45,7 +45,9 @@ pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
-pub(crate) use validate::{validate_append, validate_read, validate_stream_id};
+pub(crate) use validate::{
+    validate_append, validate_event_type, validate_read, validate_stream_id,
+};
 
 /// Longest accepted stream id, in bytes.
 pub const MAX_STREAM_ID_LEN: usize = 255;

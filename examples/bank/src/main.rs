@@ -1,7 +1,8 @@
 //! The bank service: `cargo run -p bank [-- --addr HOST:PORT] [--database-url URL]`.
 //!
 //! `URL` is `sqlite://PATH` (default `sqlite://bank.db`), `postgres://…` or
-//! `memory`. Ctrl-C or SIGTERM stops it after in-flight requests finish.
+//! `memory`. Ctrl-C or SIGTERM stops it after in-flight requests finish; live
+//! event streams are closed first (WebSocket close code 1001).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -97,9 +98,15 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "  commands: POST http://{addr}/commands/{{open-account,deposit,withdraw,close-account}}"
     );
     println!("  docs:     http://{addr}/docs  (OpenAPI: http://{addr}/openapi.json)");
+    println!("  events:   ws://{addr}/events/ws?after=0  ·  GET http://{addr}/events/sse?after=0");
     println!("  health:   GET  http://{addr}/health");
+    // axum does not track upgraded WebSockets, and waits for SSE responses
+    // to end: close the event streams before it finishes shutting down.
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown())
+        .with_graceful_shutdown(async move {
+            shutdown().await;
+            app.shutdown().await;
+        })
         .await?;
     println!("bank stopped");
     Ok(())
