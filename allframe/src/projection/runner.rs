@@ -27,6 +27,7 @@ use tokio::sync::{Notify, watch};
 use super::apply::{self, Failure};
 use super::registry::ProjectionRegistration;
 use super::{Projection, Source};
+use crate::event::RecordedEvent;
 use crate::store::projections::{Batch, Committed, Generation, ProjectionStore};
 use crate::store::{EventFilter, EventStore, StoreError};
 
@@ -123,6 +124,8 @@ struct Cursor {
     stored: u64,
     /// Everything up to here is reflected (see the module docs).
     covered: u64,
+    /// The next page, read while the last one was committed.
+    ahead: Option<Page>,
 }
 
 impl From<Generation> for Cursor {
@@ -131,6 +134,7 @@ impl From<Generation> for Cursor {
             number: generation.number,
             stored: generation.checkpoint,
             covered: generation.checkpoint,
+            ahead: None,
         }
     }
 }
@@ -247,22 +251,76 @@ enum Step {
     Failed(Failure),
 }
 
-/// Reads, applies and commits one batch of `cursor`'s generation.
+/// Events read ahead for a cursor: the page after `after`, and the head
+/// read before it.
+struct Page {
+    after: u64,
+    head: u64,
+    events: Vec<RecordedEvent>,
+}
+
+/// Reads the page after `after`, with the head read before it (see the
+/// module docs).
+async fn read_page(slot: &Slot, after: u64, filter: &EventFilter) -> Result<Page, StoreError> {
+    let head = slot.store.head_position().await?;
+    let events = slot.store.read_all(after, slot.batch_size, filter).await?;
+    Ok(Page {
+        after,
+        head,
+        events,
+    })
+}
+
+/// Reads, applies and commits one batch of `cursor`'s generation. While a
+/// full batch is applied and committed, the next one is already being read,
+/// so reading (the larger cost) overlaps with the rest.
 async fn step<P: Projection>(
     slot: &Slot,
     cursor: &mut Cursor,
     filter: &EventFilter,
 ) -> Result<Step, Interrupt> {
-    let head = slot.store.head_position().await?;
-    let events = slot
-        .store
-        .read_all(cursor.covered, slot.batch_size, filter)
-        .await?;
+    let page = match cursor.ahead.take() {
+        Some(page) if page.after == cursor.covered => page,
+        _ => read_page(slot, cursor.covered, filter).await?,
+    };
+    let Page { head, events, .. } = page;
     let Some(last_read) = events.last().map(|e| e.position) else {
         cursor.covered = cursor.covered.max(head);
         return Ok(Step::Idle);
     };
-    let (targeted, target_failure) = apply::target::<P>(&events);
+    let full = events.len() >= slot.batch_size;
+    let read_ahead = async {
+        if full {
+            Some(read_page(slot, last_read, filter).await)
+        } else {
+            None
+        }
+    };
+    let (outcome, ahead) = futures_util::future::join(
+        apply_and_commit::<P>(slot, cursor, &events, last_read),
+        read_ahead,
+    )
+    .await;
+    let step = outcome?;
+    if step == Step::Moved {
+        // A failed read ahead is simply done again by the next step.
+        cursor.ahead = ahead.and_then(Result::ok);
+        if !full {
+            cursor.covered = cursor.covered.max(head);
+        }
+    }
+    Ok(step)
+}
+
+/// Applies `events` (read after the cursor, the last at `last_read`) and
+/// commits the rows with the new checkpoint.
+async fn apply_and_commit<P: Projection>(
+    slot: &Slot,
+    cursor: &mut Cursor,
+    events: &[RecordedEvent],
+    last_read: u64,
+) -> Result<Step, Interrupt> {
+    let (targeted, target_failure) = apply::target::<P>(events);
     let keys = apply::keys(&targeted);
     let loaded = if keys.is_empty() {
         HashMap::new()
@@ -299,11 +357,8 @@ async fn step<P: Projection>(
         cursor.stored = to;
     }
     cursor.covered = cursor.covered.max(to);
-    if let Some(failure) = failure {
-        return Ok(Step::Failed(failure));
-    }
-    if events.len() < slot.batch_size {
-        cursor.covered = cursor.covered.max(head);
-    }
-    Ok(Step::Moved)
+    Ok(match failure {
+        Some(failure) => Step::Failed(failure),
+        None => Step::Moved,
+    })
 }
