@@ -106,6 +106,8 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .routes(Router::new().route("/about", get(about)))
         .build()
         .await?;
+    // Runs every projection (the bank's `accounts`) for as long as it is kept.
+    let projections = allframe::Projections::builder(&*store).start().await?;
     let router = app.router().layer(TraceLayer::new_for_http());
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
@@ -117,9 +119,11 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "  commands: POST http://{addr}/commands/{{open-account,deposit,withdraw,close-account}}"
     );
     println!("  health:   GET  http://{addr}/health");
+    println!("  projections running: {}", projections.names().join(", "));
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown())
         .await?;
+    drop(projections);
     println!("bank stopped");
     Ok(())
 }
