@@ -19,6 +19,7 @@ mod diagnostics;
 mod domain_error;
 mod event;
 mod handler;
+mod projection;
 mod schema;
 
 /// Implements `allframe::Event` for an enum (one stored `type` per variant)
@@ -268,4 +269,57 @@ pub fn command_handler(args: TokenStream, item: TokenStream) -> TokenStream {
 pub fn derive_domain_error(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     domain_error::derive(&input).into()
+}
+
+/// Declares a struct as the row of a projection: implements
+/// `allframe::projection::Row` and registers the projection, so
+/// `allframe::Projections` runs it.
+///
+/// ```
+/// # use allframe::{Aggregate, Event, RecordedEvent};
+/// # #[derive(Event)]
+/// # enum AccountEvent { Opened { owner: String } }
+/// # #[derive(Default)]
+/// # struct Account;
+/// # impl Aggregate for Account {
+/// #     type Event = AccountEvent;
+/// #     const CATEGORY: &'static str = "account";
+/// #     fn apply(&mut self, _: &AccountEvent) {}
+/// # }
+/// use allframe::projection::{ApplyError, Change, Projection, Row};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[allframe::projection(name = "owners", key = account_id, indexed_by(owner))]
+/// #[derive(Serialize, Deserialize)]
+/// struct Owner { account_id: String, owner: String }
+///
+/// impl Projection for Owner {
+///     type Source = Account;
+///     fn apply(_: Option<&Self>, event: &AccountEvent, recorded: &RecordedEvent)
+///         -> Result<Change<Self>, ApplyError> {
+///         let AccountEvent::Opened { owner } = event;
+///         Ok(Change::Upsert(Owner { account_id: recorded.aggregate_id().into(), owner: owner.clone() }))
+///     }
+/// }
+///
+/// assert_eq!((Owner::NAME, Owner::KEY, Owner::INDEXED_BY), ("owners", "account_id", &["owner"][..]));
+/// let row = Owner { account_id: "a1".into(), owner: "Ada".into() };
+/// assert_eq!((row.key(), row.index()), ("a1".to_owned(), vec![("owner", "Ada".to_owned())]));
+/// ```
+///
+/// # Options
+///
+/// - `name = "..."` (required): the projection's name, in kebab-case.
+/// - `key = field` (required): the field holding the row's key; it becomes
+///   a string through `ToString` (a `String`, a `Uuid`, a number, ...).
+/// - `indexed_by(field, ...)`: fields rows can be listed by. A field's
+///   value is indexed as text (a JSON string as itself, other values as
+///   their JSON); a `None` is not indexed.
+///
+/// Fields are named by their Rust names. The struct must be a
+/// non-generic struct with named fields deriving `Serialize` and
+/// `Deserialize`, and must implement `allframe::projection::Projection`.
+#[proc_macro_attribute]
+pub fn projection(args: TokenStream, item: TokenStream) -> TokenStream {
+    projection::attribute(args.into(), item.into()).into()
 }

@@ -231,6 +231,14 @@ impl RecordedEvent {
         category_of(&self.stream_id)
     }
 
+    /// The id of the aggregate the event belongs to: the part of the stream
+    /// id after its first `-` (the whole id when it has none).
+    pub fn aggregate_id(&self) -> &str {
+        self.stream_id
+            .split_once('-')
+            .map_or(&self.stream_id, |(_, id)| id)
+    }
+
     /// Decodes the stored data into a typed event.
     pub fn decode<E: Event>(&self) -> Result<E, DecodeError> {
         E::from_data(&self.event_type, self.schema_version, &self.data).map_err(|kind| {

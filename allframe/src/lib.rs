@@ -7,6 +7,7 @@ pub mod command;
 pub mod di;
 mod event;
 pub mod http;
+pub mod projection;
 pub mod router;
 pub mod schema;
 pub mod store;
@@ -22,12 +23,13 @@ pub use command::{
 pub use di::{Container, Dep};
 pub use event::{DecodeError, DecodeErrorKind, Event, Metadata, NewEvent, RecordedEvent};
 pub use http::EventStreamConfig;
+pub use projection::{Change, Projection, ProjectionError, Projections};
 pub use schema::WireSchema;
 pub use store::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError};
 pub use subscription::Subscription;
 
 #[cfg(feature = "macros")]
-pub use allframe_macros::{DomainError, Event, command, command_handler};
+pub use allframe_macros::{DomainError, Event, command, command_handler, projection};
 
 /// The names most programs need, in one import.
 pub mod prelude {
@@ -35,8 +37,9 @@ pub mod prelude {
         Aggregate, Command, CommandError, Container, Dep, DispatchOptions, Dispatcher, DomainError,
         Event, EventFilter, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
     };
+    pub use crate::{Change, Projection, Projections};
     #[cfg(feature = "macros")]
-    pub use allframe_macros::{command, command_handler};
+    pub use allframe_macros::{command, command_handler, projection};
 }
 
 /// Support for generated code. Not public API: it may change in any release.
@@ -45,6 +48,7 @@ pub mod __private {
     pub use crate::command::{CommandHandler, HandlerRegistration};
     pub use crate::di::{Container, Dependency};
     pub use crate::event::{DecodeErrorKind, Event};
+    pub use crate::projection::{ProjectionRegistration, Row, index_value};
     pub use crate::schema::{Constraint, LengthMode, WireSchema};
     pub use futures_util::future::BoxFuture;
     pub use garde;

@@ -15,6 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use allframe::store::PostgresStore;
 use sqlx::postgres::PgConnectOptions;
 
+pub mod crash;
+
 /// Where the PostgreSQL tests connect.
 pub fn postgres_url() -> String {
     std::env::var("ALLFRAME_TEST_POSTGRES_URL")

@@ -18,6 +18,7 @@ use futures_util::future::{self, BoxFuture, FutureExt};
 use tokio::sync::watch;
 
 use super::idempotency::{self, Decision, Seen, millis, validate_key};
+use super::projections::{MemoryProjectionStore, ProjectionStore};
 use super::{
     Appended, Claim, Completion, EventFilter, EventStore, ExpectedVersion, Result, StoreError,
     record_append, validate_append, validate_read,
@@ -33,6 +34,8 @@ pub struct MemoryStore {
 struct Inner {
     log: RwLock<Log>,
     head: watch::Sender<u64>,
+    /// The rows of projections over this store.
+    projections: MemoryProjectionStore,
 }
 
 #[derive(Default)]
@@ -83,6 +86,7 @@ impl MemoryStore {
             inner: Arc::new(Inner {
                 log: RwLock::new(Log::default()),
                 head: watch::Sender::new(0),
+                projections: MemoryProjectionStore::new(),
             }),
         }
     }
@@ -332,5 +336,9 @@ impl EventStore for MemoryStore {
 
     fn shared(&self) -> Arc<dyn EventStore> {
         Arc::new(self.clone())
+    }
+
+    fn projection_store(&self) -> Option<Arc<dyn ProjectionStore>> {
+        Some(Arc::new(self.inner.projections.clone()))
     }
 }

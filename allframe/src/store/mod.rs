@@ -33,6 +33,7 @@ pub mod idempotency;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod projections;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -383,6 +384,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// ascending position with no gap and no duplicate.
     fn subscribe(&self, after: u64, filter: EventFilter) -> Subscription {
         Subscription::new(self.shared(), after, filter)
+    }
+
+    /// Where projections over this store keep their rows and checkpoints:
+    /// the same database, so a batch of rows commits with its checkpoint.
+    /// `None` for a backend without one (projections then need storage of
+    /// their own).
+    fn projection_store(&self) -> Option<Arc<dyn projections::ProjectionStore>> {
+        None
     }
 }
 

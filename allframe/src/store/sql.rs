@@ -387,6 +387,12 @@ macro_rules! sql_event_store {
             fn shared(&self) -> ::std::sync::Arc<dyn $crate::store::EventStore> {
                 ::std::sync::Arc::new(self.clone())
             }
+
+            fn projection_store(
+                &self,
+            ) -> Option<::std::sync::Arc<dyn $crate::store::projections::ProjectionStore>> {
+                Some(self.projection_rows())
+            }
         }
     };
 }

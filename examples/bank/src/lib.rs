@@ -2,15 +2,16 @@
 //!
 //! [`domain`] is everything the bank knows about accounts — events, the
 //! account aggregate, commands, their handlers and the refusals — written
-//! with AllFrame's macros and nothing else. [`app`] starts the service's
-//! builder with its one plain route, `GET /about`; the binary serves it.
-
+//! with AllFrame's macros and nothing else; [`accounts`] is the read model
+//! of them. [`app`] starts the service's builder with its one plain route,
+//! `GET /about`; the binary runs the projections and serves it.
 use allframe::Dep;
 use allframe::router::{OpenApiRouter, routes};
 use axum::Json;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
+pub mod accounts;
 pub mod domain;
 
 /// The bank's own part of the OpenAPI document.

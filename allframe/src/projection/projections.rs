@@ -1,0 +1,370 @@
+//! [`Projections`]: the registry of running projections and their read
+//! API.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use tokio::sync::{Notify, watch};
+
+use super::read::{Page, decode_cursor, encode_cursor};
+use super::registry::{self, ProjectionRegistration};
+use super::runner::{DEFAULT_BATCH_SIZE, Progress, ProjectionState, ProjectionStatus, Slot};
+use super::{ListQuery, MAX_LIMIT, Projection, ProjectionError};
+use crate::store::EventStore;
+use crate::store::projections::{ProjectionStore, RowQuery};
+
+/// The running projections: one task each, started by
+/// [`ProjectionsBuilder::start`] and stopped when the last clone of this
+/// handle is dropped.
+#[derive(Clone)]
+pub struct Projections {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    slots: BTreeMap<&'static str, Arc<Slot>>,
+    store: Arc<dyn EventStore>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for slot in self.slots.values() {
+            if let Some(task) = slot.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                task.abort();
+            }
+        }
+    }
+}
+
+/// Configures [`Projections`].
+pub struct ProjectionsBuilder {
+    store: Arc<dyn EventStore>,
+    storage: Option<Arc<dyn ProjectionStore>>,
+    registrations: Option<Vec<ProjectionRegistration>>,
+    batch_size: usize,
+}
+
+impl ProjectionsBuilder {
+    /// Keeps rows here instead of in the event store's own
+    /// [`projection_store`](EventStore::projection_store).
+    pub fn storage(mut self, storage: Arc<dyn ProjectionStore>) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// Runs exactly these projections instead of every `#[projection]`
+    /// linked into the program.
+    pub fn projections(mut self, registrations: Vec<ProjectionRegistration>) -> Self {
+        self.registrations = Some(registrations);
+        self
+    }
+
+    /// Runs projection `P`, and only the projections added this way (or
+    /// with [`projections`](Self::projections)), instead of every
+    /// `#[projection]` linked into the program.
+    pub fn projection<P: Projection>(mut self) -> Self {
+        self.registrations
+            .get_or_insert_with(Vec::new)
+            .push(ProjectionRegistration::new::<P>(std::any::type_name::<P>()));
+        self
+    }
+
+    /// Events read and committed per transaction, at most (default
+    /// [`DEFAULT_BATCH_SIZE`]; at least 1).
+    pub fn batch_size(mut self, events: usize) -> Self {
+        self.batch_size = events.max(1);
+        self
+    }
+
+    /// Checks the registry (one projection per name), opens every
+    /// projection's storage and starts one task per projection. Must be
+    /// called inside a Tokio runtime.
+    pub async fn start(self) -> Result<Projections, ProjectionError> {
+        let storage = self
+            .storage
+            .or_else(|| self.store.projection_store())
+            .ok_or(ProjectionError::NoStorage)?;
+        let registrations = registry::collect(self.registrations.unwrap_or_else(registry::linked))?;
+        let mut slots = BTreeMap::new();
+        for (name, registration) in registrations {
+            let generations = storage.open(name).await?;
+            let slot = Arc::new(Slot {
+                registration,
+                store: self.store.clone(),
+                storage: storage.clone(),
+                batch_size: self.batch_size,
+                checkpoint: watch::Sender::new(generations.live.checkpoint),
+                progress: Mutex::new(Progress {
+                    rebuild: generations.rebuilding.map(|g| g.checkpoint),
+                    ..Progress::default()
+                }),
+                wake: Notify::new(),
+                task: Mutex::new(None),
+            });
+            spawn(&slot);
+            slots.insert(name, slot);
+        }
+        Ok(Projections {
+            inner: Arc::new(Inner {
+                slots,
+                store: self.store,
+            }),
+        })
+    }
+}
+
+impl std::fmt::Debug for ProjectionsBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectionsBuilder")
+            .field("batch_size", &self.batch_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts (or starts again) the task of `slot`, forgetting any failure.
+fn spawn(slot: &Arc<Slot>) {
+    let mut task = slot.task.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(old) = task.take() {
+        old.abort();
+    }
+    lock(&slot.progress).failure = None;
+    *task = Some(tokio::spawn((slot.registration.run)(slot.clone())));
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Projections {
+    /// Starts configuring the projections that read `store`.
+    pub fn builder(store: &dyn EventStore) -> ProjectionsBuilder {
+        ProjectionsBuilder {
+            store: store.shared(),
+            storage: None,
+            registrations: None,
+            batch_size: DEFAULT_BATCH_SIZE,
+        }
+    }
+
+    /// The names of the running projections, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.inner.slots.keys().copied().collect()
+    }
+
+    /// The registration of projection `name`.
+    pub fn registration(&self, name: &str) -> Result<&ProjectionRegistration, ProjectionError> {
+        Ok(&self.slot(name)?.registration)
+    }
+
+    fn slot(&self, name: &str) -> Result<&Arc<Slot>, ProjectionError> {
+        self.inner
+            .slots
+            .get(name)
+            .ok_or_else(|| ProjectionError::Unknown(name.to_owned()))
+    }
+
+    /// Every projection's status, sorted by name.
+    pub async fn status(&self) -> Result<Vec<ProjectionStatus>, ProjectionError> {
+        let head = self.inner.store.head_position().await?;
+        Ok(self
+            .inner
+            .slots
+            .values()
+            .map(|slot| status_of(slot, head))
+            .collect())
+    }
+
+    /// The status of projection `name`.
+    pub async fn status_of(&self, name: &str) -> Result<ProjectionStatus, ProjectionError> {
+        let slot = self.slot(name)?;
+        let head = self.inner.store.head_position().await?;
+        Ok(status_of(slot, head))
+    }
+
+    /// Starts rebuilding projection `name`: a new generation is built from
+    /// the first event beside the live one, which readers keep seeing until
+    /// the new one has caught up and is swapped in. A failed projection is
+    /// restarted. Rebuilding one already being rebuilt changes nothing.
+    pub async fn rebuild(&self, name: &str) -> Result<(), ProjectionError> {
+        let slot = self.slot(name)?;
+        let generation = slot.storage.begin_rebuild(name).await?;
+        {
+            let mut progress = lock(&slot.progress);
+            progress.rebuild.get_or_insert(generation.checkpoint);
+            progress.rebuild_requested = true;
+        }
+        if lock(&slot.progress).failure.is_some() {
+            spawn(slot);
+        } else {
+            slot.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Restarts projection `name` from its stored checkpoint (after a
+    /// failure, once the cause is fixed, e.g. the data it needed exists).
+    pub fn restart(&self, name: &str) -> Result<(), ProjectionError> {
+        spawn(self.slot(name)?);
+        Ok(())
+    }
+
+    /// The position the rows of projection `name` reflect: every event up
+    /// to it and none after. Read it before the rows to label them.
+    pub fn checkpoint(&self, name: &str) -> Result<u64, ProjectionError> {
+        Ok(*self.slot(name)?.checkpoint.borrow())
+    }
+
+    /// Waits until the checkpoint of projection `name` reaches `position`
+    /// (read-your-writes: pass the position a command returned), at most
+    /// `timeout`. Returns the checkpoint.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        position: u64,
+        timeout: Duration,
+    ) -> Result<u64, ProjectionError> {
+        let slot = self.slot(name)?;
+        let mut checkpoint = slot.checkpoint.subscribe();
+        let reached = tokio::time::timeout(timeout, checkpoint.wait_for(|c| *c >= position))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|reached| *reached);
+        // The sender lives in the slot, which outlives this borrow, so only
+        // the timeout can end the wait early.
+        reached.ok_or_else(|| ProjectionError::NotReached {
+            projection: name.to_owned(),
+            checkpoint: *checkpoint.borrow(),
+            wanted: position,
+        })
+    }
+
+    /// The row of projection `name` under `key`, as JSON.
+    pub async fn get_json(
+        &self,
+        name: &str,
+        key: &str,
+    ) -> Result<Option<Box<RawValue>>, ProjectionError> {
+        let slot = self.slot(name)?;
+        let row = slot.storage.get(name, key).await?;
+        row.map(|json| raw(name, json)).transpose()
+    }
+
+    /// The row of projection `P` under `key`.
+    pub async fn get<P: Projection>(&self, key: &str) -> Result<Option<P>, ProjectionError> {
+        let slot = self.slot(P::NAME)?;
+        let row = slot.storage.get(P::NAME, key).await?;
+        row.map(|json| typed(P::NAME, &json)).transpose()
+    }
+
+    /// A page of rows of projection `name`, as JSON, in key order.
+    pub async fn list_json(
+        &self,
+        name: &str,
+        query: &ListQuery,
+    ) -> Result<Page<Box<RawValue>>, ProjectionError> {
+        let (rows, next_cursor) = self.list_rows(name, query).await?;
+        let items = rows
+            .into_iter()
+            .map(|json| raw(name, json))
+            .collect::<Result<_, _>>()?;
+        Ok(Page::new(items, next_cursor))
+    }
+
+    /// A page of rows of projection `P`, in key order.
+    pub async fn list<P: Projection>(&self, query: &ListQuery) -> Result<Page<P>, ProjectionError> {
+        let (rows, next_cursor) = self.list_rows(P::NAME, query).await?;
+        let items = rows
+            .iter()
+            .map(|json| typed(P::NAME, json))
+            .collect::<Result<_, _>>()?;
+        Ok(Page::new(items, next_cursor))
+    }
+
+    async fn list_rows(
+        &self,
+        name: &str,
+        query: &ListQuery,
+    ) -> Result<(Vec<String>, Option<String>), ProjectionError> {
+        let slot = self.slot(name)?;
+        if query.limit == 0 || query.limit > MAX_LIMIT {
+            return Err(ProjectionError::InvalidLimit {
+                got: query.limit,
+                max: MAX_LIMIT,
+            });
+        }
+        // One more row than asked for tells whether there is a next page.
+        let mut rows_query = RowQuery::first(query.limit + 1);
+        if let Some(cursor) = &query.cursor {
+            rows_query = rows_query.after(decode_cursor(cursor)?);
+        }
+        if let Some((field, value)) = &query.filter {
+            let indexed = slot.registration.indexed_by();
+            if !indexed.contains(&field.as_str()) {
+                return Err(ProjectionError::NotIndexed {
+                    projection: name.to_owned(),
+                    field: field.clone(),
+                    indexed: indexed.join(", "),
+                });
+            }
+            rows_query = rows_query.indexed(field.clone(), value.clone());
+        }
+        let mut rows = slot.storage.list(name, &rows_query).await?;
+        let next_cursor = if rows.len() > query.limit {
+            rows.truncate(query.limit);
+            rows.last().map(|(key, _)| encode_cursor(key))
+        } else {
+            None
+        };
+        Ok((
+            rows.into_iter().map(|(_, json)| json).collect(),
+            next_cursor,
+        ))
+    }
+}
+
+fn status_of(slot: &Slot, head: u64) -> ProjectionStatus {
+    let checkpoint = *slot.checkpoint.borrow();
+    let progress = lock(&slot.progress);
+    let state = if progress.failure.is_some() {
+        ProjectionState::Failed
+    } else if progress.rebuild.is_some() {
+        ProjectionState::Rebuilding
+    } else {
+        ProjectionState::Running
+    };
+    ProjectionStatus {
+        name: slot.registration.name().to_owned(),
+        state,
+        checkpoint,
+        head,
+        lag: head.saturating_sub(checkpoint),
+        rebuild_checkpoint: progress.rebuild,
+        error: progress.failure.as_ref().map(|f| f.error.clone()),
+        failed_position: progress.failure.as_ref().map(|f| f.position),
+    }
+}
+
+fn raw(projection: &str, json: String) -> Result<Box<RawValue>, ProjectionError> {
+    RawValue::from_string(json).map_err(|source| ProjectionError::Row {
+        projection: projection.to_owned(),
+        source,
+    })
+}
+
+fn typed<P: Projection>(projection: &str, json: &str) -> Result<P, ProjectionError> {
+    serde_json::from_str(json).map_err(|source| ProjectionError::Row {
+        projection: projection.to_owned(),
+        source,
+    })
+}
+
+impl std::fmt::Debug for Projections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projections")
+            .field("names", &self.names())
+            .finish_non_exhaustive()
+    }
+}

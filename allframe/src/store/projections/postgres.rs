@@ -1,0 +1,31 @@
+//! Projection rows in the PostgreSQL database of the events.
+//!
+//! Batches are written on the store's pool in READ COMMITTED transactions
+//! that start by updating their generation's checkpoint row, a
+//! compare-and-set that also locks it: two nodes running one projection
+//! serialize on that row, and the second one's update matches nothing once
+//! the first has committed. Rows are `JSONB`; keys are `COLLATE "C"` so
+//! they compare bytewise, as in every backend.
+
+use std::sync::Arc;
+
+use super::ProjectionStore;
+use super::sql::sql_projection_store;
+use crate::store::PostgresStore;
+
+sql_projection_store! {
+    /// Projection storage in a PostgreSQL database.
+    store: PostgresProjectionStore,
+    database: ::sqlx::Postgres,
+    begin: "BEGIN ISOLATION LEVEL READ COMMITTED",
+    lock: " FOR UPDATE",
+    row_in: "::jsonb",
+    row_out: "row::text",
+}
+
+impl PostgresStore {
+    /// This store's projection storage: tables in the same schema.
+    pub(crate) fn projection_rows(&self) -> Arc<dyn ProjectionStore> {
+        Arc::new(PostgresProjectionStore::new(self.pool().clone()))
+    }
+}
