@@ -221,3 +221,40 @@ async fn open(router: &axum::Router, initial_deposit: u64) -> String {
     let outcome: Value = serde_json::from_slice(&bytes).unwrap();
     outcome["aggregate_id"].as_str().unwrap().to_owned()
 }
+
+/// Swagger UI comes from the binary, finds the document by a relative URL
+/// (so it works under a prefix) and never calls the online validator.
+#[tokio::test]
+async fn swagger_ui_is_served_offline_and_the_document_as_built() {
+    let store = MemoryStore::new();
+    let app = bank::app(&store).build().await.unwrap();
+    let router = axum::Router::new().nest("/api", app.router());
+    let get = |path: &str| {
+        router
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+    };
+    let response = get("/api/docs").await.unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "docs/");
+    let response = get("/api/docs/").await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let response = get("/api/docs/swagger-initializer.js").await.unwrap();
+    let script = response.into_body().collect().await.unwrap().to_bytes();
+    let script = String::from_utf8(script.to_vec()).unwrap();
+    assert!(script.contains(r#""url": "../openapi.json""#), "{script}");
+    assert!(script.contains(r#""validatorUrl": "none""#), "{script}");
+    let response = get("/api/docs/swagger-ui-bundle.js").await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    let response = get("/api/openapi.json").await.unwrap();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let served = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(served, document().await.as_bytes());
+}
