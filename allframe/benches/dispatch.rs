@@ -189,18 +189,17 @@ fn base_commands(backend: &str, accounts: usize) -> f64 {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
+    common::run_on_two_workers(async {
         let scale = env_number("ALLFRAME_BENCH_SCALE", 1.0);
         let rounds = env_number("ALLFRAME_BENCH_ROUNDS", 3.0) as usize;
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut next_file = 0;
-        println!("## Dispatch: commands/s and overhead over bare load + append (median of {rounds} interleaved rounds, commands per sample × {scale})\n");
-        println!("| backend | callers | accounts | dispatch (cmd/s) | bare load+append (cmd/s) | overhead |");
+        println!(
+            "## Dispatch: commands/s and overhead over bare load + append (median of {rounds} interleaved rounds, commands per sample × {scale})\n"
+        );
+        println!(
+            "| backend | callers | accounts | dispatch (cmd/s) | bare load+append (cmd/s) | overhead |"
+        );
         println!("|---|---|---|---|---|---|");
         for backend in ["memory", "sqlite"] {
             if !selected(backend) {
@@ -236,11 +235,18 @@ fn main() {
                         );
                         let commands = (scale * base_commands(backend, accounts)) as u64;
                         let r = rate(store, dispatcher, path, callers, accounts, commands).await;
-                        if path == Path::Dispatch { dispatched.push(r) } else { bare.push(r) }
+                        if path == Path::Dispatch {
+                            dispatched.push(r)
+                        } else {
+                            bare.push(r)
+                        }
                     }
                 }
                 let (d, b) = (median(&mut dispatched), median(&mut bare));
-                println!("| {backend} | {callers} | {accounts} | {d:.0} | {b:.0} | {:.2}× |", b / d);
+                println!(
+                    "| {backend} | {callers} | {accounts} | {d:.0} | {b:.0} | {:.2}× |",
+                    b / d
+                );
             }
         }
     });

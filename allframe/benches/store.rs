@@ -37,12 +37,7 @@ struct Backend {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(run());
+    common::run_on_two_workers(run());
 }
 
 async fn run() {

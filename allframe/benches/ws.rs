@@ -30,12 +30,7 @@ use tokio_tungstenite::tungstenite::Message;
 const TARGET_P99: Duration = Duration::from_millis(50);
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(run());
+    common::run_on_two_workers(run());
 }
 
 async fn run() {

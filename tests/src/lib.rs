@@ -7,6 +7,7 @@
 //! stderr — unless `CI=true`, where that is a failure.
 
 pub mod faulty;
+pub mod server;
 
 use std::io::Write;
 use std::str::FromStr;

@@ -11,35 +11,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use allframe::store::{MemoryStore, SqliteStore};
-use allframe::{App, EventFilter, EventStore, EventStreamConfig, ExpectedVersion, NewEvent};
+use allframe::{EventFilter, EventStore, EventStreamConfig, ExpectedVersion, NewEvent};
+use allframe_tests::server::{PATIENCE, serve_bank};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-
-/// How long anything that should happen may take on a busy machine.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-struct Server {
-    addr: SocketAddr,
-    app: App,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn serve(store: &dyn EventStore, config: EventStreamConfig) -> Server {
-    let app = bank::app(store).events(config).build().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = app.router();
-    let task = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    Server { addr, app, task }
-}
 
 /// One block of an event stream: its fields, in order.
 #[derive(Debug, Default, PartialEq)]
@@ -211,7 +188,7 @@ async fn ticks(store: &dyn EventStore, stream: &str, count: usize) {
 }
 
 async fn history_then_live(store: &dyn EventStore) {
-    let server = serve(store, EventStreamConfig::default()).await;
+    let server = serve_bank(store, EventStreamConfig::default()).await;
     ticks(store, "tick-1", 3).await;
     let mut client = SseClient::open(server.addr, "/events/sse?after=1", &[]).await;
     assert_eq!(client.header("content-type"), Some("text/event-stream"));
@@ -244,7 +221,7 @@ async fn history_then_live_sqlite_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_event_id_takes_precedence_over_after() {
     let store = MemoryStore::new();
-    let server = serve(&store, EventStreamConfig::default()).await;
+    let server = serve_bank(&store, EventStreamConfig::default()).await;
     ticks(&store, "tick-1", 5).await;
     // What a reconnecting EventSource sends: its original URL, and the id
     // of the last event it received.
@@ -267,7 +244,7 @@ async fn last_event_id_takes_precedence_over_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_and_bad_parameters() {
     let store = MemoryStore::new();
-    let server = serve(&store, EventStreamConfig::default()).await;
+    let server = serve_bank(&store, EventStreamConfig::default()).await;
     append(&store, "account-1", "Opened", json!({})).await;
     append(&store, "loan-1", "Opened", json!({})).await;
     append(&store, "account-1", "Closed", json!({})).await;
@@ -304,7 +281,7 @@ async fn filters_and_bad_parameters() {
 async fn idle_responses_get_keep_alive_comments() {
     let store = MemoryStore::new();
     let config = EventStreamConfig::default().ping_interval(Duration::from_millis(100));
-    let server = serve(&store, config).await;
+    let server = serve_bank(&store, config).await;
     let mut client = SseClient::open(server.addr, "/events/sse", &[]).await;
     for _ in 0..3 {
         let block = client.next_block().await.expect("a keep-alive");
@@ -315,7 +292,7 @@ async fn idle_responses_get_keep_alive_comments() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_and_websocket_share_the_connection_limit() {
     let store = MemoryStore::new();
-    let server = serve(&store, EventStreamConfig::default().max_connections(1)).await;
+    let server = serve_bank(&store, EventStreamConfig::default().max_connections(1)).await;
     let client = SseClient::open(server.addr, "/events/sse", &[]).await;
     let response = allframe_tests::http_request(server.addr, "GET", "/events/sse", &[], b"").await;
     assert_eq!(response.status, 503);
@@ -333,7 +310,7 @@ async fn sse_and_websocket_share_the_connection_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_every_response() {
     let store = MemoryStore::new();
-    let server = serve(&store, EventStreamConfig::default()).await;
+    let server = serve_bank(&store, EventStreamConfig::default()).await;
     let mut client = SseClient::open(server.addr, "/events/sse?after=0", &[]).await;
     ticks(&store, "tick-1", 1).await;
     assert_eq!(client.ids(1).await, [1]);
@@ -353,7 +330,7 @@ async fn a_client_that_stops_reading_gets_its_response_ended_and_resumes() {
     let config = EventStreamConfig::default()
         .write_timeout(Duration::from_secs(1))
         .max_connections(2);
-    let server = serve(&store, config).await;
+    let server = serve_bank(&store, config).await;
     let mut stalled = SseClient::open(server.addr, "/events/sse?after=0", &[]).await;
     // 64 KiB an event: far more than the socket buffers hold.
     let padding = "x".repeat(64 * 1024);

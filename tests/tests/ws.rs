@@ -14,7 +14,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use allframe::store::{MemoryStore, SqliteStore};
-use allframe::{App, EventFilter, EventStore, EventStreamConfig, ExpectedVersion, NewEvent};
+use allframe::{EventFilter, EventStore, EventStreamConfig, ExpectedVersion, NewEvent};
+use allframe_tests::server::{PATIENCE, serve_bank};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -24,30 +25,6 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// How long anything that should happen may take on a busy machine.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-struct Server {
-    addr: SocketAddr,
-    app: App,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn serve(store: &dyn EventStore, config: EventStreamConfig) -> Server {
-    let app = bank::app(store).events(config).build().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = app.router();
-    let task = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    Server { addr, app, task }
-}
 
 async fn connect(addr: SocketAddr, query: &str) -> Client {
     let url = format!("ws://{addr}/events/ws{query}");
@@ -159,7 +136,7 @@ fn config() -> EventStreamConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_then_live_as_recorded_event_json() {
     let store = MemoryStore::new();
-    let server = serve(&store, config()).await;
+    let server = serve_bank(&store, config()).await;
     let open = json!({"owner": "Ada", "email": "ada@example.com", "initial_deposit": 100});
     let response = allframe_tests::http_request(
         server.addr,
@@ -204,7 +181,7 @@ async fn history_then_live_as_recorded_event_json() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_after_only_new_events_arrive() {
     let store = MemoryStore::new();
-    let server = serve(&store, config()).await;
+    let server = serve_bank(&store, config()).await;
     ticks(&store, "tick-1", 3).await;
     let mut client = connect(server.addr, "").await;
     ticks(&store, "tick-1", 2).await;
@@ -214,7 +191,7 @@ async fn without_after_only_new_events_arrive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_after_a_disconnect_delivers_exactly_the_missed_events() {
     let store = MemoryStore::new();
-    let server = serve(&store, config()).await;
+    let server = serve_bank(&store, config()).await;
     let mut client = connect(server.addr, "?after=0").await;
     ticks(&store, "tick-1", 5).await;
     let seen = positions(&mut client, 3).await;
@@ -235,7 +212,7 @@ async fn fan_out(store: &dyn EventStore, config: EventStreamConfig) {
     const WRITERS: usize = 8;
     const PER_WRITER: usize = 40;
     const TOTAL: usize = WRITERS * PER_WRITER;
-    let server = serve(store, config).await;
+    let server = serve_bank(store, config).await;
     let start = store.head_position().await.unwrap();
     let query = format!("?after={start}");
     let mut readers = Vec::new();
@@ -325,7 +302,7 @@ async fn fifty_clients_eight_writers_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_by_stream_category_and_type() {
     let store = MemoryStore::new();
-    let server = serve(&store, config()).await;
+    let server = serve_bank(&store, config()).await;
     append(&store, "account-1", "Opened", json!({})).await; // 1
     append(&store, "account-2", "Opened", json!({})).await; // 2
     append(&store, "account-1", "Deposited", json!({})).await; // 3
@@ -370,7 +347,7 @@ async fn filters_by_stream_category_and_type() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_parameters_are_400_problems_before_the_upgrade() {
     let store = MemoryStore::new();
-    let server = serve(&store, config()).await;
+    let server = serve_bank(&store, config()).await;
     let cases = [
         ("?after=abc", "`after`"),
         ("?after=-1", "`after`"),
@@ -405,7 +382,7 @@ async fn bad_parameters_are_400_problems_before_the_upgrade() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connection_limit_refuses_with_503_and_retry_after() {
     let store = MemoryStore::new();
-    let server = serve(&store, config().max_connections(2)).await;
+    let server = serve_bank(&store, config().max_connections(2)).await;
     let first = connect(server.addr, "").await;
     let _second = connect(server.addr, "").await;
     let (status, retry_after, problem) = refused(server.addr, "").await;
@@ -431,7 +408,7 @@ async fn the_connection_limit_refuses_with_503_and_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_with_1001_and_refuses_new_connections() {
     let store = MemoryStore::new();
-    let server = serve(&store, config()).await;
+    let server = serve_bank(&store, config()).await;
     let mut clients = vec![
         connect(server.addr, "?after=0").await,
         connect(server.addr, "").await,
@@ -457,7 +434,7 @@ async fn the_server_pings_and_a_client_that_answers_stays() {
     let config = config()
         .ping_interval(Duration::from_millis(100))
         .idle_timeout(Duration::from_millis(800));
-    let server = serve(&store, config).await;
+    let server = serve_bank(&store, config).await;
     let mut client = connect(server.addr, "").await;
     let mut pings = 0;
     // tokio-tungstenite answers every ping while it is read, so the client
@@ -481,7 +458,7 @@ async fn a_silent_client_is_closed_as_idle_with_1008() {
     let config = config()
         .ping_interval(Duration::from_secs(3600))
         .idle_timeout(Duration::from_millis(500));
-    let server = serve(&store, config).await;
+    let server = serve_bank(&store, config).await;
     let mut client = connect(server.addr, "").await;
     let (received, frame) = until_close(&mut client).await;
     assert!(received.is_empty());
@@ -505,7 +482,7 @@ async fn a_stalled_client_is_closed_with_1008_without_delaying_the_others_and_re
         .write_timeout(Duration::from_secs(1))
         .idle_timeout(Duration::from_secs(60))
         .ping_interval(Duration::from_secs(3600));
-    let server = serve(&store, config).await;
+    let server = serve_bank(&store, config).await;
     let mut stalled = connect(server.addr, "?after=0").await;
     let healthy: Vec<_> = [
         connect(server.addr, "?after=0").await,

@@ -1,0 +1,35 @@
+//! The bank served on a real loopback socket, for tests that need real
+//! clients (WebSockets, server-sent events).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use allframe::{App, EventStore, EventStreamConfig};
+
+/// How long anything that should happen may take on a busy machine.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A running bank; dropping it stops serving.
+pub struct Server {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The app it serves.
+    pub app: App,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves the bank over `store` on a free port of 127.0.0.1.
+pub async fn serve_bank(store: &dyn EventStore, config: EventStreamConfig) -> Server {
+    let app = bank::app(store).events(config).build().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app.router();
+    let task = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    Server { addr, app, task }
+}
