@@ -3,8 +3,8 @@
 //! [`domain`] is everything the bank knows about accounts — events, the
 //! account aggregate, commands, their handlers and the refusals — written
 //! with AllFrame's macros and nothing else; [`accounts`] is the read model
-//! of them. [`app`] starts the service's builder with its one plain route,
-//! `GET /about`; the binary runs the projections and serves it.
+//! of them and the query over it. [`app`] starts the service's builder with
+//! its one plain route, `GET /about`; building it starts the projections.
 use allframe::Dep;
 use allframe::router::{OpenApiRouter, routes};
 use axum::Json;
