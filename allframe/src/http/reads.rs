@@ -65,7 +65,7 @@ async fn get_row(
         let position = settle(&reads, &name, min_position).await?;
         let row = reads
             .projections
-            .get_json(&name, &key)
+            .get_text(&name, &key)
             .await
             .map_err(problem)?;
         let row = row.ok_or_else(|| {
@@ -74,7 +74,7 @@ async fn get_row(
                 format!("projection `{name}` has no row under key `{key}`"),
             )
         })?;
-        Ok(json(&row, position))
+        Ok(json_text(row, position))
     };
     finish(read.await)
 }
@@ -216,7 +216,14 @@ pub(super) fn take_min_position(
 
 /// A 200 JSON answer labelled with the position it reflects.
 pub(super) fn json(body: &impl Serialize, position: u64) -> Response {
-    let body = serde_json::to_vec(body).expect("rows and pages serialize");
+    json_text(
+        serde_json::to_string(body).expect("rows and pages serialize"),
+        position,
+    )
+}
+
+/// A 200 answer of JSON text labelled with the position it reflects.
+fn json_text(body: String, position: u64) -> Response {
     let mut response = (StatusCode::OK, body).into_response();
     let headers = response.headers_mut();
     headers.insert(

@@ -252,6 +252,17 @@ impl Projections {
         row.map(|json| raw(name, json)).transpose()
     }
 
+    /// The row of projection `name` under `key`, as the JSON text the
+    /// store keeps: what HTTP sends, without parsing it again.
+    pub(crate) async fn get_text(
+        &self,
+        name: &str,
+        key: &str,
+    ) -> Result<Option<String>, ProjectionError> {
+        let slot = self.slot(name)?;
+        Ok(slot.storage.get(name, key).await?)
+    }
+
     /// The row of projection `P` under `key`.
     pub async fn get<P: Projection>(&self, key: &str) -> Result<Option<P>, ProjectionError> {
         let slot = self.slot(P::NAME)?;
