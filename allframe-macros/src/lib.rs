@@ -321,6 +321,14 @@ pub fn derive_domain_error(input: TokenStream) -> TokenStream {
 /// Fields are named by their Rust names. The struct must be a
 /// non-generic struct with named fields deriving `Serialize` and
 /// `Deserialize`, and must implement `allframe::projection::Projection`.
+///
+/// # Schema
+///
+/// `Row::schema` is the row's JSON Schema for the OpenAPI document,
+/// written from the fields' types (each implements utoipa's `ToSchema` or
+/// `PartialSchema`), doc comments and serde attributes. The row also
+/// implements utoipa's `ToSchema` from it, under the struct's name, so a
+/// query's answer can hold rows; do not derive `ToSchema` on it as well.
 #[proc_macro_attribute]
 pub fn projection(args: TokenStream, item: TokenStream) -> TokenStream {
     projection::attribute(args.into(), item.into()).into()

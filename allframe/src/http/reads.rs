@@ -262,3 +262,32 @@ pub(super) fn problem(error: ProjectionError) -> Problem {
 fn not_reached(detail: String) -> Problem {
     Problem::new(503, "position-not-reached", "Not caught up yet", detail)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{parameters, take_min_position};
+
+    #[test]
+    fn min_position_is_taken_out_and_checked() {
+        let mut pairs = parameters(Some("owner=Ada%20L&min_position=7&limit=2")).unwrap();
+        assert_eq!(take_min_position(&mut pairs).unwrap(), Some(7));
+        assert_eq!(
+            pairs,
+            [
+                ("owner".into(), "Ada L".into()),
+                ("limit".into(), "2".into())
+            ]
+        );
+        let mut none = parameters(None).unwrap();
+        assert_eq!(take_min_position(&mut none).unwrap(), None);
+        for bad in [
+            "min_position=x",
+            "min_position=-1",
+            "min_position=1&min_position=2",
+        ] {
+            let mut pairs = parameters(Some(bad)).unwrap();
+            let problem = take_min_position(&mut pairs).unwrap_err();
+            assert_eq!(problem.status, 400, "{bad}");
+        }
+    }
+}
