@@ -8,8 +8,10 @@
 //! (default 32) keep-alive connections busy for `ALLFRAME_BENCH_SECONDS`
 //! (default 3) per round, over `ALLFRAME_BENCH_ACCOUNTS` rows (default
 //! 1,000), in `ALLFRAME_BENCH_ROUNDS` (default 3) interleaved A/B rounds
-//! after a warm-up of each. Prints requests/s, p50 and p99 per round, the
-//! medians, and the ratio baseline/framework.
+//! after a warm-up of each. Prints requests/s, p50, p99 and the process's
+//! CPU time per request (client included; unlike wall-clock figures it
+//! barely moves when other programs load the machine) per round, the
+//! medians, and the ratios framework/baseline.
 
 // One backend and one route: this bench has no parts to select.
 #[allow(dead_code)]
@@ -148,8 +150,8 @@ async fn run() {
     println!(
         "## GET /projections/accounts/{{key}} over loopback HTTP ({connections} keep-alive connections, {seconds} s rounds, {accounts} rows, SQLite)\n"
     );
-    println!("| round | server | requests/s | p50 | p99 |");
-    println!("|---|---|---|---|---|");
+    println!("| round | server | requests/s | p50 | p99 | CPU/request |");
+    println!("|---|---|---|---|---|---|");
     let duration = Duration::from_secs_f64(seconds);
     load(framework, &keys, connections, Duration::from_secs(1)).await;
     load(baseline, &keys, connections, Duration::from_secs(1)).await;
@@ -165,8 +167,8 @@ async fn run() {
         for (name, addr) in order {
             let result = load(addr, &keys, connections, duration).await;
             println!(
-                "| {round} | {name} | {:.0} | {:.0} µs | {:.0} µs |",
-                result.0, result.1, result.2
+                "| {round} | {name} | {:.0} | {:.0} µs | {:.0} µs | {:.1} µs |",
+                result.0, result.1, result.2, result.3
             );
             if name == "framework" {
                 ours.push(result)
@@ -175,20 +177,25 @@ async fn run() {
             }
         }
     }
-    let stat = |results: &[(f64, f64, f64)], pick: fn(&(f64, f64, f64)) -> f64| {
+    let stat = |results: &[Round], pick: fn(&Round) -> f64| {
         median(&mut results.iter().map(pick).collect::<Vec<_>>())
     };
     let (our_rps, their_rps) = (stat(&ours, |r| r.0), stat(&theirs, |r| r.0));
     let (our_p50, their_p50) = (stat(&ours, |r| r.1), stat(&theirs, |r| r.1));
     let (our_p99, their_p99) = (stat(&ours, |r| r.2), stat(&theirs, |r| r.2));
+    let (our_cpu, their_cpu) = (stat(&ours, |r| r.3), stat(&theirs, |r| r.3));
     println!(
-        "\nmedians: framework {our_rps:.0} req/s (p50 {our_p50:.0} µs, p99 {our_p99:.0} µs); axum + sqlx {their_rps:.0} req/s (p50 {their_p50:.0} µs, p99 {their_p99:.0} µs)"
+        "\nmedians: framework {our_rps:.0} req/s, p50 {our_p50:.0} µs, p99 {our_p99:.0} µs, \
+         {our_cpu:.1} µs CPU/request; axum + sqlx {their_rps:.0} req/s, p50 {their_p50:.0} µs, \
+         p99 {their_p99:.0} µs, {their_cpu:.1} µs CPU/request"
     );
     println!(
-        "ratio baseline/framework: throughput {:.3}×, p50 {:.3}×, p99 {:.3}× (target ≤ 1.1×)",
+        "framework/baseline (target ≤ 1.1×): time per request {:.3}×, p50 {:.3}×, p99 {:.3}×, \
+         CPU per request {:.3}×",
         their_rps / our_rps,
         our_p50 / their_p50,
-        our_p99 / their_p99
+        our_p99 / their_p99,
+        our_cpu / their_cpu
     );
 }
 
@@ -224,14 +231,30 @@ async fn serve(router: axum::Router) -> SocketAddr {
     addr
 }
 
-/// Keeps `connections` connections busy for `duration`; returns
-/// requests/s, p50 and p99 in microseconds.
-async fn load(
-    addr: SocketAddr,
-    keys: &[String],
-    connections: usize,
-    duration: Duration,
-) -> (f64, f64, f64) {
+/// One round: requests/s, p50 and p99 latency (µs), CPU µs per request.
+type Round = (f64, f64, f64, f64);
+
+/// This process's user + system CPU time so far, in seconds (Linux; 0
+/// elsewhere, which makes the CPU column meaningless there).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may
+    // hold spaces; utime and stime are the 14th and 15th fields, in ticks
+    // of (almost always) 1/100 s.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<f64> = rest
+        .split_whitespace()
+        .map(|field| field.parse().unwrap_or(0.0))
+        .collect();
+    fields
+        .get(11)
+        .zip(fields.get(12))
+        .map_or(0.0, |(user, system)| (user + system) / 100.0)
+}
+
+/// Keeps `connections` connections busy for `duration`.
+async fn load(addr: SocketAddr, keys: &[String], connections: usize, duration: Duration) -> Round {
+    let cpu = cpu_seconds();
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = (0..connections)
@@ -270,9 +293,10 @@ async fn load(
         latencies.extend(task.await.expect("a load task"));
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = (cpu_seconds() - cpu) * 1e6 / latencies.len() as f64;
     latencies.sort_by(f64::total_cmp);
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    (latencies.len() as f64 / elapsed, at(0.50), at(0.99))
+    (latencies.len() as f64 / elapsed, at(0.50), at(0.99), cpu)
 }
 
 /// Reads one response with a `Content-Length` body; returns its status.
