@@ -89,7 +89,7 @@ async fn rows_by_key_pages_and_their_failures() {
         (status, problem_type(&body)),
         (StatusCode::NOT_FOUND, "/problems/row-not-found")
     );
-    assert!(headers.get("allframe-position").is_none());
+    assert_eq!(position(&headers), last, "a miss says how fresh it is");
     let (status, _, body) = call(&app, "GET", "/projections/nothing/x", None).await;
     assert_eq!(
         (status, problem_type(&body)),
@@ -172,10 +172,10 @@ async fn rows_by_key_pages_and_their_failures() {
     }
 }
 
-#[tokio::test]
-async fn a_read_with_min_position_sees_the_write_100_times_in_a_row() {
-    let store = SqliteStore::in_memory().await.unwrap();
-    let app = app(&store).await;
+/// Deposits 100 times; after each, a read with the command's position as
+/// `min_position` must see that deposit.
+async fn read_your_writes(store: &dyn EventStore) {
+    let app = app(store).await;
     let (id, _) = open(&app, "Ada", 0).await;
     for i in 1..=100u64 {
         let body = json!({"account_id": id, "amount": i});
@@ -192,6 +192,21 @@ async fn a_read_with_min_position_sees_the_write_100_times_in_a_row() {
             "round {i}: the read misses the write"
         );
     }
+}
+
+#[tokio::test]
+async fn a_read_with_min_position_sees_the_write_100_times_in_a_row() {
+    read_your_writes(&SqliteStore::in_memory().await.unwrap()).await;
+    read_your_writes(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn read_your_writes_on_postgres() {
+    // Skipped, loudly, when PostgreSQL is unreachable (outside CI).
+    let Some(store) = allframe_tests::postgres_store().await else {
+        return;
+    };
+    read_your_writes(&store).await;
 }
 
 #[tokio::test]

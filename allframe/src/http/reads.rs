@@ -3,7 +3,8 @@
 //! one indexed field.
 //!
 //! Every answer carries `AllFrame-Position`, the checkpoint the rows
-//! reflect (read before the rows, so they reflect at least that).
+//! reflect (read before the rows, so they reflect at least that); so does
+//! a 404 for a key without a row.
 //! `min_position=N` first waits, bounded, until the checkpoint is at least
 //! `N`: a client that saw its command recorded at `N` reads its own write.
 
@@ -68,12 +69,19 @@ async fn get_row(
             .get_text(&name, &key)
             .await
             .map_err(problem)?;
-        let row = row.ok_or_else(|| {
-            Problem::not_found(
+        let Some(row) = row else {
+            // A miss is an answer too: the position says how fresh it is,
+            // so a client can tell "not yet" from "not there".
+            let mut response = Problem::not_found(
                 "row-not-found",
                 format!("projection `{name}` has no row under key `{key}`"),
             )
-        })?;
+            .into_response();
+            response
+                .headers_mut()
+                .insert(ALLFRAME_POSITION, HeaderValue::from(position));
+            return Ok(response);
+        };
         Ok(json_text(row, position))
     };
     finish(read.await)

@@ -85,7 +85,9 @@ fn projection_paths(
         "400".into(),
         problem_response("A parameter other than `min_position`, or a malformed one."),
     );
-    get_responses.insert("404".into(), problem_response("No row has this key."));
+    let mut missing = problem_response("No row has this key (yet: see `AllFrame-Position`).");
+    missing["headers"] = json!({ "AllFrame-Position": position_header() });
+    get_responses.insert("404".into(), missing);
     paths.insert(
         format!("/projections/{name}/{{{key}}}"),
         json!({ "get": {
@@ -204,8 +206,7 @@ fn read_responses(schema: &str, description: &str) -> Map<String, Value> {
         "200".into(),
         json!({
             "description": description,
-            "headers": { "AllFrame-Position": header_doc(
-                "The position the answer reflects: every event up to it, none after.") },
+            "headers": { "AllFrame-Position": position_header() },
             "content": { "application/json": { "schema": reference(schema) } },
         }),
     );
@@ -218,6 +219,10 @@ fn read_responses(schema: &str, description: &str) -> Map<String, Value> {
         json!({ "Retry-After": header_doc("Seconds to wait before retrying.") });
     responses.insert("503".into(), unavailable);
     responses
+}
+
+fn position_header() -> Value {
+    header_doc("The position the answer reflects: every event up to it, none after.")
 }
 
 fn min_position() -> Value {
