@@ -525,7 +525,8 @@ async fn a_failing_store_gives_503_health_and_opaque_500s() {
         open: tokio::sync::Semaphore::new(0),
     };
     let store = Faulty::with(Fault::Unreachable);
-    // This store keeps no projection rows, so the app runs none.
+    // Unreachable from the start, the store cannot even open projections:
+    // this app runs none.
     let app = App::builder(&store)
         .projections(allframe::Projections::builder(&store).projections(vec![]))
         .provide(gate)

@@ -34,6 +34,7 @@ impl Document {
         let mut schemas = take_object(&mut document["components"], "schemas");
         schemas.extend(shared_schemas());
         paths.insert("/health".into(), health_path());
+        paths.extend(event_stream_paths());
         for command in commands {
             let (path, item) = command_path(command, &mut schemas);
             paths.insert(path, item);
@@ -316,6 +317,83 @@ fn health_path() -> Value {
             },
         }
     })
+}
+
+/// `GET /events/ws` and `GET /events/sse`: the same filters, the same
+/// RecordedEvent per message.
+fn event_stream_paths() -> Map<String, Value> {
+    use super::stream_params::PARAMETERS;
+    let parameters: Vec<Value> = PARAMETERS
+        .iter()
+        .map(|(name, description)| {
+            let schema = match *name {
+                "after" => json!({ "type": "integer", "minimum": 0 }),
+                "type" => json!({ "type": "array", "items": { "type": "string" } }),
+                _ => json!({ "type": "string" }),
+            };
+            json!({ "name": name, "in": "query", "required": false,
+                    "description": description, "schema": schema,
+                    "style": "form", "explode": true })
+        })
+        .collect();
+    let refused = |what: &str| {
+        problem_response(&format!(
+            "{what}: too many connections, shutting down, or the store does not answer; \
+             `Retry-After` says when to try again."
+        ))
+    };
+    let bad_parameters = problem_response(
+        "A bad or unknown parameter (checked before the stream starts), or not a request for this kind of stream.",
+    );
+    let message = reference("RecordedEvent");
+    let mut sse_parameters = parameters.clone();
+    sse_parameters.push(json!({
+        "name": "Last-Event-ID", "in": "header", "required": false,
+        "description": "Resume after this position; sent by a reconnecting `EventSource`, and takes precedence over `after`.",
+        "schema": { "type": "integer", "minimum": 0 },
+    }));
+    let paths = json!({
+        "/events/ws": { "get": {
+            "operationId": "events-ws",
+            "tags": ["events"],
+            "summary": "The event log over a WebSocket.",
+            "description": "One text frame per event, a `RecordedEvent` as JSON, in ascending `position`: \
+                the stored events after `after`, then live ones, with no gap or repeat between them. \
+                The server pings; a client that stops reading is closed with 1008, and on shutdown \
+                with 1001. Reconnect with `after` set to the last position received.",
+            "parameters": parameters,
+            "responses": {
+                "101": {
+                    "description": "Switching Protocols: each message is a `RecordedEvent`.",
+                    "x-message": message,
+                },
+                "400": bad_parameters,
+                "503": refused("No WebSocket now"),
+            },
+        }},
+        "/events/sse": { "get": {
+            "operationId": "events-sse",
+            "tags": ["events"],
+            "summary": "The event log as server-sent events.",
+            "description": "One `message` per event: `id:` is its position and `data:` the \
+                `RecordedEvent` as JSON, in ascending `position`; stored events after `after` \
+                (or `Last-Event-ID`), then live ones. Comments keep an idle stream alive.",
+            "parameters": sse_parameters,
+            "responses": {
+                "200": {
+                    "description": "The stream; each `data:` line is a `RecordedEvent`.",
+                    "content": { "text/event-stream": { "schema": { "type": "string" } } },
+                    "x-message": message,
+                },
+                "400": bad_parameters,
+                "503": refused("No event stream now"),
+            },
+        }},
+    });
+    match paths {
+        Value::Object(paths) => paths,
+        _ => unreachable!("a JSON object literal"),
+    }
 }
 
 /// Problem, RecordedEvent and the other shapes every service shares.
