@@ -20,6 +20,8 @@ mod domain_error;
 mod event;
 mod handler;
 mod projection;
+mod query;
+mod query_handler;
 mod schema;
 
 /// Implements `allframe::Event` for an enum (one stored `type` per variant)
@@ -319,7 +321,112 @@ pub fn derive_domain_error(input: TokenStream) -> TokenStream {
 /// Fields are named by their Rust names. The struct must be a
 /// non-generic struct with named fields deriving `Serialize` and
 /// `Deserialize`, and must implement `allframe::projection::Projection`.
+///
+/// # Schema
+///
+/// `Row::schema` is the row's JSON Schema for the OpenAPI document,
+/// written from the fields' types (each implements utoipa's `ToSchema` or
+/// `PartialSchema`), doc comments and serde attributes. The row also
+/// implements utoipa's `ToSchema` from it, under the struct's name, so a
+/// query's answer can hold rows; do not derive `ToSchema` on it as well.
 #[proc_macro_attribute]
 pub fn projection(args: TokenStream, item: TokenStream) -> TokenStream {
     projection::attribute(args.into(), item.into()).into()
+}
+
+/// Implements `allframe::query::Query` for a struct that also derives
+/// `Deserialize` and `garde::Validate`: the parameters of a read, taken
+/// from the query string of `GET /queries/{name}`.
+///
+/// ```
+/// use allframe::query;
+/// use allframe::query::Query as _;
+/// use serde::Deserialize;
+///
+/// /// Accounts holding at least `min_balance`.
+/// #[query]
+/// #[derive(Deserialize, garde::Validate)]
+/// struct AccountsOver {
+///     #[garde(skip)]
+///     min_balance: u64,
+///     #[garde(range(min = 1, max = 1000))]
+///     #[serde(default = "fifty")]
+///     limit: usize,
+/// }
+/// fn fifty() -> usize { 50 }
+///
+/// assert_eq!(AccountsOver::NAME, "accounts-over");
+/// assert_eq!(AccountsOver::schema().schema()["properties"]["limit"]["maximum"], 1000);
+/// ```
+///
+/// - `name = "..."`: the name it is routed under, in kebab-case; by
+///   default the struct's name in kebab-case.
+///
+/// Each field is one query-string parameter (serde names it; numbers and
+/// booleans parse from their text, `Option` fields may be left out). The
+/// parameters' schema, with garde's rules as for `#[command]`, becomes the
+/// operation's `in: query` parameters. `length` rules must name their mode.
+/// Generic structs, tuple and unit structs, enums and unions are rejected.
+#[proc_macro_attribute]
+pub fn query(args: TokenStream, item: TokenStream) -> TokenStream {
+    query::attribute(args.into(), item.into()).into()
+}
+
+/// Registers an `async fn` as the handler of its query, served at
+/// `GET /queries/{name}`.
+///
+/// ```
+/// # use allframe::{Aggregate, Event, RecordedEvent};
+/// # use allframe::projection::{ApplyError, Change, Projection};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Event)]
+/// # enum AccountEvent { Opened { owner: String } }
+/// # #[derive(Default)]
+/// # struct Account;
+/// # impl Aggregate for Account {
+/// #     type Event = AccountEvent;
+/// #     const CATEGORY: &'static str = "account";
+/// #     fn apply(&mut self, _: &AccountEvent) {}
+/// # }
+/// # #[allframe::projection(name = "owners", key = account_id, indexed_by(owner))]
+/// # #[derive(Serialize, Deserialize)]
+/// # struct Owner { account_id: String, owner: String }
+/// # impl Projection for Owner {
+/// #     type Source = Account;
+/// #     fn apply(_: Option<&Self>, _: &AccountEvent, _: &RecordedEvent)
+/// #         -> Result<Change<Self>, ApplyError> { Ok(Change::Skip) }
+/// # }
+/// use allframe::projection::ListQuery;
+/// use allframe::{Projections, ProjectionError, query, query_handler};
+///
+/// #[query]
+/// #[derive(Deserialize, garde::Validate)]
+/// struct AccountsOf {
+///     #[garde(length(chars, min = 1))]
+///     owner: String,
+/// }
+///
+/// #[derive(Serialize, utoipa::ToSchema)]
+/// struct Accounts { items: Vec<Owner> }
+///
+/// #[query_handler]
+/// async fn accounts_of(query: AccountsOf, projections: &Projections)
+///     -> Result<Accounts, ProjectionError> {
+///     let page = projections
+///         .list::<Owner>(&ListQuery::new().filter("owner", query.owner))
+///         .await?;
+///     Ok(Accounts { items: page.items })
+/// }
+/// ```
+///
+/// Its parameters are the query (by value), the projections (by
+/// reference, to read rows by key, by index or page by page), then any
+/// number of `Dep<T>`; it returns `Result<Output, E>` where `Output` is
+/// `Serialize + utoipa::ToSchema` (projection rows implement `ToSchema`)
+/// and `E` a [`DomainError`](derive@DomainError), `allframe::ProjectionError`
+/// (any failure a 500) or `std::convert::Infallible`. The app refuses to
+/// start when a `Dep<T>` has no provider or two handlers answer one query.
+#[proc_macro_attribute]
+pub fn query_handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    query_handler::attribute(args.into(), item.into()).into()
 }

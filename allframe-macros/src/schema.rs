@@ -37,6 +37,17 @@ impl<'a> SchemaField<'a> {
     }
 }
 
+/// A struct's doc comments and the container serde options that shape its
+/// schema, for the mirror.
+pub(crate) fn struct_attrs(attrs: &[Attribute]) -> Vec<Attribute> {
+    attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("doc"))
+        .cloned()
+        .chain(crate::command::check::wire::container_attrs(attrs))
+        .collect()
+}
+
 /// Whether `attr` is a doc comment or `#[serde(...)]`.
 pub(crate) fn is_doc_or_serde(attr: &Attribute) -> bool {
     attr.path().is_ident("doc") || attr.path().is_ident("serde")

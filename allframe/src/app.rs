@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -16,6 +17,9 @@ use crate::http::correlation::correlate;
 use crate::http::events::{EventStreamConfig, EventStreams};
 use crate::http::health::health;
 use crate::http::openapi::Document;
+use crate::http::reads::{DEFAULT_READ_WAIT, ReadRoutes};
+use crate::projection::{ProjectionError, Projections, ProjectionsBuilder};
+use crate::query::{Queries, QueryRegistryError};
 use crate::store::EventStore;
 
 /// The default limit on a command body: 1 MiB.
@@ -28,6 +32,8 @@ pub struct App {
     router: Router,
     openapi: Document,
     events: Arc<EventStreams>,
+    projections: Projections,
+    queries: Queries,
 }
 
 impl App {
@@ -40,10 +46,15 @@ impl App {
             body_limit: DEFAULT_BODY_LIMIT,
             routes: None,
             events: EventStreamConfig::default(),
+            projections: None,
+            read_wait: DEFAULT_READ_WAIT,
         }
     }
 
-    /// The router: `POST /commands/{name}`, `GET /health`,
+    /// The router: `POST /commands/{name}`, `GET /projections/{name}`,
+    /// `GET /projections/{name}/{key}`, `GET /queries/{name}`,
+    /// `GET /admin/projections`, `POST /admin/projections/{name}/rebuild`
+    /// and `.../restart`, `GET /health`,
     /// `GET /openapi.json`, `GET /docs` (with the `swagger-ui` feature),
     /// `GET /events/ws`, `GET /events/sse` and the routes added with
     /// [`AppBuilder::routes`]. A plain axum `Router`: merge it, nest it
@@ -55,6 +66,17 @@ impl App {
     /// The OpenAPI 3.1 document served at `GET /openapi.json`.
     pub fn openapi(&self) -> &serde_json::Value {
         self.openapi.value()
+    }
+
+    /// The running projections (read them, list their status, rebuild
+    /// them); they stop when the app and every clone of this are dropped.
+    pub fn projections(&self) -> &Projections {
+        &self.projections
+    }
+
+    /// The registered queries, to run them from Rust.
+    pub fn queries(&self) -> &Queries {
+        &self.queries
     }
 
     /// The dispatcher, to run commands from Rust.
@@ -84,6 +106,9 @@ pub struct AppBuilder {
     /// `info`, `tags` and `servers`.
     routes: Option<OpenApiRouter>,
     events: EventStreamConfig,
+    /// `None`: every linked projection with default settings.
+    projections: Option<ProjectionsBuilder>,
+    read_wait: Duration,
 }
 
 impl AppBuilder {
@@ -129,6 +154,21 @@ impl AppBuilder {
         self
     }
 
+    /// Runs the projections `builder` configures (which ones, batch size,
+    /// storage) instead of every `#[projection]` linked into the program.
+    /// `Projections::builder(store).projections(vec![])` runs none.
+    pub fn projections(mut self, builder: ProjectionsBuilder) -> Self {
+        self.projections = Some(builder);
+        self
+    }
+
+    /// How long a read with `min_position` waits for the projections to
+    /// reach it before answering 503 (default 5 s).
+    pub fn read_wait(mut self, wait: Duration) -> Self {
+        self.read_wait = wait;
+        self
+    }
+
     /// Your own axum routes, served by the same router; their handlers can
     /// extract `Dep<T>`. Routes added to an [`OpenApiRouter`] with
     /// `#[utoipa::path]` appear in the OpenAPI document, whose `info`,
@@ -145,8 +185,8 @@ impl AppBuilder {
     }
 
     /// Runs the dependency factories, checks that every handler's
-    /// dependencies are provided and that each command has one handler,
-    /// and builds the router.
+    /// dependencies are provided and that each command and query has one
+    /// handler, starts the projections and builds the router.
     pub async fn build(self) -> Result<App, AppError> {
         let container = self.dependencies.build().await?;
         let dispatcher = Arc::new(
@@ -165,15 +205,27 @@ impl AppBuilder {
             .layer(DefaultBodyLimit::disable())
             .with_state(commands)
             .route("/health", get(health).with_state(self.store.clone()));
+        let container = Arc::new(dispatcher.container().clone());
+        let projections = self
+            .projections
+            .unwrap_or_else(|| Projections::builder(&*self.store))
+            .start()
+            .await?;
+        let queries = Queries::new(projections.clone(), container.clone())?;
+        let cqrs = cqrs.merge(crate::http::reads::routes(ReadRoutes {
+            projections: projections.clone(),
+            queries: queries.clone(),
+            wait: self.read_wait,
+        }));
         let (routes, base) = self.routes.unwrap_or_default().split_for_parts();
-        let openapi = Document::build(&dispatcher.describe(), base);
+        let openapi =
+            Document::build(&dispatcher.describe(), base).with_reads(&projections, &queries);
         let served = openapi.clone();
         let cqrs = cqrs.route("/openapi.json", get(move || async move { served }));
         #[cfg(feature = "swagger-ui")]
         let cqrs = cqrs.merge(crate::http::docs::routes());
         let events = EventStreams::new(self.store.clone(), self.events);
         let cqrs = cqrs.merge(crate::http::events::routes(events.clone()));
-        let container = Arc::new(dispatcher.container().clone());
         let router = cqrs
             .merge(routes)
             .layer(axum::Extension(container))
@@ -183,6 +235,8 @@ impl AppBuilder {
             router,
             openapi,
             events,
+            projections,
+            queries,
         })
     }
 }
@@ -193,6 +247,7 @@ impl std::fmt::Debug for AppBuilder {
             .field("config", &self.config)
             .field("body_limit", &self.body_limit)
             .field("events", &self.events)
+            .field("read_wait", &self.read_wait)
             .finish_non_exhaustive()
     }
 }
@@ -207,4 +262,10 @@ pub enum AppError {
     /// The handler registry or the dependency check failed.
     #[error(transparent)]
     Dispatcher(#[from] BuildError),
+    /// The projections could not start.
+    #[error(transparent)]
+    Projections(#[from] ProjectionError),
+    /// The query registry or its dependency check failed.
+    #[error(transparent)]
+    Queries(#[from] QueryRegistryError),
 }

@@ -8,6 +8,7 @@ pub mod di;
 mod event;
 pub mod http;
 pub mod projection;
+pub mod query;
 pub mod router;
 pub mod schema;
 pub mod store;
@@ -24,12 +25,15 @@ pub use di::{Container, Dep};
 pub use event::{DecodeError, DecodeErrorKind, Event, Metadata, NewEvent, RecordedEvent};
 pub use http::EventStreamConfig;
 pub use projection::{Change, Projection, ProjectionError, Projections};
+pub use query::{Queries, Query, QueryError, QueryHandler};
 pub use schema::WireSchema;
 pub use store::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError};
 pub use subscription::Subscription;
 
 #[cfg(feature = "macros")]
-pub use allframe_macros::{DomainError, Event, command, command_handler, projection};
+pub use allframe_macros::{
+    DomainError, Event, command, command_handler, projection, query, query_handler,
+};
 
 /// The names most programs need, in one import.
 pub mod prelude {
@@ -37,9 +41,9 @@ pub mod prelude {
         Aggregate, Command, CommandError, Container, Dep, DispatchOptions, Dispatcher, DomainError,
         Event, EventFilter, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
     };
-    pub use crate::{Change, Projection, Projections};
+    pub use crate::{Change, Projection, Projections, Query};
     #[cfg(feature = "macros")]
-    pub use allframe_macros::{command, command_handler, projection};
+    pub use allframe_macros::{command, command_handler, projection, query, query_handler};
 }
 
 /// Support for generated code. Not public API: it may change in any release.
@@ -49,6 +53,7 @@ pub mod __private {
     pub use crate::di::{Container, Dependency};
     pub use crate::event::{DecodeErrorKind, Event};
     pub use crate::projection::{ProjectionRegistration, Row, index_value};
+    pub use crate::query::{QueryHandler, QueryRegistration};
     pub use crate::schema::{Constraint, LengthMode, WireSchema};
     pub use futures_util::future::BoxFuture;
     pub use garde;

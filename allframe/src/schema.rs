@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::Schema;
 
 /// A JSON Schema and the named schemas it refers to as
 /// `#/components/schemas/{name}`.
@@ -127,6 +129,22 @@ impl WireSchema {
     /// The named schemas it refers to.
     pub fn components(&self) -> &BTreeMap<String, Value> {
         &self.components
+    }
+
+    /// The schema as utoipa's model, with the named schemas it refers to,
+    /// so a type described by a `WireSchema` can implement utoipa's
+    /// `ToSchema` and sit inside other utoipa-derived types.
+    #[allow(clippy::type_complexity)]
+    pub fn to_utoipa(&self) -> (RefOr<Schema>, Vec<(String, RefOr<Schema>)>) {
+        let convert = |value: &Value| {
+            serde_json::from_value(value.clone()).expect("a JSON Schema utoipa wrote reads back")
+        };
+        let components = self
+            .components
+            .iter()
+            .map(|(name, schema)| (name.clone(), convert(schema)))
+            .collect();
+        (convert(&self.schema), components)
     }
 
     /// Both parts, to move into a document.

@@ -1,10 +1,16 @@
 //! A store that fails on demand, around a real memory store: every
-//! operation gone (an unreachable database), or every append refused as a
-//! concurrency conflict (a stream hotter than the retries).
+//! operation gone (an unreachable database, projection rows included), or
+//! every append refused as a concurrency conflict (a stream hotter than the
+//! retries).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::collections::HashMap;
+
+use allframe::store::projections::{
+    Batch, Committed, Generation, Generations, ProjectionStore, RowQuery,
+};
 use allframe::store::{Claim, Completion, MemoryStore, Result};
 use allframe::{
     Appended, EventFilter, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
@@ -64,14 +70,88 @@ impl Faulty {
         &'a self,
         operation: impl FnOnce(&'a MemoryStore) -> BoxFuture<'a, Result<T>>,
     ) -> BoxFuture<'a, Result<T>> {
-        match self.fault() {
-            Some(Fault::Unreachable) => Box::pin(async {
-                Err(StoreError::Backend(
-                    "connection refused to db.internal:5432 as admin".into(),
-                ))
-            }),
-            _ => operation(&self.inner),
-        }
+        guarded(self.fault(), || operation(&self.inner))
+    }
+}
+
+/// `operation`, or the unreachable database's error.
+fn guarded<'a, T: Send + 'a>(
+    fault: Option<Fault>,
+    operation: impl FnOnce() -> BoxFuture<'a, Result<T>>,
+) -> BoxFuture<'a, Result<T>> {
+    match fault {
+        Some(Fault::Unreachable) => Box::pin(async {
+            Err(StoreError::Backend(
+                "connection refused to db.internal:5432 as admin".into(),
+            ))
+        }),
+        _ => operation(),
+    }
+}
+
+/// The memory store's projection rows, gone with the rest of the store
+/// while it is unreachable.
+struct FaultyRows {
+    inner: Arc<dyn ProjectionStore>,
+    fault: Arc<Mutex<Option<Fault>>>,
+}
+
+impl FaultyRows {
+    fn fault(&self) -> Option<Fault> {
+        *self.fault.lock().unwrap()
+    }
+}
+
+impl ProjectionStore for FaultyRows {
+    fn open<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<Generations>> {
+        guarded(self.fault(), || self.inner.open(projection))
+    }
+
+    fn load<'a>(
+        &'a self,
+        projection: &'a str,
+        generation: u64,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<HashMap<String, String>>> {
+        guarded(self.fault(), || {
+            self.inner.load(projection, generation, keys)
+        })
+    }
+
+    fn commit<'a>(&'a self, batch: Batch<'a>) -> BoxFuture<'a, Result<Committed>> {
+        guarded(self.fault(), || self.inner.commit(batch))
+    }
+
+    fn begin_rebuild<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<Generation>> {
+        guarded(self.fault(), || self.inner.begin_rebuild(projection))
+    }
+
+    fn swap<'a>(&'a self, projection: &'a str, generation: u64) -> BoxFuture<'a, Result<bool>> {
+        guarded(self.fault(), || self.inner.swap(projection, generation))
+    }
+
+    fn drop_old<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<()>> {
+        guarded(self.fault(), || self.inner.drop_old(projection))
+    }
+
+    fn get<'a>(
+        &'a self,
+        projection: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        guarded(self.fault(), || self.inner.get(projection, key))
+    }
+
+    fn list<'a>(
+        &'a self,
+        projection: &'a str,
+        query: &'a RowQuery,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>>> {
+        guarded(self.fault(), || self.inner.list(projection, query))
+    }
+
+    fn checkpoint<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<u64>> {
+        guarded(self.fault(), || self.inner.checkpoint(projection))
     }
 }
 
@@ -146,6 +226,13 @@ impl EventStore for Faulty {
     fn watch_head(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.watch_head()
     }
+    fn projection_store(&self) -> Option<Arc<dyn ProjectionStore>> {
+        Some(Arc::new(FaultyRows {
+            inner: self.inner.projection_store()?,
+            fault: self.fault.clone(),
+        }))
+    }
+
     fn shared(&self) -> Arc<dyn EventStore> {
         Arc::new(self.clone())
     }

@@ -525,7 +525,10 @@ async fn a_failing_store_gives_503_health_and_opaque_500s() {
         open: tokio::sync::Semaphore::new(0),
     };
     let store = Faulty::with(Fault::Unreachable);
+    // Unreachable from the start, the store cannot even open projections:
+    // this app runs none.
     let app = App::builder(&store)
+        .projections(allframe::Projections::builder(&store).projections(vec![]))
         .provide(gate)
         .provide(Interferer(store.shared(), AtomicU32::new(0)))
         .build()

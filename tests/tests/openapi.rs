@@ -8,6 +8,7 @@ extern crate bank;
 use std::collections::BTreeSet;
 use std::future::IntoFuture;
 
+use allframe::EventStore;
 use allframe::store::MemoryStore;
 use allframe_tests::faulty::{Fault, Faulty};
 use axum::body::Body;
@@ -59,7 +60,12 @@ fn documented(document: &Value) -> BTreeSet<(String, String, u16)> {
 #[tokio::test]
 async fn every_documented_status_is_produced_and_no_other() {
     let store = Faulty::new();
-    let app = bank::app(&store).build().await.unwrap();
+    // A short wait, so the unreachable `min_position`s answer 503 quickly.
+    let app = bank::app(&store)
+        .read_wait(std::time::Duration::from_millis(50))
+        .build()
+        .await
+        .unwrap();
     let router = app.router();
     let mut seen = Seen::default();
 
@@ -159,6 +165,8 @@ async fn every_documented_status_is_produced_and_no_other() {
     seen.websocket(addr, "/events/ws").await;
     seen.send(&router, "/events/sse", get("/events/sse")).await;
 
+    reads(&store, &app, &mut seen).await;
+
     let documented = documented(app.openapi());
     let only_documented: Vec<_> = documented.difference(&seen.0).collect();
     let only_seen: Vec<_> = seen.0.difference(&documented).collect();
@@ -166,6 +174,71 @@ async fn every_documented_status_is_produced_and_no_other() {
         only_documented.is_empty() && only_seen.is_empty(),
         "documented but never produced: {only_documented:?}\nproduced but not documented: {only_seen:?}"
     );
+}
+
+/// Every status of the projection, query and admin routes.
+async fn reads(store: &Faulty, app: &allframe::App, seen: &mut Seen) {
+    let router = app.router();
+    let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+    let admin = |path: &str| Request::post(path).body(Body::empty()).unwrap();
+    let id = open(&router, 5).await;
+    let head = store.head_position().await.unwrap();
+    let never = head + 1_000_000;
+    let row = "/projections/accounts/{account_id}";
+    let list = "/projections/accounts";
+    let query = "/queries/accounts-over";
+    let rebuild = "/admin/projections/{name}/rebuild";
+    let restart = "/admin/projections/{name}/restart";
+    // 200, 400, 404, 503; then 500 with the store gone.
+    let requests = [
+        (
+            row,
+            format!("/projections/accounts/{id}?min_position={head}"),
+        ),
+        (row, format!("/projections/accounts/{id}?limit=1")),
+        (row, "/projections/accounts/nope".to_owned()),
+        (
+            row,
+            format!("/projections/accounts/{id}?min_position={never}"),
+        ),
+        (list, "/projections/accounts?limit=2".to_owned()),
+        (list, "/projections/accounts?limit=0".to_owned()),
+        (list, format!("/projections/accounts?min_position={never}")),
+        (query, "/queries/accounts-over?min_balance=1".to_owned()),
+        (query, "/queries/accounts-over?min_balance=x".to_owned()),
+        (
+            query,
+            "/queries/accounts-over?min_balance=1&limit=0".to_owned(),
+        ),
+        (
+            query,
+            format!("/queries/accounts-over?min_balance=1&min_position={never}"),
+        ),
+        ("/admin/projections", "/admin/projections".to_owned()),
+    ];
+    for (path, uri) in &requests {
+        seen.send(&router, path, get(uri)).await;
+    }
+    for (path, action) in [(rebuild, "rebuild"), (restart, "restart")] {
+        let uri = format!("/admin/projections/accounts/{action}");
+        seen.send(&router, path, admin(&uri)).await;
+        let uri = format!("/admin/projections/nope/{action}");
+        seen.send(&router, path, admin(&uri)).await;
+    }
+    store.set(Some(Fault::Unreachable));
+    for (path, uri) in &requests[..1] {
+        seen.send(&router, path, get(uri)).await;
+    }
+    seen.send(&router, list, get(list)).await;
+    seen.send(&router, query, get("/queries/accounts-over?min_balance=1"))
+        .await;
+    seen.send(&router, "/admin/projections", get("/admin/projections"))
+        .await;
+    for (path, action) in [(rebuild, "rebuild"), (restart, "restart")] {
+        let uri = format!("/admin/projections/accounts/{action}");
+        seen.send(&router, path, admin(&uri)).await;
+    }
+    store.set(None);
 }
 
 /// The `(path, method, status)` of every response received.

@@ -11,9 +11,9 @@ use crate::case::{is_kebab_case, kebab_case};
 use crate::diagnostics::Errors;
 use options::{Options, invalid_name_message, options};
 
-mod lint;
+pub(crate) mod lint;
 mod options;
-mod wire;
+pub(crate) mod wire;
 
 /// A valid command.
 pub(super) struct Command<'a> {

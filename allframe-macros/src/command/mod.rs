@@ -8,7 +8,7 @@ use syn::DeriveInput;
 
 use crate::diagnostics::Errors;
 
-mod check;
+pub(crate) mod check;
 mod expand;
 mod parse;
 

@@ -118,7 +118,7 @@ fn missing(errors: &mut Errors, closing: Span, what: &str) {
 }
 
 /// `T` of `Dep<T>` (any path ending in `Dep`).
-fn dependency(ty: &Type) -> Option<&Type> {
+pub(crate) fn dependency(ty: &Type) -> Option<&Type> {
     let [argument] = <[&Type; 1]>::try_from(generic_arguments(ty, "Dep")?).ok()?;
     Some(argument)
 }
@@ -149,7 +149,7 @@ fn output<'a>(
 
 /// The type arguments of `ty` when it is a path whose last segment is
 /// `name` with only type arguments, e.g. `Vec<T>` or `std::vec::Vec<T>`.
-fn generic_arguments<'a>(ty: &'a Type, name: &str) -> Option<Vec<&'a Type>> {
+pub(crate) fn generic_arguments<'a>(ty: &'a Type, name: &str) -> Option<Vec<&'a Type>> {
     let Type::Path(TypePath { qself: None, path }) = ty else {
         return None;
     };

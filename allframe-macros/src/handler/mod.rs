@@ -9,9 +9,9 @@ use syn::ItemFn;
 
 use crate::diagnostics::Errors;
 
-mod check;
+pub(crate) mod check;
 mod expand;
-mod parse;
+pub(crate) mod parse;
 
 /// Expands `#[command_handler]` on `item`: the function, its handler type
 /// and registration; or the function and every error found. Nothing

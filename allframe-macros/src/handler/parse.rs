@@ -5,19 +5,19 @@ use proc_macro2::TokenStream;
 use syn::{FnArg, ItemFn, PatType, Receiver, ReturnType};
 
 /// The attribute and the function it is on, as written.
-pub(super) struct RawHandler<'a> {
+pub(crate) struct RawHandler<'a> {
     /// Whatever was written inside `#[command_handler(...)]`.
-    pub(super) args: TokenStream,
-    pub(super) function: &'a ItemFn,
+    pub(crate) args: TokenStream,
+    pub(crate) function: &'a ItemFn,
     /// `self` in any form, if the function is a method.
-    pub(super) receiver: Option<&'a Receiver>,
+    pub(crate) receiver: Option<&'a Receiver>,
     /// The typed parameters, in order.
-    pub(super) params: Vec<&'a PatType>,
-    pub(super) output: &'a ReturnType,
+    pub(crate) params: Vec<&'a PatType>,
+    pub(crate) output: &'a ReturnType,
 }
 
 /// Splits `function`'s signature into the parts the check looks at.
-pub(super) fn parse(args: TokenStream, function: &ItemFn) -> RawHandler<'_> {
+pub(crate) fn parse(args: TokenStream, function: &ItemFn) -> RawHandler<'_> {
     let mut receiver = None;
     let mut params = Vec::new();
     for input in &function.sig.inputs {

@@ -6,7 +6,7 @@
 use proc_macro2::Span;
 use quote::quote;
 use syn::ext::IdentExt;
-use syn::{Data, Expr, ExprLit, ExprPath, Fields, Ident, Lit, Type};
+use syn::{Attribute, Data, Expr, ExprLit, ExprPath, Fields, FieldsNamed, Ident, Lit, Type};
 
 use super::parse::{Form, RawOption, RawProjection};
 use crate::case::is_kebab_case;
@@ -23,6 +23,10 @@ pub(super) struct Projection<'a> {
     pub(super) key: (&'a Ident, &'a Type),
     /// The indexed fields, in the order written.
     pub(super) indexed: Vec<&'a Ident>,
+    /// Every field, for the row's schema.
+    pub(super) fields: &'a FieldsNamed,
+    /// The struct's doc comments and the serde options that shape rows.
+    pub(super) schema_attrs: Vec<Attribute>,
 }
 
 /// The struct's named fields.
@@ -164,6 +168,8 @@ pub(super) fn check<'a>(raw: &'a RawProjection<'a>, errors: &mut Errors) -> Opti
         name: name?,
         key: key?,
         indexed,
+        fields: named,
+        schema_attrs: crate::schema::struct_attrs(&input.attrs),
     })
 }
 

@@ -14,6 +14,7 @@ use syn::spanned::Spanned;
 use syn::{DeriveInput, parse_quote};
 
 use super::check::Projection;
+use crate::schema::SchemaField;
 
 /// The `Row` impl and the registration.
 pub(super) fn expand(projection: &Projection<'_>) -> TokenStream {
@@ -22,6 +23,7 @@ pub(super) fn expand(projection: &Projection<'_>) -> TokenStream {
         name,
         key: (key, key_type),
         indexed,
+        ..
     } = projection;
     let private = quote!(::allframe::__private);
     let key_name = key.unraw().to_string();
@@ -37,6 +39,7 @@ pub(super) fn expand(projection: &Projection<'_>) -> TokenStream {
         }
     });
     let count = indexed.len();
+    let schema = schema(projection);
     let row_name = ident.unraw().to_string();
     let registration = quote_spanned! {ident.span()=>
         #private::ProjectionRegistration::new::<#ident>(
@@ -58,12 +61,51 @@ pub(super) fn expand(projection: &Projection<'_>) -> TokenStream {
                 #(#entries)*
                 __entries
             }
+
+            fn schema() -> #private::WireSchema {
+                #schema
+            }
+        }
+
+        // Rows are answers too: a query's output type can hold them.
+        impl #private::utoipa::PartialSchema for #ident {
+            fn schema() -> #private::utoipa::openapi::RefOr<#private::utoipa::openapi::schema::Schema> {
+                <Self as #private::Row>::schema().to_utoipa().0
+            }
+        }
+
+        impl #private::utoipa::ToSchema for #ident {
+            fn name() -> ::std::borrow::Cow<'static, str> {
+                ::std::borrow::Cow::Borrowed(#row_name)
+            }
+
+            fn schemas(
+                schemas: &mut ::std::vec::Vec<(
+                    ::std::string::String,
+                    #private::utoipa::openapi::RefOr<#private::utoipa::openapi::schema::Schema>,
+                )>,
+            ) {
+                schemas.extend(<Self as #private::Row>::schema().to_utoipa().1);
+            }
         }
 
         #private::inventory::submit! {
             #registration
         }
     }
+}
+
+/// The row's schema through the shared mirror: serde names the fields.
+fn schema(projection: &Projection<'_>) -> TokenStream {
+    let fields: Vec<SchemaField<'_>> = projection
+        .fields
+        .named
+        .iter()
+        .filter_map(SchemaField::of)
+        .collect();
+    let attrs: Vec<&syn::Attribute> = projection.schema_attrs.iter().collect();
+    let fields: Vec<&SchemaField<'_>> = fields.iter().collect();
+    crate::schema::object(&attrs, &fields, &[])
 }
 
 /// A `Row` impl for a row whose attribute has mistakes, so the user's

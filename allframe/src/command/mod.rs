@@ -18,7 +18,7 @@ use crate::schema::WireSchema;
 
 mod cycle;
 mod dispatch;
-mod error;
+pub(crate) mod error;
 mod idempotency;
 mod options;
 pub(crate) mod registry;

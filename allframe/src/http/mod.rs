@@ -1,6 +1,7 @@
 //! The HTTP surface: one small module per route family, assembled into an
 //! axum `Router` by [`crate::App`].
 
+mod admin;
 pub(crate) mod commands;
 pub(crate) mod correlation;
 #[cfg(feature = "swagger-ui")]
@@ -11,6 +12,8 @@ mod fanout;
 pub(crate) mod health;
 pub(crate) mod openapi;
 pub mod problem;
+mod queries;
+pub(crate) mod reads;
 pub(crate) mod sse;
 pub(crate) mod stream_params;
 pub(crate) mod ws;
@@ -20,3 +23,4 @@ pub use correlation::CorrelationId;
 pub use events::EventStreamConfig;
 pub use health::Health;
 pub use problem::{PROBLEM_JSON, Problem};
+pub use reads::{ALLFRAME_POSITION, DEFAULT_READ_WAIT};

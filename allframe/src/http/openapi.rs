@@ -15,6 +15,8 @@ use serde_json::{Map, Value, json};
 
 use crate::command::registry::Description;
 
+mod reads;
+
 /// The built document, serialized once.
 #[derive(Debug, Clone)]
 pub(crate) struct Document {

@@ -62,6 +62,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::event::RecordedEvent;
+use crate::schema::WireSchema;
 
 mod apply;
 mod error;
@@ -116,6 +117,12 @@ pub trait Row: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// [`INDEXED_BY`](Self::INDEXED_BY) that has a value (see
     /// [`index_value`]).
     fn index(&self) -> Vec<(&'static str, String)>;
+
+    /// The JSON Schema of a row, for the OpenAPI document. `#[projection]`
+    /// writes it from the fields; by hand it may stay a bare object.
+    fn schema() -> WireSchema {
+        WireSchema::new(serde_json::json!({ "type": "object" }))
+    }
 }
 
 /// A read model: rows of `Self`, changed by the events of its [`Source`].

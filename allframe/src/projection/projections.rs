@@ -82,13 +82,13 @@ impl ProjectionsBuilder {
     /// projection's storage and starts one task per projection. Must be
     /// called inside a Tokio runtime.
     pub async fn start(self) -> Result<Projections, ProjectionError> {
-        let storage = self
-            .storage
-            .or_else(|| self.store.projection_store())
-            .ok_or(ProjectionError::NoStorage)?;
         let registrations = registry::collect(self.registrations.unwrap_or_else(registry::linked))?;
         let mut slots = BTreeMap::new();
+        // Running no projections needs no storage: a store without any
+        // can still serve an app that has no read models.
+        let storage = self.storage.or_else(|| self.store.projection_store());
         for (name, registration) in registrations {
+            let storage = storage.clone().ok_or(ProjectionError::NoStorage)?;
             let generations = storage.open(name).await?;
             let slot = Arc::new(Slot {
                 registration,
@@ -250,6 +250,17 @@ impl Projections {
         let slot = self.slot(name)?;
         let row = slot.storage.get(name, key).await?;
         row.map(|json| raw(name, json)).transpose()
+    }
+
+    /// The row of projection `name` under `key`, as the JSON text the
+    /// store keeps: what HTTP sends, without parsing it again.
+    pub(crate) async fn get_text(
+        &self,
+        name: &str,
+        key: &str,
+    ) -> Result<Option<String>, ProjectionError> {
+        let slot = self.slot(name)?;
+        Ok(slot.storage.get(name, key).await?)
     }
 
     /// The row of projection `P` under `key`.

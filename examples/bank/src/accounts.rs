@@ -1,8 +1,9 @@
 //! The `accounts` projection: one row per account with its owner, email,
-//! balance and whether it is open, listed by owner.
+//! balance and whether it is open, listed by owner; and the
+//! `accounts-over` query over it.
 
-use allframe::projection::{ApplyError, Change, Projection};
-use allframe::{RecordedEvent, projection};
+use allframe::projection::{ApplyError, Change, ListQuery, MAX_LIMIT, Projection};
+use allframe::{ProjectionError, Projections, RecordedEvent, projection, query, query_handler};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Account, AccountEvent};
@@ -58,6 +59,55 @@ impl Projection for AccountRow {
         }
         Ok(Change::Upsert(row))
     }
+}
+
+/// Accounts holding at least `min_balance`, in id order.
+#[query(name = "accounts-over")]
+#[derive(Debug, Deserialize, garde::Validate)]
+pub struct AccountsOver {
+    /// The least balance, in cents.
+    #[garde(skip)]
+    pub min_balance: u64,
+    /// How many accounts to answer with, at most (default 50).
+    #[garde(range(min = 1, max = 1000))]
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+/// The accounts a query found.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Accounts {
+    /// The accounts, in id order.
+    pub items: Vec<AccountRow>,
+}
+
+/// Scans the `accounts` rows page by page: balances are not indexed, and
+/// a bank this size reads them all faster than it could keep an index.
+#[query_handler]
+pub async fn accounts_over(
+    query: AccountsOver,
+    projections: &Projections,
+) -> Result<Accounts, ProjectionError> {
+    let mut items = Vec::new();
+    let mut page = ListQuery::new().limit(MAX_LIMIT);
+    loop {
+        let rows = projections.list::<AccountRow>(&page).await?;
+        items.extend(
+            rows.items
+                .into_iter()
+                .filter(|row| row.balance >= query.min_balance),
+        );
+        match rows.next_cursor {
+            Some(cursor) if items.len() < query.limit => page = page.cursor(Some(cursor)),
+            _ => break,
+        }
+    }
+    items.truncate(query.limit);
+    Ok(Accounts { items })
 }
 
 #[cfg(test)]

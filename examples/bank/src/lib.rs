@@ -3,8 +3,8 @@
 //! [`domain`] is everything the bank knows about accounts — events, the
 //! account aggregate, commands, their handlers and the refusals — written
 //! with AllFrame's macros and nothing else; [`accounts`] is the read model
-//! of them. [`app`] starts the service's builder with its one plain route,
-//! `GET /about`; the binary runs the projections and serves it.
+//! of them and the query over it. [`app`] starts the service's builder with
+//! its one plain route, `GET /about`; building it starts the projections.
 use allframe::Dep;
 use allframe::router::{OpenApiRouter, routes};
 use axum::Json;
@@ -43,8 +43,13 @@ async fn about(about: Dep<About>) -> Json<About> {
 
 /// The bank app over `store`. Naming this function also links the domain's
 /// handlers (they register themselves) into whatever binary calls it.
+///
+/// It names its one projection rather than running every one linked in,
+/// so a test binary that links other projections still serves (and
+/// documents) exactly the bank's.
 pub fn app(store: &dyn allframe::EventStore) -> allframe::AppBuilder {
     allframe::App::builder(store)
+        .projections(allframe::Projections::builder(store).projection::<accounts::AccountRow>())
         .provide(About {
             name: env!("CARGO_PKG_NAME"),
             version: env!("CARGO_PKG_VERSION"),

@@ -86,9 +86,8 @@ async fn main() -> ExitCode {
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let store = open_store(&args.database_url).await?;
+    // Also starts every projection (the bank's `accounts`).
     let app = bank::app(&*store).build().await?;
-    // Runs every projection (the bank's `accounts`) for as long as it is kept.
-    let projections = allframe::Projections::builder(&*store).start().await?;
     let router = app.router().layer(TraceLayer::new_for_http());
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
@@ -101,8 +100,15 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("  docs:     http://{addr}/docs  (OpenAPI: http://{addr}/openapi.json)");
     println!("  events:   ws://{addr}/events/ws?after=0  ·  GET http://{addr}/events/sse?after=0");
+    println!(
+        "  reads:    GET  http://{addr}/projections/accounts[/{{account_id}}]  ·  GET http://{addr}/queries/accounts-over?min_balance=0"
+    );
+    println!("  admin:    GET  http://{addr}/admin/projections");
     println!("  health:   GET  http://{addr}/health");
-    println!("  projections running: {}", projections.names().join(", "));
+    println!(
+        "  projections running: {}",
+        app.projections().names().join(", ")
+    );
     // axum does not track upgraded WebSockets, and waits for SSE responses
     // to end: close the event streams before it finishes shutting down.
     axum::serve(listener, router)
@@ -111,7 +117,6 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             app.shutdown().await;
         })
         .await?;
-    drop(projections);
     println!("bank stopped");
     Ok(())
 }

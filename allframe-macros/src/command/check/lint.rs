@@ -17,7 +17,7 @@ const MESSAGE: &str = "write `length(chars, ...)` so the limit counts characters
 /// plainly a collection (`Vec<T>`, maps, sets, arrays, slices, or an
 /// `Option` of one) counts items, means the same in JSON Schema and is left
 /// alone; `inner(length(...))` is checked, as it usually limits strings.
-pub(super) fn garde_length_modes(fields: &FieldsNamed, errors: &mut Errors) {
+pub(crate) fn garde_length_modes(fields: &FieldsNamed, errors: &mut Errors) {
     for field in &fields.named {
         let collection = is_collection(&field.ty);
         for tokens in garde_rules(field) {

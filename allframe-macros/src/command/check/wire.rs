@@ -12,7 +12,7 @@ use syn::meta::ParseNestedMeta;
 use syn::{Attribute, FieldsNamed, LitStr, Token};
 
 /// `(rust name, wire name)` of every field whose names differ.
-pub(super) fn wire_names(
+pub(crate) fn wire_names(
     struct_attrs: &[Attribute],
     fields: &FieldsNamed,
 ) -> Vec<(String, String)> {
@@ -35,7 +35,7 @@ pub(super) fn wire_names(
 /// rebuilt as attributes for the schema mirror: `rename_all` and
 /// `deny_unknown_fields`. Others (`default`, `from`, `bound`, …) would ask
 /// the mirror for impls it does not have, and do not change the schema.
-pub(super) fn container_attrs(struct_attrs: &[Attribute]) -> Vec<Attribute> {
+pub(crate) fn container_attrs(struct_attrs: &[Attribute]) -> Vec<Attribute> {
     let mut attrs: Vec<Attribute> = Vec::new();
     if let Some(rule) = serde_value(struct_attrs, "rename_all") {
         attrs.push(syn::parse_quote!(#[serde(rename_all = #rule)]));

@@ -1,0 +1,107 @@
+//! Stage 3: writes, beside the untouched function, a hidden unit struct
+//! implementing `QueryHandler` by calling it, and its registration.
+//!
+//! The user's types keep their own spans, so a first parameter that is not
+//! a `Query`, an output that is not `ToSchema` or an error that is not a
+//! `DomainError` is reported at the token that names it.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+
+use super::check::Handler;
+
+/// The handler type, its impl and its registration.
+pub(super) fn expand(handler: &Handler<'_>) -> TokenStream {
+    let Handler {
+        vis,
+        ident,
+        query,
+        projections,
+        output,
+        error,
+        ..
+    } = handler;
+    let name = ident.unraw().to_string();
+    let handler_type = format_ident!("__AllFrameQueryHandler_{}", name);
+    let private = quote!(::allframe::__private);
+
+    let query_type = quote_spanned!(query.span()=> type Query = #query;);
+    let output_type = quote_spanned!(output.span()=> type Output = #output;);
+    let error_type = quote_spanned!(error.span()=> type Error = #error;);
+    let projections_check =
+        quote_spanned!(projections.span()=> let __projections: #projections = __projections;);
+    let dependencies = handler
+        .dependencies
+        .iter()
+        .map(|ty| quote_spanned!(ty.span()=> #private::Dependency::of::<#ty>()));
+    let bindings: Vec<_> = (0..handler.dependencies.len())
+        .map(|i| format_ident!("__dependency{i}"))
+        .collect();
+    let resolve = handler
+        .dependencies
+        .iter()
+        .zip(&bindings)
+        .map(|(ty, binding)| {
+            quote_spanned! {ty.span()=>
+                let #binding = match __dependencies.get::<#ty>() {
+                    ::core::option::Option::Some(__dependency) => __dependency,
+                    ::core::option::Option::None => {
+                        return ::core::result::Result::Err(
+                            ::allframe::query::QueryError::MissingDependency(
+                                ::core::any::type_name::<#ty>(),
+                            ),
+                        );
+                    }
+                };
+            }
+        });
+    // A future that is not `Send` is the function's doing.
+    let future = quote_spanned! {ident.span()=>
+        ::std::boxed::Box::pin(async move {
+            #(#resolve)*
+            #projections_check
+            #ident(__query, __projections, #(#bindings),*)
+                .await
+                .map_err(::allframe::query::QueryError::Domain)
+        })
+    };
+    let implementation = quote_spanned! {query.span()=>
+        impl #private::QueryHandler for #handler_type {
+            #query_type
+            #output_type
+            #error_type
+            const DEPENDENCIES: &'static [#private::Dependency] = &[#(#dependencies),*];
+
+            fn handle<'a>(
+                &'a self,
+                __query: Self::Query,
+                __projections: &'a ::allframe::Projections,
+                __dependencies: &'a #private::Container,
+            ) -> #private::BoxFuture<
+                'a,
+                ::core::result::Result<Self::Output, ::allframe::query::QueryError<Self::Error>>,
+            > {
+                #future
+            }
+        }
+    };
+    let registration = quote_spanned! {query.span()=>
+        #private::QueryRegistration::new::<#handler_type>(
+            ::core::concat!(::core::module_path!(), "::", #name)
+        )
+    };
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_camel_case_types)]
+        #[derive(::core::default::Default)]
+        #vis struct #handler_type;
+
+        #implementation
+
+        #private::inventory::submit! {
+            #registration
+        }
+    }
+}

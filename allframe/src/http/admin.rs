@@ -1,0 +1,53 @@
+//! `GET /admin/projections` lists every projection's progress;
+//! `POST /admin/projections/{name}/rebuild` starts a rebuild and
+//! `POST /admin/projections/{name}/restart` restarts a failed projection
+//! from its checkpoint. Both answer 202 with the projection's status:
+//! the work goes on in the background.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::reads::{ReadRoutes, problem};
+
+/// The admin routes, over the read routes' state.
+pub(super) fn routes() -> Router<ReadRoutes> {
+    Router::new()
+        .route("/admin/projections", get(list))
+        .route("/admin/projections/{name}/rebuild", post(rebuild))
+        .route("/admin/projections/{name}/restart", post(restart))
+}
+
+async fn list(State(reads): State<ReadRoutes>) -> Response {
+    match reads.projections.status().await {
+        Ok(status) => axum::Json(status).into_response(),
+        Err(error) => problem(error).into_response(),
+    }
+}
+
+async fn rebuild(State(reads): State<ReadRoutes>, Path(name): Path<String>) -> Response {
+    let started = async {
+        reads.projections.rebuild(&name).await?;
+        reads.projections.status_of(&name).await
+    };
+    accepted(started.await)
+}
+
+async fn restart(State(reads): State<ReadRoutes>, Path(name): Path<String>) -> Response {
+    let started = async {
+        reads.projections.restart(&name)?;
+        reads.projections.status_of(&name).await
+    };
+    accepted(started.await)
+}
+
+fn accepted(
+    status: Result<crate::projection::ProjectionStatus, crate::ProjectionError>,
+) -> Response {
+    match status {
+        Ok(status) => (StatusCode::ACCEPTED, axum::Json(status)).into_response(),
+        Err(error) => problem(error).into_response(),
+    }
+}

@@ -1,0 +1,301 @@
+//! `GET /projections/{name}/{key}` and `GET /projections/{name}`: a
+//! projection's rows by key, or a page of them in key order, filtered by
+//! one indexed field.
+//!
+//! Every answer carries `AllFrame-Position`, the checkpoint the rows
+//! reflect (read before the rows, so they reflect at least that); so does
+//! a 404 for a key without a row.
+//! `min_position=N` first waits, bounded, until the checkpoint is at least
+//! `N`: a client that saw its command recorded at `N` reads its own write.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+
+use super::problem::Problem;
+use crate::projection::{DEFAULT_LIMIT, ListQuery, ProjectionError, Projections};
+use crate::query::Queries;
+
+/// `AllFrame-Position`: the position every event up to which a read
+/// reflects.
+pub const ALLFRAME_POSITION: HeaderName = HeaderName::from_static("allframe-position");
+/// The longest a read waits for `min_position` by default.
+pub const DEFAULT_READ_WAIT: Duration = Duration::from_secs(5);
+/// The parameter asking a read to wait for a position.
+const MIN_POSITION: &str = "min_position";
+
+/// What the read routes need.
+#[derive(Clone)]
+pub(crate) struct ReadRoutes {
+    pub(crate) projections: Projections,
+    pub(crate) queries: Queries,
+    /// How long `min_position` may wait.
+    pub(crate) wait: Duration,
+}
+
+/// The projection, query and admin routes.
+pub(crate) fn routes(reads: ReadRoutes) -> Router {
+    Router::new()
+        .route("/projections/{name}", get(list))
+        .route("/projections/{name}/{key}", get(get_row))
+        .route("/queries/{name}", get(super::queries::query))
+        .merge(super::admin::routes())
+        .with_state(reads)
+}
+
+async fn get_row(
+    State(reads): State<ReadRoutes>,
+    Path((name, key)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let read = async {
+        known(&reads.projections, &name)?;
+        let mut parameters = parameters(raw.as_deref())?;
+        let min_position = take_min_position(&mut parameters)?;
+        if let Some((unknown, _)) = parameters.first() {
+            return Err(Problem::bad_request(
+                "unknown-parameter",
+                format!("a row is read by key alone; `{unknown}` is not a parameter here"),
+            ));
+        }
+        let position = settle(&reads, &name, min_position).await?;
+        let row = reads
+            .projections
+            .get_text(&name, &key)
+            .await
+            .map_err(problem)?;
+        let Some(row) = row else {
+            // A miss is an answer too: the position says how fresh it is,
+            // so a client can tell "not yet" from "not there".
+            let mut response = Problem::not_found(
+                "row-not-found",
+                format!("projection `{name}` has no row under key `{key}`"),
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(ALLFRAME_POSITION, HeaderValue::from(position));
+            return Ok(response);
+        };
+        Ok(json_text(row, position))
+    };
+    finish(read.await)
+}
+
+async fn list(
+    State(reads): State<ReadRoutes>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let read = async {
+        let indexed = known(&reads.projections, &name)?;
+        let mut parameters = parameters(raw.as_deref())?;
+        let min_position = take_min_position(&mut parameters)?;
+        let mut query = ListQuery::new();
+        let mut seen = Vec::new();
+        for (key, value) in parameters {
+            if seen.contains(&key) {
+                return Err(bad(
+                    "duplicate-parameter",
+                    format!("`{key}` is given twice"),
+                ));
+            }
+            seen.push(key.clone());
+            match key.as_str() {
+                "limit" => {
+                    let limit = value.parse().map_err(|_| {
+                        bad(
+                            "invalid-limit",
+                            format!("`limit` must be a whole number, got `{value}`"),
+                        )
+                    })?;
+                    query = query.limit(limit);
+                }
+                "cursor" => query = query.cursor(Some(value)),
+                field if indexed.contains(&field) => {
+                    if query.filter.is_some() {
+                        return Err(bad(
+                            "too-many-filters",
+                            "filter by one indexed field at a time",
+                        ));
+                    }
+                    query = query.filter(field, value);
+                }
+                other => {
+                    return Err(bad(
+                        "unknown-parameter",
+                        format!(
+                            "`{other}` is not a parameter of `{name}`: use `limit` (default \
+                             {DEFAULT_LIMIT}), `cursor`, `{MIN_POSITION}` or an indexed field ({})",
+                            indexed.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        let position = settle(&reads, &name, min_position).await?;
+        let page = reads
+            .projections
+            .list_json(&name, &query)
+            .await
+            .map_err(problem)?;
+        Ok(json(&page, position))
+    };
+    finish(read.await)
+}
+
+/// The indexed fields of projection `name`, or 404.
+fn known(projections: &Projections, name: &str) -> Result<&'static [&'static str], Problem> {
+    projections
+        .registration(name)
+        .map(|registration| registration.indexed_by())
+        .map_err(problem)
+}
+
+/// Waits for `min_position` if given, then reads the checkpoint.
+async fn settle(reads: &ReadRoutes, name: &str, min_position: Option<u64>) -> Result<u64, Problem> {
+    if let Some(position) = min_position {
+        reads
+            .projections
+            .wait_for(name, position, reads.wait)
+            .await
+            .map_err(problem)?;
+    }
+    reads.projections.checkpoint(name).map_err(problem)
+}
+
+fn bad(code: &str, detail: impl Into<String>) -> Problem {
+    Problem::bad_request(code, detail)
+}
+
+/// The answer, or its problem; a 503 says when to retry.
+pub(super) fn finish(result: Result<Response, Problem>) -> Response {
+    let problem = match result {
+        Ok(response) => return response,
+        Err(problem) => problem,
+    };
+    let retry = problem.status == 503;
+    let mut response = problem.into_response();
+    if retry {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// The query string's pairs, decoded.
+pub(super) fn parameters(raw: Option<&str>) -> Result<Vec<(String, String)>, Problem> {
+    serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|error| {
+        bad(
+            "invalid-query-string",
+            format!("the query string does not parse: {error}"),
+        )
+    })
+}
+
+/// Removes `min_position` from `parameters` and parses it.
+pub(super) fn take_min_position(
+    parameters: &mut Vec<(String, String)>,
+) -> Result<Option<u64>, Problem> {
+    let mut found = None;
+    for (key, value) in parameters.extract_if(.., |(key, _)| key == MIN_POSITION) {
+        if found.is_some() {
+            return Err(bad(
+                "duplicate-parameter",
+                format!("`{key}` is given twice"),
+            ));
+        }
+        let position = value.parse::<u64>().map_err(|_| {
+            bad(
+                "invalid-min-position",
+                format!("`{MIN_POSITION}` must be a position (a whole number), got `{value}`"),
+            )
+        })?;
+        found = Some(position);
+    }
+    Ok(found)
+}
+
+/// A 200 JSON answer labelled with the position it reflects.
+pub(super) fn json(body: &impl Serialize, position: u64) -> Response {
+    json_text(
+        serde_json::to_string(body).expect("rows and pages serialize"),
+        position,
+    )
+}
+
+/// A 200 answer of JSON text labelled with the position it reflects.
+fn json_text(body: String, position: u64) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(ALLFRAME_POSITION, HeaderValue::from(position));
+    response
+}
+
+/// The answer for a projection error: the client's mistakes as 4xx, a
+/// missed `min_position` as 503 with `Retry-After`, the rest as a logged
+/// 500.
+pub(super) fn problem(error: ProjectionError) -> Problem {
+    match &error {
+        ProjectionError::Unknown(name) => Problem::not_found(
+            "unknown-projection",
+            format!("there is no projection `{name}`"),
+        ),
+        ProjectionError::NotIndexed { .. } => bad("not-indexed", error.to_string()),
+        ProjectionError::InvalidLimit { .. } => bad("invalid-limit", error.to_string()),
+        ProjectionError::InvalidCursor => bad(
+            "invalid-cursor",
+            "`cursor` must be a `next_cursor` this API returned",
+        ),
+        ProjectionError::NotReached { .. } => not_reached(error.to_string()),
+        _ => {
+            tracing::error!(%error, source = ?std::error::Error::source(&error), "read failed");
+            Problem::internal()
+        }
+    }
+}
+
+/// 503 for a read whose `min_position` was not reached in time
+/// ([`finish`] adds `Retry-After`).
+fn not_reached(detail: String) -> Problem {
+    Problem::new(503, "position-not-reached", "Not caught up yet", detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parameters, take_min_position};
+
+    #[test]
+    fn min_position_is_taken_out_and_checked() {
+        let mut pairs = parameters(Some("owner=Ada%20L&min_position=7&limit=2")).unwrap();
+        assert_eq!(take_min_position(&mut pairs).unwrap(), Some(7));
+        assert_eq!(
+            pairs,
+            [
+                ("owner".into(), "Ada L".into()),
+                ("limit".into(), "2".into())
+            ]
+        );
+        let mut none = parameters(None).unwrap();
+        assert_eq!(take_min_position(&mut none).unwrap(), None);
+        for bad in [
+            "min_position=x",
+            "min_position=-1",
+            "min_position=1&min_position=2",
+        ] {
+            let mut pairs = parameters(Some(bad)).unwrap();
+            let problem = take_min_position(&mut pairs).unwrap_err();
+            assert_eq!(problem.status, 400, "{bad}");
+        }
+    }
+}
