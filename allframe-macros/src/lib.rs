@@ -318,7 +318,9 @@ pub fn derive_domain_error(input: TokenStream) -> TokenStream {
 ///   value is indexed as text (a JSON string as itself, other values as
 ///   their JSON); a `None` is not indexed.
 ///
-/// Fields are named by their Rust names. The struct must be a
+/// The options name fields by their Rust names; clients see them by their
+/// serde names (`#[serde(rename)]`, `rename_all`): `Row::KEY`,
+/// `Row::INDEXED_BY` and the list filters use those. The struct must be a
 /// non-generic struct with named fields deriving `Serialize` and
 /// `Deserialize`, and must implement `allframe::projection::Projection`.
 ///

@@ -14,6 +14,7 @@ use syn::spanned::Spanned;
 use syn::{DeriveInput, parse_quote};
 
 use super::check::Projection;
+use crate::command::check::wire::wire_names;
 use crate::schema::SchemaField;
 
 /// The `Row` impl and the registration.
@@ -26,8 +27,18 @@ pub(super) fn expand(projection: &Projection<'_>) -> TokenStream {
         ..
     } = projection;
     let private = quote!(::allframe::__private);
-    let key_name = key.unraw().to_string();
-    let indexed_names: Vec<String> = indexed.iter().map(|i| i.unraw().to_string()).collect();
+    // Clients name the key and the filters as they see the fields: by
+    // their serde names.
+    let renamed = wire_names(&projection.schema_attrs, projection.fields);
+    let wire_name = |field: &syn::Ident| {
+        let rust = field.unraw().to_string();
+        renamed
+            .iter()
+            .find(|(name, _)| *name == rust)
+            .map_or(rust.clone(), |(_, wire)| wire.clone())
+    };
+    let key_name = wire_name(key);
+    let indexed_names: Vec<String> = indexed.iter().map(|field| wire_name(field)).collect();
     let key_string = quote_spanned! {key_type.span()=>
         <#key_type as ::std::string::ToString>::to_string(&self.#key)
     };

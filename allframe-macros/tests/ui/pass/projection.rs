@@ -1,5 +1,6 @@
-//! A projection over two aggregates, with a renamed key type and an
-//! optional indexed field, run for real over the memory store.
+//! A projection over two aggregates, with a raw-identifier key and an
+//! optional indexed field that serde renames (clients filter by the serde
+//! name), run for real over the memory store.
 use std::time::Duration;
 
 use allframe::projection::{ApplyError, ListQuery, OneOf2, Projection, Row};
@@ -39,6 +40,7 @@ impl Aggregate for Badge {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct UserBadges {
     r#user: u64,
+    #[serde(rename = "squad")]
     team: Option<String>,
     badges: u32,
 }
@@ -76,7 +78,7 @@ impl Projection for UserBadges {
 #[tokio::main]
 async fn main() {
     assert_eq!(UserBadges::KEY, "user");
-    assert_eq!(UserBadges::INDEXED_BY, ["team", "badges"]);
+    assert_eq!(UserBadges::INDEXED_BY, ["squad", "badges"]);
     let store = MemoryStore::new();
     let registered = |team: Option<&str>| {
         NewEvent::from_event(&UserEvent::Registered { team: team.map(Into::into) }).unwrap()
@@ -98,7 +100,7 @@ async fn main() {
     let seven = projections.get::<UserBadges>("7").await.unwrap().unwrap();
     assert_eq!((seven.badges, seven.team.as_deref()), (1, Some("red")));
     let red = projections
-        .list::<UserBadges>(&ListQuery::new().filter("team", "red"))
+        .list::<UserBadges>(&ListQuery::new().filter("squad", "red"))
         .await
         .unwrap();
     assert_eq!(red.items, [seven]);
