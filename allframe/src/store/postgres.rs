@@ -96,9 +96,10 @@ sql_event_store! {
     store: PostgresStore,
     database: Postgres,
     select_events: SELECT_EVENTS,
+    select_end: "",
     stream_version: "SELECT COALESCE(MAX(version), 0) FROM allframe_events WHERE stream_id = $1",
     head: "SELECT position FROM allframe_head",
-    event_row: event_row,
+    events: events,
 }
 
 impl PostgresStore {
@@ -310,6 +311,10 @@ fn quote_identifier(name: &str) -> Result<String> {
         ));
     }
     Ok(format!("\"{name}\""))
+}
+
+fn events(rows: Vec<PgRow>) -> Result<Vec<RecordedEvent>> {
+    rows.iter().map(event_row).collect()
 }
 
 fn event_row(row: &PgRow) -> Result<RecordedEvent> {

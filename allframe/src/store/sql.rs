@@ -187,8 +187,9 @@ pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
 /// SQLite and PostgreSQL differ only in their connection set-up, their
 /// writer and a few statements; everything else about the two stores is
 /// this one definition. `select_events` is the `SELECT … FROM
-/// allframe_events` that rows are decoded from by `event_row`, `head` reads
-/// the last committed position, `stream_version` takes one bound stream id.
+/// allframe_events` that the read conditions follow and `select_end`
+/// closes; `events` decodes its rows. `head` reads the last committed
+/// position, `stream_version` takes one bound stream id.
 ///
 /// Each backend also defines the inherent methods the idempotency part of
 /// the trait calls once the key is checked: `claim_key`, `complete_key`
@@ -200,9 +201,10 @@ macro_rules! sql_event_store {
         store: $store:ident,
         database: $db:ty,
         select_events: $select_events:expr,
+        select_end: $select_end:expr,
         stream_version: $stream_version:expr,
         head: $head:expr,
-        event_row: $event_row:path $(,)?
+        events: $events:path $(,)?
     ) => {
         $(#[$doc])*
         #[derive(Clone)]
@@ -249,11 +251,12 @@ macro_rules! sql_event_store {
                 mut query: ::sqlx::QueryBuilder<$db>,
             ) -> $crate::store::Result<Vec<$crate::RecordedEvent>> {
                 let rows = query
+                    .push($select_end)
                     .build()
                     .fetch_all(&self.inner.reads)
                     .await
                     .map_err($crate::store::sql::db_error)?;
-                rows.iter().map($event_row).collect()
+                $events(rows)
             }
         }
 
