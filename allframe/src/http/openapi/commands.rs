@@ -1,0 +1,213 @@
+//! The command operations: one path per command, its body, its typed
+//! outcome and every status the command route answers with.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use super::{component_name, header_doc, problem_response, reference, split_description};
+use crate::command::registry::Description;
+
+/// `open-account` → `OpenAccount`.
+fn pascal_case(name: &str) -> String {
+    name.split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect()
+}
+
+/// The path item for one command, adding its schemas to `schemas`.
+pub(super) fn command_path(
+    command: &Description,
+    schemas: &mut Map<String, Value>,
+) -> (String, Value) {
+    let (body, referenced) = command.body.clone().into_parts();
+    schemas.extend(referenced);
+    let (summary, description) = split_description(&body);
+    let body_name = pascal_case(command.name);
+    schemas.insert(body_name.clone(), body);
+    let outcome = outcome_schema(command, schemas);
+    let success = if command.creates { "201" } else { "200" };
+    let mut responses = BTreeMap::new();
+    responses.insert(
+        success.to_owned(),
+        json!({
+            "description": if command.creates {
+                "Created: the new aggregate's id and its recorded events."
+            } else {
+                "Done: the recorded events (none when nothing changed)."
+            },
+            "headers": {
+                "ETag": header_doc("The stream's version after the command, quoted."),
+                "Idempotency-Replayed": header_doc(
+                    "`true` when this is the stored response to an earlier call with the same `Idempotency-Key`.",
+                ),
+                "X-Correlation-Id": header_doc("The request's correlation id."),
+            },
+            "content": { "application/json": { "schema": reference(&outcome) } },
+        }),
+    );
+    for (status, text) in failures(command) {
+        responses.insert(status.to_string(), problem_response(&text));
+    }
+    let mut operation = json!({
+        "operationId": command.name,
+        "tags": [command.aggregate],
+        "parameters": command_headers(),
+        "requestBody": {
+            "required": true,
+            "content": { "application/json": { "schema": reference(&body_name) } },
+        },
+        "responses": responses,
+    });
+    if let Some(summary) = summary {
+        operation["summary"] = json!(summary);
+    }
+    if let Some(description) = description {
+        operation["description"] = json!(description);
+    }
+    (
+        format!("/commands/{}", command.name),
+        json!({ "post": operation }),
+    )
+}
+
+/// Every failure status the command route can answer with, and why.
+fn failures(command: &Description) -> BTreeMap<u16, String> {
+    let mut failures = BTreeMap::from([
+        (
+            400,
+            "Malformed JSON, a body that does not fit the schema, a content type other than JSON, or a malformed header.".to_owned(),
+        ),
+        (
+            409,
+            "A concurrency conflict outlasted the retries, or a request with the same `Idempotency-Key` is still in flight.".to_owned(),
+        ),
+        (412, "`If-Match` does not match the stream's version.".to_owned()),
+        (413, "The body is over the size limit.".to_owned()),
+        (
+            422,
+            "Validation failed (`errors` points at each field), or the `Idempotency-Key` was used before with a different body.".to_owned(),
+        ),
+        (500, "The service failed; the cause is logged, not sent.".to_owned()),
+    ]);
+    if !command.creates {
+        failures.insert(404, "The aggregate does not exist.".to_owned());
+    }
+    for (code, status) in command.refusals {
+        let text = failures
+            .entry(*status)
+            .or_insert_with(|| "Refused.".to_owned());
+        text.push_str(&format!(" Refused: `/problems/{code}`."));
+    }
+    failures
+}
+
+fn command_headers() -> Value {
+    let header = |name: &str, description: &str, schema: Value| {
+        json!({ "name": name, "in": "header", "required": false,
+                "description": description, "schema": schema })
+    };
+    json!([
+        header(
+            "Idempotency-Key",
+            "Makes the command safe to retry: a repeat gets the first response back.",
+            json!({ "type": "string", "minLength": 1, "maxLength": 255 }),
+        ),
+        header(
+            "If-Match",
+            "The stream version the command expects, quoted (`\"3\"`), or `*`.",
+            json!({ "type": "string", "pattern": "^(\\*|\"[0-9]+\")$" }),
+        ),
+        header(
+            "X-Correlation-Id",
+            "Flows into the events' `metadata.correlation_id`; generated when absent.",
+            json!({ "type": "string", "minLength": 1, "maxLength": 255 }),
+        ),
+    ])
+}
+
+/// The outcome schema for the command's aggregate, with its typed events;
+/// returns its name.
+fn outcome_schema(command: &Description, schemas: &mut Map<String, Value>) -> String {
+    let outcome = format!("{}Outcome", component_name(command.aggregate));
+    if schemas.contains_key(&outcome) {
+        return outcome;
+    }
+    let event = component_name(command.event);
+    let mut variants = Vec::new();
+    for (event_type, data) in &command.events {
+        let (data, referenced) = data.clone().into_parts();
+        schemas.extend(referenced);
+        let name = format!("{event}.{}", component_name(event_type));
+        schemas.insert(
+            name.clone(),
+            json!({
+                "allOf": [
+                    reference("RecordedEvent"),
+                    {
+                        "type": "object",
+                        "properties": { "type": { "const": event_type }, "data": data },
+                    },
+                ],
+            }),
+        );
+        variants.push(reference(&name));
+    }
+    schemas.insert(
+        event.clone(),
+        json!({
+            "description": format!("One of the events of the `{}` aggregate.", command.aggregate),
+            "oneOf": variants,
+        }),
+    );
+    schemas.insert(
+        outcome.clone(),
+        json!({
+            "type": "object",
+            "description": format!("What a command did to a `{}`.", command.aggregate),
+            "required": ["stream_id", "aggregate_id", "version", "position", "events"],
+            "properties": {
+                "stream_id": { "type": "string", "description": "The aggregate's stream." },
+                "aggregate_id": { "type": "string", "description": "The aggregate's id." },
+                "version": { "type": "integer", "minimum": 0,
+                             "description": "The stream's version after the command." },
+                "position": { "type": ["integer", "null"], "minimum": 1,
+                              "description": "The global position of the last recorded event; null when none was recorded." },
+                "events": { "type": "array", "items": reference(&event) },
+            },
+        }),
+    );
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pascal_case;
+    use crate::http::openapi::{component_name, split_description};
+    use serde_json::json;
+
+    #[test]
+    fn names() {
+        assert_eq!(pascal_case("open-account"), "OpenAccount");
+        assert_eq!(pascal_case("v2-x"), "V2X");
+        assert_eq!(component_name("account:opened"), "account_opened");
+    }
+
+    #[test]
+    fn the_first_paragraph_is_the_summary() {
+        let schema = json!({ "description": "Opens an account.\n\nThe id is the server's." });
+        assert_eq!(
+            split_description(&schema),
+            (
+                Some("Opens an account.".into()),
+                Some("The id is the server's.".into())
+            )
+        );
+        assert_eq!(split_description(&json!({})), (None, None));
+    }
+}

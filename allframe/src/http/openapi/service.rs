@@ -1,0 +1,167 @@
+//! The service's own operations (`/health`, the event streams) and the
+//! schemas every service shares (Problem, RecordedEvent, …).
+
+use serde_json::{Map, Value, json};
+
+use super::{problem_response, reference};
+
+pub(super) fn health_path() -> Value {
+    json!({
+        "get": {
+            "operationId": "health",
+            "tags": ["service"],
+            "summary": "Whether the service and its event store answer.",
+            "responses": {
+                "200": {
+                    "description": "The store answers.",
+                    "content": { "application/json": { "schema": reference("Health") } },
+                },
+                "503": problem_response("The event store does not answer."),
+            },
+        }
+    })
+}
+
+/// `GET /events/ws` and `GET /events/sse`: the same filters, the same
+/// RecordedEvent per message.
+pub(super) fn event_stream_paths() -> Map<String, Value> {
+    use crate::http::stream_params::PARAMETERS;
+    let parameters: Vec<Value> = PARAMETERS
+        .iter()
+        .map(|(name, description)| {
+            let schema = match *name {
+                "after" => json!({ "type": "integer", "minimum": 0 }),
+                "type" => json!({ "type": "array", "items": { "type": "string" } }),
+                _ => json!({ "type": "string" }),
+            };
+            json!({ "name": name, "in": "query", "required": false,
+                    "description": description, "schema": schema,
+                    "style": "form", "explode": true })
+        })
+        .collect();
+    let refused = |what: &str| {
+        problem_response(&format!(
+            "{what}: too many connections, shutting down, or the store does not answer; \
+             `Retry-After` says when to try again."
+        ))
+    };
+    let bad_parameters = problem_response(
+        "A bad or unknown parameter (checked before the stream starts), or not a request for this kind of stream.",
+    );
+    let message = reference("RecordedEvent");
+    let mut sse_parameters = parameters.clone();
+    sse_parameters.push(json!({
+        "name": "Last-Event-ID", "in": "header", "required": false,
+        "description": "Resume after this position; sent by a reconnecting `EventSource`, and takes precedence over `after`.",
+        "schema": { "type": "integer", "minimum": 0 },
+    }));
+    let paths = json!({
+        "/events/ws": { "get": {
+            "operationId": "events-ws",
+            "tags": ["events"],
+            "summary": "The event log over a WebSocket.",
+            "description": "One text frame per event, a `RecordedEvent` as JSON, in ascending `position`: \
+                the stored events after `after`, then live ones, with no gap or repeat between them. \
+                The server pings; a client that stops reading is closed with 1008, and on shutdown \
+                with 1001. Reconnect with `after` set to the last position received.",
+            "parameters": parameters,
+            "responses": {
+                "101": {
+                    "description": "Switching Protocols: each message is a `RecordedEvent`.",
+                    "x-message": message,
+                },
+                "400": bad_parameters,
+                "503": refused("No WebSocket now"),
+            },
+        }},
+        "/events/sse": { "get": {
+            "operationId": "events-sse",
+            "tags": ["events"],
+            "summary": "The event log as server-sent events.",
+            "description": "One `message` per event: `id:` is its position and `data:` the \
+                `RecordedEvent` as JSON, in ascending `position`; stored events after `after` \
+                (or `Last-Event-ID`), then live ones. Comments keep an idle stream alive.",
+            "parameters": sse_parameters,
+            "responses": {
+                "200": {
+                    "description": "The stream; each `data:` line is a `RecordedEvent`.",
+                    "content": { "text/event-stream": { "schema": { "type": "string" } } },
+                    "x-message": message,
+                },
+                "400": bad_parameters,
+                "503": refused("No event stream now"),
+            },
+        }},
+    });
+    match paths {
+        Value::Object(paths) => paths,
+        _ => unreachable!("a JSON object literal"),
+    }
+}
+
+/// Problem, RecordedEvent and the other shapes every service shares.
+pub(super) fn shared_schemas() -> Map<String, Value> {
+    let schemas = json!({
+        "Problem": {
+            "type": "object",
+            "description": "An RFC 9457 problem: what went wrong, in a form a client can act on.",
+            "required": ["type", "title", "status", "detail"],
+            "properties": {
+                "type": { "type": "string", "description": "Names the kind of problem: `/problems/{code}`, stable." },
+                "title": { "type": "string", "description": "A short summary of the kind." },
+                "status": { "type": "integer", "description": "The HTTP status code." },
+                "detail": { "type": "string", "description": "What happened this time." },
+                "errors": { "type": "array", "items": reference("FieldError"),
+                            "description": "One entry per invalid field." },
+            },
+        },
+        "FieldError": {
+            "type": "object",
+            "required": ["pointer", "detail"],
+            "properties": {
+                "pointer": { "type": "string", "description": "RFC 6901 pointer into the body, e.g. `/amount`." },
+                "detail": { "type": "string", "description": "What is wrong with the value." },
+            },
+        },
+        "RecordedEvent": {
+            "type": "object",
+            "description": "An event as the store recorded it.",
+            "required": ["position", "stream_id", "version", "type", "schema_version", "data", "metadata", "recorded_at"],
+            "properties": {
+                "position": { "type": "integer", "minimum": 1, "description": "Global position in the log: strictly increasing, gap-safe." },
+                "stream_id": { "type": "string", "description": "`{category}-{id}`." },
+                "version": { "type": "integer", "minimum": 1, "description": "1-based position in its stream." },
+                "type": { "type": "string", "description": "The event's stored type name." },
+                "schema_version": { "type": "integer", "minimum": 1 },
+                "data": { "type": "object", "description": "The event's fields." },
+                "metadata": reference("Metadata"),
+                "recorded_at": { "type": "string", "format": "date-time" },
+            },
+        },
+        "Metadata": {
+            "type": "object",
+            "description": "Who and what caused an event; may carry further caller-defined fields.",
+            "required": ["event_id"],
+            "properties": {
+                "event_id": { "type": "string", "format": "uuid" },
+                "correlation_id": { "type": "string" },
+                "causation_id": { "type": "string" },
+                "command": { "type": "string", "description": "The command that recorded it." },
+            },
+            "additionalProperties": true,
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status", "head_position"],
+            "properties": {
+                "status": { "type": "string", "const": "ok" },
+                "head_position": { "type": "integer", "minimum": 0,
+                                   "description": "The position of the last committed event." },
+            },
+        },
+    });
+    match schemas {
+        Value::Object(schemas) => schemas,
+        _ => unreachable!("a JSON object literal"),
+    }
+}
