@@ -1,7 +1,31 @@
 //! Error collection shared by every macro: each stage records mistakes at
 //! their own spans and keeps going, so one compile shows all of them.
 
-use quote::ToTokens;
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote};
+
+/// The shape every attribute macro shares: parses `item` as `T` (a
+/// `misplaced` error when it is not one), lets `generate` record its
+/// mistakes and return what follows the item — the implementation, or when
+/// anything was recorded a stub that keeps follow-on errors away — and
+/// re-emits the item as written, every error, then that.
+pub(crate) fn attribute<T: syn::parse::Parse>(
+    item: TokenStream,
+    misplaced: &str,
+    generate: impl FnOnce(&T, &mut Errors) -> TokenStream,
+) -> TokenStream {
+    let parsed = match syn::parse2::<T>(item.clone()) {
+        Ok(parsed) => parsed,
+        Err(_) => {
+            let error = syn::Error::new(Span::call_site(), misplaced).to_compile_error();
+            return quote! { #error #item };
+        }
+    };
+    let mut errors = Errors::default();
+    let generated = generate(&parsed, &mut errors);
+    let error = errors.finish().map(|error| error.to_compile_error());
+    quote! { #item #error #generated }
+}
 
 /// Every mistake found so far, so all of them are reported in one pass.
 #[derive(Default)]
@@ -31,6 +55,11 @@ impl Errors {
         if let Some(error) = other.0 {
             self.push(error);
         }
+    }
+
+    /// Whether nothing was recorded.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_none()
     }
 
     /// The combined error, if anything was recorded.

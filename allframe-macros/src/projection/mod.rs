@@ -3,11 +3,10 @@
 //! writes the `Row` impl and the registration. The struct is always
 //! re-emitted as written.
 
-use proc_macro2::{Span, TokenStream};
-use quote::quote;
+use proc_macro2::TokenStream;
 use syn::DeriveInput;
 
-use crate::diagnostics::Errors;
+use crate::diagnostics;
 
 mod check;
 mod expand;
@@ -17,29 +16,15 @@ mod parse;
 /// registration; or the item, every error found and a stub `Row` impl that
 /// keeps follow-on errors (in the user's `impl Projection`) away.
 pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
-    let input = match syn::parse2::<DeriveInput>(item.clone()) {
-        Ok(input) => input,
-        Err(_) => {
-            let error = syn::Error::new(
-                Span::call_site(),
-                "`#[projection]` goes on a struct with named fields: the projection's row",
-            )
-            .to_compile_error();
-            return quote! { #error #item };
-        }
-    };
-    let mut errors = Errors::default();
-    let raw = parse::parse(args, &input, &mut errors);
-    let projection = check::check(&raw, &mut errors);
-    match (errors.finish(), projection) {
-        (None, Some(projection)) => {
-            let implementation = expand::expand(&projection);
-            quote! { #item #implementation }
-        }
-        (error, _) => {
-            let error = error.map(|error| error.to_compile_error());
-            let stub = expand::stub(&input);
-            quote! { #item #error #stub }
-        }
-    }
+    diagnostics::attribute(
+        item,
+        "`#[projection]` goes on a struct with named fields: the projection's row",
+        |input: &DeriveInput, errors| {
+            let raw = parse::parse(args, input, errors);
+            match check::check(&raw, errors) {
+                Some(projection) if errors.is_empty() => expand::expand(&projection),
+                _ => expand::stub(input),
+            }
+        },
+    )
 }
