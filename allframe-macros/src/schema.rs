@@ -10,8 +10,11 @@
 
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
+use syn::ext::IdentExt;
 use syn::punctuated::Punctuated;
-use syn::{Attribute, Expr, ExprLit, Field, Ident, Lit, LitInt, LitStr, Meta, Token, Type};
+use syn::{
+    Attribute, Expr, ExprLit, Field, FieldsNamed, Ident, Lit, LitInt, LitStr, Meta, Token, Type,
+};
 
 /// A field as the mirror needs it.
 pub(crate) struct SchemaField<'a> {
@@ -76,6 +79,38 @@ pub(crate) fn object(
         ::allframe::__private::WireSchema::of::<__AllFrameSchema>()
             #(#constraints)*
     }}
+}
+
+/// The schema of a struct clients send or read (a command body, a query's
+/// parameters, a projection row): its `fields` through the mirror, then
+/// what garde checks on each, under its wire name. `attrs` are the
+/// struct's doc comments and schema-shaping serde options; `renamed` lists
+/// `(rust name, wire name)` of the fields whose names differ.
+pub(crate) fn fields_object(
+    attrs: &[Attribute],
+    fields: &FieldsNamed,
+    renamed: &[(String, String)],
+) -> TokenStream {
+    let schema_fields: Vec<SchemaField<'_>> =
+        fields.named.iter().filter_map(SchemaField::of).collect();
+    let constraints: Vec<TokenStream> = fields
+        .named
+        .iter()
+        .filter_map(|field| garde_constraints(field, &wire_name(renamed, field.ident.as_ref()?)))
+        .collect();
+    let attrs: Vec<&Attribute> = attrs.iter().collect();
+    let schema_fields: Vec<&SchemaField<'_>> = schema_fields.iter().collect();
+    object(&attrs, &schema_fields, &constraints)
+}
+
+/// The name clients know `field` by: its entry in `renamed`, or its Rust
+/// name.
+pub(crate) fn wire_name(renamed: &[(String, String)], field: &Ident) -> String {
+    let rust = field.unraw().to_string();
+    renamed
+        .iter()
+        .find(|(name, _)| *name == rust)
+        .map_or(rust.clone(), |(_, wire)| wire.clone())
 }
 
 /// The `.constrain(wire, &[...])` call for what garde checks on `field`,

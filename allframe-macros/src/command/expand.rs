@@ -8,8 +8,6 @@ use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Type, parse_quote};
 
 use super::check::Command;
-use crate::schema::SchemaField;
-use syn::ext::IdentExt;
 
 /// The `Command` impl for a checked command.
 pub(super) fn expand(command: &Command<'_>) -> TokenStream {
@@ -46,7 +44,8 @@ pub(super) fn expand(command: &Command<'_>) -> TokenStream {
             }
         }
     });
-    let schema = schema(command);
+    let schema =
+        crate::schema::fields_object(&command.schema_attrs, command.fields, &command.wire_names);
     quote! {
         #header {
             const NAME: &'static str = #name;
@@ -64,34 +63,6 @@ pub(super) fn expand(command: &Command<'_>) -> TokenStream {
             }
         }
     }
-}
-
-/// The body's schema: the fields through the shared mirror, then garde's
-/// rules on each field under its wire name.
-fn schema(command: &Command<'_>) -> TokenStream {
-    let fields: Vec<SchemaField<'_>> = command
-        .fields
-        .named
-        .iter()
-        .filter_map(SchemaField::of)
-        .collect();
-    let constraints: Vec<TokenStream> = command
-        .fields
-        .named
-        .iter()
-        .filter_map(|field| {
-            let rust = field.ident.as_ref()?.unraw().to_string();
-            let wire = command
-                .wire_names
-                .iter()
-                .find(|(name, _)| *name == rust)
-                .map_or(rust.as_str(), |(_, wire)| wire.as_str());
-            crate::schema::garde_constraints(field, wire)
-        })
-        .collect();
-    let attrs: Vec<&syn::Attribute> = command.schema_attrs.iter().collect();
-    let fields: Vec<&SchemaField<'_>> = fields.iter().collect();
-    crate::schema::object(&attrs, &fields, &constraints)
 }
 
 /// An impl emitted beside the errors so uses of the type as a command do

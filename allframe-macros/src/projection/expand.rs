@@ -15,7 +15,7 @@ use syn::{DeriveInput, parse_quote};
 
 use super::check::Projection;
 use crate::command::check::wire::wire_names;
-use crate::schema::SchemaField;
+use crate::schema::{fields_object, wire_name};
 
 /// The `Row` impl and the registration.
 pub(super) fn expand(projection: &Projection<'_>) -> TokenStream {
@@ -30,15 +30,11 @@ pub(super) fn expand(projection: &Projection<'_>) -> TokenStream {
     // Clients name the key and the filters as they see the fields: by
     // their serde names.
     let renamed = wire_names(&projection.schema_attrs, projection.fields);
-    let wire_name = |field: &syn::Ident| {
-        let rust = field.unraw().to_string();
-        renamed
-            .iter()
-            .find(|(name, _)| *name == rust)
-            .map_or(rust.clone(), |(_, wire)| wire.clone())
-    };
-    let key_name = wire_name(key);
-    let indexed_names: Vec<String> = indexed.iter().map(|field| wire_name(field)).collect();
+    let key_name = wire_name(&renamed, key);
+    let indexed_names: Vec<String> = indexed
+        .iter()
+        .map(|field| wire_name(&renamed, field))
+        .collect();
     let key_string = quote_spanned! {key_type.span()=>
         <#key_type as ::std::string::ToString>::to_string(&self.#key)
     };
@@ -50,7 +46,7 @@ pub(super) fn expand(projection: &Projection<'_>) -> TokenStream {
         }
     });
     let count = indexed.len();
-    let schema = schema(projection);
+    let schema = fields_object(&projection.schema_attrs, projection.fields, &renamed);
     let row_name = ident.unraw().to_string();
     let registration = quote_spanned! {ident.span()=>
         #private::ProjectionRegistration::new::<#ident>(
@@ -104,19 +100,6 @@ pub(super) fn expand(projection: &Projection<'_>) -> TokenStream {
             #registration
         }
     }
-}
-
-/// The row's schema through the shared mirror: serde names the fields.
-fn schema(projection: &Projection<'_>) -> TokenStream {
-    let fields: Vec<SchemaField<'_>> = projection
-        .fields
-        .named
-        .iter()
-        .filter_map(SchemaField::of)
-        .collect();
-    let attrs: Vec<&syn::Attribute> = projection.schema_attrs.iter().collect();
-    let fields: Vec<&SchemaField<'_>> = fields.iter().collect();
-    crate::schema::object(&attrs, &fields, &[])
 }
 
 /// A `Row` impl for a row whose attribute has mistakes, so the user's

@@ -3,11 +3,9 @@
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
-use syn::ext::IdentExt;
 use syn::{Data, DeriveInput, parse_quote};
 
 use super::check::Query;
-use crate::schema::SchemaField;
 
 /// The `Query` impl for a checked query.
 pub(super) fn expand(query: &Query<'_>) -> TokenStream {
@@ -25,7 +23,7 @@ pub(super) fn expand(query: &Query<'_>) -> TokenStream {
             }
         }
     });
-    let schema = schema(query);
+    let schema = crate::schema::fields_object(&query.schema_attrs, query.fields, &query.wire_names);
     quote! {
         #header {
             const NAME: &'static str = #name;
@@ -37,34 +35,6 @@ pub(super) fn expand(query: &Query<'_>) -> TokenStream {
             }
         }
     }
-}
-
-/// The parameters' schema: the fields through the shared mirror, then
-/// garde's rules on each field under its wire name.
-fn schema(query: &Query<'_>) -> TokenStream {
-    let fields: Vec<SchemaField<'_>> = query
-        .fields
-        .named
-        .iter()
-        .filter_map(SchemaField::of)
-        .collect();
-    let constraints: Vec<TokenStream> = query
-        .fields
-        .named
-        .iter()
-        .filter_map(|field| {
-            let rust = field.ident.as_ref()?.unraw().to_string();
-            let wire = query
-                .wire_names
-                .iter()
-                .find(|(name, _)| *name == rust)
-                .map_or(rust.as_str(), |(_, wire)| wire.as_str());
-            crate::schema::garde_constraints(field, wire)
-        })
-        .collect();
-    let attrs: Vec<&syn::Attribute> = query.schema_attrs.iter().collect();
-    let fields: Vec<&SchemaField<'_>> = fields.iter().collect();
-    crate::schema::object(&attrs, &fields, &constraints)
 }
 
 /// An impl emitted beside the errors so uses of the type as a query do not
