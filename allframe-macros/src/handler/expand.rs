@@ -13,6 +13,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
+use syn::{Ident, Type, Visibility};
 
 use super::check::Handler;
 
@@ -61,31 +62,14 @@ pub(super) fn expand(handler: &Handler<'_>) -> TokenStream {
     // this" label on the command, whose aggregate fixes the event type.
     let decided = quote_spanned!(event.span()=> __decided);
 
-    let dependencies = handler
-        .dependencies
-        .iter()
-        .map(|ty| quote_spanned!(ty.span()=> #private::Dependency::of::<#ty>()));
-    let bindings: Vec<_> = (0..handler.dependencies.len())
-        .map(|i| format_ident!("__dependency{i}"))
-        .collect();
-    let resolve = handler
-        .dependencies
-        .iter()
-        .zip(&bindings)
-        .map(|(ty, binding)| {
-            quote_spanned! {ty.span()=>
-                let #binding = match __dependencies.get::<#ty>() {
-                    ::core::option::Option::Some(__dependency) => __dependency,
-                    ::core::option::Option::None => {
-                        return ::core::result::Result::Err(
-                            ::allframe::CommandError::MissingDependency(
-                                ::core::any::type_name::<#ty>(),
-                            ),
-                        );
-                    }
-                };
-            }
-        });
+    let Dependencies {
+        list: dependencies,
+        bindings,
+        resolve,
+    } = resolve_dependencies(
+        &handler.dependencies,
+        &quote!(::allframe::CommandError::MissingDependency),
+    );
 
     let body = quote! {
         #(#resolve)*
@@ -122,6 +106,60 @@ pub(super) fn expand(handler: &Handler<'_>) -> TokenStream {
         )
     };
 
+    handler_item(vis, &handler_type, &implementation, &registration)
+}
+
+/// What a handler's `Dep<T>` parameters become.
+pub(crate) struct Dependencies {
+    /// `Dependency::of::<T>()` for each, for the start-up check.
+    pub(crate) list: Vec<TokenStream>,
+    /// The local each is bound to.
+    pub(crate) bindings: Vec<Ident>,
+    /// Statements binding each from `__dependencies`, returning
+    /// `missing(type name)` as the error when one is absent.
+    pub(crate) resolve: Vec<TokenStream>,
+}
+
+/// The dependencies of a handler whose `Dep<T>` parameters are `types`,
+/// each spanned at its type.
+pub(crate) fn resolve_dependencies(types: &[&Type], missing: &TokenStream) -> Dependencies {
+    let private = quote!(::allframe::__private);
+    let bindings: Vec<Ident> = (0..types.len())
+        .map(|i| format_ident!("__dependency{i}"))
+        .collect();
+    Dependencies {
+        list: types
+            .iter()
+            .map(|ty| quote_spanned!(ty.span()=> #private::Dependency::of::<#ty>()))
+            .collect(),
+        resolve: types
+            .iter()
+            .zip(&bindings)
+            .map(|(ty, binding)| {
+                quote_spanned! {ty.span()=>
+                    let #binding = match __dependencies.get::<#ty>() {
+                        ::core::option::Option::Some(__dependency) => __dependency,
+                        ::core::option::Option::None => {
+                            return ::core::result::Result::Err(
+                                #missing(::core::any::type_name::<#ty>()),
+                            );
+                        }
+                    };
+                }
+            })
+            .collect(),
+        bindings,
+    }
+}
+
+/// The hidden unit struct a handler function becomes, its `implementation`
+/// and its inventory `registration`.
+pub(crate) fn handler_item(
+    vis: &Visibility,
+    handler_type: &Ident,
+    implementation: &TokenStream,
+    registration: &TokenStream,
+) -> TokenStream {
     quote! {
         #[doc(hidden)]
         #[allow(non_camel_case_types)]
@@ -130,7 +168,7 @@ pub(super) fn expand(handler: &Handler<'_>) -> TokenStream {
 
         #implementation
 
-        #private::inventory::submit! {
+        ::allframe::__private::inventory::submit! {
             #registration
         }
     }

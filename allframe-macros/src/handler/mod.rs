@@ -9,7 +9,7 @@ use syn::ItemFn;
 use crate::diagnostics;
 
 pub(crate) mod check;
-mod expand;
+pub(crate) mod expand;
 pub(crate) mod parse;
 
 /// Expands `#[command_handler]` on `item`: the function, its handler type

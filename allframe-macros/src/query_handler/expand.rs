@@ -11,6 +11,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 
 use super::check::Handler;
+use crate::handler::expand::{Dependencies, handler_item, resolve_dependencies};
 
 /// The handler type, its impl and its registration.
 pub(super) fn expand(handler: &Handler<'_>) -> TokenStream {
@@ -32,31 +33,14 @@ pub(super) fn expand(handler: &Handler<'_>) -> TokenStream {
     let error_type = quote_spanned!(error.span()=> type Error = #error;);
     let projections_check =
         quote_spanned!(projections.span()=> let __projections: #projections = __projections;);
-    let dependencies = handler
-        .dependencies
-        .iter()
-        .map(|ty| quote_spanned!(ty.span()=> #private::Dependency::of::<#ty>()));
-    let bindings: Vec<_> = (0..handler.dependencies.len())
-        .map(|i| format_ident!("__dependency{i}"))
-        .collect();
-    let resolve = handler
-        .dependencies
-        .iter()
-        .zip(&bindings)
-        .map(|(ty, binding)| {
-            quote_spanned! {ty.span()=>
-                let #binding = match __dependencies.get::<#ty>() {
-                    ::core::option::Option::Some(__dependency) => __dependency,
-                    ::core::option::Option::None => {
-                        return ::core::result::Result::Err(
-                            ::allframe::query::QueryError::MissingDependency(
-                                ::core::any::type_name::<#ty>(),
-                            ),
-                        );
-                    }
-                };
-            }
-        });
+    let Dependencies {
+        list: dependencies,
+        bindings,
+        resolve,
+    } = resolve_dependencies(
+        &handler.dependencies,
+        &quote!(::allframe::query::QueryError::MissingDependency),
+    );
     // A future that is not `Send` is the function's doing.
     let future = quote_spanned! {ident.span()=>
         ::std::boxed::Box::pin(async move {
@@ -92,16 +76,5 @@ pub(super) fn expand(handler: &Handler<'_>) -> TokenStream {
             ::core::concat!(::core::module_path!(), "::", #name)
         )
     };
-    quote! {
-        #[doc(hidden)]
-        #[allow(non_camel_case_types)]
-        #[derive(::core::default::Default)]
-        #vis struct #handler_type;
-
-        #implementation
-
-        #private::inventory::submit! {
-            #registration
-        }
-    }
+    handler_item(vis, &handler_type, &implementation, &registration)
 }
