@@ -1,5 +1,69 @@
-//! Names derived from Rust identifiers: the kebab-case used for command
-//! names and domain error codes.
+//! Names derived from Rust identifiers: the kebab-case used for command,
+//! query and projection names and domain error codes.
+
+use syn::ext::IdentExt;
+use syn::{Expr, ExprLit, Ident, Lit};
+
+use crate::diagnostics::Errors;
+
+/// How one kind of registered thing (command, query, projection) is named:
+/// kebab-case, from `name = "..."` or from the Rust name.
+#[derive(Clone, Copy)]
+pub(crate) struct Naming {
+    /// What is named, e.g. `command`.
+    pub(crate) kind: &'static str,
+    /// A valid name to show in messages.
+    pub(crate) example: &'static str,
+}
+
+impl Naming {
+    /// Why `name` is not a valid name.
+    pub(crate) fn invalid(self, name: &str) -> String {
+        format!(
+            "invalid {} name `{name}`: use kebab-case, lowercase ASCII letters and digits \
+             with single `-` between words, e.g. `{}`",
+            self.kind, self.example
+        )
+    }
+
+    /// The name `name = value` sets, recording an error at the value when
+    /// it is not a string literal holding a valid name.
+    pub(crate) fn parse_option(self, value: &Expr, errors: &mut Errors) -> Option<String> {
+        let Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) = value
+        else {
+            errors.at(
+                value,
+                format!(
+                    "`name` expects a string literal, e.g. `name = \"{}\"`",
+                    self.example
+                ),
+            );
+            return None;
+        };
+        let name = lit.value();
+        if !is_kebab_case(&name) {
+            errors.at(lit, self.invalid(&name));
+            return None;
+        }
+        Some(name)
+    }
+
+    /// The default name: `ident` in kebab-case, recording an error at it
+    /// when that is not a valid name.
+    pub(crate) fn default_for(self, ident: &Ident, errors: &mut Errors) -> Option<String> {
+        let name = kebab_case(&ident.unraw().to_string());
+        if is_kebab_case(&name) {
+            return Some(name);
+        }
+        errors.at(
+            ident,
+            format!("{}; set it with `name = \"...\"`", self.invalid(&name)),
+        );
+        None
+    }
+}
 
 /// The kebab-case form of a type or variant name: a word starts at an
 /// uppercase letter after a lowercase letter or digit, at the last capital

@@ -7,9 +7,8 @@ use syn::ext::IdentExt;
 use syn::{Attribute, Data, DeriveInput, Field, Fields, FieldsNamed, Ident, Type};
 
 use super::parse::RawCommand;
-use crate::case::{is_kebab_case, kebab_case};
 use crate::diagnostics::Errors;
-use options::{Options, invalid_name_message, options};
+use options::{NAMING, Options, options};
 
 pub(crate) mod lint;
 mod options;
@@ -82,12 +81,12 @@ pub(super) fn check<'a>(raw: &'a RawCommand<'a>, errors: &mut Errors) -> Option<
         }
         _ => None,
     };
-    let name = name.unwrap_or_else(|| default_name(&input.ident, errors));
+    let name = name.or_else(|| NAMING.default_for(&input.ident, errors));
     errors.append(item_errors);
     let fields = fields?;
     Some(Command {
         ident: &input.ident,
-        name,
+        name: name?,
         create,
         aggregate: aggregate?,
         id,
@@ -101,22 +100,6 @@ pub(super) fn check<'a>(raw: &'a RawCommand<'a>, errors: &mut Errors) -> Option<
             .chain(wire::container_attrs(&input.attrs))
             .collect(),
     })
-}
-
-/// The struct's name in kebab-case, recording an error if that is not a
-/// valid command name.
-fn default_name(ident: &Ident, errors: &mut Errors) -> String {
-    let name = kebab_case(&ident.unraw().to_string());
-    if !is_kebab_case(&name) {
-        errors.at(
-            ident,
-            format!(
-                "{}; set it with `name = \"...\"`",
-                invalid_name_message(&name)
-            ),
-        );
-    }
-    name
 }
 
 /// The struct's named fields, recording an error for any other shape.

@@ -6,11 +6,16 @@
 use proc_macro2::Span;
 use quote::quote;
 use syn::ext::IdentExt;
-use syn::{Attribute, Data, Expr, ExprLit, ExprPath, Fields, FieldsNamed, Ident, Lit, Type};
+use syn::{Attribute, Data, Expr, ExprPath, Fields, FieldsNamed, Ident, Type};
 
 use super::parse::{Form, RawOption, RawProjection};
-use crate::case::is_kebab_case;
+use crate::case::Naming;
 use crate::diagnostics::Errors;
+
+const NAMING: Naming = Naming {
+    kind: "projection",
+    example: "accounts-by-owner",
+};
 
 const SHAPE: &str = "`#[projection(name = \"accounts\", key = account_id, indexed_by(owner))]`";
 const NOT_A_STRUCT: &str = "a projection row is a struct with named fields, one of them its key";
@@ -111,7 +116,7 @@ pub(super) fn check<'a>(raw: &'a RawProjection<'a>, errors: &mut Errors) -> Opti
         }
         seen.push(option.clone());
         match (option.as_str(), form) {
-            ("name", Form::Value(value)) => name = projection_name(value, errors),
+            ("name", Form::Value(value)) => name = NAMING.parse_option(value, errors),
             ("name", _) => errors.at(path, "expected `name = \"kebab-case-name\"`"),
             ("key", Form::Value(value)) => match field_ident(value) {
                 Some(ident) => key = fields.find(ident, errors),
@@ -180,29 +185,4 @@ fn field_ident(value: &Expr) -> Option<&Ident> {
         }) => path.get_ident(),
         _ => None,
     }
-}
-
-fn projection_name(value: &Expr, errors: &mut Errors) -> Option<String> {
-    let Expr::Lit(ExprLit {
-        lit: Lit::Str(lit), ..
-    }) = value
-    else {
-        errors.at(
-            value,
-            "`name` expects a string literal, e.g. `name = \"accounts\"`",
-        );
-        return None;
-    };
-    let name = lit.value();
-    if !is_kebab_case(&name) {
-        errors.at(
-            lit,
-            format!(
-                "invalid projection name `{name}`: use kebab-case, lowercase ASCII letters and \
-                 digits with single `-` between words, e.g. `accounts-by-owner`"
-            ),
-        );
-        return None;
-    }
-    Some(name)
 }

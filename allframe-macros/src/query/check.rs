@@ -3,13 +3,17 @@
 //! builds the checked model: the name, the wire names and what the
 //! parameters' schema is made of.
 
-use syn::ext::IdentExt;
-use syn::{Attribute, Data, Expr, ExprLit, Fields, FieldsNamed, Ident, Lit};
+use syn::{Attribute, Data, Fields, FieldsNamed, Ident};
 
 use super::parse::RawQuery;
-use crate::case::{is_kebab_case, kebab_case};
+use crate::case::Naming;
 use crate::command::check::{lint, wire};
 use crate::diagnostics::{Errors, key_values};
+
+const NAMING: Naming = Naming {
+    kind: "query",
+    example: "accounts-over",
+};
 
 const NOT_A_STRUCT: &str = "a query is a struct with named fields, one per query-string \
                             parameter, e.g. `struct AccountsOver { min_balance: u64 }`";
@@ -37,7 +41,7 @@ pub(super) fn check<'a>(raw: &'a RawQuery<'a>, errors: &mut Errors) -> Option<Qu
             &[("name", "name = \"kebab-case-name\"")],
             &[],
             errors,
-            |_, value, errors| name = query_name(value, errors),
+            |_, value, errors| name = NAMING.parse_option(value, errors),
         );
     }
     let fields = match &input.data {
@@ -67,7 +71,7 @@ pub(super) fn check<'a>(raw: &'a RawQuery<'a>, errors: &mut Errors) -> Option<Qu
     lint::garde_length_modes(fields, errors);
     let name = match name {
         Some(name) => name,
-        None if raw.options.is_some() => default_name(&input.ident, errors)?,
+        None if raw.options.is_some() => NAMING.default_for(&input.ident, errors)?,
         None => return None,
     };
     Some(Query {
@@ -77,42 +81,4 @@ pub(super) fn check<'a>(raw: &'a RawQuery<'a>, errors: &mut Errors) -> Option<Qu
         fields,
         schema_attrs: crate::schema::struct_attrs(&input.attrs),
     })
-}
-
-fn invalid(name: &str) -> String {
-    format!(
-        "invalid query name `{name}`: use kebab-case, lowercase ASCII letters and digits \
-         with single `-` between words, e.g. `accounts-over`"
-    )
-}
-
-fn default_name(ident: &Ident, errors: &mut Errors) -> Option<String> {
-    let name = kebab_case(&ident.unraw().to_string());
-    if is_kebab_case(&name) {
-        return Some(name);
-    }
-    errors.at(
-        ident,
-        format!("{}; set it with `name = \"...\"`", invalid(&name)),
-    );
-    None
-}
-
-fn query_name(value: &Expr, errors: &mut Errors) -> Option<String> {
-    let Expr::Lit(ExprLit {
-        lit: Lit::Str(lit), ..
-    }) = value
-    else {
-        errors.at(
-            value,
-            "`name` expects a string literal, e.g. `name = \"accounts-over\"`",
-        );
-        return None;
-    };
-    let name = lit.value();
-    if !is_kebab_case(&name) {
-        errors.at(lit, invalid(&name));
-        return None;
-    }
-    Some(name)
 }

@@ -2,11 +2,17 @@
 
 use quote::quote;
 use syn::ext::IdentExt;
-use syn::{Expr, ExprLit, ExprPath, Ident, Lit, Type};
+use syn::{Expr, ExprPath, Ident, Type};
 
-use crate::case::is_kebab_case;
+use crate::case::Naming;
 use crate::command::parse::{RawOption, RawValue};
 use crate::diagnostics::Errors;
+
+/// Commands are named like `open-account`.
+pub(super) const NAMING: Naming = Naming {
+    kind: "command",
+    example: "open-account",
+};
 
 const KEYS: [&str; 4] = ["aggregate", "id", "name", "create"];
 
@@ -52,7 +58,9 @@ pub(super) fn options<'a>(raw: &'a [RawOption], errors: &mut Errors) -> Options<
                 key,
                 "expected `id = field`, the field holding the aggregate id",
             ),
-            ("name", Some(RawValue::Expr(value))) => options.name = command_name(value, errors),
+            ("name", Some(RawValue::Expr(value))) => {
+                options.name = NAMING.parse_option(value, errors)
+            }
             ("name", _) => errors.at(key, "expected `name = \"kebab-case-name\"`"),
             ("create", None) => options.create = true,
             // Only `create` is left, and it was given a value.
@@ -78,31 +86,4 @@ fn field_name<'a>(value: &'a Expr, errors: &mut Errors) -> Option<&'a Ident> {
         "`id` names the field holding the aggregate id, e.g. `id = account_id`",
     );
     None
-}
-
-fn command_name(value: &Expr, errors: &mut Errors) -> Option<String> {
-    let Expr::Lit(ExprLit {
-        lit: Lit::Str(lit), ..
-    }) = value
-    else {
-        errors.at(
-            value,
-            "`name` expects a string literal, e.g. `name = \"open-account\"`",
-        );
-        return None;
-    };
-    let name = lit.value();
-    if !is_kebab_case(&name) {
-        errors.at(lit, invalid_name_message(&name));
-        return None;
-    }
-    Some(name)
-}
-
-/// Why `name` cannot name a command.
-pub(super) fn invalid_name_message(name: &str) -> String {
-    format!(
-        "invalid command name `{name}`: use kebab-case, lowercase ASCII letters and digits \
-         with single `-` between words, e.g. `open-account`"
-    )
 }
