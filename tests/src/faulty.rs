@@ -1,7 +1,8 @@
 //! A store that fails on demand, around a real memory store: every
 //! operation gone (an unreachable database, projection rows included), or
 //! every append refused as a concurrency conflict (a stream hotter than the
-//! retries).
+//! retries). It can also hold back reads of old history, standing in for a
+//! catch-up over a log too large to finish during a test.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,6 +33,8 @@ pub enum Fault {
 pub struct Faulty {
     inner: MemoryStore,
     fault: Arc<Mutex<Option<Fault>>>,
+    /// Reads of the log that start below this position wait while it is set.
+    held_below: Arc<tokio::sync::watch::Sender<Option<u64>>>,
 }
 
 impl Default for Faulty {
@@ -46,7 +49,20 @@ impl Faulty {
         Self {
             inner: MemoryStore::new(),
             fault: Arc::default(),
+            held_below: Arc::new(tokio::sync::watch::Sender::new(None)),
         }
+    }
+
+    /// Makes every read of the global log that starts below `position`
+    /// wait until [`release_history`](Self::release_history): a catch-up
+    /// that is still running, for as long as a test needs.
+    pub fn hold_history_below(&self, position: u64) {
+        self.held_below.send_replace(Some(position));
+    }
+
+    /// Lets held reads of the log go on.
+    pub fn release_history(&self) {
+        self.held_below.send_replace(None);
     }
 
     /// A store with `fault` from the start.
@@ -215,7 +231,14 @@ impl EventStore for Faulty {
         limit: usize,
         filter: &'a EventFilter,
     ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
-        self.guard(move |s| s.read_all(after, limit, filter))
+        let mut held = self.held_below.subscribe();
+        Box::pin(async move {
+            // Only an error can end this early: the sender lives in `self`.
+            let _ = held
+                .wait_for(|below| below.is_none_or(|below| after >= below))
+                .await;
+            self.guard(move |s| s.read_all(after, limit, filter)).await
+        })
     }
     fn stream_version<'a>(&'a self, stream_id: &'a str) -> BoxFuture<'a, Result<u64>> {
         self.guard(move |s| s.stream_version(stream_id))

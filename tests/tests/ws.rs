@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use allframe::store::{MemoryStore, SqliteStore};
 use allframe::{EventFilter, EventStore, EventStreamConfig, ExpectedVersion, NewEvent};
+use allframe_tests::faulty::Faulty;
 use allframe_tests::server::{PATIENCE, serve_bank};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -59,8 +60,10 @@ async fn refused(addr: SocketAddr, query: &str) -> (u16, Option<String>, Value) 
 
 /// The next event, skipping pings; panics on anything else.
 async fn next_event(client: &mut Client) -> Value {
+    // One deadline for the event, however many pings come before it.
+    let deadline = Instant::now() + PATIENCE;
     loop {
-        let message = timeout(PATIENCE, client.next())
+        let message = tokio::time::timeout_at(deadline, client.next())
             .await
             .expect("an event in time")
             .expect("the connection is open")
@@ -186,6 +189,80 @@ async fn without_after_only_new_events_arrive() {
     let mut client = connect(server.addr, "").await;
     ticks(&store, "tick-1", 2).await;
     assert_eq!(positions(&mut client, 2).await, [4, 5]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_client_far_ahead_does_not_silence_later_clients() {
+    let store = MemoryStore::new();
+    let server = serve_bank(&store, config()).await;
+    ticks(&store, "tick-1", 3).await;
+    // The first connection of the app asks for a future position (a stale
+    // `Last-Event-ID` from another database, say).
+    let mut ahead = connect(server.addr, "?after=999999999").await;
+    let mut live = connect(server.addr, "").await;
+    ticks(&store, "tick-1", 1).await;
+    assert_eq!(positions(&mut live, 1).await, [4]);
+    quiet(&mut ahead, Duration::from_millis(200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_catching_up_does_not_delay_live_clients() {
+    let store = Faulty::new();
+    ticks(&store, "tick-1", 2_000).await;
+    let server = serve_bank(&store, config()).await;
+    // Reads of the log from below 2,000 wait: the first client's catch-up
+    // over "a large log" is still running while the live client is served.
+    store.hold_history_below(2_000);
+    let mut history = connect(server.addr, "?after=0").await;
+    let mut live = connect(server.addr, "").await;
+    ticks(&store, "tick-1", 1).await;
+    assert_eq!(positions(&mut live, 1).await, [2_001]);
+    quiet(&mut history, Duration::from_millis(200)).await;
+    store.release_history();
+    assert_eq!(
+        positions(&mut history, 2_001).await,
+        (1..=2_001).collect::<Vec<u64>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_close_is_echoed_before_the_socket_closes() {
+    let store = MemoryStore::new();
+    let server = serve_bank(&store, config()).await;
+    let mut client = connect(server.addr, "").await;
+    let goodbye = CloseFrame {
+        code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "done".into(),
+    };
+    client.send(Message::Close(Some(goodbye))).await.unwrap();
+    // A server that drops the socket without answering makes this an
+    // error (ResetWithoutClosingHandshake): what browsers call unclean.
+    let echo = timeout(PATIENCE, client.next())
+        .await
+        .expect("an answer in time")
+        .expect("the echo before the end")
+        .expect("a clean close");
+    match echo {
+        Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1000),
+        other => panic!("expected the close echo, got {other:?}"),
+    }
+    assert!(
+        timeout(PATIENCE, client.next()).await.unwrap().is_none(),
+        "then the connection ends"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_limit_is_closed_with_1009() {
+    let store = MemoryStore::new();
+    let server = serve_bank(&store, config()).await;
+    let mut client = connect(server.addr, "").await;
+    client
+        .send(Message::text("x".repeat(100 * 1024)))
+        .await
+        .unwrap();
+    let (_, frame) = until_close(&mut client).await;
+    assert_eq!(u16::from(frame.code), 1009);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

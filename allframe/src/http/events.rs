@@ -18,7 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use super::fanout::{Follower, Hub};
 use super::problem::Problem;
 use super::stream_params::{ParamError, StreamParams};
-use crate::store::EventStore;
+use crate::store::{EventStore, StoreError};
 
 /// What a refused connection is told to wait before trying again.
 const RETRY_AFTER_SECONDS: &str = "5";
@@ -146,13 +146,17 @@ impl EventStreams {
         };
         let after = match after {
             Some(after) => after,
-            None => self.store.head_position().await.map_err(|error| {
-                tracing::error!(%error, "event stream: the event store does not answer");
-                unavailable("store-unavailable", "the event store does not answer")
-            })?,
+            None => self
+                .store
+                .head_position()
+                .await
+                .map_err(store_unavailable)?,
         };
+        let follower = Follower::start(&self.hub, params.filter(), after)
+            .await
+            .map_err(store_unavailable)?;
         Ok(Ticket {
-            follower: Follower::new(self.hub.clone(), params.filter(), after),
+            follower,
             shutdown: self.shutdown.subscribe(),
             permit,
         })
@@ -198,6 +202,12 @@ pub(crate) fn params(
 ) -> Result<StreamParams, Problem> {
     let Query(pairs) = query.map_err(|rejection| ParamError::Malformed(rejection.body_text()))?;
     Ok(StreamParams::parse(&pairs)?)
+}
+
+/// The 503 for a store that does not answer, logged.
+fn store_unavailable(error: StoreError) -> Response {
+    tracing::error!(%error, "event stream: the event store does not answer");
+    unavailable("store-unavailable", "the event store does not answer")
 }
 
 /// A 503 problem with `Retry-After`.

@@ -13,12 +13,12 @@
 //! [`Subscription`]: crate::Subscription
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Mutex, broadcast, watch};
 
 use crate::event::RecordedEvent;
 use crate::store::{EventFilter, EventStore, StoreError};
@@ -58,7 +58,8 @@ pub(crate) enum FollowError {
 }
 
 /// The one task that reads new events for every connection, started by
-/// the first connection.
+/// the first connection at the store's head: where any connection starts
+/// reading is its own business, served by its own catch-up reads.
 pub(crate) struct Hub {
     store: Arc<dyn EventStore>,
     capacity: usize,
@@ -85,20 +86,21 @@ impl Hub {
     }
 
     /// A receiver of every frame the hub sends from now on; a closed one
-    /// once the hub has stopped. The first call starts the task, reading
-    /// after `head` (a committed position).
-    fn subscribe(&self, head: u64) -> broadcast::Receiver<Arc<Frame>> {
-        let mut weak = self.sender.lock().expect("the hub lock is never poisoned");
+    /// once the hub has stopped. The first call starts the task after the
+    /// store's current head, so it only ever reads new events.
+    async fn subscribe(&self) -> Result<broadcast::Receiver<Arc<Frame>>, StoreError> {
+        let mut weak = self.sender.lock().await;
         if let Some(sender) = weak.as_ref().and_then(broadcast::WeakSender::upgrade) {
-            return sender.subscribe();
+            return Ok(sender.subscribe());
         }
         let (sender, receiver) = broadcast::channel(self.capacity);
         if !*self.stop.borrow() {
+            let head = self.store.head_position().await?;
             *weak = Some(sender.downgrade());
             let events = self.store.subscribe(head, EventFilter::all());
             tokio::spawn(feed(events, sender, self.stop.clone()));
         }
-        receiver
+        Ok(receiver)
     }
 }
 
@@ -126,7 +128,6 @@ async fn feed(
 /// pass its filter, with no gap and no duplicate.
 pub(crate) struct Follower {
     store: Arc<dyn EventStore>,
-    hub: Arc<Hub>,
     filter: EventFilter,
     /// The position of the last event handed out (or the start position).
     cursor: u64,
@@ -139,22 +140,26 @@ pub(crate) struct Follower {
 }
 
 impl Follower {
-    /// Follows the log after position `after` (committed) with `filter`.
-    pub(crate) fn new(hub: Arc<Hub>, filter: EventFilter, after: u64) -> Self {
+    /// Follows the log after position `after` with `filter`; fails when
+    /// the hub must start and the store does not answer.
+    pub(crate) async fn start(
+        hub: &Hub,
+        filter: EventFilter,
+        after: u64,
+    ) -> Result<Self, StoreError> {
         // Subscribing before the first read is what makes the handover
         // safe: every frame the hub sent before now was read from the store
         // by the hub, so it is committed and the catch-up reads will see it.
-        let live = hub.subscribe(after);
-        Self {
+        let live = hub.subscribe().await?;
+        Ok(Self {
             store: hub.store.clone(),
-            hub,
             filter,
             cursor: after,
             live,
             backlog: VecDeque::new(),
             catching_up: true,
             lags: 0,
-        }
+        })
     }
 
     /// The next event. Cancel-safe: state only changes after an await
@@ -224,7 +229,9 @@ impl Follower {
             "event stream connection fell behind; catching up from the store"
         );
         self.lags += 1;
-        self.live = self.hub.subscribe(self.cursor);
+        // A fresh receiver starts at the channel's newest frame; the store
+        // holds everything before it.
+        self.live = self.live.resubscribe();
         self.catching_up = true;
     }
 }
@@ -254,13 +261,13 @@ mod tests {
     async fn a_follower_that_falls_behind_reads_the_store_instead_of_skipping() {
         let store = MemoryStore::new();
         let (_stop, hub) = hub(&store, 2);
-        let mut follower = Follower::new(hub.clone(), EventFilter::all(), 0);
+        let mut follower = Follower::start(&hub, EventFilter::all(), 0).await.unwrap();
         append(&store, "tick-1", 1).await;
         assert_eq!(follower.next().await.unwrap().event.position, 1);
         assert!(!follower.catching_up, "caught up, so now following the hub");
         // Wait until the hub has sent 100 more frames into a channel that
         // keeps 2, while the follower reads nothing.
-        let mut watcher = hub.subscribe(0);
+        let mut watcher = hub.subscribe().await.unwrap();
         append(&store, "tick-1", 100).await;
         while !matches!(watcher.recv().await, Ok(frame) if frame.event.position == 101) {}
         for expected in 2..=101 {
@@ -283,7 +290,7 @@ mod tests {
             .collect();
         let mut readers = Vec::new();
         for joined in 0..6u64 {
-            let mut follower = Follower::new(hub.clone(), EventFilter::all(), 0);
+            let mut follower = Follower::start(&hub, EventFilter::all(), 0).await.unwrap();
             readers.push(tokio::spawn(async move {
                 let mut positions = Vec::new();
                 while positions.len() < 800 {
@@ -305,7 +312,9 @@ mod tests {
     async fn filters_apply_to_live_frames() {
         let store = MemoryStore::new();
         let (_stop, hub) = hub(&store, 16);
-        let mut follower = Follower::new(hub, EventFilter::all().category("b"), 0);
+        let mut follower = Follower::start(&hub, EventFilter::all().category("b"), 0)
+            .await
+            .unwrap();
         append(&store, "a-1", 3).await;
         append(&store, "b-1", 1).await;
         let frame = follower.next().await.unwrap();
@@ -321,12 +330,12 @@ mod tests {
     async fn stopping_the_hub_ends_its_followers() {
         let store = MemoryStore::new();
         let (stop, hub) = hub(&store, 16);
-        let mut follower = Follower::new(hub.clone(), EventFilter::all(), 0);
+        let mut follower = Follower::start(&hub, EventFilter::all(), 0).await.unwrap();
         append(&store, "a-1", 1).await;
         follower.next().await.unwrap();
         stop.send_replace(true);
         assert!(matches!(follower.next().await, Err(FollowError::Stopped)));
-        let mut late = Follower::new(hub, EventFilter::all(), 1);
+        let mut late = Follower::start(&hub, EventFilter::all(), 1).await.unwrap();
         assert!(matches!(late.next().await, Err(FollowError::Stopped)));
     }
 }

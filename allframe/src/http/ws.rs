@@ -5,10 +5,13 @@
 //! pings the client and listens to it. Close codes, chosen so a client
 //! knows whether to come back:
 //!
+//! - **1000** normal: the client closed first; its close frame is echoed
+//!   and flushed before the socket closes;
 //! - **1001** going away: the server is shutting down;
 //! - **1008** policy violation: the client stopped reading (a write stayed
 //!   blocked for `write_timeout`) or went silent (no frame, not even a
 //!   pong, for `idle_timeout`);
+//! - **1009** message too big: the client sent a message over 64 KiB;
 //! - **1011** internal error: the event store failed (logged).
 //!
 //! In every case the client resumes with `after` = the last position it
@@ -34,6 +37,8 @@ use super::problem::Problem;
 pub(crate) const GOING_AWAY: u16 = 1001;
 /// Close code for a client that stopped reading or went silent.
 pub(crate) const POLICY_VIOLATION: u16 = 1008;
+/// Close code for a client message over the size limit.
+pub(crate) const MESSAGE_TOO_BIG: u16 = 1009;
 /// Close code for a failing event store.
 pub(crate) const INTERNAL_ERROR: u16 = 1011;
 
@@ -97,7 +102,11 @@ pub(crate) async fn stream(
 /// Why a connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
+    /// The connection failed or ended without a close frame.
     ClientLeft,
+    /// The client sent a close frame, which the socket has queued its echo of.
+    ClientClosed,
+    TooBig,
     GoingAway,
     TooSlow,
     Idle,
@@ -120,7 +129,9 @@ async fn run(
             biased;
             _ = shutdown.wait_for(|stopping| *stopping) => return End::GoingAway,
             received = socket.recv() => match received {
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return End::ClientLeft,
+                Some(Ok(Message::Close(_))) => return End::ClientClosed,
+                Some(Err(error)) => return read_failed(error),
+                None => return End::ClientLeft,
                 // Anything the client sends proves it is there; the stream
                 // has nothing to say back to it.
                 Some(Ok(_)) => {
@@ -164,11 +175,30 @@ async fn run(
     }
 }
 
+/// A failed read: a message over the limit, or a connection gone.
+fn read_failed(error: axum::Error) -> End {
+    let capacity = error
+        .into_inner()
+        .downcast::<tungstenite::Error>()
+        .is_ok_and(|error| matches!(*error, tungstenite::Error::Capacity(_)));
+    if capacity { End::TooBig } else { End::ClientLeft }
+}
+
 /// Sends the close frame `end` calls for and waits, bounded, for the
 /// client's reply.
 async fn close(mut socket: WebSocket, end: End, config: &EventStreamConfig) {
     let (code, reason, grace) = match end {
         End::ClientLeft => return,
+        // The echo is queued; sending it is all that is left.
+        End::ClientClosed => {
+            let _ = timeout(config.write_timeout, socket.flush()).await;
+            return;
+        }
+        End::TooBig => (
+            MESSAGE_TOO_BIG,
+            "message too big: the limit is 64 KiB",
+            config.write_timeout,
+        ),
         End::GoingAway => (
             GOING_AWAY,
             "the server is shutting down",
