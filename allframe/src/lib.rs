@@ -15,11 +15,20 @@ pub mod store;
 mod subscription;
 pub mod testing;
 
+/// What a panic said: its `&str` or `String` payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-string payload".to_owned())
+}
+
 pub use aggregate::{Aggregate, LoadError, Loaded, load, replay, stream_id};
 pub use app::{App, AppBuilder, AppError, DEFAULT_BODY_LIMIT};
 pub use command::{
     Command, CommandError, CommandHandler, CommandOutcome, DispatchConfig, DispatchOptions,
-    Dispatcher, DomainError, FieldError, Rejection,
+    Dispatcher, DomainError, FieldError, IfMatch, Rejection,
 };
 pub use di::{Container, Dep};
 pub use event::{DecodeError, DecodeErrorKind, Event, Metadata, NewEvent, RecordedEvent};

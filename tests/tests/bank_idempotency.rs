@@ -11,7 +11,7 @@ use std::time::Duration;
 use allframe::store::{MemoryStore, SqliteStore};
 use allframe::{
     CommandError, CommandOutcome, DispatchConfig, DispatchOptions, Dispatcher, EventStore,
-    ExpectedVersion, NewEvent,
+    ExpectedVersion, IfMatch, NewEvent,
 };
 use bank::domain::{Deposit, OpenAccount, Withdraw};
 use serde::{Deserialize, Serialize};
@@ -169,11 +169,32 @@ async fn replays_and_mismatches(store: &dyn EventStore) {
         matches!(error, CommandError::IdempotencyMismatch(_)),
         "another command: {error:?}"
     );
+    // `If-Match` changes the outcome, so it is part of the request: the same
+    // command with another (or a new) precondition is another request.
+    for if_match in [
+        IfMatch::OneOf(vec![first.version]),
+        IfMatch::OneOf(vec![2, 3]),
+        IfMatch::Exists,
+    ] {
+        let error = dispatcher
+            .dispatch(deposit(5), keyed("dep-1").if_match(if_match))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, CommandError::IdempotencyMismatch(_)),
+            "another precondition: {error:?}"
+        );
+    }
+    let guarded = || keyed("dep-2").expected_version(first.version);
+    let once = dispatcher.dispatch(deposit(5), guarded()).await.unwrap();
+    let again = dispatcher.dispatch(deposit(5), guarded()).await.unwrap();
+    assert!(again.replayed, "the same precondition replays");
+    assert_eq!(again.version, once.version);
     let plain = dispatcher
         .dispatch(deposit(5), DispatchOptions::default())
         .await
         .unwrap();
-    assert_eq!(plain.version, 4, "without a key, a repeat runs again");
+    assert_eq!(plain.version, 5, "without a key, a repeat runs again");
 }
 
 async fn failures_release_the_key(store: &dyn EventStore) {

@@ -327,13 +327,35 @@ async fn if_match_sets_the_expected_version() {
     assert_eq!(response.headers()["etag"], "\"3\"");
     let (response, _) = send(&f.router, deposit("*")).await;
     assert_eq!(response.status(), 200);
-    let (response, bytes) = send(&f.router, deposit("W/\"4\"")).await;
-    assert_problem(
-        &response,
-        &serde_json::from_slice(&bytes).unwrap(),
-        400,
-        "invalid-if-match",
-    );
+    // The aggregate is at version 4 now. Entity tags compare exactly, weak
+    // tags never match, and a list matches when any of its tags does.
+    for never in ["W/\"4\"", "\"+4\"", "\"04\"", "\"1\", \"3\"", "\"x\""] {
+        let (response, bytes) = send(&f.router, deposit(never)).await;
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_problem(&response, &body, 412, "precondition-failed");
+    }
+    let (response, _) = send(&f.router, deposit("\"1\", W/\"3\", \"4\"")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["etag"], "\"5\"");
+    for malformed in ["5", "\"5", "\"5 \"", "\"5\" \"6\"", "*, \"5\""] {
+        let (response, bytes) = send(&f.router, deposit(malformed)).await;
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_problem(&response, &body, 400, "invalid-if-match");
+    }
+}
+
+#[tokio::test]
+async fn if_match_on_a_create_command_asks_for_an_existing_aggregate() {
+    let f = fixture(allframe::DEFAULT_BODY_LIMIT).await;
+    let request = post("/commands/open-account")
+        .header("if-match", "*")
+        .body(Body::from(
+            json!({"owner": "Ada", "email": "ada@example.com"}).to_string(),
+        ))
+        .unwrap();
+    let (response, bytes) = send(&f.router, request).await;
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_problem(&response, &body, 412, "precondition-failed");
 }
 
 #[tokio::test]

@@ -3,8 +3,10 @@
 //! retried on conflict.
 
 use std::borrow::Cow;
+use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
+use futures_util::FutureExt;
 use uuid::Uuid;
 
 use super::dispatch::{Dispatcher, Input};
@@ -73,7 +75,7 @@ pub(crate) async fn run<H: CommandHandler>(
     let store = &*dispatcher.store;
     let config = &dispatcher.config;
     dispatcher.purge_if_due().await;
-    let fingerprint = fingerprint(&command)?;
+    let fingerprint = fingerprint(&command, options.if_match.as_ref())?;
     let claim = store
         .claim_idempotency_key(
             key,
@@ -149,13 +151,31 @@ fn target<C: Command>(command: &C) -> Result<(String, String), CommandError> {
     Ok((aggregate_id, stream))
 }
 
+/// [`attempt`], with a panic in user code (the handler, the aggregate's
+/// `apply`) turned into [`CommandError::Panicked`]. Unwinding gave the
+/// aggregate's turn back; the caller releases the idempotency key.
+async fn execute<H: CommandHandler>(
+    handler: &H,
+    dispatcher: &Dispatcher,
+    command: H::Command,
+    body: Option<&[u8]>,
+    options: &DispatchOptions,
+    hold: Option<&mut Hold>,
+) -> Result<CommandOutcome, CommandError> {
+    let attempt = attempt(handler, dispatcher, command, body, options, hold);
+    AssertUnwindSafe(attempt)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| Err(CommandError::Panicked(crate::panic_message(&*panic))))
+}
+
 /// Load → decide → append, retried on conflict. With an idempotency key
 /// held, the append completes it; if the store refuses that because the
 /// key was taken over (its lease ran out while this waited for its turn or
 /// ran the handler), the key is claimed again: a completed key's outcome is
 /// returned (replayed), and a key free again is appended with under the new
 /// token.
-async fn execute<H: CommandHandler>(
+async fn attempt<H: CommandHandler>(
     handler: &H,
     dispatcher: &Dispatcher,
     command: H::Command,
@@ -184,11 +204,11 @@ async fn execute<H: CommandHandler>(
         }
         let loaded = load::<AggregateOf<H::Command>>(store, &aggregate_id).await?;
         check_existence::<H::Command>(&stream, &loaded)?;
-        if let Some(expected) = options.expected_version
-            && expected != loaded.version
+        if let Some(expected) = &options.if_match
+            && !expected.matches(loaded.exists(), loaded.version)
         {
             return Err(CommandError::PreconditionFailed {
-                expected,
+                expected: expected.clone(),
                 actual: loaded.version,
             });
         }
@@ -261,10 +281,8 @@ async fn execute<H: CommandHandler>(
                     replayed: false,
                 });
             }
-            Err(StoreError::WrongExpectedVersion { actual, .. }) => {
-                if let Some(expected) = options.expected_version {
-                    return Err(CommandError::PreconditionFailed { expected, actual });
-                }
+            Err(StoreError::WrongExpectedVersion { .. }) => {
+                // With `If-Match`, the retry's load checks it again.
                 if <H::Command as Command>::CREATE {
                     return Err(CommandError::AlreadyExists { stream_id: stream });
                 }

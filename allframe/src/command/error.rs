@@ -1,6 +1,7 @@
 //! Why a command was not carried out: one typed error for every layer of
 //! dispatch, generic over the user's domain error.
 
+use super::IfMatch;
 use crate::aggregate::LoadError;
 use crate::store::StoreError;
 
@@ -119,10 +120,10 @@ pub enum CommandError<E = Rejection> {
         attempts: u32,
     },
     /// The caller's expected version (`If-Match`) did not match.
-    #[error("expected version {expected}, but the aggregate is at version {actual}")]
+    #[error("expected {expected}, but the aggregate is at version {actual}")]
     PreconditionFailed {
-        /// The version the caller expected.
-        expected: u64,
+        /// The versions the caller accepts.
+        expected: IfMatch,
         /// The aggregate's version.
         actual: u64,
     },
@@ -148,6 +149,11 @@ pub enum CommandError<E = Rejection> {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The handler (or the aggregate's `apply`) panicked; the message is
+    /// for logs. The command had no effect and its idempotency key was
+    /// released.
+    #[error("the command handler panicked: {0}")]
+    Panicked(String),
 }
 
 fn describe(errors: &[FieldError]) -> String {
@@ -178,7 +184,8 @@ impl<E: DomainError> CommandError<E> {
             Self::MissingDependency(_)
             | Self::EventEncoding(_)
             | Self::Load(_)
-            | Self::Store(_) => 500,
+            | Self::Store(_)
+            | Self::Panicked(_) => 500,
         }
     }
 
@@ -203,7 +210,8 @@ impl<E: DomainError> CommandError<E> {
             Self::MissingDependency(_)
             | Self::EventEncoding(_)
             | Self::Load(_)
-            | Self::Store(_) => "internal-error",
+            | Self::Store(_)
+            | Self::Panicked(_) => "internal-error",
         }
     }
 
@@ -239,6 +247,7 @@ impl<E: DomainError> CommandError<E> {
             Self::EventEncoding(error) => CommandError::EventEncoding(error),
             Self::Load(error) => CommandError::Load(error),
             Self::Store(error) => CommandError::Store(error),
+            Self::Panicked(message) => CommandError::Panicked(message),
         }
     }
 }
@@ -322,7 +331,7 @@ mod tests {
     #[test]
     fn statuses_and_codes() {
         let error: CommandError = CommandError::PreconditionFailed {
-            expected: 1,
+            expected: IfMatch::OneOf(vec![1]),
             actual: 2,
         };
         assert_eq!((error.status(), error.code()), (412, "precondition-failed"));

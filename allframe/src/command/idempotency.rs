@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::dispatch::Dispatcher;
-use super::{Command, CommandError, CommandOutcome};
+use super::{Command, CommandError, CommandOutcome, IfMatch};
 use crate::store::{Appended, Claim, Completion, StoreError};
 
 /// The idempotency key a dispatch holds: what its completion and release
@@ -127,14 +127,18 @@ pub(super) fn replay(response: &str) -> Result<CommandOutcome, CommandError> {
     Ok(outcome)
 }
 
-/// Identifies a request for idempotency: a hash of the command name and its
-/// fields in serialized form, so formatting and field order of the body do
-/// not matter, but any difference in value does.
+/// Identifies a request for idempotency: a hash of the command name, its
+/// fields in serialized form and its `If-Match`, so formatting and field
+/// order of the body do not matter, but any difference that can change
+/// the outcome does.
 ///
 /// The fields are hashed as a JSON value with every object's keys sorted,
 /// so maps whose iteration order varies (`HashMap`) hash the same way each
 /// time, whatever `serde_json` features are enabled.
-pub(super) fn fingerprint<C: Command>(command: &C) -> Result<String, CommandError> {
+pub(super) fn fingerprint<C: Command>(
+    command: &C,
+    if_match: Option<&IfMatch>,
+) -> Result<String, CommandError> {
     use sha2::Digest;
     let value = serde_json::to_value(command).map_err(CommandError::EventEncoding)?;
     let fields = serde_json::to_vec(&sorted(value)).map_err(CommandError::EventEncoding)?;
@@ -142,6 +146,11 @@ pub(super) fn fingerprint<C: Command>(command: &C) -> Result<String, CommandErro
     hash.update(C::NAME.as_bytes());
     hash.update([0]);
     hash.update(&fields);
+    if let Some(if_match) = if_match {
+        let if_match = serde_json::to_vec(if_match).map_err(CommandError::EventEncoding)?;
+        hash.update([0]);
+        hash.update(&if_match);
+    }
     Ok(hash
         .finalize()
         .iter()

@@ -25,7 +25,7 @@ pub(crate) mod registry;
 
 pub use dispatch::{BuildError, Dispatcher, DispatcherBuilder};
 pub use error::{CommandError, DomainError, FieldError, Rejection};
-pub use options::{CommandOutcome, DispatchConfig, DispatchOptions};
+pub use options::{CommandOutcome, DispatchConfig, DispatchOptions, IfMatch};
 pub use registry::{HandlerRegistration, RegistryError};
 
 /// Validation errors of a command, with pointers in its wire field names.

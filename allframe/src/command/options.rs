@@ -67,9 +67,9 @@ pub struct DispatchOptions {
     pub correlation_id: Option<String>,
     /// Makes the call idempotent: a repeat returns the first result.
     pub idempotency_key: Option<String>,
-    /// Fails fast with a precondition error (no retry) unless the aggregate
-    /// is at exactly this version.
-    pub expected_version: Option<u64>,
+    /// Fails with a precondition error (the handler does not run) unless
+    /// the aggregate's version is one this accepts: HTTP's `If-Match`.
+    pub if_match: Option<IfMatch>,
     /// Extra metadata fields for every event.
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
@@ -87,9 +87,15 @@ impl DispatchOptions {
         self
     }
 
-    /// Sets the expected aggregate version.
+    /// Expects the aggregate at exactly `version`.
     pub fn expected_version(mut self, version: u64) -> Self {
-        self.expected_version = Some(version);
+        self.if_match = Some(IfMatch::OneOf(vec![version]));
+        self
+    }
+
+    /// Sets the versions the aggregate may be at.
+    pub fn if_match(mut self, if_match: IfMatch) -> Self {
+        self.if_match = Some(if_match);
         self
     }
 
@@ -97,6 +103,44 @@ impl DispatchOptions {
     pub fn metadata(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
         self.metadata.insert(key.into(), value.into());
         self
+    }
+}
+
+/// The aggregate versions a command accepts, as HTTP's `If-Match` says
+/// them (RFC 9110 §13.1.1).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IfMatch {
+    /// `*`: any version of an aggregate that exists.
+    Exists,
+    /// Any of these versions. Empty never matches (a list of weak tags
+    /// only: a weak tag never matches under strong comparison).
+    OneOf(Vec<u64>),
+}
+
+impl IfMatch {
+    /// Whether an aggregate that `exists` at `version` satisfies this.
+    pub fn matches(&self, exists: bool, version: u64) -> bool {
+        match self {
+            Self::Exists => exists,
+            Self::OneOf(versions) => versions.contains(&version),
+        }
+    }
+}
+
+impl std::fmt::Display for IfMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exists => f.write_str("an existing aggregate"),
+            Self::OneOf(versions) => match versions.as_slice() {
+                [] => f.write_str("no version (weak tags never match)"),
+                [version] => write!(f, "version {version}"),
+                versions => {
+                    let list: Vec<String> = versions.iter().map(u64::to_string).collect();
+                    write!(f, "one of versions {}", list.join(", "))
+                }
+            },
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use super::correlation::CorrelationId;
 use super::problem::Problem;
-use crate::command::{CommandOutcome, DispatchOptions, Dispatcher};
+use crate::command::{CommandOutcome, DispatchOptions, Dispatcher, IfMatch};
 
 /// `Idempotency-Key`: makes a command safe to retry.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -69,8 +69,8 @@ async fn handle(
     if let Some(key) = header_text(headers, &IDEMPOTENCY_KEY)? {
         options = options.idempotency_key(key);
     }
-    if let Some(version) = if_match(headers)? {
-        options = options.expected_version(version);
+    if let Some(if_match) = if_match(headers)? {
+        options = options.if_match(if_match);
     }
     let outcome = routes
         .dispatcher
@@ -174,24 +174,134 @@ fn header_text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&
     }
 }
 
-/// `If-Match: "<version>"` (a strong ETag); `*` asks only that the
-/// aggregate exists, which every non-create command checks anyway.
-fn if_match(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
-    let Some(text) = header_text(headers, &header::IF_MATCH)? else {
-        return Ok(None);
-    };
-    if text.trim() == "*" {
+/// `If-Match` (RFC 9110 §13.1.1): `*`, or a list of entity tags from one
+/// or more header lines. A strong tag matches the version it spells in
+/// canonical digits (the ETag the server sends); any other tag, and every
+/// weak tag (`W/"3"`), never matches. Only a malformed header is a 400.
+fn if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, Problem> {
+    let mut lines = headers.get_all(header::IF_MATCH).iter().peekable();
+    if lines.peek().is_none() {
         return Ok(None);
     }
-    text.trim()
-        .strip_prefix('"')
-        .and_then(|rest| rest.strip_suffix('"'))
-        .and_then(|version| version.parse::<u64>().ok())
-        .map(Some)
-        .ok_or_else(|| {
-            Problem::bad_request(
-                "invalid-if-match",
-                format!("`If-Match` must be a version in quotes, like \"3\" (got {text})"),
-            )
-        })
+    let malformed = |text: &str| {
+        Problem::bad_request(
+            "invalid-if-match",
+            format!(
+                "`If-Match` must be `*` or a list of entity tags like \"3\", \"4\" (got {text})"
+            ),
+        )
+    };
+    let mut versions = Vec::new();
+    let mut any = false;
+    for line in lines {
+        let text = line
+            .to_str()
+            .map_err(|_| malformed("bytes that are not ASCII"))?;
+        if text.trim() == "*" {
+            any = true;
+            continue;
+        }
+        entity_tags(text, &mut versions).ok_or_else(|| malformed(text))?;
+    }
+    Ok(Some(match (any, versions.is_empty()) {
+        (true, true) => IfMatch::Exists,
+        // `*` must stand alone (RFC 9110: `"*" / #entity-tag`).
+        (true, false) => return Err(malformed("`*` together with entity tags")),
+        (false, _) => IfMatch::OneOf(versions),
+    }))
+}
+
+/// Reads a comma-separated list of entity tags, pushing the versions its
+/// strong tags name; `None` if the text is not such a list.
+fn entity_tags(text: &str, versions: &mut Vec<u64>) -> Option<()> {
+    let mut rest = text;
+    let mut tags = 0;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            return (tags > 0).then_some(());
+        }
+        let (weak, tag) = match rest.strip_prefix("W/") {
+            Some(tag) => (true, tag),
+            None => (false, rest),
+        };
+        let tag = tag.strip_prefix('"')?;
+        let end = tag.find('"')?;
+        let opaque = &tag[..end];
+        if !opaque
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
+        {
+            return None;
+        }
+        rest = &tag[end + 1..];
+        // After a tag: whitespace, then a comma or the end.
+        let after = rest.trim_start_matches([' ', '\t']);
+        if !(after.is_empty() || after.starts_with(',')) {
+            return None;
+        }
+        tags += 1;
+        if !weak && let Some(version) = canonical_version(opaque) {
+            versions.push(version);
+        }
+    }
+}
+
+/// The version an ETag's opaque text spells exactly as the server writes
+/// it: decimal digits, no sign, no leading zero.
+fn canonical_version(opaque: &str) -> Option<u64> {
+    let digits = !opaque.is_empty() && opaque.bytes().all(|b| b.is_ascii_digit());
+    let canonical = opaque == "0" || !opaque.starts_with('0');
+    (digits && canonical).then(|| opaque.parse().ok()).flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(lines: &[&str]) -> Result<Option<IfMatch>, u16> {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append(header::IF_MATCH, HeaderValue::from_str(line).unwrap());
+        }
+        if_match(&headers).map_err(|problem| problem.status)
+    }
+
+    fn one_of(versions: &[u64]) -> Result<Option<IfMatch>, u16> {
+        Ok(Some(IfMatch::OneOf(versions.to_vec())))
+    }
+
+    #[test]
+    fn if_match_follows_rfc_9110() {
+        assert_eq!(parse(&[]), Ok(None));
+        assert_eq!(parse(&["\"3\""]), one_of(&[3]));
+        assert_eq!(parse(&["\"0\""]), one_of(&[0]));
+        assert_eq!(parse(&["*"]), Ok(Some(IfMatch::Exists)));
+        assert_eq!(parse(&["\"1\", \"3\""]), one_of(&[1, 3]));
+        assert_eq!(parse(&["\"1\"", "\"3\""]), one_of(&[1, 3]));
+        assert_eq!(parse(&["\"1\",,\t\"3\" ,"]), one_of(&[1, 3]));
+        // Valid tags that name no version never match.
+        assert_eq!(parse(&["\"+1\""]), one_of(&[]));
+        assert_eq!(parse(&["\"02\""]), one_of(&[]));
+        assert_eq!(parse(&["\"-1\""]), one_of(&[]));
+        assert_eq!(parse(&["\"abc\""]), one_of(&[]));
+        assert_eq!(parse(&["\"99999999999999999999\""]), one_of(&[]));
+        assert_eq!(parse(&["W/\"3\""]), one_of(&[]));
+        assert_eq!(parse(&["W/\"3\", \"4\""]), one_of(&[4]));
+        assert_eq!(parse(&["\"a,b\""]), one_of(&[]));
+        // Not entity tags at all.
+        for bad in [
+            "3",
+            "\"3",
+            "\"3\"x",
+            "W/3",
+            "\"3\" \"4\"",
+            ",",
+            "*, \"1\"",
+            "w/\"3\"",
+        ] {
+            assert_eq!(parse(&[bad]), Err(400), "{bad}");
+        }
+        assert_eq!(parse(&["*", "\"1\""]), Err(400));
+    }
 }

@@ -1,16 +1,21 @@
 //! Correlation ids: every request gets one — the client's
 //! `X-Correlation-Id` or a new UUID v7 — carried by a `request` span,
 //! available to handlers as [`CorrelationId`], written into the metadata of
-//! the events a command records, and echoed on the response.
+//! the events a command records, and echoed on the response. The same
+//! middleware turns a panic below it into a 500 problem, logged with the id.
 
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
-use axum::response::Response;
+use std::panic::AssertUnwindSafe;
+
+use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
 use tracing::Instrument;
 
 use super::commands::CORRELATION_ID;
+use super::problem::Problem;
 
 /// The request's correlation id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +40,17 @@ pub(crate) async fn correlate(mut request: Request, next: Next) -> Response {
         correlation_id = %id,
     );
     request.extensions_mut().insert(CorrelationId(id.clone()));
-    let mut response = next.run(request).instrument(span).await;
+    // A panicking handler (a user route, a query handler) answers an opaque
+    // 500 problem instead of dropping the connection.
+    let run = AssertUnwindSafe(next.run(request)).catch_unwind();
+    let mut response = match run.instrument(span.clone()).await {
+        Ok(response) => response,
+        Err(panic) => {
+            let message = crate::panic_message(&*panic);
+            span.in_scope(|| tracing::error!(correlation_id = %id, panic = %message, "a request handler panicked"));
+            Problem::internal().into_response()
+        }
+    };
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(CORRELATION_ID, value);
     }

@@ -181,7 +181,11 @@ fn read_failed(error: axum::Error) -> End {
         .into_inner()
         .downcast::<tungstenite::Error>()
         .is_ok_and(|error| matches!(*error, tungstenite::Error::Capacity(_)));
-    if capacity { End::TooBig } else { End::ClientLeft }
+    if capacity {
+        End::TooBig
+    } else {
+        End::ClientLeft
+    }
 }
 
 /// Sends the close frame `end` calls for and waits, bounded, for the

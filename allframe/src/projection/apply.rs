@@ -211,13 +211,6 @@ fn writes<P: Projection>(
 fn guard<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => result,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
-            Err(format!("panicked: {message}"))
-        }
+        Err(panic) => Err(format!("panicked: {}", crate::panic_message(&*panic))),
     }
 }
