@@ -203,14 +203,14 @@ impl AppBuilder {
             .route("/commands/{name}", post(post_command))
             // The handler enforces the limit itself, with a problem body.
             .layer(DefaultBodyLimit::disable())
-            .with_state(commands)
-            .route("/health", get(health).with_state(self.store.clone()));
+            .with_state(commands);
         let container = Arc::new(dispatcher.container().clone());
         let projections = self
             .projections
             .unwrap_or_else(|| Projections::builder(&*self.store))
             .start()
             .await?;
+        let cqrs = cqrs.route("/health", get(health).with_state(projections.clone()));
         let queries = Queries::new(projections.clone(), container.clone())?;
         let cqrs = cqrs.merge(crate::http::reads::routes(ReadRoutes {
             projections: projections.clone(),

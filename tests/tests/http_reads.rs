@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use allframe::store::{MemoryStore, SqliteStore};
-use allframe::{App, EventStore};
+use allframe::{App, EventStore, ExpectedVersion, NewEvent};
+use allframe_tests::faulty::Faulty;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -209,21 +210,48 @@ async fn read_your_writes_on_postgres() {
     read_your_writes(&store).await;
 }
 
+const WAITING_READS: [&str; 3] = [
+    "/projections/accounts?min_position={}",
+    "/projections/accounts/x?min_position={}",
+    "/queries/accounts-over?min_balance=0&min_position={}",
+];
+
+fn waiting_reads(position: u64) -> Vec<String> {
+    WAITING_READS
+        .iter()
+        .map(|uri| uri.replace("{}", &position.to_string()))
+        .collect()
+}
+
+/// Appends an `account` event no version of the bank can decode.
+async fn poison(store: &dyn EventStore) -> u64 {
+    let bogus = NewEvent::new("MoneyDeposited", &json!({"bogus": true}));
+    store
+        .append("account-poison", ExpectedVersion::Any, vec![bogus])
+        .await
+        .unwrap()
+        .position
+}
+
 #[tokio::test]
-async fn an_unreachable_min_position_is_503_with_retry_after() {
-    let store = MemoryStore::new();
+async fn a_min_position_not_reached_in_time_is_503_with_retry_after() {
+    let store = Faulty::new();
     let app = bank::app(&store)
         .read_wait(Duration::from_millis(100))
         .build()
         .await
         .unwrap();
-    for uri in [
-        "/projections/accounts?min_position=1000000",
-        "/projections/accounts/x?min_position=1000000",
-        "/queries/accounts-over?min_balance=0&min_position=1000000",
-    ] {
+    let (_, last) = open(&app, "Ada", 5).await;
+    app.projections()
+        .wait_for("accounts", last, Duration::from_secs(30))
+        .await
+        .unwrap();
+    // The projection is idle and caught up; from now on it cannot read.
+    store.hold_history_below(u64::MAX);
+    let (_, behind) = open(&app, "Bob", 5).await;
+    for uri in waiting_reads(behind) {
         let started = std::time::Instant::now();
-        let (status, headers, body) = call(&app, "GET", uri, None).await;
+        let (status, headers, body) = call(&app, "GET", &uri, None).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");
         assert_eq!(headers["retry-after"], "1");
         assert_eq!(problem_type(&body), "/problems/position-not-reached");
@@ -232,6 +260,102 @@ async fn an_unreachable_min_position_is_503_with_retry_after() {
             "the wait is bounded"
         );
     }
+    store.release_history();
+}
+
+#[tokio::test]
+async fn a_min_position_beyond_the_head_is_400_at_once() {
+    let store = MemoryStore::new();
+    let app = bank::app(&store)
+        .read_wait(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
+    let (_, last) = open(&app, "Ada", 5).await;
+    for uri in waiting_reads(last + 1) {
+        let started = std::time::Instant::now();
+        let (status, headers, body) = call(&app, "GET", &uri, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert_eq!(problem_type(&body), "/problems/min-position-beyond-head");
+        assert!(!headers.contains_key("retry-after"));
+        assert!(started.elapsed() < Duration::from_secs(30), "not held");
+    }
+    for uri in waiting_reads(last) {
+        let (status, _, body) = call(&app, "GET", &uri, None).await;
+        assert_ne!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_projection_answers_waiting_reads_at_once() {
+    let store = Faulty::new();
+    // Far longer than the test may take: an answer means it did not wait.
+    let app = bank::app(&store)
+        .read_wait(Duration::from_secs(600))
+        .build()
+        .await
+        .unwrap();
+    let (ada, last) = open(&app, "Ada", 5).await;
+    app.projections()
+        .wait_for("accounts", last, Duration::from_secs(30))
+        .await
+        .unwrap();
+    store.hold_history_below(u64::MAX);
+    let poisoned = poison(&store).await;
+    // Reads already waiting when the projection fails are answered then.
+    let waiting: Vec<_> = waiting_reads(poisoned)
+        .into_iter()
+        .map(|uri| {
+            let app = app.clone();
+            tokio::spawn(async move { call(&app, "GET", &uri, None).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    store.release_history();
+    let mut answers = Vec::new();
+    for read in waiting {
+        answers.push(
+            tokio::time::timeout(allframe_tests::server::PATIENCE, read)
+                .await
+                .expect("answered once the projection failed")
+                .unwrap(),
+        );
+    }
+    // And so are reads that come after.
+    for uri in waiting_reads(poisoned) {
+        answers.push(call(&app, "GET", &uri, None).await);
+    }
+    for (status, headers, body) in answers {
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(problem_type(&body), "/problems/projection-failed");
+        assert_eq!(body["projection"], "accounts");
+        assert_eq!(body["position"], poisoned);
+        assert!(
+            body["reason"].as_str().is_some_and(|r| !r.is_empty()),
+            "{body}"
+        );
+        assert!(
+            !headers.contains_key("retry-after"),
+            "waiting does not help"
+        );
+    }
+    // Plain reads keep serving the last rows, labelled with their position.
+    let (status, headers, row) =
+        call(&app, "GET", &format!("/projections/accounts/{ada}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(row["balance"], 5);
+    assert_eq!(position(&headers), poisoned - 1);
+    let (status, _, health) = call(&app, "GET", "/health", None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a failed projection is not an outage"
+    );
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["head_position"], poisoned);
+    assert_eq!(health["projections"][0]["name"], "accounts");
+    assert_eq!(health["projections"][0]["state"], "failed");
+    assert_eq!(health["projections"][0]["failed_position"], poisoned);
 }
 
 #[tokio::test]

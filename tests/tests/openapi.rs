@@ -239,6 +239,41 @@ async fn reads(store: &Faulty, app: &allframe::App, seen: &mut Seen) {
         seen.send(&router, path, admin(&uri)).await;
     }
     store.set(None);
+    // 503: waiting for a position the failed projection cannot reach.
+    let bogus = allframe::NewEvent::new("MoneyDeposited", &json!({"bogus": true}));
+    let poisoned = store
+        .append(
+            "account-poison",
+            allframe::ExpectedVersion::Any,
+            vec![bogus],
+        )
+        .await
+        .unwrap()
+        .position;
+    let failed = app
+        .projections()
+        .wait_for("accounts", poisoned, std::time::Duration::from_secs(30))
+        .await;
+    assert!(
+        matches!(failed, Err(allframe::ProjectionError::Failed { .. })),
+        "{failed:?}"
+    );
+    for (path, uri) in [
+        (
+            row,
+            format!("/projections/accounts/{id}?min_position={poisoned}"),
+        ),
+        (
+            list,
+            format!("/projections/accounts?min_position={poisoned}"),
+        ),
+        (
+            query,
+            format!("/queries/accounts-over?min_balance=1&min_position={poisoned}"),
+        ),
+    ] {
+        seen.send(&router, path, get(&uri)).await;
+    }
 }
 
 /// The `(path, method, status)` of every response received.

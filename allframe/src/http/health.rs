@@ -1,6 +1,7 @@
-//! `GET /health`: whether the store answers, and its head position.
-
-use std::sync::Arc;
+//! `GET /health`: whether the store answers, its head position and each
+//! projection's state. A failed projection shows here (and in
+//! `/admin/projections`) but leaves the service healthy: commands and
+//! plain reads still work.
 
 use axum::Json;
 use axum::extract::State;
@@ -8,22 +9,26 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::problem::Problem;
-use crate::store::EventStore;
+use crate::projection::{ProjectionStatus, Projections};
 
 /// The health report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Health {
     /// `ok`.
     pub status: String,
     /// The position of the last committed event.
     pub head_position: u64,
+    /// Every projection's state and progress, sorted by name.
+    pub projections: Vec<ProjectionStatus>,
 }
 
-pub(crate) async fn health(State(store): State<Arc<dyn EventStore>>) -> Response {
-    match store.head_position().await {
-        Ok(head_position) => Json(Health {
+pub(crate) async fn health(State(projections): State<Projections>) -> Response {
+    match projections.health().await {
+        Ok((head_position, projections)) => Json(Health {
             status: "ok".into(),
             head_position,
+            projections,
         })
         .into_response(),
         Err(error) => {

@@ -26,6 +26,11 @@ pub struct Problem {
     /// Validation failures, one per field (RFC 6901 pointers).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Further members particular to this kind of problem (RFC 9457
+    /// extension members), e.g. `projection` and `position` of
+    /// `projection-failed`.
+    #[serde(flatten)]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
@@ -42,7 +47,14 @@ impl Problem {
             status,
             detail: detail.into(),
             errors: Vec::new(),
+            extensions: serde_json::Map::new(),
         }
+    }
+
+    /// Adds the extension member `name`.
+    pub fn with(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extensions.insert(name.to_owned(), value.into());
+        self
     }
 
     /// A 500 that says nothing about its cause (log the cause instead).

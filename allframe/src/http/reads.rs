@@ -179,7 +179,8 @@ pub(super) fn finish(result: Result<Response, Problem>) -> Response {
         Ok(response) => return response,
         Err(problem) => problem,
     };
-    let retry = problem.status == 503;
+    // Waiting helps a projection that is behind, not one that failed.
+    let retry = problem.status == 503 && problem.problem_type != "/problems/projection-failed";
     let mut response = problem.into_response();
     if retry {
         response
@@ -258,10 +259,40 @@ pub(super) fn problem(error: ProjectionError) -> Problem {
             "`cursor` must be a `next_cursor` this API returned",
         ),
         ProjectionError::NotReached { .. } => not_reached(error.to_string()),
+        ProjectionError::BeyondHead { .. } => bad(
+            "min-position-beyond-head",
+            format!("{error}: pass a position a command returned"),
+        ),
+        ProjectionError::Failed {
+            projection,
+            position,
+            reason,
+        } => {
+            let reason = short(reason);
+            Problem::new(
+                503,
+                "projection-failed",
+                "Projection failed",
+                format!(
+                    "projection `{projection}` failed at position {position} and will not reach the position asked for until it is restarted or rebuilt"
+                ),
+            )
+            .with("projection", projection.as_str())
+            .with("position", *position)
+            .with("reason", reason)
+        }
         _ => {
             tracing::error!(%error, source = ?std::error::Error::source(&error), "read failed");
             Problem::internal()
         }
+    }
+}
+
+/// At most the first 200 characters of `text`.
+fn short(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
     }
 }
 

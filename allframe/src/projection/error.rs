@@ -56,6 +56,26 @@ pub enum ProjectionError {
         /// The position waited for.
         wanted: u64,
     },
+    /// `wait_for` was asked for a position past the log's head: no command
+    /// has produced it, so no wait can reach it.
+    #[error("position {wanted} is beyond the event log's head ({head})")]
+    BeyondHead {
+        /// The position waited for.
+        wanted: u64,
+        /// The log's head when asked.
+        head: u64,
+    },
+    /// `wait_for` cannot reach the position: the projection failed and
+    /// stopped before it (see `Projections::status`; rebuild or restart it).
+    #[error("projection `{projection}` failed at position {position}: {reason}")]
+    Failed {
+        /// The projection.
+        projection: String,
+        /// The position of the event it failed on.
+        position: u64,
+        /// Why it failed, in short.
+        reason: String,
+    },
     /// A stored row does not deserialize into the row type (it changed
     /// since the row was written: rebuild the projection).
     #[error("a stored row of projection `{projection}` does not fit its type: {source}")]
@@ -77,7 +97,10 @@ impl ProjectionError {
     pub fn is_bad_request(&self) -> bool {
         matches!(
             self,
-            Self::NotIndexed { .. } | Self::InvalidLimit { .. } | Self::InvalidCursor
+            Self::NotIndexed { .. }
+                | Self::InvalidLimit { .. }
+                | Self::InvalidCursor
+                | Self::BeyondHead { .. }
         )
     }
 }

@@ -167,13 +167,14 @@ impl Projections {
 
     /// Every projection's status, sorted by name.
     pub async fn status(&self) -> Result<Vec<ProjectionStatus>, ProjectionError> {
+        Ok(self.health().await?.1)
+    }
+
+    /// The store's head and every projection's status at it.
+    pub(crate) async fn health(&self) -> Result<(u64, Vec<ProjectionStatus>), ProjectionError> {
         let head = self.inner.store.head_position().await?;
-        Ok(self
-            .inner
-            .slots
-            .values()
-            .map(|slot| status_of(slot, head))
-            .collect())
+        let status = self.inner.slots.values().map(|slot| status_of(slot, head));
+        Ok((head, status.collect()))
     }
 
     /// The status of projection `name`.
@@ -218,7 +219,9 @@ impl Projections {
 
     /// Waits until the checkpoint of projection `name` reaches `position`
     /// (read-your-writes: pass the position a command returned), at most
-    /// `timeout`. Returns the checkpoint.
+    /// `timeout`. Returns the checkpoint. A position past the log's head
+    /// is [`ProjectionError::BeyondHead`] and a projection that failed
+    /// before reaching it [`ProjectionError::Failed`], both at once.
     pub async fn wait_for(
         &self,
         name: &str,
@@ -226,19 +229,39 @@ impl Projections {
         timeout: Duration,
     ) -> Result<u64, ProjectionError> {
         let slot = self.slot(name)?;
-        let mut checkpoint = slot.checkpoint.subscribe();
-        let reached = tokio::time::timeout(timeout, checkpoint.wait_for(|c| *c >= position))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|reached| *reached);
-        // The sender lives in the slot, which outlives this borrow, so only
-        // the timeout can end the wait early.
-        reached.ok_or_else(|| ProjectionError::NotReached {
-            projection: name.to_owned(),
-            checkpoint: *checkpoint.borrow(),
-            wanted: position,
-        })
+        self.check_reachable(position).await?;
+        wait(slot, position, tokio::time::Instant::now() + timeout).await
+    }
+
+    /// [`wait_for`](Self::wait_for) every projection, at most `timeout` in
+    /// all.
+    pub async fn wait_for_all(
+        &self,
+        position: u64,
+        timeout: Duration,
+    ) -> Result<(), ProjectionError> {
+        self.check_reachable(position).await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        for slot in self.inner.slots.values() {
+            wait(slot, position, deadline).await?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a position no command has produced yet.
+    async fn check_reachable(&self, position: u64) -> Result<(), ProjectionError> {
+        // Positions a command returned are committed, so at most the head.
+        if position == 0 {
+            return Ok(());
+        }
+        let head = self.inner.store.head_position().await?;
+        if position > head {
+            return Err(ProjectionError::BeyondHead {
+                wanted: position,
+                head,
+            });
+        }
+        Ok(())
     }
 
     /// The row of projection `name` under `key`, as JSON.
@@ -334,6 +357,48 @@ impl Projections {
             next_cursor,
         ))
     }
+}
+
+/// Waits until `slot`'s checkpoint reaches `position` or it fails, until
+/// `deadline`.
+async fn wait(
+    slot: &Slot,
+    position: u64,
+    deadline: tokio::time::Instant,
+) -> Result<u64, ProjectionError> {
+    let failed = || {
+        lock(&slot.progress)
+            .failure
+            .as_ref()
+            .map(|failure| ProjectionError::Failed {
+                projection: slot.registration.name().to_owned(),
+                position: failure.position,
+                reason: failure.error.clone(),
+            })
+    };
+    let mut checkpoint = slot.checkpoint.subscribe();
+    // The runner wakes the checkpoint's watchers when it fails.
+    let waited = tokio::time::timeout_at(
+        deadline,
+        checkpoint.wait_for(|c| *c >= position || failed().is_some()),
+    )
+    .await
+    .map(|_| ());
+    let reached = *checkpoint.borrow();
+    if reached >= position {
+        return Ok(reached);
+    }
+    if let Some(failure) = failed() {
+        return Err(failure);
+    }
+    // The sender lives in the slot, which outlives this borrow, so only
+    // the timeout ends the wait short of the position.
+    debug_assert!(waited.is_err());
+    Err(ProjectionError::NotReached {
+        projection: slot.registration.name().to_owned(),
+        checkpoint: reached,
+        wanted: position,
+    })
 }
 
 fn status_of(slot: &Slot, head: u64) -> ProjectionStatus {

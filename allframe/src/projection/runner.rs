@@ -167,6 +167,9 @@ pub(super) fn run<P: Projection>(slot: Arc<Slot>) -> BoxFuture<'static, ()> {
                         "projection failed and stopped"
                     );
                     slot.progress().failure = Some(failure);
+                    // Readers waiting for a position learn at once that
+                    // it will not come.
+                    slot.checkpoint.send_modify(|_| {});
                     return;
                 }
                 Err(Interrupt::Moved) => {

@@ -81,14 +81,11 @@ impl Queries {
     }
 
     /// Waits, at most `timeout` in all, until every projection has reached
-    /// `position` (a query may read any of them). Returns
+    /// `position` (a query may read any of them), failing as
+    /// [`Projections::wait_for_all`] does. Returns
     /// [`position`](Self::position) after the wait.
     pub async fn wait_for(&self, position: u64, timeout: Duration) -> Result<u64, ProjectionError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        for name in self.projections.names() {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            self.projections.wait_for(name, position, left).await?;
-        }
+        self.projections.wait_for_all(position, timeout).await?;
         Ok(self.position())
     }
 

@@ -31,7 +31,7 @@ impl Document {
                 query_path(query, &mut schemas),
             );
         }
-        admin_paths(&projections.names(), &mut paths, &mut schemas);
+        admin_paths(&projections.names(), &mut paths);
         document["paths"] = Value::Object(paths);
         document["components"]["schemas"] = Value::Object(schemas);
         let mut bytes = serde_json::to_vec_pretty(&document).expect("JSON values serialize");
@@ -83,7 +83,9 @@ fn projection_paths(
     let mut get_responses = read_responses(row, "The row.");
     get_responses.insert(
         "400".into(),
-        problem_response("A parameter other than `min_position`, or a malformed one."),
+        problem_response(
+            "A parameter other than `min_position`, a malformed one, or a `min_position` beyond the log's head.",
+        ),
     );
     let mut missing = problem_response("No row has this key (yet: see `AllFrame-Position`).");
     missing["headers"] = json!({ "AllFrame-Position": position_header() });
@@ -214,9 +216,12 @@ fn read_responses(schema: &str, description: &str) -> Map<String, Value> {
         "500".into(),
         problem_response("The service failed; the cause is logged, not sent."),
     );
-    let mut unavailable = problem_response("`min_position` was not reached in time; retry.");
-    unavailable["headers"] =
-        json!({ "Retry-After": header_doc("Seconds to wait before retrying.") });
+    let mut unavailable = problem_response(
+        "`min_position` was not reached: in time (`position-not-reached`, with `Retry-After`), or ever, because the projection failed before it (`projection-failed`, naming the `projection`, the `position` it failed at and a short `reason`).",
+    );
+    unavailable["headers"] = json!({ "Retry-After": header_doc(
+        "Seconds to wait before retrying (`position-not-reached` only)."
+    ) });
     responses.insert("503".into(), unavailable);
     responses
 }
@@ -233,8 +238,7 @@ fn min_position() -> Value {
     })
 }
 
-fn admin_paths(names: &[&str], paths: &mut Map<String, Value>, schemas: &mut Map<String, Value>) {
-    schemas.insert("ProjectionStatus".into(), status_schema());
+fn admin_paths(names: &[&str], paths: &mut Map<String, Value>) {
     paths.insert(
         "/admin/projections".into(),
         json!({ "get": {
@@ -276,24 +280,4 @@ fn admin_paths(names: &[&str], paths: &mut Map<String, Value>, schemas: &mut Map
             }}),
         );
     }
-}
-
-fn status_schema() -> Value {
-    json!({
-        "type": "object",
-        "description": "A projection's progress.",
-        "required": ["name", "state", "checkpoint", "head", "lag"],
-        "properties": {
-            "name": { "type": "string" },
-            "state": { "type": "string", "enum": ["running", "rebuilding", "failed"] },
-            "checkpoint": { "type": "integer", "minimum": 0, "description": "The position readers' rows reflect." },
-            "head": { "type": "integer", "minimum": 0, "description": "The position of the last event in the store." },
-            "lag": { "type": "integer", "minimum": 0, "description": "`head - checkpoint`." },
-            "rebuild_checkpoint": { "type": "integer", "minimum": 0,
-                                    "description": "While rebuilding: how far the new generation has read." },
-            "error": { "type": "string", "description": "When failed: why." },
-            "failed_position": { "type": "integer", "minimum": 1,
-                                 "description": "When failed: the position of the event it stopped at." },
-        },
-    })
 }

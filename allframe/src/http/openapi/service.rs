@@ -152,16 +152,39 @@ pub(super) fn shared_schemas() -> Map<String, Value> {
         },
         "Health": {
             "type": "object",
-            "required": ["status", "head_position"],
+            "required": ["status", "head_position", "projections"],
             "properties": {
                 "status": { "type": "string", "const": "ok" },
                 "head_position": { "type": "integer", "minimum": 0,
                                    "description": "The position of the last committed event." },
+                "projections": { "type": "array", "items": reference("ProjectionStatus"),
+                                 "description": "Every projection's state and progress, sorted by name; a failed one does not make the service unhealthy." },
             },
         },
+        "ProjectionStatus": status_schema(),
     });
     match schemas {
         Value::Object(schemas) => schemas,
         _ => unreachable!("a JSON object literal"),
     }
+}
+
+fn status_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "A projection's progress.",
+        "required": ["name", "state", "checkpoint", "head", "lag"],
+        "properties": {
+            "name": { "type": "string" },
+            "state": { "type": "string", "enum": ["running", "rebuilding", "failed"] },
+            "checkpoint": { "type": "integer", "minimum": 0, "description": "The position readers' rows reflect." },
+            "head": { "type": "integer", "minimum": 0, "description": "The position of the last event in the store." },
+            "lag": { "type": "integer", "minimum": 0, "description": "`head - checkpoint`." },
+            "rebuild_checkpoint": { "type": "integer", "minimum": 0,
+                                    "description": "While rebuilding: how far the new generation has read." },
+            "error": { "type": "string", "description": "When failed: why." },
+            "failed_position": { "type": "integer", "minimum": 1,
+                                 "description": "When failed: the position of the event it stopped at." },
+        },
+    })
 }
