@@ -94,6 +94,15 @@ impl App {
     pub async fn shutdown(&self) {
         self.events.shutdown().await;
     }
+
+    /// Stops the projections and closes the event store's connections
+    /// (SQLite checkpoints and removes its WAL). Call it last, once the
+    /// server has stopped serving — after `axum::serve(..)` returns — since
+    /// commands and reads fail from here on.
+    pub async fn close(&self) {
+        self.projections.stop().await;
+        self.dispatcher.store().close().await;
+    }
 }
 
 /// Configures an [`App`].

@@ -370,3 +370,60 @@ async fn the_writer_reconnects_after_its_connection_is_killed() {
         "every acknowledged append is stored once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_ends_every_session() {
+    let Some(options) = postgres_options().await else {
+        return;
+    };
+    let name = format!("allframe-close-{}", uuid::Uuid::now_v7().simple());
+    let store = allframe::store::PostgresStore::connect_with(
+        options.clone().application_name(&name),
+        Some(&fresh_schema()),
+        256,
+    )
+    .await
+    .unwrap();
+    store
+        .append(
+            "account-1",
+            ExpectedVersion::Any,
+            vec![NewEvent::new("Opened", &json!({}))],
+        )
+        .await
+        .unwrap();
+    let mut observer = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    assert!(
+        sessions(&mut observer, &name).await >= 2,
+        "the writer and a reader"
+    );
+    store.close().await;
+    // A session that said goodbye is gone at once; poll briefly in case
+    // the statistics lag behind.
+    let mut left = sessions(&mut observer, &name).await;
+    for _ in 0..50 {
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = sessions(&mut observer, &name).await;
+    }
+    assert_eq!(left, 0, "every session ended");
+    let after = store
+        .append(
+            "account-1",
+            ExpectedVersion::Any,
+            vec![NewEvent::new("Deposited", &json!({}))],
+        )
+        .await;
+    assert!(matches!(after, Err(StoreError::Closed)), "{after:?}");
+}
+
+/// How many sessions named `name` the server has.
+async fn sessions(observer: &mut sqlx::PgConnection, name: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+        .bind(name)
+        .fetch_one(observer)
+        .await
+        .unwrap()
+}

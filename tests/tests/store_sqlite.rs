@@ -84,3 +84,54 @@ async fn unreadable_database_is_a_backend_error() {
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn closing_checkpoints_the_wal_and_refuses_later_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("closing.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let queued: Vec<_> = (0..20)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let event = NewEvent::new("Ticked", &json!({ "n": n }));
+                store
+                    .append("tick-1", ExpectedVersion::Any, vec![event])
+                    .await
+            })
+        })
+        .collect();
+    // Reads and writes put pages in the WAL and keep connections open.
+    store.read_all(0, 10, &EventFilter::all()).await.unwrap();
+    let wal = dir.path().join("closing.db-wal");
+    assert!(wal.exists(), "WAL mode keeps a -wal file while open");
+    let written = store
+        .append(
+            "account-1",
+            ExpectedVersion::Any,
+            vec![NewEvent::new("Opened", &json!({}))],
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    assert!(!wal.exists(), "the last connection folded the WAL back");
+    let after = store
+        .append(
+            "account-1",
+            ExpectedVersion::Any,
+            vec![NewEvent::new("Deposited", &json!({}))],
+        )
+        .await;
+    assert!(after.is_err(), "a closed store writes nothing: {after:?}");
+    // Appends queued before the close were written; none was half-done.
+    let mut accepted = 1;
+    for append in queued {
+        if append.await.unwrap().is_ok() {
+            accepted += 1;
+        }
+    }
+    let reopened = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(reopened.head_position().await.unwrap(), accepted);
+    assert!(reopened.head_position().await.unwrap() >= written.position);
+    reopened.close().await;
+}

@@ -204,6 +204,21 @@ impl Projections {
         Ok(())
     }
 
+    /// Stops every projection's task and waits until each has stopped
+    /// (for a shutdown: a batch cut short is rolled back and read again
+    /// from the checkpoint at the next start). [`restart`](Self::restart)
+    /// or [`rebuild`](Self::rebuild) starts one again.
+    pub async fn stop(&self) {
+        for slot in self.inner.slots.values() {
+            let task = slot.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(task) = task {
+                task.abort();
+                // An error says it was cancelled (or had panicked): stopped.
+                let _ = task.await;
+            }
+        }
+    }
+
     /// Restarts projection `name` from its stored checkpoint (after a
     /// failure, once the cause is fixed, e.g. the data it needed exists).
     pub fn restart(&self, name: &str) -> Result<(), ProjectionError> {

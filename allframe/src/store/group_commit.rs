@@ -109,6 +109,14 @@ pub(crate) trait BatchWriter: Send + 'static {
         })
     }
 
+    /// Closes the writer's connection, cleanly, at shutdown.
+    fn close(self) -> BoxFuture<'static, ()>
+    where
+        Self: Sized,
+    {
+        Box::pin(async move { drop(self) })
+    }
+
     /// Called after a failed transaction: a writer whose connection broke
     /// replaces it, so one dropped connection does not fail every later
     /// append.
@@ -216,6 +224,8 @@ enum Job {
         op: KeyOp,
         reply: oneshot::Sender<Result<KeyOutcome>>,
     },
+    /// Write what came before, close the connection and stop.
+    Close { reply: oneshot::Sender<()> },
 }
 
 /// The queue in front of a store's writer task.
@@ -246,6 +256,16 @@ impl GroupCommit {
             .await
             .map_err(|_| StoreError::Closed)?;
         outcome.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Lets the writer write every job queued before this call, close its
+    /// connection and stop; later jobs fail with [`StoreError::Closed`].
+    pub(crate) async fn close(&self) {
+        let (reply, closed) = oneshot::channel();
+        if self.jobs.send(Job::Close { reply }).await.is_ok() {
+            // An error: the task has stopped already.
+            let _ = closed.await;
+        }
     }
 
     /// Queues an idempotency operation and waits for its outcome.
@@ -280,8 +300,15 @@ async fn run<W: BatchWriter>(
         }
         let (mut batch, mut replies) = (Vec::new(), Vec::new());
         let (mut ops, mut op_replies) = (Vec::new(), Vec::new());
+        let mut closing = None;
         for job in jobs.drain(..) {
+            if closing.is_some() {
+                // Queued after the close: dropped, so its caller gets
+                // `StoreError::Closed`.
+                continue;
+            }
             match job {
+                Job::Close { reply } => closing = Some(reply),
                 Job::Append { request, reply } => {
                     batch.push(request);
                     replies.push(reply);
@@ -295,41 +322,55 @@ async fn run<W: BatchWriter>(
         if !ops.is_empty() {
             run_keys(&mut writer, &ops, op_replies).await;
         }
-        if batch.is_empty() {
-            continue;
+        if !batch.is_empty() {
+            write(&mut writer, &batch, replies, &head).await;
         }
-        let written = writer.write(&batch).await;
-        if written.is_err() {
-            writer.recover().await;
+        if let Some(reply) = closing {
+            writer.close().await;
+            let _ = reply.send(());
+            return;
         }
-        match written {
-            Ok(outcomes) => finish(&head, outcomes, replies),
-            // The connection broke while committing: the batch may or may
-            // not be in the log, and retrying an append of it could write
-            // it twice. Its callers must find out by reading.
-            Err(error @ StoreError::CommitUnknown(_)) => {
-                tracing::error!(%error, appends = batch.len(), "lost the connection while committing a batch");
-                let message = error.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::CommitUnknown(message.clone().into())));
-                }
+    }
+}
+
+/// Writes one batch of appends and answers their callers.
+async fn write<W: BatchWriter>(
+    writer: &mut W,
+    batch: &[Request],
+    replies: Vec<oneshot::Sender<Result<Appended>>>,
+    head: &watch::Sender<u64>,
+) {
+    let written = writer.write(batch).await;
+    if written.is_err() {
+        writer.recover().await;
+    }
+    match written {
+        Ok(outcomes) => finish(head, outcomes, replies),
+        // The connection broke while committing: the batch may or may
+        // not be in the log, and retrying an append of it could write
+        // it twice. Its callers must find out by reading.
+        Err(error @ StoreError::CommitUnknown(_)) => {
+            tracing::error!(%error, appends = batch.len(), "lost the connection while committing a batch");
+            let message = error.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::CommitUnknown(message.clone().into())));
             }
-            Err(error) if batch.len() == 1 => {
-                tracing::warn!(%error, "append transaction failed");
-                let _ = replies
-                    .into_iter()
-                    .next()
-                    .map(|reply| reply.send(Err(error)));
-            }
-            Err(error) => {
-                tracing::warn!(%error, appends = batch.len(), "batch transaction failed; retrying its appends one by one");
-                for (request, reply) in batch.iter().zip(replies) {
-                    let outcome = writer
-                        .write(std::slice::from_ref(request))
-                        .await
-                        .and_then(|mut outcomes| outcomes.pop().ok_or(StoreError::Closed)?);
-                    finish(&head, vec![outcome], vec![reply]);
-                }
+        }
+        Err(error) if batch.len() == 1 => {
+            tracing::warn!(%error, "append transaction failed");
+            let _ = replies
+                .into_iter()
+                .next()
+                .map(|reply| reply.send(Err(error)));
+        }
+        Err(error) => {
+            tracing::warn!(%error, appends = batch.len(), "batch transaction failed; retrying its appends one by one");
+            for (request, reply) in batch.iter().zip(replies) {
+                let outcome = writer
+                    .write(std::slice::from_ref(request))
+                    .await
+                    .and_then(|mut outcomes| outcomes.pop().ok_or(StoreError::Closed)?);
+                finish(head, vec![outcome], vec![reply]);
             }
         }
     }

@@ -379,6 +379,15 @@ pub trait EventStore: Send + Sync + 'static {
     /// (subscriptions).
     fn shared(&self) -> Arc<dyn EventStore>;
 
+    /// Closes the store's connections once what is already queued has been
+    /// written; every later call fails with [`StoreError::Closed`] or a
+    /// backend error. SQLite's last connection checkpoints the WAL and
+    /// removes it; PostgreSQL's sessions end with a proper goodbye. Stores
+    /// that hold no connections (memory) have nothing to close.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
     /// Events after position `after` that pass `filter`: first what the store
     /// already holds (catch-up), then new events as they are committed, in
     /// ascending position with no gap and no duplicate.

@@ -481,6 +481,15 @@ impl BatchWriter for Writer {
         self.write_batch(batch).boxed()
     }
 
+    fn close(self) -> BoxFuture<'static, ()> {
+        async move {
+            if let Err(error) = self.connection.close().await {
+                tracing::warn!(%error, "closing the writer's connection failed");
+            }
+        }
+        .boxed()
+    }
+
     fn recover(&mut self) -> BoxFuture<'_, ()> {
         async move {
             if self.connection.ping().await.is_ok() {

@@ -391,6 +391,10 @@ macro_rules! sql_event_store {
                 ::std::sync::Arc::new(self.clone())
             }
 
+            fn close(&self) -> ::futures_util::future::BoxFuture<'_, ()> {
+                ::futures_util::FutureExt::boxed(self.inner.close())
+            }
+
             fn projection_store(
                 &self,
             ) -> Option<::std::sync::Arc<dyn $crate::store::projections::ProjectionStore>> {
@@ -407,6 +411,15 @@ pub(crate) struct SqlInner<P> {
     pub(crate) reads: P,
     pub(crate) writer: super::group_commit::GroupCommit,
     pub(crate) head: tokio::sync::watch::Receiver<u64>,
+}
+
+impl<DB: sqlx::Database> SqlInner<sqlx::Pool<DB>> {
+    /// Lets the writer finish what is queued and close its connection,
+    /// then closes the read pool once its connections are back.
+    pub(crate) async fn close(&self) {
+        self.writer.close().await;
+        self.reads.close().await;
+    }
 }
 
 /// The events of a batch's accepted appends, in position order.

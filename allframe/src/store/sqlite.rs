@@ -474,6 +474,15 @@ impl BatchWriter for Writer {
         self.write_batch(batch).boxed()
     }
 
+    fn close(self) -> BoxFuture<'static, ()> {
+        async move {
+            if let Err(error) = self.connection.close().await {
+                tracing::warn!(%error, "closing the writer's connection failed");
+            }
+        }
+        .boxed()
+    }
+
     fn write_keys<'a>(&'a mut self, ops: &'a [KeyOp]) -> BoxFuture<'a, Result<Vec<KeyOutcome>>> {
         self.write_key_ops(ops).boxed()
     }

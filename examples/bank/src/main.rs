@@ -111,12 +111,16 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     // axum does not track upgraded WebSockets, and waits for SSE responses
     // to end: close the event streams before it finishes shutting down.
+    let streams = app.clone();
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown().await;
-            app.shutdown().await;
+            streams.shutdown().await;
         })
         .await?;
+    // Nothing is served any more: stop the projections and close the
+    // database (SQLite folds its WAL back into the file).
+    app.close().await;
     println!("bank stopped");
     Ok(())
 }
