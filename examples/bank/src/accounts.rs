@@ -47,7 +47,12 @@ impl Projection for AccountRow {
             .ok_or_else(|| format!("`{}` before the account was opened", recorded.event_type))?
             .clone();
         match event {
-            AccountEvent::MoneyDeposited { amount } => row.balance += amount,
+            AccountEvent::MoneyDeposited { amount } => {
+                row.balance = row
+                    .balance
+                    .checked_add(*amount)
+                    .ok_or("a deposit past the largest balance")?;
+            }
             AccountEvent::MoneyWithdrawn { amount } => {
                 row.balance = row
                     .balance

@@ -70,7 +70,19 @@ pub enum BankError {
     /// Moving money on a closed account.
     #[error("the account is closed")]
     AccountClosed,
+    /// A deposit that would take the balance past [`MAX_BALANCE`].
+    #[error("the balance would exceed {MAX_BALANCE}: it is {balance}, {requested} was paid in")]
+    BalanceOverflow {
+        /// The current balance.
+        balance: u64,
+        /// The amount paid in.
+        requested: u64,
+    },
 }
+
+/// The largest balance an account may hold, in cents: the largest integer
+/// of the documented `int64` schema.
+pub const MAX_BALANCE: u64 = i64::MAX as u64;
 
 /// Opens an account; the server picks its id.
 #[command(aggregate = Account, create)]
@@ -84,7 +96,7 @@ pub struct OpenAccount {
     pub email: String,
     /// Money paid in on opening, in cents.
     #[serde(default)]
-    #[garde(skip)]
+    #[garde(range(max = 1_000_000_000))]
     pub initial_deposit: u64,
 }
 
@@ -139,6 +151,16 @@ async fn open_account(command: OpenAccount, _: &Account) -> Result<Vec<AccountEv
 async fn deposit(command: Deposit, account: &Account) -> Result<Vec<AccountEvent>, BankError> {
     if !account.open {
         return Err(BankError::AccountClosed);
+    }
+    let within = account
+        .balance
+        .checked_add(command.amount)
+        .is_some_and(|balance| balance <= MAX_BALANCE);
+    if !within {
+        return Err(BankError::BalanceOverflow {
+            balance: account.balance,
+            requested: command.amount,
+        });
     }
     Ok(vec![AccountEvent::MoneyDeposited {
         amount: command.amount,
@@ -276,6 +298,34 @@ mod tests {
                 account_id: id(),
                 amount: 0,
             })
+            .await
+            .then_error("validation-failed");
+    }
+
+    #[tokio::test]
+    async fn money_never_wraps() {
+        let rich = AccountEvent::MoneyDeposited {
+            amount: MAX_BALANCE - 5,
+        };
+        let deposit = |amount| Deposit {
+            account_id: id(),
+            amount,
+        };
+        given::<Account>([opened(), rich.clone()])
+            .when(deposit(10))
+            .await
+            .then_error("balance-overflow");
+        given::<Account>([opened(), rich])
+            .when(deposit(5))
+            .await
+            .then([AccountEvent::MoneyDeposited { amount: 5 }]);
+        let huge = OpenAccount {
+            owner: "Ada".into(),
+            email: "ada@example.com".into(),
+            initial_deposit: 18_446_744_073_709_551_610,
+        };
+        given::<Account>([])
+            .when(huge)
             .await
             .then_error("validation-failed");
     }
