@@ -30,7 +30,7 @@ pub struct Problem {
     /// extension members), e.g. `projection` and `position` of
     /// `projection-failed`.
     #[serde(flatten)]
-    pub extensions: serde_json::Map<String, serde_json::Value>,
+    pub extensions: Box<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Problem {
@@ -47,7 +47,7 @@ impl Problem {
             status,
             detail: detail.into(),
             errors: Vec::new(),
-            extensions: serde_json::Map::new(),
+            extensions: Box::default(),
         }
     }
 
