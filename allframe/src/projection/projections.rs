@@ -393,12 +393,13 @@ async fn wait(
     };
     let mut checkpoint = slot.checkpoint.subscribe();
     // The runner wakes the checkpoint's watchers when it fails.
-    let waited = tokio::time::timeout_at(
+    // Ends at the position, at a failure or at the deadline; which one is
+    // read below.
+    let _ = tokio::time::timeout_at(
         deadline,
         checkpoint.wait_for(|c| *c >= position || failed().is_some()),
     )
-    .await
-    .map(|_| ());
+    .await;
     let reached = *checkpoint.borrow();
     if reached >= position {
         return Ok(reached);
@@ -406,9 +407,7 @@ async fn wait(
     if let Some(failure) = failed() {
         return Err(failure);
     }
-    // The sender lives in the slot, which outlives this borrow, so only
-    // the timeout ends the wait short of the position.
-    debug_assert!(waited.is_err());
+    // Out of time (or restarted just after failing: still not there).
     Err(ProjectionError::NotReached {
         projection: slot.registration.name().to_owned(),
         checkpoint: reached,
