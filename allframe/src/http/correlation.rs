@@ -4,12 +4,12 @@
 //! the events a command records, and echoed on the response. The same
 //! middleware turns a panic below it into a 500 problem, logged with the id.
 
+use std::panic::AssertUnwindSafe;
+
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
-use std::panic::AssertUnwindSafe;
-
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
 use tracing::Instrument;
