@@ -10,8 +10,16 @@
 //! doubles the rate until p99 passes 50 ms or events go missing, and prints
 //! the highest rate that held.
 //!
+//! Last, live delivery while one client catches up: over a log of 200,000
+//! events, one client connects with `after=0` beside 100 live clients, and
+//! the live clients' latency is taken over the events appended while that
+//! client was still reading history. The same run without the catch-up
+//! client alternates with it, and the medians of both are printed side by
+//! side.
+//!
 //! `ALLFRAME_BENCH_SECONDS` sets the length of one run (default 3),
-//! `ALLFRAME_BENCH_ONLY=memory` or `=sqlite` one backend.
+//! `ALLFRAME_BENCH_ONLY=memory` or `=sqlite` one backend,
+//! `ALLFRAME_BENCH_HISTORY` the catch-up's log length (default 200000).
 
 mod common;
 
@@ -45,13 +53,13 @@ async fn run() {
     for backend in ["memory", "sqlite"].into_iter().filter(|b| selected(b)) {
         let store = open(backend, &tmp).await;
         for (clients, rate) in [(100, 1_000), (1_000, 100), (1_000, 1_000)] {
-            let report = measure(&*store, clients, rate, seconds).await;
+            let (report, _) = measure(&*store, clients, rate, seconds, None).await;
             report.print(backend, clients, rate);
         }
         let mut best = None;
         let mut rate = 1_000;
         loop {
-            let report = measure(&*store, 100, rate, seconds).await;
+            let (report, _) = measure(&*store, 100, rate, seconds, None).await;
             report.print(backend, 100, rate);
             if !report.holds() {
                 break;
@@ -67,6 +75,55 @@ async fn run() {
             Some(rate) => println!("- {backend}: {rate} events/s (the next doubling did not hold)"),
             None => println!("- {backend}: below 1000 events/s"),
         }
+    }
+    let history = env_number("ALLFRAME_BENCH_HISTORY", 200_000.0) as u64;
+    println!(
+        "\n## 100 live clients at 1000 events/s while one client catches up over {history} events\n"
+    );
+    println!(
+        "Latency of the live clients over the events appended while the catch-up was reading \
+         history, beside runs without a catch-up client (alternating, 3 each).\n"
+    );
+    println!(
+        "| backend | run | catch-up took s | live events sampled | p50 ms | p99 ms | max ms |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for backend in ["memory", "sqlite"].into_iter().filter(|b| selected(b)) {
+        let store = open(backend, &tmp).await;
+        fill(&*store, history).await;
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            let (report, catch_up) = measure(&*store, 100, 1_000, seconds, Some(history)).await;
+            let took = catch_up.map_or("did not finish".to_owned(), |t| format!("{t:.2}"));
+            report.print_catch_up(backend, "with catch-up", &took);
+            with.push(report.percentile(0.99));
+            let (report, _) = measure(&*store, 100, 1_000, seconds, None).await;
+            report.print_catch_up(backend, "live only", "–");
+            without.push(report.percentile(0.99));
+        }
+        let (with, without) = (median(&mut with), median(&mut without));
+        println!(
+            "\n- {backend}: median p99 {with:.1} ms with a catch-up, {without:.1} ms without \
+             ({:.2}×); target < 50 ms\n",
+            with / without
+        );
+    }
+}
+
+/// Appends `events` events to history streams, in batches of 1,000.
+async fn fill(store: &dyn EventStore, events: u64) {
+    let data = serde_json::json!({ "filler": true });
+    for batch in 0..events.div_ceil(1_000) {
+        let count = (events - batch * 1_000).min(1_000);
+        let batch_events = (0..count).map(|_| NewEvent::new("Filler", &data)).collect();
+        store
+            .append(
+                &format!("history-{batch}"),
+                ExpectedVersion::NoStream,
+                batch_events,
+            )
+            .await
+            .expect("fill the log");
     }
 }
 
@@ -90,7 +147,11 @@ struct Report {
 }
 
 impl Report {
+    /// NaN when nothing was delivered.
     fn percentile(&self, fraction: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
         // Sorted by `median` before this is called.
         let index =
             ((self.latencies.len() as f64 * fraction) as usize).min(self.latencies.len() - 1);
@@ -101,6 +162,20 @@ impl Report {
         self.delivered == self.expected
             && !self.latencies.is_empty()
             && self.percentile(0.99) < TARGET_P99.as_secs_f64() * 1000.0
+    }
+
+    fn print_catch_up(&self, backend: &str, run: &str, took: &str) {
+        if self.latencies.is_empty() {
+            println!("| {backend} | {run} | {took} | 0 | – | – | – |");
+            return;
+        }
+        println!(
+            "| {backend} | {run} | {took} | {} | {:.1} | {:.1} | {:.1} |",
+            self.latencies.len(),
+            self.percentile(0.5),
+            self.percentile(0.99),
+            self.latencies[self.latencies.len() - 1],
+        );
     }
 
     fn print(&self, backend: &str, clients: usize, rate: u64) {
@@ -125,7 +200,18 @@ impl Report {
 }
 
 /// One run: `clients` connections, `rate` appends a second for `length`.
-async fn measure(store: &dyn EventStore, clients: usize, rate: u64, length: Duration) -> Report {
+/// With `catch_up` (the log's length when the run starts), one more client
+/// reads the whole log from `after=0`; the live clients' latencies are then
+/// those of the events appended before it had read that far, and the run
+/// also returns how long its catch-up took in seconds (`None`: it had not
+/// finished when the run ended).
+async fn measure(
+    store: &dyn EventStore,
+    clients: usize,
+    rate: u64,
+    length: Duration,
+    catch_up: Option<u64>,
+) -> (Report, Option<f64>) {
     let config = EventStreamConfig::default().max_connections(clients + 10);
     let app = App::builder(store)
         .events(config)
@@ -143,6 +229,9 @@ async fn measure(store: &dyn EventStore, clients: usize, rate: u64, length: Dura
     for _ in 0..clients {
         readers.push(tokio::spawn(read(addr, epoch, stopped.clone()).await));
     }
+    let catching_up =
+        catch_up.map(|history| tokio::spawn(read_history(addr, history, epoch, stopped.clone())));
+    let started_catch_up = epoch.elapsed().as_secs_f64();
     let mut appends = append_at(store, rate, length, epoch).await;
     let expected = appends.len();
     median(&mut appends);
@@ -150,33 +239,44 @@ async fn measure(store: &dyn EventStore, clients: usize, rate: u64, length: Dura
     // did not keep up.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.send_replace(true);
+    // Microseconds since `epoch` when the catch-up had read the whole log.
+    let caught_up = match catching_up {
+        Some(task) => task.await.expect("catch-up reader"),
+        None => None,
+    };
     let mut latencies = Vec::new();
     let mut delivered = usize::MAX;
     for reader in readers {
         let received = reader.await.expect("reader");
         delivered = delivered.min(received.len());
-        latencies.extend(received);
+        latencies.extend(
+            received
+                .into_iter()
+                .filter(|(sent, _)| catch_up.is_none() || caught_up.is_none_or(|at| *sent < at))
+                .map(|(_, latency)| latency),
+        );
     }
     app.shutdown().await;
     server.abort();
     if !latencies.is_empty() {
         median(&mut latencies);
     }
-    Report {
+    let report = Report {
         latencies,
         appends,
         expected,
         delivered,
-    }
+    };
+    (report, caught_up.map(|at| at / 1e6 - started_catch_up))
 }
 
 /// Connects a client (live only) and returns its reading task, which
-/// collects latencies in milliseconds until told to stop.
+/// collects (sent at in µs, latency in ms) until told to stop.
 async fn read(
     addr: SocketAddr,
     epoch: Instant,
     mut stop: watch::Receiver<bool>,
-) -> impl std::future::Future<Output = Vec<f64>> {
+) -> impl std::future::Future<Output = Vec<(f64, f64)>> {
     let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/events/ws"))
         .await
         .expect("connect");
@@ -188,12 +288,44 @@ async fn read(
                 message = client.next() => match message {
                     Some(Ok(Message::Text(text))) => {
                         let now = epoch.elapsed().as_micros() as f64;
-                        latencies.push((now - sent_at(&text)) / 1000.0);
+                        let sent = sent_at(&text);
+                        latencies.push((sent, (now - sent) / 1000.0));
                     }
                     Some(Ok(_)) => {}
                     _ => return latencies,
                 },
             }
+        }
+    }
+}
+
+/// A client reading the log from the start: returns the time (µs since
+/// `epoch`) when it had received `history` events, or `None` if it was told
+/// to stop first.
+async fn read_history(
+    addr: SocketAddr,
+    history: u64,
+    epoch: Instant,
+    mut stop: watch::Receiver<bool>,
+) -> Option<f64> {
+    let (mut client, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/events/ws?after=0"))
+            .await
+            .expect("connect");
+    let mut received = 0;
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return None,
+            message = client.next() => match message {
+                Some(Ok(Message::Text(_))) => {
+                    received += 1;
+                    if received == history {
+                        return Some(epoch.elapsed().as_micros() as f64);
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => return None,
+            },
         }
     }
 }
