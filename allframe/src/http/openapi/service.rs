@@ -49,6 +49,24 @@ pub(super) fn event_stream_paths() -> Map<String, Value> {
         "A bad or unknown parameter (checked before the stream starts), or not a request for this kind of stream.",
     );
     let message = reference("RecordedEvent");
+    // One event as an SSE parser gives it (the way OpenAPI 3.1 tools such
+    // as schemathesis read a `text/event-stream` schema): `id` and `data`
+    // strings, the data being a RecordedEvent as JSON.
+    let sse_event = json!({
+        "type": "object",
+        "description": "One server-sent event: `id` is the event's position, `data` the `RecordedEvent` as JSON. \
+            The server sets no `event:` field, so clients see the default type `message`.",
+        "required": ["id", "data"],
+        "properties": {
+            "id": { "type": "string", "pattern": "^(0|[1-9][0-9]*)$", "description": "The event's position." },
+            "event": { "type": "string", "const": "message" },
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": message,
+            },
+        },
+    });
     let mut sse_parameters = parameters.clone();
     sse_parameters.push(json!({
         "name": "Last-Event-ID", "in": "header", "required": false,
@@ -85,8 +103,7 @@ pub(super) fn event_stream_paths() -> Map<String, Value> {
             "responses": {
                 "200": {
                     "description": "The stream; each `data:` line is a `RecordedEvent`.",
-                    "content": { "text/event-stream": { "schema": { "type": "string" } } },
-                    "x-message": message,
+                    "content": { "text/event-stream": { "schema": sse_event } },
                 },
                 "400": bad_parameters,
                 "503": refused("No event stream now"),
