@@ -258,6 +258,7 @@ pub(super) fn problem(error: ProjectionError) -> Problem {
             "invalid-cursor",
             "`cursor` must be a `next_cursor` this API returned",
         ),
+        ProjectionError::ControlCharacter { .. } => bad("control-character", error.to_string()),
         ProjectionError::NotReached { .. } => not_reached(error.to_string()),
         ProjectionError::BeyondHead { .. } => bad(
             "min-position-beyond-head",

@@ -45,6 +45,18 @@ pub enum ProjectionError {
     /// A cursor that this API did not hand out.
     #[error("invalid cursor")]
     InvalidCursor,
+    /// A row key, a list filter's value or the key a cursor continues
+    /// after holds a control character (U+0000–U+001F, U+007F–U+009F):
+    /// keys are text without them, and some databases refuse the bytes.
+    #[error(
+        "the {what} contains the control character {found:?}; keys and filter values are text without control characters"
+    )]
+    ControlCharacter {
+        /// What held it: `key`, `value of filter \`{field}\`` or `cursor`.
+        what: String,
+        /// The first control character found.
+        found: char,
+    },
     /// `wait_for` ran out of time before the checkpoint reached the
     /// position.
     #[error("projection `{projection}` reached position {checkpoint}, not {wanted}, in time")]
@@ -100,6 +112,7 @@ impl ProjectionError {
             Self::NotIndexed { .. }
                 | Self::InvalidLimit { .. }
                 | Self::InvalidCursor
+                | Self::ControlCharacter { .. }
                 | Self::BeyondHead { .. }
         )
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use tokio::sync::{Notify, watch};
 
-use super::read::{Page, decode_cursor, encode_cursor};
+use super::read::{Page, decode_cursor, encode_cursor, plain_text};
 use super::registry::{self, ProjectionRegistration};
 use super::runner::{DEFAULT_BATCH_SIZE, Progress, ProjectionState, ProjectionStatus, Slot};
 use super::{ListQuery, MAX_LIMIT, Projection, ProjectionError};
@@ -286,6 +286,7 @@ impl Projections {
         key: &str,
     ) -> Result<Option<Box<RawValue>>, ProjectionError> {
         let slot = self.slot(name)?;
+        let key = plain_text(|| "key".to_owned(), key)?;
         let row = slot.storage.get(name, key).await?;
         row.map(|json| raw(name, json)).transpose()
     }
@@ -298,12 +299,14 @@ impl Projections {
         key: &str,
     ) -> Result<Option<String>, ProjectionError> {
         let slot = self.slot(name)?;
+        let key = plain_text(|| "key".to_owned(), key)?;
         Ok(slot.storage.get(name, key).await?)
     }
 
     /// The row of projection `P` under `key`.
     pub async fn get<P: Projection>(&self, key: &str) -> Result<Option<P>, ProjectionError> {
         let slot = self.slot(P::NAME)?;
+        let key = plain_text(|| "key".to_owned(), key)?;
         let row = slot.storage.get(P::NAME, key).await?;
         row.map(|json| typed(P::NAME, &json)).transpose()
     }
@@ -358,7 +361,8 @@ impl Projections {
                     indexed: indexed.join(", "),
                 });
             }
-            rows_query = rows_query.indexed(field.clone(), value.clone());
+            let value = plain_text(|| format!("value of filter `{field}`"), value)?;
+            rows_query = rows_query.indexed(field.clone(), value.to_owned());
         }
         let mut rows = slot.storage.list(name, &rows_query).await?;
         let next_cursor = if rows.len() > query.limit {

@@ -90,6 +90,21 @@ pub(super) fn encode_cursor(key: &str) -> String {
     cursor
 }
 
+/// `text` (a key, or a filter's value: `what`) when it holds no control
+/// character, which every backend refuses the same way.
+pub(super) fn plain_text<'t>(
+    what: impl FnOnce() -> String,
+    text: &'t str,
+) -> Result<&'t str, ProjectionError> {
+    match text.chars().find(|c| c.is_control()) {
+        None => Ok(text),
+        Some(found) => Err(ProjectionError::ControlCharacter {
+            what: what(),
+            found,
+        }),
+    }
+}
+
 /// The key a cursor continues after.
 pub(super) fn decode_cursor(cursor: &str) -> Result<String, ProjectionError> {
     let hex = cursor
@@ -101,7 +116,9 @@ pub(super) fn decode_cursor(cursor: &str) -> Result<String, ProjectionError> {
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
         .collect::<Result<Vec<u8>, _>>()
         .map_err(|_| ProjectionError::InvalidCursor)?;
-    String::from_utf8(bytes).map_err(|_| ProjectionError::InvalidCursor)
+    let key = String::from_utf8(bytes).map_err(|_| ProjectionError::InvalidCursor)?;
+    plain_text(|| "cursor".to_owned(), &key)?;
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -117,6 +134,16 @@ mod tests {
             assert!(
                 matches!(decode_cursor(bad), Err(ProjectionError::InvalidCursor)),
                 "{bad}"
+            );
+        }
+        // Well formed, but the key holds a NUL or a C1 control (U+0085).
+        for (cursor, found) in [("k610062", '\0'), ("kc285", '\u{85}')] {
+            assert!(
+                matches!(
+                    decode_cursor(cursor),
+                    Err(ProjectionError::ControlCharacter { found: f, .. }) if f == found
+                ),
+                "{cursor}"
             );
         }
     }
