@@ -58,7 +58,9 @@ impl App {
     /// `GET /openapi.json`, `GET /docs` (with the `swagger-ui` feature),
     /// `GET /events/ws`, `GET /events/sse` and the routes added with
     /// [`AppBuilder::routes`]. A plain axum `Router`: merge it, nest it
-    /// under a prefix, wrap it in any tower layer.
+    /// under a prefix, wrap it in any tower layer. Unknown paths answer a
+    /// 404 problem and unserved methods a 405 problem with `Allow`; call
+    /// `.fallback(…)` on it to answer unknown paths yourself.
     pub fn router(&self) -> Router {
         self.router.clone()
     }
@@ -184,6 +186,11 @@ impl AppBuilder {
     /// `tags` and `servers` come from the first router's own document
     /// (`OpenApiRouter::with_openapi(ApiDoc::openapi())`); a plain axum
     /// `Router` works too. Called again, it merges.
+    ///
+    /// The app answers paths no route serves with a 404 problem and methods
+    /// a route does not serve with a 405 problem (with `Allow`), yours
+    /// included; a method fallback on your routes is kept, a router-wide
+    /// `fallback` is replaced: set that on [`App::router`] instead.
     pub fn routes(mut self, routes: impl Into<OpenApiRouter>) -> Self {
         let routes = routes.into();
         self.routes = Some(match self.routes {
@@ -235,8 +242,12 @@ impl AppBuilder {
         let cqrs = cqrs.merge(crate::http::docs::routes());
         let events = EventStreams::new(self.store.clone(), self.events);
         let cqrs = cqrs.merge(crate::http::events::routes(events.clone()));
+        // After the user's routes, so the 405 covers theirs too (a custom
+        // method fallback of theirs is kept) and the 404 covers every path.
         let router = cqrs
             .merge(routes)
+            .fallback(crate::http::extract::no_route)
+            .method_not_allowed_fallback(crate::http::extract::method_not_allowed)
             .layer(axum::Extension(container))
             .layer(axum::middleware::from_fn(correlate));
         Ok(App {

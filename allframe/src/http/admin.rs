@@ -5,11 +5,12 @@
 //! the work goes on in the background.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use super::extract::PathParams;
 use super::reads::{ReadRoutes, problem};
 
 /// The admin routes, over the read routes' state.
@@ -27,7 +28,10 @@ async fn list(State(reads): State<ReadRoutes>) -> Response {
     }
 }
 
-async fn rebuild(State(reads): State<ReadRoutes>, Path(name): Path<String>) -> Response {
+async fn rebuild(
+    State(reads): State<ReadRoutes>,
+    PathParams(name): PathParams<String>,
+) -> Response {
     let started = async {
         reads.projections.rebuild(&name).await?;
         reads.projections.status_of(&name).await
@@ -35,7 +39,10 @@ async fn rebuild(State(reads): State<ReadRoutes>, Path(name): Path<String>) -> R
     accepted(started.await)
 }
 
-async fn restart(State(reads): State<ReadRoutes>, Path(name): Path<String>) -> Response {
+async fn restart(
+    State(reads): State<ReadRoutes>,
+    PathParams(name): PathParams<String>,
+) -> Response {
     let started = async {
         reads.projections.restart(&name)?;
         reads.projections.status_of(&name).await

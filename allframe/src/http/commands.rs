@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::correlation::CorrelationId;
+use super::extract::PathParams;
 use super::problem::Problem;
 use crate::command::{CommandOutcome, DispatchOptions, Dispatcher, IfMatch};
 
@@ -31,7 +32,7 @@ pub(crate) struct CommandRoutes {
 /// which also echoes it.
 pub(crate) async fn post_command(
     State(routes): State<CommandRoutes>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     CorrelationId(correlation_id): CorrelationId,
     headers: HeaderMap,
     body: Body,

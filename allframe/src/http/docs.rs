@@ -9,11 +9,13 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use utoipa_swagger_ui::Config;
+
+use super::extract::PathParams;
+use super::problem::Problem;
 
 /// The Swagger UI routes.
 pub(crate) fn routes() -> Router {
@@ -27,7 +29,7 @@ pub(crate) fn routes() -> Router {
         .route("/docs/", get(move || serve(String::new(), index)))
         .route(
             "/docs/{*file}",
-            get(move |Path(file): Path<String>| serve(file, config)),
+            get(move |PathParams(file): PathParams<String>| serve(file, config)),
         )
 }
 
@@ -48,10 +50,11 @@ async fn serve(file: String, config: Arc<Config<'static>>) -> Response {
             }
             response
         }
-        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Ok(None) => Problem::not_found("no-route", format!("Swagger UI has no file `{file}`"))
+            .into_response(),
         Err(error) => {
             tracing::error!(%error, "Swagger UI could not render its configuration");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            Problem::internal().into_response()
         }
     }
 }

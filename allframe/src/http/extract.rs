@@ -30,3 +30,51 @@ where
         })
     }
 }
+
+/// axum's `Path`, refused as a 400 problem (`invalid-path`) instead of a
+/// plain-text answer when a segment does not decode (not UTF-8 once
+/// percent-decoded, say).
+pub(crate) struct PathParams<T>(pub(crate) T);
+
+impl<S, T> FromRequestParts<S> for PathParams<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(Problem::bad_request(
+                "invalid-path",
+                format!("the path does not decode: {}", rejection.body_text()),
+            )),
+        }
+    }
+}
+
+/// The router's answer for a path no route serves: a 404 problem.
+pub(crate) async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> Problem {
+    Problem::not_found(
+        "no-route",
+        format!("nothing is served at {method} {}", uri.path()),
+    )
+}
+
+/// The router's answer for a method a route does not serve: a 405
+/// problem (axum adds the `Allow` header).
+pub(crate) async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> Problem {
+    Problem::new(
+        405,
+        "method-not-allowed",
+        "Method not allowed",
+        format!(
+            "{} does not answer {method}; `Allow` lists the methods it does",
+            uri.path()
+        ),
+    )
+}

@@ -7,7 +7,7 @@ pub(crate) mod correlation;
 #[cfg(feature = "swagger-ui")]
 pub(crate) mod docs;
 pub(crate) mod events;
-mod extract;
+pub(crate) mod extract;
 mod fanout;
 pub(crate) mod health;
 pub(crate) mod openapi;

@@ -2,16 +2,17 @@
 //! query string as its parameters (`min_position` aside, which waits
 //! until every projection has reached it, as a handler may read any).
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::Response;
 
+use super::extract::PathParams;
 use super::problem::Problem;
 use super::reads::{ReadRoutes, finish, json, parameters, take_min_position};
 use crate::query::QueryError;
 
 pub(crate) async fn query(
     State(reads): State<ReadRoutes>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
     let read = async {

@@ -11,12 +11,13 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
+use super::extract::PathParams;
 use super::problem::Problem;
 use crate::projection::{DEFAULT_LIMIT, ListQuery, ProjectionError, Projections};
 use crate::query::Queries;
@@ -50,7 +51,7 @@ pub(crate) fn routes(reads: ReadRoutes) -> Router {
 
 async fn get_row(
     State(reads): State<ReadRoutes>,
-    Path((name, key)): Path<(String, String)>,
+    PathParams((name, key)): PathParams<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Response {
     let read = async {
@@ -89,7 +90,7 @@ async fn get_row(
 
 async fn list(
     State(reads): State<ReadRoutes>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
     let read = async {

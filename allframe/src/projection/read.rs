@@ -92,10 +92,10 @@ pub(super) fn encode_cursor(key: &str) -> String {
 
 /// `text` (a key, or a filter's value: `what`) when it holds no control
 /// character, which every backend refuses the same way.
-pub(super) fn plain_text<'t>(
+pub(super) fn plain_text(
     what: impl FnOnce() -> String,
-    text: &'t str,
-) -> Result<&'t str, ProjectionError> {
+    text: &str,
+) -> Result<&str, ProjectionError> {
     match text.chars().find(|c| c.is_control()) {
         None => Ok(text),
         Some(found) => Err(ProjectionError::ControlCharacter {
