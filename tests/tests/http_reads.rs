@@ -464,6 +464,24 @@ async fn queries_answer_validate_and_wait() {
         StatusCode::BAD_REQUEST,
         "min_balance is required: {body}"
     );
+    // A misspelt parameter is refused, as on projection lists, rather than
+    // ignored (which would answer 50 rows for `limt=1`).
+    for uri in [
+        "/queries/accounts-over?min_balance=0&limt=1",
+        "/queries/accounts-over?limit=1&min_balance=0&min_position=0&cursor=k00",
+    ] {
+        let (status, _, body) = call(&app, "GET", uri, None).await;
+        assert_eq!(
+            (status, problem_type(&body)),
+            (StatusCode::BAD_REQUEST, "/problems/unknown-parameter"),
+            "{uri}: {body}"
+        );
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("limit") && detail.contains("min_balance"),
+            "names the parameters there are: {detail}"
+        );
+    }
     let (status, _, body) = call(
         &app,
         "GET",

@@ -46,7 +46,7 @@ fn answer(error: QueryError) -> Problem {
     }
     let title = match &error {
         QueryError::Unknown(_) => "Unknown query",
-        QueryError::BadParameters(_) => "Bad request",
+        QueryError::BadParameters(_) | QueryError::UnknownParameter { .. } => "Bad request",
         QueryError::Validation(_) => "Validation failed",
         _ => "Refused by the domain",
     };

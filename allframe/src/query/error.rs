@@ -16,6 +16,16 @@ pub enum QueryError<E = Rejection> {
     /// The query string does not fit the query's fields.
     #[error("the query string does not fit the query: {0}")]
     BadParameters(String),
+    /// The query string names a parameter the query does not have.
+    #[error("`{parameter}` is not a parameter of query `{query}`; its parameters are: {known}")]
+    UnknownParameter {
+        /// The query.
+        query: String,
+        /// The name given.
+        parameter: String,
+        /// The query's parameters, comma-separated.
+        known: String,
+    },
     /// garde refused the parameters; pointers use wire names.
     #[error("the query's parameters are invalid")]
     Validation(Vec<FieldError>),
@@ -35,7 +45,7 @@ impl<E: DomainError> QueryError<E> {
     pub fn status(&self) -> u16 {
         match self {
             Self::Unknown(_) => 404,
-            Self::BadParameters(_) => 400,
+            Self::BadParameters(_) | Self::UnknownParameter { .. } => 400,
             Self::Validation(_) => 422,
             Self::Domain(error) => error.status(),
             Self::MissingDependency(_) | Self::Output(_) => 500,
@@ -47,6 +57,7 @@ impl<E: DomainError> QueryError<E> {
         match self {
             Self::Unknown(_) => "unknown-query",
             Self::BadParameters(_) => "invalid-query-parameters",
+            Self::UnknownParameter { .. } => "unknown-parameter",
             Self::Validation(_) => "validation-failed",
             Self::Domain(error) => error.code(),
             Self::MissingDependency(_) | Self::Output(_) => "internal-error",
@@ -58,6 +69,15 @@ impl<E: DomainError> QueryError<E> {
         match self {
             Self::Unknown(name) => QueryError::Unknown(name),
             Self::BadParameters(detail) => QueryError::BadParameters(detail),
+            Self::UnknownParameter {
+                query,
+                parameter,
+                known,
+            } => QueryError::UnknownParameter {
+                query,
+                parameter,
+                known,
+            },
             Self::Validation(errors) => QueryError::Validation(errors),
             Self::Domain(error) => QueryError::Domain(Rejection::from_domain(&error)),
             Self::MissingDependency(name) => QueryError::MissingDependency(name),

@@ -62,6 +62,7 @@ impl Queries {
             .handlers
             .get(name)
             .ok_or_else(|| QueryError::Unknown(name.to_owned()))?;
+        registered.check_names(name, parameters)?;
         registered
             .erased
             .run(parameters, &self.projections, &self.container)

@@ -83,6 +83,52 @@ pub enum QueryRegistryError {
 pub(crate) struct Registered {
     pub(crate) handler: &'static str,
     pub(crate) erased: Arc<dyn ErasedQuery>,
+    /// The parameters' names, as the schema lists them; `None` when the
+    /// schema admits any other (`additionalProperties`).
+    pub(crate) parameters: Option<Arc<[String]>>,
+}
+
+impl Registered {
+    /// Refuses a parameter of `query_string` that the query does not have
+    /// (serde would ignore it, and a misspelt `limit` would silently give
+    /// the default).
+    pub(crate) fn check_names(&self, query: &str, query_string: &str) -> Result<(), QueryError> {
+        let Some(known) = &self.parameters else {
+            return Ok(());
+        };
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query_string)
+            .map_err(|error| QueryError::BadParameters(error.to_string()))?;
+        match pairs.into_iter().find(|(name, _)| !known.contains(name)) {
+            None => Ok(()),
+            Some((parameter, _)) => Err(QueryError::UnknownParameter {
+                query: query.to_owned(),
+                parameter,
+                known: if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                },
+            }),
+        }
+    }
+}
+
+/// The property names of a parameters schema (an object), or `None` when
+/// it admits other properties too.
+fn parameter_names(schema: &WireSchema) -> Option<Arc<[String]>> {
+    let schema = schema.schema();
+    let open = schema
+        .get("additionalProperties")
+        .is_some_and(|additional| additional != &serde_json::Value::Bool(false));
+    if open {
+        return None;
+    }
+    let names = schema
+        .get("properties")
+        .and_then(|properties| properties.as_object())
+        .map(|properties| properties.keys().cloned().collect())
+        .unwrap_or_default();
+    Some(names)
 }
 
 /// Every linked registration by query name; two for one name are an
@@ -100,9 +146,11 @@ pub(crate) fn collect() -> Result<BTreeMap<&'static str, Registered>, QueryRegis
                 second: registration.handler,
             });
         }
+        let erased = (registration.make)();
         let registered = Registered {
             handler: registration.handler,
-            erased: (registration.make)(),
+            parameters: parameter_names(&erased.describe().parameters),
+            erased,
         };
         handlers.insert(registration.query, registered);
     }

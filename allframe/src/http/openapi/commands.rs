@@ -81,7 +81,7 @@ fn failures(command: &Description) -> BTreeMap<u16, String> {
     let mut failures = BTreeMap::from([
         (
             400,
-            "Malformed JSON, a body that does not fit the schema, a content type other than JSON, or a malformed header.".to_owned(),
+            "Malformed JSON, a content type other than JSON, or a malformed header.".to_owned(),
         ),
         (
             409,
@@ -91,7 +91,7 @@ fn failures(command: &Description) -> BTreeMap<u16, String> {
         (413, "The body is over the size limit.".to_owned()),
         (
             422,
-            "Validation failed (`errors` points at each field), or the `Idempotency-Key` was used before with a different body.".to_owned(),
+            "JSON that does not fit the command's schema (`invalid-command`), validation failed (`errors` points at each field), or the `Idempotency-Key` was used before with a different body.".to_owned(),
         ),
         (500, "The service failed; the cause is logged, not sent.".to_owned()),
     ]);

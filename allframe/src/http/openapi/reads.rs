@@ -170,7 +170,7 @@ fn query_path(query: QueryDescription, schemas: &mut Map<String, Value>) -> Valu
     let mut responses = read_responses(&output_name, "The answer.");
     responses.insert(
         "400".into(),
-        problem_response("The query string does not fit the parameters, or a bad `min_position`."),
+        problem_response("The query string does not fit the parameters, names one the query does not have, or has a bad `min_position`."),
     );
     let mut refused = BTreeMap::from([(
         422u16,
