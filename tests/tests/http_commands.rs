@@ -90,6 +90,8 @@ struct Fixture {
     store: MemoryStore,
     router: axum::Router,
     gate: Arc<Gate>,
+    /// The OpenAPI document it serves.
+    document: Value,
 }
 
 async fn fixture(body_limit: usize) -> Fixture {
@@ -117,6 +119,7 @@ async fn fixture(body_limit: usize) -> Fixture {
         store,
         router: app.router(),
         gate,
+        document: app.openapi().clone(),
     }
 }
 
@@ -305,6 +308,40 @@ async fn validation_and_domain_refusals_are_422() {
     let (response, body) =
         command(&f.router, "deposit", json!({"account_id": id, "amount": 1})).await;
     assert_problem(&response, &body, 422, "account-closed");
+}
+
+#[tokio::test]
+async fn json_that_does_not_fit_the_schema_is_422_invalid_command() {
+    let f = fixture(allframe::DEFAULT_BODY_LIMIT).await;
+    // A misspelt optional field would otherwise open an empty account.
+    let misspelt = json!({"owner": "Ada", "email": "ada@example.com", "initial_deposti": 500});
+    let wrong_type = json!({"owner": "Ada", "email": "ada@example.com", "initial_deposit": "500"});
+    for (body, says) in [
+        (misspelt, "unknown field `initial_deposti`"),
+        (wrong_type, "expected u64"),
+        (json!([1, 2]), "invalid"),
+    ] {
+        let (response, problem) = command(&f.router, "open-account", body).await;
+        assert_problem(&response, &problem, 422, "invalid-command");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(says), "{detail}");
+    }
+    // As the document says.
+    let responses = &f.document["paths"]["/commands/open-account"]["post"]["responses"];
+    assert!(
+        responses["422"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("does not fit"),
+        "{responses}"
+    );
+    assert!(
+        !responses["400"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("does not fit"),
+        "{responses}"
+    );
 }
 
 #[tokio::test]

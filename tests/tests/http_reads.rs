@@ -464,6 +464,22 @@ async fn queries_answer_validate_and_wait() {
         StatusCode::BAD_REQUEST,
         "min_balance is required: {body}"
     );
+    // Past the largest balance (the schema's int64) is refused too.
+    let (status, _, body) = call(
+        &app,
+        "GET",
+        "/queries/accounts-over?min_balance=9223372036854775808",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, problem_type(&body)),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "/problems/validation-failed"
+        ),
+        "{body}"
+    );
     // A misspelt parameter is refused, as on projection lists, rather than
     // ignored (which would answer 50 rows for `limt=1`).
     for uri in [

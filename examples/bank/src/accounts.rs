@@ -70,8 +70,8 @@ impl Projection for AccountRow {
 #[query(name = "accounts-over")]
 #[derive(Debug, Deserialize, garde::Validate)]
 pub struct AccountsOver {
-    /// The least balance, in cents.
-    #[garde(skip)]
+    /// The least balance, in cents (no balance exceeds `MAX_BALANCE`).
+    #[garde(range(max = crate::domain::MAX_BALANCE))]
     pub min_balance: u64,
     /// How many accounts to answer with, at most (default 50).
     #[garde(range(min = 1, max = 1000))]

@@ -87,6 +87,7 @@ pub const MAX_BALANCE: u64 = i64::MAX as u64;
 /// Opens an account; the server picks its id.
 #[command(aggregate = Account, create)]
 #[derive(Debug, Serialize, Deserialize, garde::Validate)]
+#[serde(deny_unknown_fields)]
 pub struct OpenAccount {
     /// The owner's name.
     #[garde(length(chars, min = 1, max = 100))]
@@ -103,6 +104,7 @@ pub struct OpenAccount {
 /// Pays money in.
 #[command(aggregate = Account, id = account_id)]
 #[derive(Debug, Serialize, Deserialize, garde::Validate)]
+#[serde(deny_unknown_fields)]
 pub struct Deposit {
     /// The account.
     #[garde(skip)]
@@ -115,6 +117,7 @@ pub struct Deposit {
 /// Pays money out.
 #[command(aggregate = Account, id = account_id)]
 #[derive(Debug, Serialize, Deserialize, garde::Validate)]
+#[serde(deny_unknown_fields)]
 pub struct Withdraw {
     /// The account.
     #[garde(skip)]
@@ -127,6 +130,7 @@ pub struct Withdraw {
 /// Closes an empty account.
 #[command(aggregate = Account, id = account_id)]
 #[derive(Debug, Serialize, Deserialize, garde::Validate)]
+#[serde(deny_unknown_fields)]
 pub struct CloseAccount {
     /// The account.
     #[garde(skip)]
