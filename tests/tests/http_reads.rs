@@ -295,19 +295,27 @@ async fn poison(store: &dyn EventStore) -> u64 {
         .position
 }
 
-#[tokio::test]
-async fn a_min_position_not_reached_in_time_is_503_with_retry_after() {
+/// The bank on a [`Faulty`] store with `read_wait`, Ada's account opened
+/// and the `accounts` projection caught up: the store, the app, Ada's id
+/// and the position of her opening.
+async fn caught_up_with_ada(read_wait: Duration) -> (Faulty, App, String, u64) {
     let store = Faulty::new();
     let app = bank::app(&store)
-        .read_wait(Duration::from_millis(100))
+        .read_wait(read_wait)
         .build()
         .await
         .unwrap();
-    let (_, last) = open(&app, "Ada", 5).await;
+    let (ada, last) = open(&app, "Ada", 5).await;
     app.projections()
         .wait_for("accounts", last, Duration::from_secs(30))
         .await
         .unwrap();
+    (store, app, ada, last)
+}
+
+#[tokio::test]
+async fn a_min_position_not_reached_in_time_is_503_with_retry_after() {
+    let (store, app, _, _) = caught_up_with_ada(Duration::from_millis(100)).await;
     // The projection is idle and caught up; from now on it cannot read.
     store.hold_history_below(u64::MAX);
     let (_, behind) = open(&app, "Bob", 5).await;
@@ -350,18 +358,8 @@ async fn a_min_position_beyond_the_head_is_400_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_projection_answers_waiting_reads_at_once() {
-    let store = Faulty::new();
     // Far longer than the test may take: an answer means it did not wait.
-    let app = bank::app(&store)
-        .read_wait(Duration::from_secs(600))
-        .build()
-        .await
-        .unwrap();
-    let (ada, last) = open(&app, "Ada", 5).await;
-    app.projections()
-        .wait_for("accounts", last, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let (store, app, ada, _) = caught_up_with_ada(Duration::from_secs(600)).await;
     store.hold_history_below(u64::MAX);
     let poisoned = poison(&store).await;
     // Reads already waiting when the projection fails are answered then.

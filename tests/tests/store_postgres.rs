@@ -14,6 +14,7 @@ use allframe_tests::{fresh_schema, postgres_options, postgres_store_in};
 use futures_util::StreamExt;
 use serde_json::json;
 use sqlx::Connection;
+use sqlx::postgres::PgConnectOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_survives_reconnecting() {
@@ -316,13 +317,9 @@ async fn writes_are_read_committed_whatever_the_database_default() {
     }
 }
 
-/// The server kills the writer's connection (a restart, a failover, an
-/// idle timeout): the store reconnects, and later appends succeed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_writer_reconnects_after_its_connection_is_killed() {
-    let Some(options) = postgres_options().await else {
-        return;
-    };
+/// A store in a fresh schema whose sessions carry an `application_name`
+/// of their own (returned), so a test can find them in `pg_stat_activity`.
+async fn named_store(options: &PgConnectOptions) -> (allframe::store::PostgresStore, String) {
     let name = format!("allframe-test-{}", uuid::Uuid::now_v7().simple());
     let store = allframe::store::PostgresStore::connect_with(
         options.clone().application_name(&name),
@@ -331,6 +328,17 @@ async fn the_writer_reconnects_after_its_connection_is_killed() {
     )
     .await
     .unwrap();
+    (store, name)
+}
+
+/// The server kills the writer's connection (a restart, a failover, an
+/// idle timeout): the store reconnects, and later appends succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_reconnects_after_its_connection_is_killed() {
+    let Some(options) = postgres_options().await else {
+        return;
+    };
+    let (store, name) = named_store(&options).await;
     let append = |n: u64| {
         let store = store.clone();
         async move {
@@ -376,14 +384,7 @@ async fn closing_ends_every_session() {
     let Some(options) = postgres_options().await else {
         return;
     };
-    let name = format!("allframe-close-{}", uuid::Uuid::now_v7().simple());
-    let store = allframe::store::PostgresStore::connect_with(
-        options.clone().application_name(&name),
-        Some(&fresh_schema()),
-        256,
-    )
-    .await
-    .unwrap();
+    let (store, name) = named_store(&options).await;
     store
         .append(
             "account-1",
