@@ -90,6 +90,23 @@ type KeyRow = (Option<Vec<u8>>, Option<Vec<u8>>, bool, bool);
 /// it could lock it.
 const CLAIM_ATTEMPTS: usize = 5;
 
+/// The SQL PostgreSQL speaks where it differs from the other backends.
+#[derive(Debug)]
+pub(crate) struct PostgresDialect;
+
+impl super::sql::Dialect for PostgresDialect {
+    type Db = Postgres;
+    const NAME: &'static str = "PostgreSQL";
+    const BEGIN: &'static str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+    const LOCK: &'static str = " FOR UPDATE";
+    const ROW_IN: &'static str = "::jsonb";
+    const ROW_OUT: &'static str = "row::text";
+
+    fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+}
+
 sql_event_store! {
     /// The PostgreSQL event store. Cloning gives another handle to the same
     /// store.

@@ -182,6 +182,27 @@ pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
     StoreError::backend(error)
 }
 
+/// What differs between the SQL databases the stores run on, beyond what
+/// sqlx's `QueryBuilder` already writes for each (bind parameters).
+pub(crate) trait Dialect: Send + Sync + 'static {
+    /// The sqlx database.
+    type Db: sqlx::Database;
+    /// Its name, for `Debug`.
+    const NAME: &'static str;
+    /// Starts a transaction that writes projection rows.
+    const BEGIN: &'static str;
+    /// Follows the select of a projection's generations before they change
+    /// (a row lock where the database has them).
+    const LOCK: &'static str;
+    /// Follows each bound JSON row (a cast to the JSON column type).
+    const ROW_IN: &'static str;
+    /// Selects a stored JSON row as text.
+    const ROW_OUT: &'static str;
+
+    /// How many rows a statement changed.
+    fn rows_affected(result: &<Self::Db as sqlx::Database>::QueryResult) -> u64;
+}
+
 /// Defines a SQL store type and its [`EventStore`](super::EventStore) impl.
 ///
 /// SQLite and PostgreSQL differ only in their connection set-up, their

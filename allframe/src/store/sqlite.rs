@@ -66,6 +66,23 @@ const COMPLETE_KEY: &str = "UPDATE allframe_idempotency \
      SET state = 'completed', response = ?3, lease_until = ?4 \
      WHERE key = ?1 AND token = ?2 AND state = 'in_flight'";
 
+/// The SQL SQLite speaks where it differs from the other backends.
+#[derive(Debug)]
+pub(crate) struct SqliteDialect;
+
+impl super::sql::Dialect for SqliteDialect {
+    type Db = Sqlite;
+    const NAME: &'static str = "SQLite";
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    const LOCK: &'static str = "";
+    const ROW_IN: &'static str = "";
+    const ROW_OUT: &'static str = "row";
+
+    fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+}
+
 sql_event_store! {
     /// The SQLite event store. Cloning gives another handle to the same store.
     store: SqliteStore,

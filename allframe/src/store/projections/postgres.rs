@@ -10,22 +10,15 @@
 use std::sync::Arc;
 
 use super::ProjectionStore;
-use super::sql::sql_projection_store;
+use super::sql::SqlProjectionStore;
 use crate::store::PostgresStore;
-
-sql_projection_store! {
-    /// Projection storage in a PostgreSQL database.
-    store: PostgresProjectionStore,
-    database: ::sqlx::Postgres,
-    begin: "BEGIN ISOLATION LEVEL READ COMMITTED",
-    lock: " FOR UPDATE",
-    row_in: "::jsonb",
-    row_out: "row::text",
-}
+use crate::store::postgres::PostgresDialect;
 
 impl PostgresStore {
     /// This store's projection storage: tables in the same schema.
     pub(crate) fn projection_rows(&self) -> Arc<dyn ProjectionStore> {
-        Arc::new(PostgresProjectionStore::new(self.pool().clone()))
+        Arc::new(SqlProjectionStore::<PostgresDialect>::new(
+            self.pool().clone(),
+        ))
     }
 }

@@ -11,6 +11,18 @@
 //! generation with a subquery in the same statement, so a statement sees
 //! either the old or the new generation, never a mix.
 
+use std::collections::HashMap;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use sqlx::{
+    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder, Type,
+};
+
+use super::{Batch, Committed, Generation, Generations, ProjectionStore, RowQuery};
+use crate::store::Result;
+use crate::store::sql::{Dialect, db_error};
+
 /// Rows per multi-row statement, largest first: a few fixed sizes keep the
 /// number of distinct statements (and so of prepared statements) small.
 pub(super) const CHUNKS: [usize; 4] = [256, 32, 4, 1];
@@ -33,123 +45,124 @@ pub(super) fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// Defines a SQL projection store over a connection pool.
-///
-/// `begin` starts a writing transaction, `lock` is appended to the select
-/// that reads a projection's generations before changing them, `row_in` is
-/// appended after each bound JSON row and `row_out` selects one as text.
-macro_rules! sql_projection_store {
-    (
-        $(#[$doc:meta])*
-        store: $store:ident,
-        database: $db:ty,
-        begin: $begin:expr,
-        lock: $lock:expr,
-        row_in: $row_in:expr,
-        row_out: $row_out:expr $(,)?
-    ) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug)]
-        pub(crate) struct $store {
-            pool: ::sqlx::Pool<$db>,
-        }
+/// A projection store over a SQL connection pool: the one definition for
+/// SQLite and PostgreSQL, which differ only in the [`Dialect`] strings.
+pub(crate) struct SqlProjectionStore<D: Dialect> {
+    pool: Pool<D::Db>,
+}
 
-        impl $store {
-            pub(crate) fn new(pool: ::sqlx::Pool<$db>) -> Self {
-                Self { pool }
-            }
+impl<D: Dialect> std::fmt::Debug for SqlProjectionStore<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlProjectionStore")
+            .field("dialect", &D::NAME)
+            .finish_non_exhaustive()
+    }
+}
 
-            async fn open_now(&self, projection: &str) -> $crate::store::Result<$crate::store::projections::Generations> {
-                use $crate::store::sql::db_error;
-                let mut tx = self.pool.begin_with($begin).await.map_err(db_error)?;
-                let created = ::sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO allframe_projections (name, generation) VALUES (",
+impl<D: Dialect> SqlProjectionStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'t> &'t str: Encode<'t, D::Db> + Type<D::Db>,
+    for<'t> i64: Encode<'t, D::Db> + Decode<'t, D::Db> + Type<D::Db>,
+    for<'t> String: Encode<'t, D::Db> + Decode<'t, D::Db> + Type<D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+{
+    pub(crate) fn new(pool: Pool<D::Db>) -> Self {
+        Self { pool }
+    }
+
+    async fn open_now(&self, projection: &str) -> Result<Generations> {
+        use db_error;
+        let mut tx = self.pool.begin_with(D::BEGIN).await.map_err(db_error)?;
+        let created = QueryBuilder::<D::Db>::new(
+            "INSERT INTO allframe_projections (name, generation) VALUES (",
+        )
+        .push_bind(projection)
+        .push(", 1) ON CONFLICT (name) DO NOTHING")
+        .build()
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if D::rows_affected(&created) == 1 {
+            QueryBuilder::<D::Db>::new(
+                    "INSERT INTO allframe_projection_checkpoints (projection, generation, position) VALUES (",
                 )
                 .push_bind(projection)
-                .push(", 1) ON CONFLICT (name) DO NOTHING")
+                .push(", 1, 0)")
                 .build()
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
-                if created.rows_affected() == 1 {
-                    ::sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO allframe_projection_checkpoints (projection, generation, position) VALUES (",
-                    )
-                    .push_bind(projection)
-                    .push(", 1, 0)")
-                    .build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-                }
-                let (live, rebuilding, live_at, rebuilding_at): (i64, Option<i64>, Option<i64>, Option<i64>) =
-                    ::sqlx::QueryBuilder::<$db>::new(
-                        "SELECT p.generation, p.rebuilding, l.position, r.position \
-                         FROM allframe_projections p \
-                         LEFT JOIN allframe_projection_checkpoints l \
-                           ON l.projection = p.name AND l.generation = p.generation \
-                         LEFT JOIN allframe_projection_checkpoints r \
-                           ON r.projection = p.name AND r.generation = p.rebuilding \
-                         WHERE p.name = ",
-                    )
-                    .push_bind(projection)
-                    .build_query_as()
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-                tx.commit().await.map_err(db_error)?;
-                let generation = |number: i64, at: Option<i64>| {
-                    $crate::store::projections::Generation::new(number as u64, at.unwrap_or(0) as u64)
-                };
-                Ok($crate::store::projections::Generations {
-                    live: generation(live, live_at),
-                    rebuilding: rebuilding.map(|number| generation(number, rebuilding_at)),
-                })
-            }
+        }
+        let (live, rebuilding, live_at, rebuilding_at): (
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        ) = QueryBuilder::<D::Db>::new(
+            "SELECT p.generation, p.rebuilding, l.position, r.position \
+                     FROM allframe_projections p \
+                     LEFT JOIN allframe_projection_checkpoints l \
+                       ON l.projection = p.name AND l.generation = p.generation \
+                     LEFT JOIN allframe_projection_checkpoints r \
+                       ON r.projection = p.name AND r.generation = p.rebuilding \
+                     WHERE p.name = ",
+        )
+        .push_bind(projection)
+        .build_query_as()
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        let generation =
+            |number: i64, at: Option<i64>| Generation::new(number as u64, at.unwrap_or(0) as u64);
+        Ok(Generations {
+            live: generation(live, live_at),
+            rebuilding: rebuilding.map(|number| generation(number, rebuilding_at)),
+        })
+    }
 
-            async fn load_now(
-                &self,
-                projection: &str,
-                generation: u64,
-                keys: &[String],
-            ) -> $crate::store::Result<::std::collections::HashMap<String, String>> {
-                let mut rows = ::std::collections::HashMap::with_capacity(keys.len());
-                for chunk in $crate::store::projections::sql::chunks(keys) {
-                    let mut query = ::sqlx::QueryBuilder::<$db>::new(
-                        ::std::format!("SELECT key, {} FROM allframe_projection_rows WHERE projection = ", $row_out),
-                    );
-                    query
-                        .push_bind(projection)
-                        .push(" AND generation = ")
-                        .push_bind($crate::store::projections::sql::int(generation))
-                        .push(" AND key IN (");
-                    let mut list = query.separated(", ");
-                    for key in chunk {
-                        list.push_bind(key.as_str());
-                    }
-                    query.push(")");
-                    let found: Vec<(String, String)> = query
-                        .build_query_as()
-                        .fetch_all(&self.pool)
-                        .await
-                        .map_err($crate::store::sql::db_error)?;
-                    rows.extend(found);
-                }
-                Ok(rows)
+    async fn load_now(
+        &self,
+        projection: &str,
+        generation: u64,
+        keys: &[String],
+    ) -> Result<HashMap<String, String>> {
+        let mut rows = HashMap::with_capacity(keys.len());
+        for chunk in chunks(keys) {
+            let mut query = QueryBuilder::<D::Db>::new(std::format!(
+                "SELECT key, {} FROM allframe_projection_rows WHERE projection = ",
+                D::ROW_OUT
+            ));
+            query
+                .push_bind(projection)
+                .push(" AND generation = ")
+                .push_bind(int(generation))
+                .push(" AND key IN (");
+            let mut list = query.separated(", ");
+            for key in chunk {
+                list.push_bind(key.as_str());
             }
+            query.push(")");
+            let found: Vec<(String, String)> = query
+                .build_query_as()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+            rows.extend(found);
+        }
+        Ok(rows)
+    }
 
-            async fn commit_now(
-                &self,
-                batch: $crate::store::projections::Batch<'_>,
-            ) -> $crate::store::Result<$crate::store::projections::Committed> {
-                use $crate::store::projections::sql::{chunks, int};
-                use $crate::store::sql::db_error;
-                let mut tx = self.pool.begin_with($begin).await.map_err(db_error)?;
-                // First, so the row lock (PostgreSQL) or the write lock
-                // (SQLite) is held from here to the commit.
-                let moved = ::sqlx::QueryBuilder::<$db>::new(
-                    "UPDATE allframe_projection_checkpoints SET position = ",
-                )
+    async fn commit_now(&self, batch: Batch<'_>) -> Result<Committed> {
+        use db_error;
+        use {chunks, int};
+        let mut tx = self.pool.begin_with(D::BEGIN).await.map_err(db_error)?;
+        // First, so the row lock (PostgreSQL) or the write lock
+        // (SQLite) is held from here to the commit.
+        let moved =
+            QueryBuilder::<D::Db>::new("UPDATE allframe_projection_checkpoints SET position = ")
                 .push_bind(int(batch.to))
                 .push(" WHERE projection = ")
                 .push_bind(batch.projection)
@@ -161,324 +174,335 @@ macro_rules! sql_projection_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
-                if moved.rows_affected() != 1 {
-                    return Ok($crate::store::projections::Committed::Moved);
+        if D::rows_affected(&moved) != 1 {
+            return Ok(Committed::Moved);
+        }
+        let generation = int(batch.generation);
+        let scope = |query: &mut QueryBuilder<D::Db>| {
+            query
+                .push(" WHERE projection = ")
+                .push_bind(batch.projection.to_owned())
+                .push(" AND generation = ")
+                .push_bind(generation)
+                .push(" AND key IN (");
+        };
+        for chunk in chunks(batch.writes) {
+            if batch.indexed {
+                let mut query = QueryBuilder::<D::Db>::new("DELETE FROM allframe_projection_index");
+                scope(&mut query);
+                let mut list = query.separated(", ");
+                for write in chunk {
+                    list.push_bind(write.key.as_str());
                 }
-                let generation = int(batch.generation);
-                let scope = |query: &mut ::sqlx::QueryBuilder<$db>| {
-                    query
-                        .push(" WHERE projection = ")
-                        .push_bind(batch.projection.to_owned())
-                        .push(" AND generation = ")
-                        .push_bind(generation)
-                        .push(" AND key IN (");
-                };
-                for chunk in chunks(batch.writes) {
-                    if batch.indexed {
-                        let mut query = ::sqlx::QueryBuilder::<$db>::new("DELETE FROM allframe_projection_index");
-                        scope(&mut query);
-                        let mut list = query.separated(", ");
-                        for write in chunk {
-                            list.push_bind(write.key.as_str());
-                        }
-                        query.push(")").build().execute(&mut *tx).await.map_err(db_error)?;
-                    }
-                    let deleted: Vec<&str> = chunk
-                        .iter()
-                        .filter(|write| write.row.is_none())
-                        .map(|write| write.key.as_str())
-                        .collect();
-                    if !deleted.is_empty() {
-                        let mut query = ::sqlx::QueryBuilder::<$db>::new("DELETE FROM allframe_projection_rows");
-                        scope(&mut query);
-                        let mut list = query.separated(", ");
-                        for key in deleted {
-                            list.push_bind(key);
-                        }
-                        query.push(")").build().execute(&mut *tx).await.map_err(db_error)?;
-                    }
-                }
-                let upserted: Vec<(&str, &str)> = batch
-                    .writes
-                    .iter()
-                    .filter_map(|write| write.row.as_deref().map(|row| (write.key.as_str(), row)))
-                    .collect();
-                for chunk in chunks(&upserted) {
-                    let mut query = ::sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO allframe_projection_rows (projection, generation, key, row) ",
-                    );
-                    query.push_values(chunk, |mut values, (key, row)| {
-                        values
-                            .push_bind(batch.projection)
-                            .push_bind(generation)
-                            .push_bind(*key)
-                            .push_bind(*row)
-                            .push_unseparated($row_in);
-                    });
-                    query
-                        .push(" ON CONFLICT (projection, generation, key) DO UPDATE SET row = excluded.row")
-                        .build()
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_error)?;
-                }
-                let entries: Vec<(&str, &str, &str)> = batch
-                    .writes
-                    .iter()
-                    .flat_map(|write| {
-                        write
-                            .index
-                            .iter()
-                            .map(|(field, value)| (*field, value.as_str(), write.key.as_str()))
-                    })
-                    .collect();
-                for chunk in chunks(&entries) {
-                    let mut query = ::sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO allframe_projection_index (projection, generation, field, value, key) ",
-                    );
-                    query.push_values(chunk, |mut values, (field, value, key)| {
-                        values
-                            .push_bind(batch.projection)
-                            .push_bind(generation)
-                            .push_bind(*field)
-                            .push_bind(*value)
-                            .push_bind(*key);
-                    });
-                    query.build().execute(&mut *tx).await.map_err(db_error)?;
-                }
-                tx.commit().await.map_err(db_error)?;
-                Ok($crate::store::projections::Committed::Done)
-            }
-
-            async fn begin_rebuild_now(
-                &self,
-                projection: &str,
-            ) -> $crate::store::Result<$crate::store::projections::Generation> {
-                use $crate::store::sql::db_error;
-                self.open_now(projection).await?;
-                let mut tx = self.pool.begin_with($begin).await.map_err(db_error)?;
-                let (live, rebuilding): (i64, Option<i64>) = ::sqlx::QueryBuilder::<$db>::new(
-                    "SELECT generation, rebuilding FROM allframe_projections WHERE name = ",
-                )
-                .push_bind(projection)
-                .push($lock)
-                .build_query_as()
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_error)?;
-                if let Some(number) = rebuilding {
-                    let at: i64 = ::sqlx::QueryBuilder::<$db>::new(
-                        "SELECT position FROM allframe_projection_checkpoints WHERE projection = ",
-                    )
-                    .push_bind(projection)
-                    .push(" AND generation = ")
-                    .push_bind(number)
-                    .build_query_scalar()
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-                    tx.commit().await.map_err(db_error)?;
-                    return Ok($crate::store::projections::Generation::new(number as u64, at as u64));
-                }
-                // Every older generation is below the live one, so this
-                // number was never used.
-                let number = live + 1;
-                ::sqlx::QueryBuilder::<$db>::new("UPDATE allframe_projections SET rebuilding = ")
-                    .push_bind(number)
-                    .push(" WHERE name = ")
-                    .push_bind(projection)
+                query
+                    .push(")")
                     .build()
                     .execute(&mut *tx)
                     .await
                     .map_err(db_error)?;
-                ::sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO allframe_projection_checkpoints (projection, generation, position) VALUES (",
-                )
-                .push_bind(projection)
-                .push(", ")
-                .push_bind(number)
-                .push(", 0)")
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-                tx.commit().await.map_err(db_error)?;
-                Ok($crate::store::projections::Generation::new(number as u64, 0))
             }
-
-            async fn swap_now(&self, projection: &str, generation: u64) -> $crate::store::Result<bool> {
-                use $crate::store::sql::db_error;
-                let generation = $crate::store::projections::sql::int(generation);
-                let mut tx = self.pool.begin_with($begin).await.map_err(db_error)?;
-                let swapped = ::sqlx::QueryBuilder::<$db>::new(
-                    "UPDATE allframe_projections SET generation = rebuilding, rebuilding = NULL WHERE name = ",
-                )
-                .push_bind(projection)
-                .push(" AND rebuilding = ")
-                .push_bind(generation)
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-                if swapped.rows_affected() != 1 {
-                    return Ok(false);
-                }
-                // A runner still working an old generation now fails its
-                // compare-and-set and starts over on the new one.
-                ::sqlx::QueryBuilder::<$db>::new(
-                    "DELETE FROM allframe_projection_checkpoints WHERE projection = ",
-                )
-                .push_bind(projection)
-                .push(" AND generation < ")
-                .push_bind(generation)
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-                tx.commit().await.map_err(db_error)?;
-                Ok(true)
-            }
-
-            async fn drop_old_now(&self, projection: &str) -> $crate::store::Result<()> {
-                use $crate::store::sql::db_error;
-                for table in ["allframe_projection_index", "allframe_projection_rows"] {
-                    ::sqlx::QueryBuilder::<$db>::new(::std::format!("DELETE FROM {table} WHERE projection = "))
-                        .push_bind(projection)
-                        .push(" AND generation < (SELECT generation FROM allframe_projections WHERE name = ")
-                        .push_bind(projection)
-                        .push(")")
-                        .build()
-                        .execute(&self.pool)
-                        .await
-                        .map_err(db_error)?;
-                }
-                Ok(())
-            }
-
-            async fn get_now(&self, projection: &str, key: &str) -> $crate::store::Result<Option<String>> {
-                ::sqlx::QueryBuilder::<$db>::new(::std::format!(
-                    "SELECT {} FROM allframe_projection_rows WHERE projection = ",
-                    $row_out
-                ))
-                .push_bind(projection)
-                .push(" AND generation = (SELECT generation FROM allframe_projections WHERE name = ")
-                .push_bind(projection)
-                .push(") AND key = ")
-                .push_bind(key)
-                .build_query_scalar()
-                .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::store::sql::db_error)
-            }
-
-            async fn list_now(
-                &self,
-                projection: &str,
-                rows: &$crate::store::projections::RowQuery,
-            ) -> $crate::store::Result<Vec<(String, String)>> {
-                $crate::store::validate_read(rows.limit)?;
-                // `t` is the table the keys and the filter are read from.
-                let mut query = match &rows.index {
-                    None => ::sqlx::QueryBuilder::<$db>::new(::std::format!(
-                        "SELECT t.key, t.{} FROM allframe_projection_rows t WHERE t.projection = ",
-                        $row_out
-                    )),
-                    Some(_) => ::sqlx::QueryBuilder::<$db>::new(::std::format!(
-                        "SELECT t.key, r.{} FROM allframe_projection_index t \
-                         JOIN allframe_projection_rows r ON r.projection = t.projection \
-                         AND r.generation = t.generation AND r.key = t.key WHERE t.projection = ",
-                        $row_out
-                    )),
-                };
-                query
-                    .push_bind(projection)
-                    .push(" AND t.generation = (SELECT generation FROM allframe_projections WHERE name = ")
-                    .push_bind(projection)
-                    .push(")");
-                if let Some((field, value)) = &rows.index {
-                    query
-                        .push(" AND t.field = ")
-                        .push_bind(field.as_str())
-                        .push(" AND t.value = ")
-                        .push_bind(value.as_str());
-                }
-                if let Some(after) = &rows.after {
-                    query.push(" AND t.key > ").push_bind(after.as_str());
+            let deleted: Vec<&str> = chunk
+                .iter()
+                .filter(|write| write.row.is_none())
+                .map(|write| write.key.as_str())
+                .collect();
+            if !deleted.is_empty() {
+                let mut query = QueryBuilder::<D::Db>::new("DELETE FROM allframe_projection_rows");
+                scope(&mut query);
+                let mut list = query.separated(", ");
+                for key in deleted {
+                    list.push_bind(key);
                 }
                 query
-                    .push(" ORDER BY t.key LIMIT ")
-                    .push_bind($crate::store::projections::sql::int(rows.limit as u64));
-                query
-                    .build_query_as()
-                    .fetch_all(&self.pool)
+                    .push(")")
+                    .build()
+                    .execute(&mut *tx)
                     .await
-                    .map_err($crate::store::sql::db_error)
+                    .map_err(db_error)?;
             }
+        }
+        let upserted: Vec<(&str, &str)> = batch
+            .writes
+            .iter()
+            .filter_map(|write| write.row.as_deref().map(|row| (write.key.as_str(), row)))
+            .collect();
+        for chunk in chunks(&upserted) {
+            let mut query = QueryBuilder::<D::Db>::new(
+                "INSERT INTO allframe_projection_rows (projection, generation, key, row) ",
+            );
+            query.push_values(chunk, |mut values, (key, row)| {
+                values
+                    .push_bind(batch.projection)
+                    .push_bind(generation)
+                    .push_bind(*key)
+                    .push_bind(*row)
+                    .push_unseparated(D::ROW_IN);
+            });
+            query
+                .push(" ON CONFLICT (projection, generation, key) DO UPDATE SET row = excluded.row")
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        let entries: Vec<(&str, &str, &str)> = batch
+            .writes
+            .iter()
+            .flat_map(|write| {
+                write
+                    .index
+                    .iter()
+                    .map(|(field, value)| (*field, value.as_str(), write.key.as_str()))
+            })
+            .collect();
+        for chunk in chunks(&entries) {
+            let mut query = QueryBuilder::<D::Db>::new(
+                "INSERT INTO allframe_projection_index (projection, generation, field, value, key) ",
+            );
+            query.push_values(chunk, |mut values, (field, value, key)| {
+                values
+                    .push_bind(batch.projection)
+                    .push_bind(generation)
+                    .push_bind(*field)
+                    .push_bind(*value)
+                    .push_bind(*key);
+            });
+            query.build().execute(&mut *tx).await.map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(Committed::Done)
+    }
 
-            async fn checkpoint_now(&self, projection: &str) -> $crate::store::Result<u64> {
-                let position: Option<i64> = ::sqlx::QueryBuilder::<$db>::new(
-                    "SELECT c.position FROM allframe_projection_checkpoints c \
-                     JOIN allframe_projections p ON c.projection = p.name AND c.generation = p.generation \
-                     WHERE p.name = ",
+    async fn begin_rebuild_now(&self, projection: &str) -> Result<Generation> {
+        use db_error;
+        self.open_now(projection).await?;
+        let mut tx = self.pool.begin_with(D::BEGIN).await.map_err(db_error)?;
+        let (live, rebuilding): (i64, Option<i64>) = QueryBuilder::<D::Db>::new(
+            "SELECT generation, rebuilding FROM allframe_projections WHERE name = ",
+        )
+        .push_bind(projection)
+        .push(D::LOCK)
+        .build_query_as()
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if let Some(number) = rebuilding {
+            let at: i64 = QueryBuilder::<D::Db>::new(
+                "SELECT position FROM allframe_projection_checkpoints WHERE projection = ",
+            )
+            .push_bind(projection)
+            .push(" AND generation = ")
+            .push_bind(number)
+            .build_query_scalar()
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            tx.commit().await.map_err(db_error)?;
+            return Ok(Generation::new(number as u64, at as u64));
+        }
+        // Every older generation is below the live one, so this
+        // number was never used.
+        let number = live + 1;
+        QueryBuilder::<D::Db>::new("UPDATE allframe_projections SET rebuilding = ")
+            .push_bind(number)
+            .push(" WHERE name = ")
+            .push_bind(projection)
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        QueryBuilder::<D::Db>::new(
+                "INSERT INTO allframe_projection_checkpoints (projection, generation, position) VALUES (",
+            )
+            .push_bind(projection)
+            .push(", ")
+            .push_bind(number)
+            .push(", 0)")
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(Generation::new(number as u64, 0))
+    }
+
+    async fn swap_now(&self, projection: &str, generation: u64) -> Result<bool> {
+        use db_error;
+        let generation = int(generation);
+        let mut tx = self.pool.begin_with(D::BEGIN).await.map_err(db_error)?;
+        let swapped = QueryBuilder::<D::Db>::new(
+                "UPDATE allframe_projections SET generation = rebuilding, rebuilding = NULL WHERE name = ",
+            )
+            .push_bind(projection)
+            .push(" AND rebuilding = ")
+            .push_bind(generation)
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if D::rows_affected(&swapped) != 1 {
+            return Ok(false);
+        }
+        // A runner still working an old generation now fails its
+        // compare-and-set and starts over on the new one.
+        QueryBuilder::<D::Db>::new(
+            "DELETE FROM allframe_projection_checkpoints WHERE projection = ",
+        )
+        .push_bind(projection)
+        .push(" AND generation < ")
+        .push_bind(generation)
+        .build()
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn drop_old_now(&self, projection: &str) -> Result<()> {
+        use db_error;
+        for table in ["allframe_projection_index", "allframe_projection_rows"] {
+            QueryBuilder::<D::Db>::new(std::format!("DELETE FROM {table} WHERE projection = "))
+                .push_bind(projection)
+                .push(
+                    " AND generation < (SELECT generation FROM allframe_projections WHERE name = ",
                 )
                 .push_bind(projection)
-                .build_query_scalar()
-                .fetch_optional(&self.pool)
+                .push(")")
+                .build()
+                .execute(&self.pool)
                 .await
-                .map_err($crate::store::sql::db_error)?;
-                Ok(position.unwrap_or(0) as u64)
-            }
+                .map_err(db_error)?;
         }
+        Ok(())
+    }
 
-        impl $crate::store::projections::ProjectionStore for $store {
-            fn open<'a>(&'a self, projection: &'a str) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<$crate::store::projections::Generations>> {
-                ::futures_util::FutureExt::boxed(self.open_now(projection))
-            }
+    async fn get_now(&self, projection: &str, key: &str) -> Result<Option<String>> {
+        QueryBuilder::<D::Db>::new(std::format!(
+            "SELECT {} FROM allframe_projection_rows WHERE projection = ",
+            D::ROW_OUT
+        ))
+        .push_bind(projection)
+        .push(" AND generation = (SELECT generation FROM allframe_projections WHERE name = ")
+        .push_bind(projection)
+        .push(") AND key = ")
+        .push_bind(key)
+        .build_query_scalar()
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)
+    }
 
-            fn load<'a>(
-                &'a self,
-                projection: &'a str,
-                generation: u64,
-                keys: &'a [String],
-            ) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<::std::collections::HashMap<String, String>>> {
-                ::futures_util::FutureExt::boxed(self.load_now(projection, generation, keys))
-            }
-
-            fn commit<'a>(
-                &'a self,
-                batch: $crate::store::projections::Batch<'a>,
-            ) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<$crate::store::projections::Committed>> {
-                ::futures_util::FutureExt::boxed(self.commit_now(batch))
-            }
-
-            fn begin_rebuild<'a>(&'a self, projection: &'a str) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<$crate::store::projections::Generation>> {
-                ::futures_util::FutureExt::boxed(self.begin_rebuild_now(projection))
-            }
-
-            fn swap<'a>(&'a self, projection: &'a str, generation: u64) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<bool>> {
-                ::futures_util::FutureExt::boxed(self.swap_now(projection, generation))
-            }
-
-            fn drop_old<'a>(&'a self, projection: &'a str) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<()>> {
-                ::futures_util::FutureExt::boxed(self.drop_old_now(projection))
-            }
-
-            fn get<'a>(&'a self, projection: &'a str, key: &'a str) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<Option<String>>> {
-                ::futures_util::FutureExt::boxed(self.get_now(projection, key))
-            }
-
-            fn list<'a>(
-                &'a self,
-                projection: &'a str,
-                query: &'a $crate::store::projections::RowQuery,
-            ) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<Vec<(String, String)>>> {
-                ::futures_util::FutureExt::boxed(self.list_now(projection, query))
-            }
-
-            fn checkpoint<'a>(&'a self, projection: &'a str) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<u64>> {
-                ::futures_util::FutureExt::boxed(self.checkpoint_now(projection))
-            }
+    async fn list_now(&self, projection: &str, rows: &RowQuery) -> Result<Vec<(String, String)>> {
+        crate::store::validate_read(rows.limit)?;
+        // `t` is the table the keys and the filter are read from.
+        let mut query = match &rows.index {
+            None => QueryBuilder::<D::Db>::new(std::format!(
+                "SELECT t.key, t.{} FROM allframe_projection_rows t WHERE t.projection = ",
+                D::ROW_OUT
+            )),
+            Some(_) => QueryBuilder::<D::Db>::new(std::format!(
+                "SELECT t.key, r.{} FROM allframe_projection_index t \
+                     JOIN allframe_projection_rows r ON r.projection = t.projection \
+                     AND r.generation = t.generation AND r.key = t.key WHERE t.projection = ",
+                D::ROW_OUT
+            )),
+        };
+        query
+            .push_bind(projection)
+            .push(" AND t.generation = (SELECT generation FROM allframe_projections WHERE name = ")
+            .push_bind(projection)
+            .push(")");
+        if let Some((field, value)) = &rows.index {
+            query
+                .push(" AND t.field = ")
+                .push_bind(field.as_str())
+                .push(" AND t.value = ")
+                .push_bind(value.as_str());
         }
-    };
+        if let Some(after) = &rows.after {
+            query.push(" AND t.key > ").push_bind(after.as_str());
+        }
+        query
+            .push(" ORDER BY t.key LIMIT ")
+            .push_bind(int(rows.limit as u64));
+        query
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn checkpoint_now(&self, projection: &str) -> Result<u64> {
+        let position: Option<i64> = QueryBuilder::<D::Db>::new(
+                "SELECT c.position FROM allframe_projection_checkpoints c \
+                 JOIN allframe_projections p ON c.projection = p.name AND c.generation = p.generation \
+                 WHERE p.name = ",
+            )
+            .push_bind(projection)
+            .build_query_scalar()
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(position.unwrap_or(0) as u64)
+    }
 }
-pub(super) use sql_projection_store;
+
+impl<D: Dialect> ProjectionStore for SqlProjectionStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'t> &'t str: Encode<'t, D::Db> + Type<D::Db>,
+    for<'t> i64: Encode<'t, D::Db> + Decode<'t, D::Db> + Type<D::Db>,
+    for<'t> String: Encode<'t, D::Db> + Decode<'t, D::Db> + Type<D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+{
+    fn open<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<Generations>> {
+        FutureExt::boxed(self.open_now(projection))
+    }
+
+    fn load<'a>(
+        &'a self,
+        projection: &'a str,
+        generation: u64,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<HashMap<String, String>>> {
+        FutureExt::boxed(self.load_now(projection, generation, keys))
+    }
+
+    fn commit<'a>(&'a self, batch: Batch<'a>) -> BoxFuture<'a, Result<Committed>> {
+        FutureExt::boxed(self.commit_now(batch))
+    }
+
+    fn begin_rebuild<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<Generation>> {
+        FutureExt::boxed(self.begin_rebuild_now(projection))
+    }
+
+    fn swap<'a>(&'a self, projection: &'a str, generation: u64) -> BoxFuture<'a, Result<bool>> {
+        FutureExt::boxed(self.swap_now(projection, generation))
+    }
+
+    fn drop_old<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<()>> {
+        FutureExt::boxed(self.drop_old_now(projection))
+    }
+
+    fn get<'a>(
+        &'a self,
+        projection: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        FutureExt::boxed(self.get_now(projection, key))
+    }
+
+    fn list<'a>(
+        &'a self,
+        projection: &'a str,
+        query: &'a RowQuery,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>>> {
+        FutureExt::boxed(self.list_now(projection, query))
+    }
+
+    fn checkpoint<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<u64>> {
+        FutureExt::boxed(self.checkpoint_now(projection))
+    }
+}

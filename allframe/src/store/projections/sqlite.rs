@@ -8,22 +8,15 @@
 use std::sync::Arc;
 
 use super::ProjectionStore;
-use super::sql::sql_projection_store;
+use super::sql::SqlProjectionStore;
 use crate::store::SqliteStore;
-
-sql_projection_store! {
-    /// Projection storage in a SQLite database.
-    store: SqliteProjectionStore,
-    database: ::sqlx::Sqlite,
-    begin: "BEGIN IMMEDIATE",
-    lock: "",
-    row_in: "",
-    row_out: "row",
-}
+use crate::store::sqlite::SqliteDialect;
 
 impl SqliteStore {
     /// This store's projection storage: tables in the same file.
     pub(crate) fn projection_rows(&self) -> Arc<dyn ProjectionStore> {
-        Arc::new(SqliteProjectionStore::new(self.pool().clone()))
+        Arc::new(SqlProjectionStore::<SqliteDialect>::new(
+            self.pool().clone(),
+        ))
     }
 }
