@@ -50,7 +50,6 @@
 //! and the commit. Completing without events and releasing are single
 //! statements conditional on the token. See [`super::idempotency`].
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -58,11 +57,10 @@ use futures_util::future::{BoxFuture, FutureExt};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row};
 
-use super::group_commit::{BatchWriter, Request, completion_keys, plan};
+use super::group_commit::{BatchWriter, Request};
 use super::idempotency::{self, Decision, Seen, response_text, seconds};
 use super::sql::{
-    EventRow, INSERT_COLUMNS, accepted_events, db_error, extra_column, held_tokens_query,
-    sql_event_store, stream_versions_query, to_i64,
+    Dialect, EventRow, INSERT_COLUMNS, SqlStore, accepted_events, db_error, extra_column, to_i64,
 };
 use super::{Appended, Claim, Result, StoreError};
 use crate::event::{RecordedEvent, category_of, now_millis};
@@ -92,32 +90,105 @@ const CLAIM_ATTEMPTS: usize = 5;
 
 /// The SQL PostgreSQL speaks where it differs from the other backends.
 #[derive(Debug)]
-pub(crate) struct PostgresDialect;
+pub struct PostgresDialect;
 
-impl super::sql::Dialect for PostgresDialect {
+impl super::sql::sealed::Sealed for PostgresDialect {}
+
+impl Dialect for PostgresDialect {
     type Db = Postgres;
     const NAME: &'static str = "PostgreSQL";
+    const SELECT_EVENTS: &'static str = SELECT_EVENTS;
+    const SELECT_END: &'static str = "";
+    const STREAM_VERSION: &'static str =
+        "SELECT COALESCE(MAX(version), 0) FROM allframe_events WHERE stream_id = $1";
+    const HEAD: &'static str = "SELECT position FROM allframe_head";
     const BEGIN: &'static str = "BEGIN ISOLATION LEVEL READ COMMITTED";
     const LOCK: &'static str = " FOR UPDATE";
     const ROW_IN: &'static str = "::jsonb";
     const ROW_OUT: &'static str = "row::text";
 
-    fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
+    fn rows_affected(result: &<Postgres as sqlx::Database>::QueryResult) -> u64 {
         result.rows_affected()
+    }
+
+    fn events(rows: Vec<<Postgres as sqlx::Database>::Row>) -> Result<Vec<RecordedEvent>> {
+        events(rows)
+    }
+
+    async fn claim_key(
+        store: &SqlStore<Self>,
+        key: &str,
+        fingerprint: &str,
+        lease: Duration,
+        retention: Duration,
+    ) -> Result<Claim> {
+        for _ in 0..CLAIM_ATTEMPTS {
+            if let Some(claim) = store.try_claim(key, fingerprint, lease, retention).await? {
+                return Ok(claim);
+            }
+        }
+        Err(StoreError::Backend(
+            format!("idempotency key {key:?} kept changing while it was claimed").into(),
+        ))
+    }
+
+    /// One claim transaction; `None` when the record was deleted between
+    /// the insert that found it and the lock.
+    async fn complete_key(
+        store: &SqlStore<Self>,
+        key: &str,
+        token: &str,
+        response: String,
+    ) -> Result<()> {
+        let written = sqlx::query(COMPLETE_KEYS)
+            .bind([key])
+            .bind([token])
+            .bind([response.as_bytes()])
+            .execute(&store.inner.reads)
+            .await
+            .map_err(db_error)?;
+        if written.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::IdempotencyKeyLost {
+                key: key.to_owned(),
+            })
+        }
+    }
+
+    async fn release_key(store: &SqlStore<Self>, key: &str, token: &str) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM allframe_idempotency \
+             WHERE key = $1 AND token = $2 AND state = 'in_flight'",
+        )
+        .bind(key)
+        .bind(token)
+        .execute(&store.inner.reads)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn purge_keys(store: &SqlStore<Self>, retention: Duration) -> Result<u64> {
+        // Records locked right now are being claimed or completed, i.e.
+        // rewritten; skipping them avoids waiting on (or deadlocking with)
+        // those transactions, and the next purge finds them if still old.
+        let purged = sqlx::query(
+            "DELETE FROM allframe_idempotency WHERE key IN (\
+               SELECT key FROM allframe_idempotency \
+               WHERE created_at < clock_timestamp() - make_interval(secs => $1) \
+               FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(seconds(retention))
+        .execute(&store.inner.reads)
+        .await
+        .map_err(db_error)?;
+        Ok(purged.rows_affected())
     }
 }
 
-sql_event_store! {
-    /// The PostgreSQL event store. Cloning gives another handle to the same
-    /// store.
-    store: PostgresStore,
-    database: Postgres,
-    select_events: SELECT_EVENTS,
-    select_end: "",
-    stream_version: "SELECT COALESCE(MAX(version), 0) FROM allframe_events WHERE stream_id = $1",
-    head: "SELECT position FROM allframe_head",
-    events: events,
-}
+/// The PostgreSQL event store. Cloning gives another handle to the same store.
+pub type PostgresStore = SqlStore<PostgresDialect>;
 
 impl PostgresStore {
     /// Connects to `url` (e.g. `postgres://localhost/app`) and creates the
@@ -171,25 +242,6 @@ impl PostgresStore {
         .await
     }
 
-    async fn claim_key(
-        &self,
-        key: &str,
-        fingerprint: &str,
-        lease: Duration,
-        retention: Duration,
-    ) -> Result<Claim> {
-        for _ in 0..CLAIM_ATTEMPTS {
-            if let Some(claim) = self.try_claim(key, fingerprint, lease, retention).await? {
-                return Ok(claim);
-            }
-        }
-        Err(StoreError::Backend(
-            format!("idempotency key {key:?} kept changing while it was claimed").into(),
-        ))
-    }
-
-    /// One claim transaction; `None` when the record was deleted between
-    /// the insert that found it and the lock.
     async fn try_claim(
         &self,
         key: &str,
@@ -271,53 +323,6 @@ impl PostgresStore {
         tx.commit().await.map_err(db_error)?;
         Ok(Some(decision.into_claim(token)))
     }
-
-    async fn complete_key(&self, key: &str, token: &str, response: String) -> Result<()> {
-        let written = sqlx::query(COMPLETE_KEYS)
-            .bind([key])
-            .bind([token])
-            .bind([response.as_bytes()])
-            .execute(&self.inner.reads)
-            .await
-            .map_err(db_error)?;
-        if written.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::IdempotencyKeyLost {
-                key: key.to_owned(),
-            })
-        }
-    }
-
-    async fn release_key(&self, key: &str, token: &str) -> Result<()> {
-        sqlx::query(
-            "DELETE FROM allframe_idempotency \
-             WHERE key = $1 AND token = $2 AND state = 'in_flight'",
-        )
-        .bind(key)
-        .bind(token)
-        .execute(&self.inner.reads)
-        .await
-        .map_err(db_error)?;
-        Ok(())
-    }
-
-    async fn purge_keys(&self, retention: Duration) -> Result<u64> {
-        // Records locked right now are being claimed or completed, i.e.
-        // rewritten; skipping them avoids waiting on (or deadlocking with)
-        // those transactions, and the next purge finds them if still old.
-        let purged = sqlx::query(
-            "DELETE FROM allframe_idempotency WHERE key IN (\
-               SELECT key FROM allframe_idempotency \
-               WHERE created_at < clock_timestamp() - make_interval(secs => $1) \
-               FOR UPDATE SKIP LOCKED)",
-        )
-        .bind(seconds(retention))
-        .execute(&self.inner.reads)
-        .await
-        .map_err(db_error)?;
-        Ok(purged.rows_affected())
-    }
 }
 
 /// Quotes a schema name for SQL, refusing names PostgreSQL would mangle.
@@ -363,37 +368,9 @@ struct Writer {
 impl Writer {
     async fn write_batch(&mut self, batch: &[Request]) -> Result<Vec<Result<Appended>>> {
         let mut tx = self.connection.begin_with(BEGIN).await.map_err(db_error)?;
-        // The lock that orders all writers; see the module docs.
-        let head: i64 = sqlx::query_scalar("SELECT position FROM allframe_head FOR UPDATE")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let versions: HashMap<String, u64> =
-            stream_versions_query::<Postgres>(batch.iter().map(|r| r.stream_id.as_str()))
-                .build_query_as::<(String, i64)>()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .into_iter()
-                .map(|(stream_id, version)| (stream_id, version as u64))
-                .collect();
-        // Locks the records the batch completes, so no claim takes one over
-        // before this transaction ends; a claim holds no other lock, so it
-        // cannot be waiting on this transaction in turn.
-        let keys = completion_keys(batch);
-        let held: HashMap<String, String> = if keys.is_empty() {
-            HashMap::new()
-        } else {
-            held_tokens_query::<Postgres>(keys, " FOR UPDATE")
-                .build_query_as::<(String, String)>()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .into_iter()
-                .collect()
-        };
+        // Takes the lock that orders all writers; see the module docs.
         let recorded_at = now_millis();
-        let plan = plan(batch, head as u64, versions, held, recorded_at);
+        let plan = PostgresStore::plan_batch(&mut tx, batch, recorded_at).await?;
         let rows = accepted_events(&plan.outcomes);
         if let Some(last) = rows.last() {
             let new_head = to_i64(last.position);

@@ -5,13 +5,31 @@
 //! Both backends keep one `allframe_events` table with the same columns;
 //! metadata is split into columns so reads need not parse it.
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use serde_json::value::RawValue;
-use sqlx::{Database, Encode, QueryBuilder, Type};
+use sqlx::{
+    AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
+    QueryBuilder, Type,
+};
+use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{EventFilter, Result, StoreError};
-use crate::event::{Metadata, RecordedEvent};
+use super::group_commit::{BatchWriter, GroupCommit, Plan, Request, completion_keys, plan};
+use super::projections::ProjectionStore;
+use super::projections::sql::SqlProjectionStore;
+use super::{
+    Appended, Claim, Completion, EventFilter, EventStore, Result, StoreError, idempotency,
+    validate_append, validate_read,
+};
+use crate::ExpectedVersion;
+use crate::event::{Metadata, NewEvent, RecordedEvent};
 
 /// The columns every event row is written with, in bind order.
 pub(crate) const INSERT_COLUMNS: &str = "position, stream_id, category, version, event_type, \
@@ -182,13 +200,25 @@ pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
     StoreError::backend(error)
 }
 
-/// What differs between the SQL databases the stores run on, beyond what
-/// sqlx's `QueryBuilder` already writes for each (bind parameters).
-pub(crate) trait Dialect: Send + Sync + 'static {
+/// The SQL database a [`SqlStore`] runs on: SQLite
+/// ([`SqliteDialect`](super::sqlite::SqliteDialect)) or PostgreSQL
+/// ([`PostgresDialect`](super::postgres::PostgresDialect)). It holds what
+/// differs between them (statements, row decoding, the idempotency
+/// records); the store's logic is written once, in [`SqlStore`]. Sealed:
+/// implemented by those two only.
+pub trait Dialect: sealed::Sealed + Sized + Send + Sync + 'static {
     /// The sqlx database.
     type Db: sqlx::Database;
     /// Its name, for `Debug`.
     const NAME: &'static str;
+    /// `SELECT … FROM allframe_events`, which the read conditions follow.
+    const SELECT_EVENTS: &'static str;
+    /// Closes [`SELECT_EVENTS`](Self::SELECT_EVENTS) after the conditions.
+    const SELECT_END: &'static str;
+    /// A stream's version, given one bound stream id.
+    const STREAM_VERSION: &'static str;
+    /// The last committed position.
+    const HEAD: &'static str;
     /// Starts a transaction that writes projection rows.
     const BEGIN: &'static str;
     /// Follows the select of a projection's generations before they change
@@ -200,231 +230,301 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     const ROW_OUT: &'static str;
 
     /// How many rows a statement changed.
-    fn rows_affected(result: &<Self::Db as sqlx::Database>::QueryResult) -> u64;
+    fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
+
+    /// Decodes the rows of [`SELECT_EVENTS`](Self::SELECT_EVENTS).
+    fn events(rows: Vec<<Self::Db as Database>::Row>) -> Result<Vec<RecordedEvent>>;
+
+    /// Claims an idempotency key (already checked).
+    fn claim_key(
+        store: &SqlStore<Self>,
+        key: &str,
+        fingerprint: &str,
+        lease: Duration,
+        retention: Duration,
+    ) -> impl Future<Output = Result<Claim>> + Send;
+
+    /// Records the response under a claimed key (already checked).
+    fn complete_key(
+        store: &SqlStore<Self>,
+        key: &str,
+        token: &str,
+        response: String,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Lets a claimed key go (already checked).
+    fn release_key(
+        store: &SqlStore<Self>,
+        key: &str,
+        token: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Deletes expired records; returns how many.
+    fn purge_keys(
+        store: &SqlStore<Self>,
+        retention: Duration,
+    ) -> impl Future<Output = Result<u64>> + Send;
 }
 
-/// Defines a SQL store type and its [`EventStore`](super::EventStore) impl.
-///
-/// SQLite and PostgreSQL differ only in their connection set-up, their
-/// writer and a few statements; everything else about the two stores is
-/// this one definition. `select_events` is the `SELECT … FROM
-/// allframe_events` that the read conditions follow and `select_end`
-/// closes; `events` decodes its rows. `head` reads the last committed
-/// position, `stream_version` takes one bound stream id.
-///
-/// Each backend also defines the inherent methods the idempotency part of
-/// the trait calls once the key is checked: `claim_key`, `complete_key`
-/// (key, token, response), `release_key` (key, token) and `purge_keys`
-/// (see [`super::idempotency`]).
-macro_rules! sql_event_store {
-    (
-        $(#[$doc:meta])*
-        store: $store:ident,
-        database: $db:ty,
-        select_events: $select_events:expr,
-        select_end: $select_end:expr,
-        stream_version: $stream_version:expr,
-        head: $head:expr,
-        events: $events:path $(,)?
-    ) => {
-        $(#[$doc])*
-        #[derive(Clone)]
-        pub struct $store {
-            inner: ::std::sync::Arc<$crate::store::sql::SqlInner<::sqlx::Pool<$db>>>,
-        }
-
-        impl $store {
-            /// Starts the writer task on `writer` and wraps up the store.
-            async fn start(
-                reads: ::sqlx::Pool<$db>,
-                writer: impl $crate::store::group_commit::BatchWriter,
-                max_batch: usize,
-            ) -> $crate::store::Result<Self> {
-                let head_now = Self::head_in(&reads).await?;
-                let (head_sender, head) = ::tokio::sync::watch::channel(head_now);
-                let writer =
-                    $crate::store::group_commit::GroupCommit::spawn(writer, max_batch, head_sender);
-                Ok(Self {
-                    inner: ::std::sync::Arc::new($crate::store::sql::SqlInner {
-                        reads,
-                        writer,
-                        head,
-                    }),
-                })
-            }
-
-            /// The pool of read connections, for projections that keep
-            /// their rows in the same database.
-            pub fn pool(&self) -> &::sqlx::Pool<$db> {
-                &self.inner.reads
-            }
-
-            async fn head_in(pool: &::sqlx::Pool<$db>) -> $crate::store::Result<u64> {
-                let head: i64 = ::sqlx::query_scalar($head)
-                    .fetch_one(pool)
-                    .await
-                    .map_err($crate::store::sql::db_error)?;
-                Ok(head as u64)
-            }
-
-            async fn fetch_events(
-                &self,
-                mut query: ::sqlx::QueryBuilder<$db>,
-            ) -> $crate::store::Result<Vec<$crate::RecordedEvent>> {
-                let rows = query
-                    .push($select_end)
-                    .build()
-                    .fetch_all(&self.inner.reads)
-                    .await
-                    .map_err($crate::store::sql::db_error)?;
-                $events(rows)
-            }
-        }
-
-        impl ::std::fmt::Debug for $store {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.debug_struct(stringify!($store))
-                    .field("head", &*self.inner.head.borrow())
-                    .finish_non_exhaustive()
-            }
-        }
-
-        impl $crate::store::EventStore for $store {
-            fn append_with<'a>(
-                &'a self,
-                stream_id: &'a str,
-                expected: $crate::ExpectedVersion,
-                events: Vec<$crate::NewEvent>,
-                completion: Option<$crate::store::Completion>,
-            ) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<$crate::Appended>> {
-                ::futures_util::FutureExt::boxed(async move {
-                    $crate::store::validate_append(stream_id, &events, completion.as_ref())?;
-                    let request = $crate::store::group_commit::Request {
-                        stream_id: stream_id.to_owned(),
-                        expected,
-                        events,
-                        completion,
-                    };
-                    self.inner.writer.append(request).await
-                })
-            }
-
-            fn claim_idempotency_key<'a>(
-                &'a self,
-                key: &'a str,
-                fingerprint: &'a str,
-                lease: ::std::time::Duration,
-                retention: ::std::time::Duration,
-            ) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<$crate::store::Claim>> {
-                ::futures_util::FutureExt::boxed(async move {
-                    $crate::store::idempotency::validate_key(key)?;
-                    self.claim_key(key, fingerprint, lease, retention).await
-                })
-            }
-
-            fn complete_idempotency_key<'a>(
-                &'a self,
-                key: &'a str,
-                token: &'a str,
-                response: String,
-            ) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<()>> {
-                ::futures_util::FutureExt::boxed(async move {
-                    $crate::store::idempotency::validate_key(key)?;
-                    self.complete_key(key, token, response).await
-                })
-            }
-
-            fn release_idempotency_key<'a>(
-                &'a self,
-                key: &'a str,
-                token: &'a str,
-            ) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<()>> {
-                ::futures_util::FutureExt::boxed(async move {
-                    $crate::store::idempotency::validate_key(key)?;
-                    self.release_key(key, token).await
-                })
-            }
-
-            fn purge_idempotency_keys(
-                &self,
-                retention: ::std::time::Duration,
-            ) -> ::futures_util::future::BoxFuture<'_, $crate::store::Result<u64>> {
-                ::futures_util::FutureExt::boxed(self.purge_keys(retention))
-            }
-
-            fn read_stream<'a>(
-                &'a self,
-                stream_id: &'a str,
-                from_version: u64,
-                limit: usize,
-            ) -> ::futures_util::future::BoxFuture<
-                'a,
-                $crate::store::Result<Vec<$crate::RecordedEvent>>,
-            > {
-                ::futures_util::FutureExt::boxed(async move {
-                    $crate::store::validate_read(limit)?;
-                    let mut query = ::sqlx::QueryBuilder::new($select_events);
-                    $crate::store::sql::push_read_stream(&mut query, stream_id, from_version, limit);
-                    self.fetch_events(query).await
-                })
-            }
-
-            fn read_all<'a>(
-                &'a self,
-                after: u64,
-                limit: usize,
-                filter: &'a $crate::EventFilter,
-            ) -> ::futures_util::future::BoxFuture<
-                'a,
-                $crate::store::Result<Vec<$crate::RecordedEvent>>,
-            > {
-                ::futures_util::FutureExt::boxed(async move {
-                    $crate::store::validate_read(limit)?;
-                    let mut query = ::sqlx::QueryBuilder::new($select_events);
-                    $crate::store::sql::push_read_all(&mut query, after, limit, filter);
-                    self.fetch_events(query).await
-                })
-            }
-
-            fn stream_version<'a>(
-                &'a self,
-                stream_id: &'a str,
-            ) -> ::futures_util::future::BoxFuture<'a, $crate::store::Result<u64>> {
-                ::futures_util::FutureExt::boxed(async move {
-                    let version: i64 = ::sqlx::query_scalar($stream_version)
-                        .bind(stream_id)
-                        .fetch_one(&self.inner.reads)
-                        .await
-                        .map_err($crate::store::sql::db_error)?;
-                    Ok(version as u64)
-                })
-            }
-
-            fn head_position(&self) -> ::futures_util::future::BoxFuture<'_, $crate::store::Result<u64>> {
-                ::futures_util::FutureExt::boxed(Self::head_in(&self.inner.reads))
-            }
-
-            fn watch_head(&self) -> ::tokio::sync::watch::Receiver<u64> {
-                self.inner.head.clone()
-            }
-
-            fn shared(&self) -> ::std::sync::Arc<dyn $crate::store::EventStore> {
-                ::std::sync::Arc::new(self.clone())
-            }
-
-            fn close(&self) -> ::futures_util::future::BoxFuture<'_, ()> {
-                ::futures_util::FutureExt::boxed(self.inner.close())
-            }
-
-            fn projection_store(
-                &self,
-            ) -> Option<::std::sync::Arc<dyn $crate::store::projections::ProjectionStore>> {
-                Some(self.projection_rows())
-            }
-        }
-    };
+pub(crate) mod sealed {
+    /// Keeps [`Dialect`](super::Dialect) to the databases this crate knows.
+    pub trait Sealed {}
 }
-pub(crate) use sql_event_store;
+
+/// An event store in a SQL database: SQLite
+/// ([`SqliteStore`](super::SqliteStore)) or PostgreSQL
+/// ([`PostgresStore`](super::PostgresStore)). Reads go to a pool of
+/// connections; appends queue for one writer task that commits them in
+/// groups. Cloning gives another handle to the same store.
+pub struct SqlStore<D: Dialect> {
+    pub(crate) inner: Arc<SqlInner<Pool<D::Db>>>,
+}
+
+impl<D: Dialect> Clone for SqlStore<D> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<D: Dialect> std::fmt::Debug for SqlStore<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("database", &D::NAME)
+            .field("head", &*self.inner.head.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// The pool of read connections, for projections that keep their rows
+    /// in the same database.
+    pub fn pool(&self) -> &Pool<D::Db> {
+        &self.inner.reads
+    }
+}
+
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'t> &'t str: Encode<'t, D::Db> + Type<D::Db>,
+    for<'t> i64: Encode<'t, D::Db> + Decode<'t, D::Db> + Type<D::Db>,
+    for<'t> String: Encode<'t, D::Db> + Decode<'t, D::Db> + Type<D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+{
+    /// Starts the writer task on `writer` and wraps up the store.
+    pub(crate) async fn start(
+        reads: Pool<D::Db>,
+        writer: impl BatchWriter,
+        max_batch: usize,
+    ) -> Result<Self> {
+        let head_now = Self::head_in(&reads).await?;
+        let (head_sender, head) = watch::channel(head_now);
+        let writer = GroupCommit::spawn(writer, max_batch, head_sender);
+        Ok(Self {
+            inner: Arc::new(SqlInner {
+                reads,
+                writer,
+                head,
+            }),
+        })
+    }
+
+    async fn head_in(pool: &Pool<D::Db>) -> Result<u64> {
+        let head: i64 = sqlx::query_scalar(D::HEAD)
+            .fetch_one(pool)
+            .await
+            .map_err(db_error)?;
+        Ok(head as u64)
+    }
+
+    async fn fetch_events(&self, mut query: QueryBuilder<D::Db>) -> Result<Vec<RecordedEvent>> {
+        let rows = query
+            .push(D::SELECT_END)
+            .build()
+            .fetch_all(&self.inner.reads)
+            .await
+            .map_err(db_error)?;
+        D::events(rows)
+    }
+
+    /// The start of every batch write, the same on each database: inside
+    /// the writer's transaction (`connection`), reads the head (with
+    /// [`Dialect::LOCK`], which takes the writers' lock where there is one),
+    /// the versions of the batch's streams and the tokens of the keys it
+    /// completes (locked the same way, so no claim takes one over before the
+    /// commit), and decides the batch.
+    pub(crate) async fn plan_batch<'b>(
+        connection: &mut <D::Db as Database>::Connection,
+        batch: &'b [Request],
+        recorded_at: DateTime<Utc>,
+    ) -> Result<Plan<'b>> {
+        let head: i64 = sqlx::query_scalar(AssertSqlSafe(format!("{}{}", D::HEAD, D::LOCK)))
+            .fetch_one(&mut *connection)
+            .await
+            .map_err(db_error)?;
+        let versions: HashMap<String, u64> =
+            stream_versions_query::<D::Db>(batch.iter().map(|r| r.stream_id.as_str()))
+                .build_query_as::<(String, i64)>()
+                .fetch_all(&mut *connection)
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .map(|(stream_id, version)| (stream_id, version as u64))
+                .collect();
+        let keys = completion_keys(batch);
+        let held: HashMap<String, String> = if keys.is_empty() {
+            HashMap::new()
+        } else {
+            held_tokens_query::<D::Db>(keys, D::LOCK)
+                .build_query_as::<(String, String)>()
+                .fetch_all(&mut *connection)
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .collect()
+        };
+        Ok(plan(batch, head as u64, versions, held, recorded_at))
+    }
+
+    async fn stream_version_now(&self, stream_id: &str) -> Result<u64> {
+        let version: i64 = sqlx::query_scalar(D::STREAM_VERSION)
+            .bind(stream_id)
+            .fetch_one(&self.inner.reads)
+            .await
+            .map_err(db_error)?;
+        Ok(version as u64)
+    }
+}
+
+impl<D: Dialect> EventStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'t> &'t str: Encode<'t, D::Db> + Type<D::Db>,
+    for<'t> i64: Encode<'t, D::Db> + Decode<'t, D::Db> + Type<D::Db>,
+    for<'t> String: Encode<'t, D::Db> + Decode<'t, D::Db> + Type<D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+{
+    fn append_with<'a>(
+        &'a self,
+        stream_id: &'a str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        completion: Option<Completion>,
+    ) -> BoxFuture<'a, Result<Appended>> {
+        async move {
+            validate_append(stream_id, &events, completion.as_ref())?;
+            let request = Request {
+                stream_id: stream_id.to_owned(),
+                expected,
+                events,
+                completion,
+            };
+            self.inner.writer.append(request).await
+        }
+        .boxed()
+    }
+
+    fn claim_idempotency_key<'a>(
+        &'a self,
+        key: &'a str,
+        fingerprint: &'a str,
+        lease: Duration,
+        retention: Duration,
+    ) -> BoxFuture<'a, Result<Claim>> {
+        async move {
+            idempotency::validate_key(key)?;
+            D::claim_key(self, key, fingerprint, lease, retention).await
+        }
+        .boxed()
+    }
+
+    fn complete_idempotency_key<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+        response: String,
+    ) -> BoxFuture<'a, Result<()>> {
+        async move {
+            idempotency::validate_key(key)?;
+            D::complete_key(self, key, token, response).await
+        }
+        .boxed()
+    }
+
+    fn release_idempotency_key<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        async move {
+            idempotency::validate_key(key)?;
+            D::release_key(self, key, token).await
+        }
+        .boxed()
+    }
+
+    fn purge_idempotency_keys(&self, retention: Duration) -> BoxFuture<'_, Result<u64>> {
+        D::purge_keys(self, retention).boxed()
+    }
+
+    fn read_stream<'a>(
+        &'a self,
+        stream_id: &'a str,
+        from_version: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
+        async move {
+            validate_read(limit)?;
+            let mut query = QueryBuilder::new(D::SELECT_EVENTS);
+            push_read_stream(&mut query, stream_id, from_version, limit);
+            self.fetch_events(query).await
+        }
+        .boxed()
+    }
+
+    fn read_all<'a>(
+        &'a self,
+        after: u64,
+        limit: usize,
+        filter: &'a EventFilter,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
+        async move {
+            validate_read(limit)?;
+            let mut query = QueryBuilder::new(D::SELECT_EVENTS);
+            push_read_all(&mut query, after, limit, filter);
+            self.fetch_events(query).await
+        }
+        .boxed()
+    }
+
+    fn stream_version<'a>(&'a self, stream_id: &'a str) -> BoxFuture<'a, Result<u64>> {
+        self.stream_version_now(stream_id).boxed()
+    }
+
+    fn head_position(&self) -> BoxFuture<'_, Result<u64>> {
+        Self::head_in(&self.inner.reads).boxed()
+    }
+
+    fn watch_head(&self) -> watch::Receiver<u64> {
+        self.inner.head.clone()
+    }
+
+    fn shared(&self) -> Arc<dyn EventStore> {
+        Arc::new(self.clone())
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        self.inner.close().boxed()
+    }
+
+    fn projection_store(&self) -> Option<Arc<dyn ProjectionStore>> {
+        Some(Arc::new(SqlProjectionStore::<D>::new(self.pool().clone())))
+    }
+}
 
 /// What a SQL store holds: its read pool, the queue to its writer task and
 /// the head signal that task moves.

@@ -22,7 +22,6 @@
 //! table locks of an in-memory database), and the write lock still orders
 //! it against other processes on the file. See [`super::idempotency`].
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -34,11 +33,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 
-use super::group_commit::{BatchWriter, KeyOp, KeyOutcome, Request, completion_keys, plan};
+use super::group_commit::{BatchWriter, KeyOp, KeyOutcome, Request};
 use super::idempotency::{self, Decision, Seen, millis, response_text};
 use super::sql::{
-    EventRow, INSERT_COLUMNS, accepted_events, db_error, extra_column, held_tokens_query,
-    sql_event_store, stream_versions_query, to_i64,
+    Dialect, EventRow, INSERT_COLUMNS, SqlStore, accepted_events, db_error, extra_column, to_i64,
 };
 use super::{Appended, Claim, Result, StoreError};
 use crate::event::{RecordedEvent, category_of, now_millis};
@@ -68,31 +66,93 @@ const COMPLETE_KEY: &str = "UPDATE allframe_idempotency \
 
 /// The SQL SQLite speaks where it differs from the other backends.
 #[derive(Debug)]
-pub(crate) struct SqliteDialect;
+pub struct SqliteDialect;
 
-impl super::sql::Dialect for SqliteDialect {
+impl super::sql::sealed::Sealed for SqliteDialect {}
+
+impl Dialect for SqliteDialect {
     type Db = Sqlite;
     const NAME: &'static str = "SQLite";
+    const SELECT_EVENTS: &'static str = SELECT_EVENTS;
+    const SELECT_END: &'static str = ")";
+    const STREAM_VERSION: &'static str =
+        "SELECT COALESCE(MAX(version), 0) FROM allframe_events WHERE stream_id = ?";
+    const HEAD: &'static str = "SELECT COALESCE(MAX(position), 0) FROM allframe_events";
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
     const LOCK: &'static str = "";
     const ROW_IN: &'static str = "";
     const ROW_OUT: &'static str = "row";
 
-    fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+    fn rows_affected(result: &<Sqlite as sqlx::Database>::QueryResult) -> u64 {
         result.rows_affected()
+    }
+
+    fn events(rows: Vec<<Sqlite as sqlx::Database>::Row>) -> Result<Vec<RecordedEvent>> {
+        events(rows)
+    }
+
+    async fn claim_key(
+        store: &SqlStore<Self>,
+        key: &str,
+        fingerprint: &str,
+        lease: Duration,
+        retention: Duration,
+    ) -> Result<Claim> {
+        let op = KeyOp::Claim {
+            key: key.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+            lease,
+            retention,
+        };
+        match store.inner.writer.key_op(op).await? {
+            KeyOutcome::Claimed(claim) => Ok(claim),
+            _ => Err(unexpected_outcome()),
+        }
+    }
+
+    async fn complete_key(
+        store: &SqlStore<Self>,
+        key: &str,
+        token: &str,
+        response: String,
+    ) -> Result<()> {
+        let op = KeyOp::Complete {
+            key: key.to_owned(),
+            token: token.to_owned(),
+            response,
+        };
+        match store.inner.writer.key_op(op).await? {
+            KeyOutcome::Done => Ok(()),
+            KeyOutcome::Lost => Err(StoreError::IdempotencyKeyLost {
+                key: key.to_owned(),
+            }),
+            _ => Err(unexpected_outcome()),
+        }
+    }
+
+    async fn release_key(store: &SqlStore<Self>, key: &str, token: &str) -> Result<()> {
+        let op = KeyOp::Release {
+            key: key.to_owned(),
+            token: token.to_owned(),
+        };
+        store.inner.writer.key_op(op).await.map(drop)
+    }
+
+    async fn purge_keys(store: &SqlStore<Self>, retention: Duration) -> Result<u64> {
+        match store
+            .inner
+            .writer
+            .key_op(KeyOp::Purge { retention })
+            .await?
+        {
+            KeyOutcome::Purged(count) => Ok(count),
+            _ => Err(unexpected_outcome()),
+        }
     }
 }
 
-sql_event_store! {
-    /// The SQLite event store. Cloning gives another handle to the same store.
-    store: SqliteStore,
-    database: Sqlite,
-    select_events: SELECT_EVENTS,
-    select_end: ")",
-    stream_version: "SELECT COALESCE(MAX(version), 0) FROM allframe_events WHERE stream_id = ?",
-    head: "SELECT COALESCE(MAX(position), 0) FROM allframe_events",
-    events: events,
-}
+/// The SQLite event store. Cloning gives another handle to the same store.
+pub type SqliteStore = SqlStore<SqliteDialect>;
 
 impl SqliteStore {
     /// Opens (creating it if missing) the database file at `path`.
@@ -138,55 +198,6 @@ impl SqliteStore {
             .await
             .map_err(db_error)?;
         Self::start(reads, Writer { connection: writer }, max_batch).await
-    }
-
-    async fn claim_key(
-        &self,
-        key: &str,
-        fingerprint: &str,
-        lease: Duration,
-        retention: Duration,
-    ) -> Result<Claim> {
-        let op = KeyOp::Claim {
-            key: key.to_owned(),
-            fingerprint: fingerprint.to_owned(),
-            lease,
-            retention,
-        };
-        match self.inner.writer.key_op(op).await? {
-            KeyOutcome::Claimed(claim) => Ok(claim),
-            _ => Err(unexpected_outcome()),
-        }
-    }
-
-    async fn complete_key(&self, key: &str, token: &str, response: String) -> Result<()> {
-        let op = KeyOp::Complete {
-            key: key.to_owned(),
-            token: token.to_owned(),
-            response,
-        };
-        match self.inner.writer.key_op(op).await? {
-            KeyOutcome::Done => Ok(()),
-            KeyOutcome::Lost => Err(StoreError::IdempotencyKeyLost {
-                key: key.to_owned(),
-            }),
-            _ => Err(unexpected_outcome()),
-        }
-    }
-
-    async fn release_key(&self, key: &str, token: &str) -> Result<()> {
-        let op = KeyOp::Release {
-            key: key.to_owned(),
-            token: token.to_owned(),
-        };
-        self.inner.writer.key_op(op).await.map(drop)
-    }
-
-    async fn purge_keys(&self, retention: Duration) -> Result<u64> {
-        match self.inner.writer.key_op(KeyOp::Purge { retention }).await? {
-            KeyOutcome::Purged(count) => Ok(count),
-            _ => Err(unexpected_outcome()),
-        }
     }
 }
 
@@ -260,33 +271,7 @@ impl Writer {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_error)?;
-        let head: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM allframe_events")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_error)?;
-        let versions: HashMap<String, u64> =
-            stream_versions_query::<Sqlite>(batch.iter().map(|r| r.stream_id.as_str()))
-                .build_query_as::<(String, i64)>()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .into_iter()
-                .map(|(stream_id, version)| (stream_id, version as u64))
-                .collect();
-        let keys = completion_keys(batch);
-        let held: HashMap<String, String> = if keys.is_empty() {
-            HashMap::new()
-        } else {
-            held_tokens_query::<Sqlite>(keys, "")
-                .build_query_as::<(String, String)>()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .into_iter()
-                .collect()
-        };
-        let plan = plan(batch, head as u64, versions, held, now_millis());
+        let plan = SqliteStore::plan_batch(&mut tx, batch, now_millis()).await?;
         let rows = accepted_events(&plan.outcomes);
         for chunk in fixed_chunks(&rows, &INSERT_CHUNKS) {
             let mut insert = QueryBuilder::<Sqlite>::new(format!(

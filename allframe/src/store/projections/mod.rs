@@ -30,12 +30,8 @@ use futures_util::future::BoxFuture;
 use super::Result;
 
 pub mod memory;
-#[cfg(feature = "postgres")]
-pub(crate) mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod sql;
-#[cfg(feature = "sqlite")]
-pub(crate) mod sqlite;
+pub(crate) mod sql;
 
 pub use memory::MemoryProjectionStore;
 
