@@ -6,18 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::command::{BuildError, DispatchConfig, Dispatcher};
 use crate::di::{Container, ContainerBuilder, DiError};
-use crate::http::commands::{CommandRoutes, post_command};
+use crate::http::commands::CommandRoutes;
 use crate::http::correlation::correlate;
-use crate::http::events::{EventStreamConfig, EventStreams};
-use crate::http::health::health;
 use crate::http::openapi::Document;
 use crate::http::reads::{DEFAULT_READ_WAIT, ReadRoutes};
+use crate::http::routes::Mounts;
+use crate::http::stream::{EventStreamConfig, EventStreams};
 use crate::projection::{ProjectionError, Projections, ProjectionsBuilder};
 use crate::query::{Queries, QueryRegistryError};
 use crate::store::EventStore;
@@ -215,33 +213,28 @@ impl AppBuilder {
             dispatcher: dispatcher.clone(),
             body_limit: self.body_limit,
         };
-        let cqrs = Router::new()
-            .route("/commands/{name}", post(post_command))
-            // The handler enforces the limit itself, with a problem body.
-            .layer(DefaultBodyLimit::disable())
-            .with_state(commands);
         let container = Arc::new(dispatcher.container().clone());
         let projections = self
             .projections
             .unwrap_or_else(|| Projections::builder(&*self.store))
             .start()
             .await?;
-        let cqrs = cqrs.route("/health", get(health).with_state(projections.clone()));
         let queries = Queries::new(projections.clone(), container.clone())?;
-        let cqrs = cqrs.merge(crate::http::reads::routes(ReadRoutes {
-            projections: projections.clone(),
-            queries: queries.clone(),
-            wait: self.read_wait,
-        }));
         let (routes, base) = self.routes.unwrap_or_default().split_for_parts();
         let openapi =
             Document::build(&dispatcher.describe(), base).with_reads(&projections, &queries);
-        let served = openapi.clone();
-        let cqrs = cqrs.route("/openapi.json", get(move || async move { served }));
-        #[cfg(feature = "swagger-ui")]
-        let cqrs = cqrs.merge(crate::http::docs::routes());
         let events = EventStreams::new(self.store.clone(), self.events);
-        let cqrs = cqrs.merge(crate::http::events::routes(events.clone()));
+        let cqrs = crate::http::routes::router(Mounts {
+            commands,
+            projections: projections.clone(),
+            reads: ReadRoutes {
+                projections: projections.clone(),
+                queries: queries.clone(),
+                wait: self.read_wait,
+            },
+            document: openapi.clone(),
+            streams: events.clone(),
+        });
         // After the user's routes, so the 405 covers theirs too (a custom
         // method fallback of theirs is kept) and the 404 covers every path.
         let router = cqrs

@@ -4,31 +4,21 @@
 //! from its checkpoint. Both answer 202 with the projection's status:
 //! the work goes on in the background.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 
 use super::extract::PathParams;
 use super::reads::{ReadRoutes, problem};
 
-/// The admin routes, over the read routes' state.
-pub(super) fn routes() -> Router<ReadRoutes> {
-    Router::new()
-        .route("/admin/projections", get(list))
-        .route("/admin/projections/{name}/rebuild", post(rebuild))
-        .route("/admin/projections/{name}/restart", post(restart))
-}
-
-async fn list(State(reads): State<ReadRoutes>) -> Response {
+pub(super) async fn list(State(reads): State<ReadRoutes>) -> Response {
     match reads.projections.status().await {
         Ok(status) => axum::Json(status).into_response(),
         Err(error) => problem(error).into_response(),
     }
 }
 
-async fn rebuild(
+pub(super) async fn rebuild(
     State(reads): State<ReadRoutes>,
     PathParams(name): PathParams<String>,
 ) -> Response {
@@ -39,7 +29,7 @@ async fn rebuild(
     accepted(started.await)
 }
 
-async fn restart(
+pub(super) async fn restart(
     State(reads): State<ReadRoutes>,
     PathParams(name): PathParams<String>,
 ) -> Response {

@@ -8,29 +8,39 @@
 
 use std::sync::Arc;
 
-use axum::Router;
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use utoipa_swagger_ui::Config;
 
 use super::extract::PathParams;
 use super::problem::Problem;
 
-/// The Swagger UI routes.
-pub(crate) fn routes() -> Router {
-    let config = Arc::new(Config::new(["../openapi.json"]).validator_url("none"));
-    let index = config.clone();
-    Router::new()
-        .route(
-            "/docs",
-            get(|| async { (StatusCode::SEE_OTHER, [(header::LOCATION, "docs/")]) }),
-        )
-        .route("/docs/", get(move || serve(String::new(), index)))
-        .route(
-            "/docs/{*file}",
-            get(move |PathParams(file): PathParams<String>| serve(file, config)),
-        )
+/// What the Swagger UI routes share: the UI's configuration.
+pub(super) type DocsConfig = Arc<Config<'static>>;
+
+/// The UI's configuration: the document at `../openapi.json`, relative,
+/// and no online validator.
+pub(super) fn config() -> DocsConfig {
+    Arc::new(Config::new(["../openapi.json"]).validator_url("none"))
+}
+
+/// `GET /docs`: to `docs/`, relative, so a nested router still works.
+pub(super) async fn redirect() -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, "docs/")]).into_response()
+}
+
+/// `GET /docs/`: the page.
+pub(super) async fn index(State(config): State<DocsConfig>) -> Response {
+    serve(String::new(), config).await
+}
+
+/// `GET /docs/{file}`: the page's assets.
+pub(super) async fn file(
+    State(config): State<DocsConfig>,
+    PathParams(file): PathParams<String>,
+) -> Response {
+    serve(file, config).await
 }
 
 async fn serve(file: String, config: Arc<Config<'static>>) -> Response {

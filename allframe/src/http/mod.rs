@@ -6,21 +6,18 @@ pub(crate) mod commands;
 pub(crate) mod correlation;
 #[cfg(feature = "swagger-ui")]
 pub(crate) mod docs;
-pub(crate) mod events;
 pub(crate) mod extract;
-mod fanout;
 pub(crate) mod health;
 pub(crate) mod openapi;
 pub mod problem;
 mod queries;
 pub(crate) mod reads;
-pub(crate) mod sse;
-pub(crate) mod stream_params;
-pub(crate) mod ws;
+pub(crate) mod routes;
+pub(crate) mod stream;
 
 pub use commands::{CORRELATION_ID, IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED};
 pub use correlation::CorrelationId;
-pub use events::EventStreamConfig;
 pub use health::Health;
 pub use problem::{PROBLEM_JSON, Problem};
 pub use reads::{ALLFRAME_POSITION, DEFAULT_READ_WAIT};
+pub use stream::EventStreamConfig;

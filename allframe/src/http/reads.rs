@@ -10,11 +10,9 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Serialize;
 
 use super::extract::PathParams;
@@ -39,17 +37,7 @@ pub(crate) struct ReadRoutes {
     pub(crate) wait: Duration,
 }
 
-/// The projection, query and admin routes.
-pub(crate) fn routes(reads: ReadRoutes) -> Router {
-    Router::new()
-        .route("/projections/{name}", get(list))
-        .route("/projections/{name}/{key}", get(get_row))
-        .route("/queries/{name}", get(super::queries::query))
-        .merge(super::admin::routes())
-        .with_state(reads)
-}
-
-async fn get_row(
+pub(super) async fn get_row(
     State(reads): State<ReadRoutes>,
     PathParams((name, key)): PathParams<(String, String)>,
     RawQuery(raw): RawQuery,
@@ -88,7 +76,7 @@ async fn get_row(
     finish(read.await)
 }
 
-async fn list(
+pub(super) async fn list(
     State(reads): State<ReadRoutes>,
     PathParams(name): PathParams<String>,
     RawQuery(raw): RawQuery,

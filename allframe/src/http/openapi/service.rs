@@ -25,7 +25,7 @@ pub(super) fn health_path() -> Value {
 /// `GET /events/ws` and `GET /events/sse`: the same filters, the same
 /// RecordedEvent per message.
 pub(super) fn event_stream_paths() -> Map<String, Value> {
-    use crate::http::stream_params::PARAMETERS;
+    use crate::http::stream::params::PARAMETERS;
     let parameters: Vec<Value> = PARAMETERS
         .iter()
         .map(|(name, description)| {

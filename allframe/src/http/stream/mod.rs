@@ -4,21 +4,24 @@
 //! [`Hub`] — with the checks every connection passes before it is
 //! accepted.
 
+mod fanout;
+pub(crate) mod params;
+pub(super) mod sse;
+pub(super) mod ws;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-use super::fanout::{Follower, Hub};
-use super::problem::Problem;
-use super::stream_params::{ParamError, StreamParams};
+use crate::http::problem::Problem;
 use crate::store::{EventStore, StoreError};
+use fanout::{Follower, Hub};
+use params::{ParamError, StreamParams};
 
 /// What a refused connection is told to wait before trying again.
 const RETRY_AFTER_SECONDS: &str = "5";
@@ -186,14 +189,6 @@ impl std::fmt::Debug for EventStreams {
             )
             .finish_non_exhaustive()
     }
-}
-
-/// `GET /events/ws` and `GET /events/sse`.
-pub(crate) fn routes(streams: Arc<EventStreams>) -> Router {
-    Router::new()
-        .route("/events/ws", get(super::ws::stream))
-        .route("/events/sse", get(super::sse::stream))
-        .with_state(streams)
 }
 
 /// The parameters of a request, or the 400 that refuses it.

@@ -2,7 +2,7 @@
 //! `after`, `stream`, `category` and `type` (repeatable, or
 //! comma-separated), checked before a connection is accepted.
 
-use super::problem::Problem;
+use crate::http::problem::Problem;
 use crate::store::{EventFilter, MAX_STREAM_ID_LEN, validate_event_type, validate_stream_id};
 
 /// The parameters with what they mean, in documentation order.

@@ -29,9 +29,9 @@ use futures_util::SinkExt;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 
-use super::events::{self, EventStreamConfig, EventStreams};
 use super::fanout::{FollowError, Follower};
-use super::problem::Problem;
+use super::{EventStreamConfig, EventStreams};
+use crate::http::problem::Problem;
 
 /// Close code for a server that is going away.
 pub(crate) const GOING_AWAY: u16 = 1001;
@@ -60,7 +60,7 @@ pub(crate) async fn stream(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let params = match events::params(query) {
+    let params = match super::params(query) {
         Ok(params) => params,
         Err(problem) => return problem.into_response(),
     };
@@ -88,7 +88,7 @@ pub(crate) async fn stream(
             |error| tracing::debug!(%error, "event stream: WebSocket upgrade failed"),
         )
         .on_upgrade(move |mut socket| async move {
-            let events::Ticket {
+            let super::Ticket {
                 mut follower,
                 mut shutdown,
                 permit,

@@ -29,9 +29,9 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-use super::events::{self, EventStreamConfig, EventStreams, Ticket};
 use super::fanout::FollowError;
-use super::stream_params::last_event_id;
+use super::params::last_event_id;
+use super::{EventStreamConfig, EventStreams, Ticket};
 
 /// `Last-Event-ID`: where a reconnecting SSE client resumes.
 pub(crate) const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
@@ -45,7 +45,7 @@ pub(crate) async fn stream(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    let params = match events::params(query) {
+    let params = match super::params(query) {
         Ok(params) => params,
         Err(problem) => return problem.into_response(),
     };
@@ -54,7 +54,7 @@ pub(crate) async fn stream(
         .map(|id| last_event_id(id.as_bytes()))
     {
         Some(Ok(position)) => Some(position),
-        Some(Err(error)) => return super::problem::Problem::from(error).into_response(),
+        Some(Err(error)) => return crate::http::problem::Problem::from(error).into_response(),
         None => None,
     };
     let ticket = match streams.admit(&params, resume.or(params.after)).await {
