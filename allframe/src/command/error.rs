@@ -3,6 +3,8 @@
 
 use super::IfMatch;
 use crate::aggregate::LoadError;
+use crate::http::kinds;
+use crate::http::problem::ProblemKind;
 use crate::store::StoreError;
 
 /// A domain rule that refused a command: a stable machine-readable code
@@ -88,7 +90,7 @@ pub struct FieldError {
 #[non_exhaustive]
 pub enum CommandError<E = Rejection> {
     /// No handler is registered under this name.
-    #[error("unknown command `{0}`")]
+    #[error("there is no command `{0}`")]
     UnknownCommand(String),
     /// The body is not JSON.
     #[error("malformed JSON: {0}")]
@@ -165,54 +167,50 @@ fn describe(errors: &[FieldError]) -> String {
 }
 
 impl<E: DomainError> CommandError<E> {
-    /// The HTTP status this error answers with.
-    pub fn status(&self) -> u16 {
+    /// Its status, code and title over HTTP; a domain error's own code and
+    /// status.
+    pub(crate) fn problem_kind(&self) -> ProblemKind {
         match self {
-            Self::MalformedJson(_) => 400,
-            Self::UnknownCommand(_) | Self::NotFound { .. } => 404,
-            Self::AlreadyExists { .. } | Self::Conflict { .. } | Self::IdempotencyInFlight(_) => {
-                409
-            }
-            Self::PreconditionFailed { .. } => 412,
-            Self::InvalidCommand(_) | Self::Validation(_) | Self::IdempotencyMismatch(_) => 422,
-            Self::Domain(error) => error.status(),
-            Self::Store(StoreError::InvalidIdempotencyKey { .. }) => 400,
+            Self::MalformedJson(_) => kinds::MALFORMED_JSON,
+            Self::UnknownCommand(_) => kinds::UNKNOWN_COMMAND,
+            Self::NotFound { .. } => kinds::NOT_FOUND,
+            Self::AlreadyExists { .. } => kinds::ALREADY_EXISTS,
+            Self::Conflict { .. } => kinds::CONFLICT,
+            Self::IdempotencyInFlight(_) => kinds::IDEMPOTENCY_KEY_IN_FLIGHT,
+            Self::PreconditionFailed { .. } => kinds::PRECONDITION_FAILED,
+            Self::InvalidCommand(_) => kinds::INVALID_COMMAND,
+            Self::Validation(_) => kinds::VALIDATION_FAILED,
+            Self::IdempotencyMismatch(_) => kinds::IDEMPOTENCY_KEY_REUSED,
+            Self::Domain(error) => ProblemKind {
+                status: error.status(),
+                code: error.code(),
+                title: "Refused by the domain",
+            },
+            Self::Store(StoreError::InvalidIdempotencyKey { .. }) => kinds::INVALID_IDEMPOTENCY_KEY,
             // Another request with the same key took it over; retrying
             // later replays whichever of them committed.
-            Self::Store(StoreError::IdempotencyKeyLost { .. }) => 409,
-            Self::Store(error) if error.is_invalid_input() => 422,
+            Self::Store(StoreError::IdempotencyKeyLost { .. }) => ProblemKind {
+                title: "Request refused",
+                ..kinds::IDEMPOTENCY_KEY_IN_FLIGHT
+            },
+            Self::Store(error) if error.is_invalid_input() => kinds::INVALID_EVENT,
             Self::MissingDependency(_)
             | Self::EventEncoding(_)
             | Self::Load(_)
             | Self::Store(_)
-            | Self::Panicked(_) => 500,
+            | Self::Panicked(_) => kinds::INTERNAL_ERROR,
         }
+    }
+
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> u16 {
+        self.problem_kind().status
     }
 
     /// A stable kebab-case code for this kind of error; for domain errors,
     /// the domain error's own code.
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::UnknownCommand(_) => "unknown-command",
-            Self::MalformedJson(_) => "malformed-json",
-            Self::InvalidCommand(_) => "invalid-command",
-            Self::Validation(_) => "validation-failed",
-            Self::NotFound { .. } => "not-found",
-            Self::AlreadyExists { .. } => "already-exists",
-            Self::Conflict { .. } => "conflict",
-            Self::PreconditionFailed { .. } => "precondition-failed",
-            Self::IdempotencyMismatch(_) => "idempotency-key-reused",
-            Self::IdempotencyInFlight(_) => "idempotency-key-in-flight",
-            Self::Domain(error) => error.code(),
-            Self::Store(StoreError::InvalidIdempotencyKey { .. }) => "invalid-idempotency-key",
-            Self::Store(StoreError::IdempotencyKeyLost { .. }) => "idempotency-key-in-flight",
-            Self::Store(error) if error.is_invalid_input() => "invalid-event",
-            Self::MissingDependency(_)
-            | Self::EventEncoding(_)
-            | Self::Load(_)
-            | Self::Store(_)
-            | Self::Panicked(_) => "internal-error",
-        }
+        self.problem_kind().code
     }
 
     /// Whether this is a server-side failure (5xx): its details belong in

@@ -9,12 +9,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::extract::PathParams;
-use super::reads::{ReadRoutes, problem};
+use super::problem::Problem;
+use super::reads::ReadRoutes;
 
 pub(super) async fn list(State(reads): State<ReadRoutes>) -> Response {
     match reads.projections.status().await {
         Ok(status) => axum::Json(status).into_response(),
-        Err(error) => problem(error).into_response(),
+        Err(error) => Problem::from(error).into_response(),
     }
 }
 
@@ -45,6 +46,6 @@ fn accepted(
 ) -> Response {
     match status {
         Ok(status) => (StatusCode::ACCEPTED, axum::Json(status)).into_response(),
-        Err(error) => problem(error).into_response(),
+        Err(error) => Problem::from(error).into_response(),
     }
 }

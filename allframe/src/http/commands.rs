@@ -10,8 +10,10 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::correlation::CorrelationId;
+use super::errors::RequestError;
 use super::extract::PathParams;
 use super::problem::Problem;
+use crate::command::{CommandError, Rejection};
 use crate::command::{CommandOutcome, DispatchOptions, Dispatcher, IfMatch};
 
 /// `Idempotency-Key`: makes a command safe to retry.
@@ -38,11 +40,8 @@ pub(crate) async fn post_command(
     body: Body,
 ) -> Response {
     if headers.contains_key(CORRELATION_ID) && super::correlation::given(&headers).is_none() {
-        return Problem::bad_request(
-            "invalid-header",
-            format!("`{CORRELATION_ID}` must be 1 to 255 visible ASCII characters"),
-        )
-        .into_response();
+        return Problem::from(RequestError::InvalidHeader(CORRELATION_ID.to_string()))
+            .into_response();
     }
     let span = tracing::info_span!("command", name = %name, correlation_id = %correlation_id);
     handle(&routes, &name, &headers, body, &correlation_id)
@@ -59,10 +58,7 @@ async fn handle(
     correlation_id: &str,
 ) -> Result<Response, Problem> {
     let Some(creates) = routes.dispatcher.creates(name) else {
-        return Err(Problem::not_found(
-            "unknown-command",
-            format!("there is no command `{name}`"),
-        ));
+        return Err(CommandError::<Rejection>::UnknownCommand(name.to_owned()).into());
     };
     check_content_type(headers)?;
     let body = read_body(headers, body, routes.body_limit).await?;
@@ -117,13 +113,10 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Problem> {
     match media_type.as_deref() {
         Some("application/json") => Ok(()),
         Some(other) if other.starts_with("application/") && other.ends_with("+json") => Ok(()),
-        other => Err(Problem::bad_request(
-            "unsupported-content-type",
-            format!(
-                "commands are JSON: send `Content-Type: application/json` (got {})",
-                other.map_or_else(|| "none".to_owned(), |t| format!("`{t}`"))
-            ),
-        )),
+        other => Err(RequestError::UnsupportedContentType(
+            other.map_or_else(|| "none".to_owned(), |t| format!("`{t}`")),
+        )
+        .into()),
     }
 }
 
@@ -132,14 +125,7 @@ async fn read_body(
     body: Body,
     limit: usize,
 ) -> Result<axum::body::Bytes, Problem> {
-    let too_large = || {
-        Problem::new(
-            413,
-            "body-too-large",
-            "Body too large",
-            format!("the body is larger than the limit of {limit} bytes"),
-        )
-    };
+    let too_large = || Problem::from(RequestError::BodyTooLarge(limit));
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -153,10 +139,7 @@ async fn read_body(
         if limited {
             too_large()
         } else {
-            Problem::bad_request(
-                "unreadable-body",
-                format!("the body could not be read: {error}"),
-            )
+            RequestError::UnreadableBody(error.to_string()).into()
         }
     })
 }
@@ -168,10 +151,7 @@ fn header_text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&
     };
     match value.to_str() {
         Ok(text) if !text.is_empty() && text.len() <= 255 => Ok(Some(text)),
-        _ => Err(Problem::bad_request(
-            "invalid-header",
-            format!("`{name}` must be 1 to 255 visible ASCII characters"),
-        )),
+        _ => Err(RequestError::InvalidHeader(name.to_string()).into()),
     }
 }
 
@@ -184,14 +164,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, Problem> {
     if lines.peek().is_none() {
         return Ok(None);
     }
-    let malformed = |text: &str| {
-        Problem::bad_request(
-            "invalid-if-match",
-            format!(
-                "`If-Match` must be `*` or a list of entity tags like \"3\", \"4\" (got {text})"
-            ),
-        )
-    };
+    let malformed = |text: &str| Problem::from(RequestError::InvalidIfMatch(text.to_owned()));
     let mut versions = Vec::new();
     let mut any = false;
     for line in lines {

@@ -13,6 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use utoipa_swagger_ui::Config;
 
+use super::errors::RequestError;
 use super::extract::PathParams;
 use super::problem::Problem;
 
@@ -60,11 +61,10 @@ async fn serve(file: String, config: Arc<Config<'static>>) -> Response {
             }
             response
         }
-        Ok(None) => Problem::not_found("no-route", format!("Swagger UI has no file `{file}`"))
-            .into_response(),
-        Err(error) => {
-            tracing::error!(%error, "Swagger UI could not render its configuration");
-            Problem::internal().into_response()
-        }
+        Ok(None) => Problem::from(RequestError::NoDocsFile(file)).into_response(),
+        Err(error) => Problem::from(RequestError::Internal(format!(
+            "Swagger UI could not render its configuration: {error}"
+        )))
+        .into_response(),
     }
 }

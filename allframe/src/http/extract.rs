@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
+use super::errors::RequestError;
 use super::problem::Problem;
 use crate::di::{Container, Dep};
 
@@ -22,11 +23,11 @@ where
             .get::<Arc<Container>>()
             .and_then(|container| container.get::<T>());
         dependency.ok_or_else(|| {
-            tracing::error!(
-                type_name = std::any::type_name::<T>(),
-                "a route asked for a Dep<T> that nobody provides; add it to the app's container"
-            );
-            Problem::internal()
+            RequestError::Internal(format!(
+                "a route asked for a Dep<{}> that nobody provides; add it to the app's container",
+                std::any::type_name::<T>()
+            ))
+            .into()
         })
     }
 }
@@ -46,20 +47,18 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Self(value)),
-            Err(rejection) => Err(Problem::bad_request(
-                "invalid-path",
-                format!("the path does not decode: {}", rejection.body_text()),
-            )),
+            Err(rejection) => Err(RequestError::InvalidPath(rejection.body_text()).into()),
         }
     }
 }
 
 /// The router's answer for a path no route serves: a 404 problem.
 pub(crate) async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> Problem {
-    Problem::not_found(
-        "no-route",
-        format!("nothing is served at {method} {}", uri.path()),
-    )
+    RequestError::NoRoute {
+        method,
+        path: uri.path().to_owned(),
+    }
+    .into()
 }
 
 /// The router's answer for a method a route does not serve: a 405
@@ -68,13 +67,9 @@ pub(crate) async fn method_not_allowed(
     method: axum::http::Method,
     uri: axum::http::Uri,
 ) -> Problem {
-    Problem::new(
-        405,
-        "method-not-allowed",
-        "Method not allowed",
-        format!(
-            "{} does not answer {method}; `Allow` lists the methods it does",
-            uri.path()
-        ),
-    )
+    RequestError::MethodNotAllowed {
+        method,
+        path: uri.path().to_owned(),
+    }
+    .into()
 }

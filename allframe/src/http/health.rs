@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::problem::Problem;
+use super::errors::store_unavailable;
 use crate::projection::{ProjectionStatus, Projections};
 
 /// The health report.
@@ -31,15 +31,6 @@ pub(crate) async fn health(State(projections): State<Projections>) -> Response {
             projections,
         })
         .into_response(),
-        Err(error) => {
-            tracing::error!(%error, "health check: the event store is unreachable");
-            Problem::new(
-                503,
-                "store-unavailable",
-                "Service unavailable",
-                "the event store does not answer",
-            )
-            .into_response()
-        }
+        Err(error) => store_unavailable("health check", &error).into_response(),
     }
 }

@@ -6,8 +6,10 @@ pub(crate) mod commands;
 pub(crate) mod correlation;
 #[cfg(feature = "swagger-ui")]
 pub(crate) mod docs;
+pub(crate) mod errors;
 pub(crate) mod extract;
 pub(crate) mod health;
+pub mod kinds;
 pub(crate) mod openapi;
 pub mod problem;
 mod queries;
@@ -18,6 +20,6 @@ pub(crate) mod stream;
 pub use commands::{CORRELATION_ID, IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED};
 pub use correlation::CorrelationId;
 pub use health::Health;
-pub use problem::{PROBLEM_JSON, Problem};
+pub use problem::{HttpError, PROBLEM_JSON, Problem, ProblemKind};
 pub use reads::{ALLFRAME_POSITION, DEFAULT_READ_WAIT};
 pub use stream::EventStreamConfig;

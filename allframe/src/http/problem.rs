@@ -57,12 +57,21 @@ impl Problem {
         self
     }
 
+    /// A problem of `kind`, saying `detail`.
+    pub fn of(kind: ProblemKind, detail: impl Into<String>) -> Self {
+        Self::new(kind.status, kind.code, kind.title, detail)
+    }
+
+    /// Whether it is a problem of `kind`.
+    pub fn is(&self, kind: ProblemKind) -> bool {
+        self.status == kind.status
+            && self.problem_type.strip_prefix("/problems/") == Some(kind.code)
+    }
+
     /// A 500 that says nothing about its cause (log the cause instead).
     pub fn internal() -> Self {
-        Self::new(
-            500,
-            "internal-error",
-            "Internal server error",
+        Self::of(
+            super::kinds::INTERNAL_ERROR,
             "The server failed to handle the request; the cause has been logged.",
         )
     }
@@ -90,29 +99,55 @@ impl IntoResponse for Problem {
     }
 }
 
-impl<E: crate::command::DomainError> From<CommandError<E>> for Problem {
-    fn from(error: CommandError<E>) -> Self {
-        if error.is_internal() {
-            tracing::error!(error = %error, source = ?std::error::Error::source(&error), "command failed");
+/// A kind of problem: its HTTP status, stable code and title. The
+/// framework's own are the constants in [`kinds`](super::kinds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemKind {
+    /// The HTTP status.
+    pub status: u16,
+    /// The stable kebab-case code; the problem's `type` is
+    /// `/problems/{code}`.
+    pub code: &'static str,
+    /// A short summary of the kind.
+    pub title: &'static str,
+}
+
+/// An error the HTTP layer answers with: every such error implements it,
+/// and `Problem::from` turns it into the answer. A 500 says nothing about
+/// its cause, which is logged instead; any other status sends the error's
+/// `Display` as the `detail`. Implement it for your own routes' errors to
+/// answer the same way.
+pub trait HttpError: std::error::Error {
+    /// Its status, code and title.
+    fn kind(&self) -> ProblemKind;
+
+    /// Adds what the kind carries beyond `detail`: field errors, RFC 9457
+    /// extension members. None by default.
+    fn extend(&self, problem: Problem) -> Problem {
+        problem
+    }
+}
+
+impl<E: HttpError> From<E> for Problem {
+    fn from(error: E) -> Self {
+        let kind = error.kind();
+        if kind.status == 500 {
+            tracing::error!(%error, source = ?std::error::Error::source(&error), "request failed");
             return Self::internal();
         }
-        let title = match &error {
-            CommandError::Domain(_) => "Refused by the domain",
-            CommandError::Validation(_) => "Validation failed",
-            CommandError::UnknownCommand(_) => "Unknown command",
-            CommandError::MalformedJson(_) => "Malformed JSON",
-            CommandError::InvalidCommand(_) => "Invalid command",
-            CommandError::NotFound { .. } => "Not found",
-            CommandError::AlreadyExists { .. } => "Already exists",
-            CommandError::Conflict { .. } => "Concurrency conflict",
-            CommandError::PreconditionFailed { .. } => "Precondition failed",
-            CommandError::IdempotencyMismatch(_) => "Idempotency key reused",
-            CommandError::IdempotencyInFlight(_) => "Idempotency key in flight",
-            _ => "Request refused",
-        };
-        let mut problem = Self::new(error.status(), error.code(), title, error.to_string());
-        if let CommandError::Validation(errors) = error {
-            problem.errors = errors;
+        let problem = Self::new(kind.status, kind.code, kind.title, error.to_string());
+        error.extend(problem)
+    }
+}
+
+impl<E: crate::command::DomainError> HttpError for CommandError<E> {
+    fn kind(&self) -> ProblemKind {
+        self.problem_kind()
+    }
+
+    fn extend(&self, mut problem: Problem) -> Problem {
+        if let CommandError::Validation(errors) = self {
+            problem.errors = errors.clone();
         }
         problem
     }

@@ -8,6 +8,7 @@ use axum::response::Response;
 use super::extract::PathParams;
 use super::problem::Problem;
 use super::reads::{ReadRoutes, finish, json, parameters, take_min_position};
+use crate::command::Rejection;
 use crate::query::QueryError;
 
 pub(crate) async fn query(
@@ -17,7 +18,9 @@ pub(crate) async fn query(
 ) -> Response {
     let read = async {
         if !reads.queries.contains(&name) {
-            return Err(answer(QueryError::Unknown(name.clone())));
+            return Err(Problem::from(QueryError::<Rejection>::Unknown(
+                name.clone(),
+            )));
         }
         let mut pairs = parameters(raw.as_deref())?;
         let min_position = take_min_position(&mut pairs)?;
@@ -27,32 +30,16 @@ pub(crate) async fn query(
                 .queries
                 .wait_for(position, reads.wait)
                 .await
-                .map_err(super::reads::problem)?;
+                .map_err(Problem::from)?;
         }
         // Read before the handler runs: its answer reflects at least this.
         let position = reads.queries.position();
-        let answer = reads.queries.run(&name, &rest).await.map_err(answer)?;
+        let answer = reads
+            .queries
+            .run(&name, &rest)
+            .await
+            .map_err(Problem::from)?;
         Ok(json(&answer, position))
     };
     finish(read.await)
-}
-
-/// The problem answer for a query error; 5xx causes are logged, not sent.
-fn answer(error: QueryError) -> Problem {
-    let status = error.status();
-    if status >= 500 {
-        tracing::error!(%error, source = ?std::error::Error::source(&error), "query failed");
-        return Problem::internal();
-    }
-    let title = match &error {
-        QueryError::Unknown(_) => "Unknown query",
-        QueryError::BadParameters(_) | QueryError::UnknownParameter { .. } => "Bad request",
-        QueryError::Validation(_) => "Validation failed",
-        _ => "Refused by the domain",
-    };
-    let mut problem = Problem::new(status, error.code(), title, error.to_string());
-    if let QueryError::Validation(errors) = error {
-        problem.errors = errors;
-    }
-    problem
 }

@@ -15,8 +15,10 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::errors::RequestError;
 use super::extract::PathParams;
-use super::problem::Problem;
+use super::kinds;
+use super::problem::{HttpError, Problem, ProblemKind};
 use crate::projection::{DEFAULT_LIMIT, ListQuery, ProjectionError, Projections};
 use crate::query::Queries;
 
@@ -47,25 +49,25 @@ pub(super) async fn get_row(
         let mut parameters = parameters(raw.as_deref())?;
         let min_position = take_min_position(&mut parameters)?;
         if let Some((unknown, _)) = parameters.first() {
-            return Err(Problem::bad_request(
-                "unknown-parameter",
-                format!("a row is read by key alone; `{unknown}` is not a parameter here"),
-            ));
+            return Err(RequestError::UnknownParameter(format!(
+                "a row is read by key alone; `{unknown}` is not a parameter here"
+            ))
+            .into());
         }
         let position = settle(&reads, &name, min_position).await?;
         let row = reads
             .projections
             .get_text(&name, &key)
             .await
-            .map_err(problem)?;
+            .map_err(Problem::from)?;
         let Some(row) = row else {
             // A miss is an answer too: the position says how fresh it is,
             // so a client can tell "not yet" from "not there".
-            let mut response = Problem::not_found(
-                "row-not-found",
-                format!("projection `{name}` has no row under key `{key}`"),
-            )
-            .into_response();
+            let missing = RequestError::RowNotFound {
+                projection: name.clone(),
+                key: key.clone(),
+            };
+            let mut response = Problem::from(missing).into_response();
             response
                 .headers_mut()
                 .insert(ALLFRAME_POSITION, HeaderValue::from(position));
@@ -89,41 +91,30 @@ pub(super) async fn list(
         let mut seen = Vec::new();
         for (key, value) in parameters {
             if seen.contains(&key) {
-                return Err(bad(
-                    "duplicate-parameter",
-                    format!("`{key}` is given twice"),
-                ));
+                return Err(RequestError::DuplicateParameter(key).into());
             }
             seen.push(key.clone());
             match key.as_str() {
                 "limit" => {
-                    let limit = value.parse().map_err(|_| {
-                        bad(
-                            "invalid-limit",
-                            format!("`limit` must be a whole number, got `{value}`"),
-                        )
-                    })?;
+                    let limit = value
+                        .parse()
+                        .map_err(|_| Problem::from(RequestError::InvalidLimit(value.clone())))?;
                     query = query.limit(limit);
                 }
                 "cursor" => query = query.cursor(Some(value)),
                 field if indexed.contains(&field) => {
                     if query.filter.is_some() {
-                        return Err(bad(
-                            "too-many-filters",
-                            "filter by one indexed field at a time",
-                        ));
+                        return Err(RequestError::TooManyFilters.into());
                     }
                     query = query.filter(field, value);
                 }
                 other => {
-                    return Err(bad(
-                        "unknown-parameter",
-                        format!(
-                            "`{other}` is not a parameter of `{name}`: use `limit` (default \
+                    return Err(RequestError::UnknownParameter(format!(
+                        "`{other}` is not a parameter of `{name}`: use `limit` (default \
                              {DEFAULT_LIMIT}), `cursor`, `{MIN_POSITION}` or an indexed field ({})",
-                            indexed.join(", ")
-                        ),
-                    ));
+                        indexed.join(", ")
+                    ))
+                    .into());
                 }
             }
         }
@@ -132,7 +123,7 @@ pub(super) async fn list(
             .projections
             .list_json(&name, &query)
             .await
-            .map_err(problem)?;
+            .map_err(Problem::from)?;
         Ok(json(&page, position))
     };
     finish(read.await)
@@ -143,7 +134,7 @@ fn known(projections: &Projections, name: &str) -> Result<&'static [&'static str
     projections
         .registration(name)
         .map(|registration| registration.indexed_by())
-        .map_err(problem)
+        .map_err(Problem::from)
 }
 
 /// Waits for `min_position` if given, then reads the checkpoint.
@@ -153,13 +144,9 @@ async fn settle(reads: &ReadRoutes, name: &str, min_position: Option<u64>) -> Re
             .projections
             .wait_for(name, position, reads.wait)
             .await
-            .map_err(problem)?;
+            .map_err(Problem::from)?;
     }
-    reads.projections.checkpoint(name).map_err(problem)
-}
-
-fn bad(code: &str, detail: impl Into<String>) -> Problem {
-    Problem::bad_request(code, detail)
+    reads.projections.checkpoint(name).map_err(Problem::from)
 }
 
 /// The answer, or its problem; a 503 says when to retry.
@@ -169,7 +156,7 @@ pub(super) fn finish(result: Result<Response, Problem>) -> Response {
         Err(problem) => problem,
     };
     // Waiting helps a projection that is behind, not one that failed.
-    let retry = problem.status == 503 && problem.problem_type != "/problems/projection-failed";
+    let retry = problem.status == 503 && !problem.is(kinds::PROJECTION_FAILED);
     let mut response = problem.into_response();
     if retry {
         response
@@ -181,12 +168,8 @@ pub(super) fn finish(result: Result<Response, Problem>) -> Response {
 
 /// The query string's pairs, decoded.
 pub(super) fn parameters(raw: Option<&str>) -> Result<Vec<(String, String)>, Problem> {
-    serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|error| {
-        bad(
-            "invalid-query-string",
-            format!("the query string does not parse: {error}"),
-        )
-    })
+    serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|error| RequestError::InvalidQueryString(error.to_string()).into())
 }
 
 /// Removes `min_position` from `parameters` and parses it.
@@ -196,17 +179,11 @@ pub(super) fn take_min_position(
     let mut found = None;
     for (key, value) in parameters.extract_if(.., |(key, _)| key == MIN_POSITION) {
         if found.is_some() {
-            return Err(bad(
-                "duplicate-parameter",
-                format!("`{key}` is given twice"),
-            ));
+            return Err(RequestError::DuplicateParameter(key).into());
         }
-        let position = value.parse::<u64>().map_err(|_| {
-            bad(
-                "invalid-min-position",
-                format!("`{MIN_POSITION}` must be a position (a whole number), got `{value}`"),
-            )
-        })?;
+        let position = value
+            .parse::<u64>()
+            .map_err(|_| Problem::from(RequestError::InvalidMinPosition(value.clone())))?;
         found = Some(position);
     }
     Ok(found)
@@ -232,49 +209,49 @@ fn json_text(body: String, position: u64) -> Response {
     response
 }
 
-/// The answer for a projection error: the client's mistakes as 4xx, a
-/// missed `min_position` as 503 with `Retry-After`, the rest as a logged
-/// 500.
-pub(super) fn problem(error: ProjectionError) -> Problem {
-    match &error {
-        ProjectionError::Unknown(name) => Problem::not_found(
-            "unknown-projection",
-            format!("there is no projection `{name}`"),
-        ),
-        ProjectionError::NotIndexed { .. } => bad("not-indexed", error.to_string()),
-        ProjectionError::InvalidLimit { .. } => bad("invalid-limit", error.to_string()),
-        ProjectionError::InvalidCursor => bad(
-            "invalid-cursor",
-            "`cursor` must be a `next_cursor` this API returned",
-        ),
-        ProjectionError::ControlCharacter { .. } => bad("control-character", error.to_string()),
-        ProjectionError::NotReached { .. } => not_reached(error.to_string()),
-        ProjectionError::BeyondHead { .. } => bad(
-            "min-position-beyond-head",
-            format!("{error}: pass a position a command returned"),
-        ),
-        ProjectionError::Failed {
-            projection,
-            position,
-            reason,
-        } => {
-            let reason = short(reason);
-            Problem::new(
-                503,
-                "projection-failed",
-                "Projection failed",
-                format!(
+/// A projection error over HTTP: the client's mistakes as 4xx, a missed
+/// `min_position` as 503 (with `Retry-After`, see [`finish`]), a failed
+/// projection as 503 naming it, the rest as a logged 500.
+impl HttpError for ProjectionError {
+    fn kind(&self) -> ProblemKind {
+        match self {
+            Self::Unknown(_) => kinds::UNKNOWN_PROJECTION,
+            Self::NotIndexed { .. } => kinds::NOT_INDEXED,
+            Self::InvalidLimit { .. } => kinds::INVALID_LIMIT,
+            Self::InvalidCursor => kinds::INVALID_CURSOR,
+            Self::ControlCharacter { .. } => kinds::CONTROL_CHARACTER,
+            Self::NotReached { .. } => kinds::POSITION_NOT_REACHED,
+            Self::BeyondHead { .. } => kinds::MIN_POSITION_BEYOND_HEAD,
+            Self::Failed { .. } => kinds::PROJECTION_FAILED,
+            _ => kinds::INTERNAL_ERROR,
+        }
+    }
+
+    fn extend(&self, mut problem: Problem) -> Problem {
+        match self {
+            Self::Unknown(name) => problem.detail = format!("there is no projection `{name}`"),
+            Self::InvalidCursor => {
+                problem.detail = "`cursor` must be a `next_cursor` this API returned".to_owned();
+            }
+            Self::BeyondHead { .. } => {
+                problem.detail = format!("{self}: pass a position a command returned");
+            }
+            Self::Failed {
+                projection,
+                position,
+                reason,
+            } => {
+                problem.detail = format!(
                     "projection `{projection}` failed at position {position} and will not reach the position asked for until it is restarted or rebuilt"
-                ),
-            )
-            .with("projection", projection.as_str())
-            .with("position", *position)
-            .with("reason", reason)
+                );
+                problem = problem
+                    .with("projection", projection.as_str())
+                    .with("position", *position)
+                    .with("reason", short(reason));
+            }
+            _ => {}
         }
-        _ => {
-            tracing::error!(%error, source = ?std::error::Error::source(&error), "read failed");
-            Problem::internal()
-        }
+        problem
     }
 }
 
@@ -284,12 +261,6 @@ fn short(text: &str) -> String {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),
     }
-}
-
-/// 503 for a read whose `min_position` was not reached in time
-/// ([`finish`] adds `Retry-After`).
-fn not_reached(detail: String) -> Problem {
-    Problem::new(503, "position-not-reached", "Not caught up yet", detail)
 }
 
 #[cfg(test)]

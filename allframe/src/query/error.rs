@@ -3,6 +3,8 @@
 //! refusal, or the system failing.
 
 use crate::command::{DomainError, FieldError, Rejection};
+use crate::http::kinds;
+use crate::http::problem::{HttpError, Problem, ProblemKind};
 use crate::projection::ProjectionError;
 
 /// Why a query was not answered, generic over the handler's domain error
@@ -38,30 +40,52 @@ pub enum QueryError<E = Rejection> {
     /// The answer does not serialize.
     #[error("the answer does not serialize: {0}")]
     Output(#[source] serde_json::Error),
+    /// The handler failed for a reason of the system's (a 5xx "refusal",
+    /// such as a projection read that failed): not the domain's answer, so
+    /// logged and answered as a 500 that says nothing of its cause.
+    #[error("the query failed: {0}")]
+    Failed(String),
+}
+
+impl<E: DomainError> HttpError for QueryError<E> {
+    fn kind(&self) -> ProblemKind {
+        self.problem_kind()
+    }
+
+    fn extend(&self, mut problem: Problem) -> Problem {
+        if let Self::Validation(errors) = self {
+            problem.errors = errors.clone();
+        }
+        problem
+    }
 }
 
 impl<E: DomainError> QueryError<E> {
+    /// Its status, code and title over HTTP; a domain error's own code and
+    /// status.
+    pub(crate) fn problem_kind(&self) -> ProblemKind {
+        match self {
+            Self::Unknown(_) => kinds::UNKNOWN_QUERY,
+            Self::BadParameters(_) => kinds::INVALID_QUERY_PARAMETERS,
+            Self::UnknownParameter { .. } => kinds::UNKNOWN_PARAMETER,
+            Self::Validation(_) => kinds::VALIDATION_FAILED,
+            Self::Domain(error) => ProblemKind {
+                status: error.status(),
+                code: error.code(),
+                title: "Refused by the domain",
+            },
+            Self::MissingDependency(_) | Self::Output(_) | Self::Failed(_) => kinds::INTERNAL_ERROR,
+        }
+    }
+
     /// The HTTP status to answer with.
     pub fn status(&self) -> u16 {
-        match self {
-            Self::Unknown(_) => 404,
-            Self::BadParameters(_) | Self::UnknownParameter { .. } => 400,
-            Self::Validation(_) => 422,
-            Self::Domain(error) => error.status(),
-            Self::MissingDependency(_) | Self::Output(_) => 500,
-        }
+        self.problem_kind().status
     }
 
     /// The stable problem code.
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::Unknown(_) => "unknown-query",
-            Self::BadParameters(_) => "invalid-query-parameters",
-            Self::UnknownParameter { .. } => "unknown-parameter",
-            Self::Validation(_) => "validation-failed",
-            Self::Domain(error) => error.code(),
-            Self::MissingDependency(_) | Self::Output(_) => "internal-error",
-        }
+        self.problem_kind().code
     }
 
     /// Erases the domain error.
@@ -79,9 +103,12 @@ impl<E: DomainError> QueryError<E> {
                 known,
             },
             Self::Validation(errors) => QueryError::Validation(errors),
+            // A 5xx is the system failing, whatever type carried it.
+            Self::Domain(error) if error.status() >= 500 => QueryError::Failed(error.to_string()),
             Self::Domain(error) => QueryError::Domain(Rejection::from_domain(&error)),
             Self::MissingDependency(name) => QueryError::MissingDependency(name),
             Self::Output(error) => QueryError::Output(error),
+            Self::Failed(message) => QueryError::Failed(message),
         }
     }
 }

@@ -18,6 +18,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use crate::http::errors::{self, RequestError};
 use crate::http::problem::Problem;
 use crate::store::{EventStore, StoreError};
 use fanout::{Follower, Hub};
@@ -136,15 +137,11 @@ impl EventStreams {
         after: Option<u64>,
     ) -> Result<Ticket, Response> {
         if *self.shutdown.borrow() {
-            return Err(unavailable("shutting-down", "the server is shutting down"));
+            return Err(unavailable(RequestError::ShuttingDown.into()));
         }
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             return Err(unavailable(
-                "too-many-connections",
-                format!(
-                    "the server already streams events to {} connections; try again later",
-                    self.max_connections
-                ),
+                RequestError::TooManyConnections(self.max_connections as usize).into(),
             ));
         };
         let after = match after {
@@ -201,13 +198,12 @@ pub(crate) fn params(
 
 /// The 503 for a store that does not answer, logged.
 fn store_unavailable(error: StoreError) -> Response {
-    tracing::error!(%error, "event stream: the event store does not answer");
-    unavailable("store-unavailable", "the event store does not answer")
+    unavailable(errors::store_unavailable("event stream", &error))
 }
 
 /// A 503 problem with `Retry-After`.
-fn unavailable(code: &str, detail: impl Into<String>) -> Response {
-    let mut response = Problem::new(503, code, "Service unavailable", detail).into_response();
+fn unavailable(problem: Problem) -> Response {
+    let mut response = problem.into_response();
     response.headers_mut().insert(
         header::RETRY_AFTER,
         HeaderValue::from_static(RETRY_AFTER_SECONDS),

@@ -2,7 +2,8 @@
 //! `after`, `stream`, `category` and `type` (repeatable, or
 //! comma-separated), checked before a connection is accepted.
 
-use crate::http::problem::Problem;
+use crate::http::kinds;
+use crate::http::problem::{HttpError, ProblemKind};
 use crate::store::{EventFilter, MAX_STREAM_ID_LEN, validate_event_type, validate_stream_id};
 
 /// The parameters with what they mean, in documentation order.
@@ -76,13 +77,12 @@ pub(crate) enum ParamError {
     LastEventId,
 }
 
-impl From<ParamError> for Problem {
-    fn from(error: ParamError) -> Self {
-        let code = match error {
-            ParamError::LastEventId => "invalid-header",
-            _ => "invalid-parameter",
-        };
-        Problem::bad_request(code, error.to_string())
+impl HttpError for ParamError {
+    fn kind(&self) -> ProblemKind {
+        match self {
+            ParamError::LastEventId => kinds::INVALID_HEADER,
+            _ => kinds::INVALID_PARAMETER,
+        }
     }
 }
 
@@ -249,7 +249,7 @@ mod tests {
             parse(&[("type", &many.join(","))]).unwrap_err(),
             ParamError::TooManyTypes
         );
-        let problem = Problem::from(ParamError::After("x".into()));
+        let problem = crate::http::Problem::from(ParamError::After("x".into()));
         assert_eq!(
             (problem.status, problem.problem_type.as_str()),
             (400, "/problems/invalid-parameter")

@@ -31,6 +31,7 @@ use tokio::time::{Instant, MissedTickBehavior, timeout};
 
 use super::fanout::{FollowError, Follower};
 use super::{EventStreamConfig, EventStreams};
+use crate::http::errors::RequestError;
 use crate::http::problem::Problem;
 
 /// Close code for a server that is going away.
@@ -67,13 +68,11 @@ pub(crate) async fn stream(
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => {
-            return Problem::new(
-                rejection.status().as_u16(),
-                "not-a-websocket-request",
-                "Not a WebSocket request",
-                rejection.body_text(),
-            )
-            .into_response();
+            let error = RequestError::NotAWebSocketRequest {
+                status: rejection.status().as_u16(),
+                detail: rejection.body_text(),
+            };
+            return Problem::from(error).into_response();
         }
     };
     let ticket = match streams.admit(&params, params.after).await {
