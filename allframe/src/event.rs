@@ -52,19 +52,22 @@ pub trait Event: Sized + Send + Sync + 'static {
 }
 
 /// Who and what caused an event. Serialized as one flat JSON object: the
-/// named fields plus every entry of [`Metadata::extra`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// named fields plus every caller-defined entry of `extra`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Metadata {
     /// Unique id of this event (UUID v7, so ids sort by creation time).
     pub event_id: Uuid,
     /// Groups every event caused by one original request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub correlation_id: Option<String>,
     /// The id of the message (command or event) that directly caused this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub causation_id: Option<String>,
     /// The name of the command that recorded this event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub command: Option<String>,
     /// Caller-defined fields. Keys must not repeat the names above.
     #[serde(flatten)]
@@ -202,20 +205,24 @@ impl NewEvent {
 ///   "metadata": { "event_id": "…", "correlation_id": "…" },
 ///   "recorded_at": "2026-11-26T12:00:00.123Z" }
 /// ```
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecordedEvent {
     /// Global position in the log: strictly increasing, gap-safe.
+    #[schema(minimum = 1)]
     pub position: u64,
     /// The stream this event belongs to, `{category}-{id}`.
     pub stream_id: String,
     /// 1-based version of the event within its stream.
+    #[schema(minimum = 1)]
     pub version: u64,
     /// The stored type name.
     #[serde(rename = "type")]
     pub event_type: String,
     /// The schema version the data was written with.
+    #[schema(minimum = 1)]
     pub schema_version: u32,
     /// The event's fields as a JSON object, kept as written.
+    #[schema(value_type = Object)]
     pub data: Box<RawValue>,
     /// Who and what caused the event.
     pub metadata: Metadata,

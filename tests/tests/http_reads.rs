@@ -387,13 +387,22 @@ async fn a_failed_projection_answers_waiting_reads_at_once() {
     }
     for (status, headers, body) in answers {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-        assert_eq!(problem_type(&body), "/problems/projection-failed");
-        assert_eq!(body["projection"], "accounts");
         assert_eq!(body["position"], poisoned);
-        assert!(
-            body["reason"].as_str().is_some_and(|r| !r.is_empty()),
-            "{body}"
-        );
+        // With the extension members `projection`, `position` and `reason`;
+        // the position depends on what ran before, wherever it shows.
+        let at_position = format!("position {poisoned}");
+        let position = move || {
+            let at_position = at_position.clone();
+            insta::dynamic_redaction(move |value, _| {
+                let text = value.as_str().unwrap_or_default();
+                text.replace(&at_position, "position [position]")
+            })
+        };
+        insta::assert_json_snapshot!("projection_failed", body, {
+            ".position" => "[position]",
+            ".detail" => position(),
+            ".reason" => position(),
+        });
         assert!(
             !headers.contains_key("retry-after"),
             "waiting does not help"
@@ -503,14 +512,8 @@ async fn queries_answer_validate_and_wait() {
         None,
     )
     .await;
-    assert_eq!(
-        (status, problem_type(&body)),
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "/problems/validation-failed"
-        )
-    );
-    assert_eq!(body["errors"][0]["pointer"], "/limit");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    insta::assert_json_snapshot!("query_validation_failed", body);
     let (status, _, body) = call(&app, "GET", "/queries/nothing", None).await;
     assert_eq!(
         (status, problem_type(&body)),

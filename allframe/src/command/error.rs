@@ -77,7 +77,7 @@ impl DomainError for Rejection {
 
 /// One validation failure: where (an RFC 6901 pointer into the request
 /// body, using the wire field names) and what.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// RFC 6901 pointer, e.g. `/amount` or `/items/0/name`.
     pub pointer: String,

@@ -144,8 +144,8 @@ impl std::fmt::Display for IfMatch {
     }
 }
 
-/// What a carried-out command produced.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What a carried-out command produced: the body of its success response.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[non_exhaustive]
 pub struct CommandOutcome {
     /// The aggregate's stream.
@@ -154,8 +154,9 @@ pub struct CommandOutcome {
     pub aggregate_id: String,
     /// The aggregate's version after the command.
     pub version: u64,
-    /// The global position of the last recorded event; `None` when the
+    /// The global position of the last recorded event; null when the
     /// handler decided on no events.
+    #[schema(required = true, minimum = 1)]
     pub position: Option<u64>,
     /// The recorded events.
     pub events: Vec<RecordedEvent>,

@@ -11,7 +11,7 @@ use crate::command::{CommandError, FieldError};
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An RFC 9457 problem: what went wrong, in a form clients can act on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[non_exhaustive]
 pub struct Problem {
     /// A stable URI reference naming the kind of problem, `/problems/{code}`.
@@ -23,13 +23,15 @@ pub struct Problem {
     pub status: u16,
     /// What happened this time.
     pub detail: String,
-    /// Validation failures, one per field (RFC 6901 pointers).
+    /// Validation failures, one per field (RFC 6901 pointers); absent when
+    /// there are none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     /// Further members particular to this kind of problem (RFC 9457
     /// extension members), e.g. `projection` and `position` of
     /// `projection-failed`.
     #[serde(flatten)]
+    #[schema(value_type = std::collections::BTreeMap<String, serde_json::Value>)]
     pub extensions: Box<serde_json::Map<String, serde_json::Value>>,
 }
 

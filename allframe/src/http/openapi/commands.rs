@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
+use super::service::to_json;
 use super::{component_name, header_doc, problem_response, reference, split_description};
+use crate::command::CommandOutcome;
 use crate::command::registry::Description;
 
 /// `open-account` → `OpenAccount`.
@@ -165,23 +167,12 @@ fn outcome_schema(command: &Description, schemas: &mut Map<String, Value>) -> St
             "oneOf": variants,
         }),
     );
-    schemas.insert(
-        outcome.clone(),
-        json!({
-            "type": "object",
-            "description": format!("What a command did to a `{}`.", command.aggregate),
-            "required": ["stream_id", "aggregate_id", "version", "position", "events"],
-            "properties": {
-                "stream_id": { "type": "string", "description": "The aggregate's stream." },
-                "aggregate_id": { "type": "string", "description": "The aggregate's id." },
-                "version": { "type": "integer", "minimum": 0,
-                             "description": "The stream's version after the command." },
-                "position": { "type": ["integer", "null"], "minimum": 1,
-                              "description": "The global position of the last recorded event; null when none was recorded." },
-                "events": { "type": "array", "items": reference(&event) },
-            },
-        }),
-    );
+    // The outcome is derived from the type the route serializes; only what
+    // differs per aggregate is set here: its events are this aggregate's.
+    let mut schema = to_json(&<CommandOutcome as utoipa::PartialSchema>::schema());
+    schema["description"] = json!(format!("What a command did to a `{}`.", command.aggregate));
+    schema["properties"]["events"]["items"] = reference(&event);
+    schemas.insert(outcome.clone(), schema);
     outcome
 }
 

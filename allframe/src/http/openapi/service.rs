@@ -4,6 +4,8 @@
 use serde_json::{Map, Value, json};
 
 use super::{problem_response, reference};
+use crate::event::RecordedEvent;
+use crate::http::problem::Problem;
 
 pub(super) fn health_path() -> Value {
     json!({
@@ -117,73 +119,43 @@ pub(super) fn event_stream_paths() -> Map<String, Value> {
 }
 
 /// Problem, RecordedEvent and the other shapes every service shares.
+///
+/// Problem, FieldError, RecordedEvent and Metadata are derived from the
+/// Rust types that are serialized onto the wire, so they cannot drift from
+/// what is sent.
 pub(super) fn shared_schemas() -> Map<String, Value> {
-    let schemas = json!({
-        "Problem": {
-            "type": "object",
-            "description": "An RFC 9457 problem: what went wrong, in a form a client can act on.",
-            "required": ["type", "title", "status", "detail"],
-            "properties": {
-                "type": { "type": "string", "description": "Names the kind of problem: `/problems/{code}`, stable." },
-                "title": { "type": "string", "description": "A short summary of the kind." },
-                "status": { "type": "integer", "description": "The HTTP status code." },
-                "detail": { "type": "string", "description": "What happened this time." },
-                "errors": { "type": "array", "items": reference("FieldError"),
-                            "description": "One entry per invalid field." },
-            },
+    let mut schemas = Map::new();
+    derived::<Problem>(&mut schemas);
+    derived::<RecordedEvent>(&mut schemas);
+    let health = json!({
+        "type": "object",
+        "required": ["status", "head_position", "projections"],
+        "properties": {
+            "status": { "type": "string", "const": "ok" },
+            "head_position": { "type": "integer", "minimum": 0,
+                               "description": "The position of the last committed event." },
+            "projections": { "type": "array", "items": reference("ProjectionStatus"),
+                             "description": "Every projection's state and progress, sorted by name; a failed one does not make the service unhealthy." },
         },
-        "FieldError": {
-            "type": "object",
-            "required": ["pointer", "detail"],
-            "properties": {
-                "pointer": { "type": "string", "description": "RFC 6901 pointer into the body, e.g. `/amount`." },
-                "detail": { "type": "string", "description": "What is wrong with the value." },
-            },
-        },
-        "RecordedEvent": {
-            "type": "object",
-            "description": "An event as the store recorded it.",
-            "required": ["position", "stream_id", "version", "type", "schema_version", "data", "metadata", "recorded_at"],
-            "properties": {
-                "position": { "type": "integer", "minimum": 1, "description": "Global position in the log: strictly increasing, gap-safe." },
-                "stream_id": { "type": "string", "description": "`{category}-{id}`." },
-                "version": { "type": "integer", "minimum": 1, "description": "1-based position in its stream." },
-                "type": { "type": "string", "description": "The event's stored type name." },
-                "schema_version": { "type": "integer", "minimum": 1 },
-                "data": { "type": "object", "description": "The event's fields." },
-                "metadata": reference("Metadata"),
-                "recorded_at": { "type": "string", "format": "date-time" },
-            },
-        },
-        "Metadata": {
-            "type": "object",
-            "description": "Who and what caused an event; may carry further caller-defined fields.",
-            "required": ["event_id"],
-            "properties": {
-                "event_id": { "type": "string", "format": "uuid" },
-                "correlation_id": { "type": "string" },
-                "causation_id": { "type": "string" },
-                "command": { "type": "string", "description": "The command that recorded it." },
-            },
-            "additionalProperties": true,
-        },
-        "Health": {
-            "type": "object",
-            "required": ["status", "head_position", "projections"],
-            "properties": {
-                "status": { "type": "string", "const": "ok" },
-                "head_position": { "type": "integer", "minimum": 0,
-                                   "description": "The position of the last committed event." },
-                "projections": { "type": "array", "items": reference("ProjectionStatus"),
-                                 "description": "Every projection's state and progress, sorted by name; a failed one does not make the service unhealthy." },
-            },
-        },
-        "ProjectionStatus": status_schema(),
     });
-    match schemas {
-        Value::Object(schemas) => schemas,
-        _ => unreachable!("a JSON object literal"),
+    schemas.insert("Health".into(), health);
+    schemas.insert("ProjectionStatus".into(), status_schema());
+    schemas
+}
+
+/// Adds `T`'s derived schema under its name, and every schema it refers to.
+fn derived<T: utoipa::ToSchema>(schemas: &mut Map<String, Value>) {
+    let mut referenced = Vec::new();
+    T::schemas(&mut referenced);
+    for (name, schema) in referenced {
+        schemas.insert(name, to_json(&schema));
     }
+    schemas.insert(T::name().into_owned(), to_json(&T::schema()));
+}
+
+/// A utoipa schema as the JSON the document holds.
+pub(super) fn to_json(schema: &utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>) -> Value {
+    serde_json::to_value(schema).expect("a utoipa schema serializes")
 }
 
 fn status_schema() -> Value {
