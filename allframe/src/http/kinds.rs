@@ -114,3 +114,85 @@ pub const TOO_MANY_CONNECTIONS: ProblemKind =
 pub const SHUTTING_DOWN: ProblemKind = kind(503, "shutting-down", "Service unavailable");
 /// The event store does not answer (`Retry-After`).
 pub const STORE_UNAVAILABLE: ProblemKind = kind(503, "store-unavailable", "Service unavailable");
+
+/// What each framework route can answer besides success: the one list
+/// both its handler's errors and its documented statuses come from.
+pub(crate) mod routes {
+    use super::*;
+
+    /// `POST /commands/{name}` (a domain's refusals come on top).
+    pub(crate) const COMMAND: &[ProblemKind] = &[
+        INVALID_HEADER,
+        INVALID_IF_MATCH,
+        INVALID_IDEMPOTENCY_KEY,
+        UNSUPPORTED_CONTENT_TYPE,
+        UNREADABLE_BODY,
+        MALFORMED_JSON,
+        ALREADY_EXISTS,
+        CONFLICT,
+        IDEMPOTENCY_KEY_IN_FLIGHT,
+        PRECONDITION_FAILED,
+        BODY_TOO_LARGE,
+        INVALID_COMMAND,
+        VALIDATION_FAILED,
+        IDEMPOTENCY_KEY_REUSED,
+        INVALID_EVENT,
+        INTERNAL_ERROR,
+    ];
+    /// What a command on an existing aggregate adds to [`COMMAND`].
+    pub(crate) const COMMAND_ON_EXISTING: &[ProblemKind] = &[NOT_FOUND];
+    /// What every read that may wait (`min_position`) can answer.
+    pub(crate) const WAITING_READ: &[ProblemKind] = &[
+        INVALID_QUERY_STRING,
+        DUPLICATE_PARAMETER,
+        UNKNOWN_PARAMETER,
+        INVALID_MIN_POSITION,
+        MIN_POSITION_BEYOND_HEAD,
+        POSITION_NOT_REACHED,
+        PROJECTION_FAILED,
+        INTERNAL_ERROR,
+    ];
+    /// What `GET /projections/{name}/{key}` adds to [`WAITING_READ`].
+    pub(crate) const ROW: &[ProblemKind] = &[CONTROL_CHARACTER, ROW_NOT_FOUND];
+    /// What `GET /projections/{name}` adds to [`WAITING_READ`].
+    pub(crate) const LIST: &[ProblemKind] = &[
+        INVALID_LIMIT,
+        TOO_MANY_FILTERS,
+        NOT_INDEXED,
+        INVALID_CURSOR,
+        CONTROL_CHARACTER,
+    ];
+    /// What `GET /queries/{name}` adds to [`WAITING_READ`] (a domain's
+    /// refusals come on top).
+    pub(crate) const QUERY: &[ProblemKind] = &[INVALID_QUERY_PARAMETERS, VALIDATION_FAILED];
+    /// `GET /admin/projections`.
+    pub(crate) const ADMIN_LIST: &[ProblemKind] = &[INTERNAL_ERROR];
+    /// `POST /admin/projections/{name}/rebuild` and `.../restart`.
+    pub(crate) const ADMIN_ACTION: &[ProblemKind] = &[UNKNOWN_PROJECTION, INTERNAL_ERROR];
+    /// `GET /health`.
+    pub(crate) const HEALTH: &[ProblemKind] = &[STORE_UNAVAILABLE];
+    /// `GET /events/ws`.
+    pub(crate) const WEBSOCKET: &[ProblemKind] = &[
+        INVALID_PARAMETER,
+        NOT_A_WEBSOCKET_REQUEST,
+        SHUTTING_DOWN,
+        TOO_MANY_CONNECTIONS,
+        STORE_UNAVAILABLE,
+    ];
+    /// `GET /events/sse`.
+    pub(crate) const SSE: &[ProblemKind] = &[
+        INVALID_PARAMETER,
+        INVALID_HEADER,
+        SHUTTING_DOWN,
+        TOO_MANY_CONNECTIONS,
+        STORE_UNAVAILABLE,
+    ];
+
+    /// The distinct statuses of `lists`' kinds, ascending.
+    pub(crate) fn statuses(lists: &[&[ProblemKind]]) -> std::collections::BTreeSet<u16> {
+        lists
+            .iter()
+            .flat_map(|kinds| kinds.iter().map(|kind| kind.status))
+            .collect()
+    }
+}

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use super::service::to_json;
-use super::{component_name, header_doc, problem_response, reference, split_description};
+use super::{
+    ProblemKind, component_name, header_doc, problem_response, reference, routes, split_description,
+};
 use crate::command::CommandOutcome;
 use crate::command::registry::Description;
 
@@ -78,28 +80,42 @@ pub(super) fn command_path(
     )
 }
 
-/// Every failure status the command route can answer with, and why.
+/// Every failure status the command route can answer with, and why: the
+/// statuses of its [`routes`] kinds and the domain's refusals.
 fn failures(command: &Description) -> BTreeMap<u16, String> {
-    let mut failures = BTreeMap::from([
+    const TEXTS: &[(u16, &str)] = &[
         (
             400,
-            "Malformed JSON, a content type other than JSON, or a malformed header.".to_owned(),
+            "Malformed JSON, a content type other than JSON, or a malformed header.",
         ),
+        (404, "The aggregate does not exist."),
         (
             409,
-            "A concurrency conflict outlasted the retries, or a request with the same `Idempotency-Key` is still in flight.".to_owned(),
+            "A concurrency conflict outlasted the retries, or a request with the same `Idempotency-Key` is still in flight.",
         ),
-        (412, "`If-Match` does not match the stream's version.".to_owned()),
-        (413, "The body is over the size limit.".to_owned()),
+        (412, "`If-Match` does not match the stream's version."),
+        (413, "The body is over the size limit."),
         (
             422,
-            "JSON that does not fit the command's schema (`invalid-command`), validation failed (`errors` points at each field), or the `Idempotency-Key` was used before with a different body.".to_owned(),
+            "JSON that does not fit the command's schema (`invalid-command`), validation failed (`errors` points at each field), or the `Idempotency-Key` was used before with a different body.",
         ),
-        (500, "The service failed; the cause is logged, not sent.".to_owned()),
-    ]);
-    if !command.creates {
-        failures.insert(404, "The aggregate does not exist.".to_owned());
-    }
+        (500, "The service failed; the cause is logged, not sent."),
+    ];
+    let lists: &[&[ProblemKind]] = if command.creates {
+        &[routes::COMMAND]
+    } else {
+        &[routes::COMMAND, routes::COMMAND_ON_EXISTING]
+    };
+    let mut failures: BTreeMap<u16, String> = routes::statuses(lists)
+        .into_iter()
+        .map(|status| {
+            let text = TEXTS
+                .iter()
+                .find(|(described, _)| *described == status)
+                .map_or("Refused.", |(_, text)| text);
+            (status, text.to_owned())
+        })
+        .collect();
     for (code, status) in command.refusals {
         let text = failures
             .entry(*status)

@@ -12,6 +12,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use crate::command::registry::Description;
+use crate::http::kinds::routes;
+use crate::http::problem::ProblemKind;
 
 mod commands;
 mod reads;
@@ -91,6 +93,21 @@ fn take_object(parent: &mut Value, key: &str) -> Map<String, Value> {
 
 fn reference(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+/// The problem responses of the statuses of `lists`' kinds (see
+/// [`routes`]), each described by its entry in `texts`.
+fn problem_responses(lists: &[&[ProblemKind]], texts: &[(u16, &str)]) -> Map<String, Value> {
+    routes::statuses(lists)
+        .into_iter()
+        .map(|status| {
+            let text = texts
+                .iter()
+                .find(|(described, _)| *described == status)
+                .map_or("See the problem's `type`.", |(_, text)| text);
+            (status.to_string(), problem_response(text))
+        })
+        .collect()
 }
 
 fn problem_response(description: &str) -> Value {

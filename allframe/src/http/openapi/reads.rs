@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::{Document, header_doc, problem_response, reference, split_description, take_object};
+use super::{
+    Document, ProblemKind, header_doc, problem_response, problem_responses, reference, routes,
+    split_description, take_object,
+};
 use crate::projection::{MAX_LIMIT, ProjectionRegistration, Projections};
 use crate::query::Queries;
 use crate::query::registry::QueryDescription;
@@ -80,16 +83,19 @@ fn projection_paths(
         "description": format!("The row's key, its `{key}`."),
     })];
     get_parameters.push(min_position());
-    let mut get_responses = read_responses(row, "The row.");
-    get_responses.insert(
-        "400".into(),
-        problem_response(
-            "A parameter other than `min_position`, a malformed one, or a `min_position` beyond the log's head.",
-        ),
+    let mut get_responses = read_responses(
+        row,
+        "The row.",
+        routes::ROW,
+        &[
+            (
+                400,
+                "A parameter other than `min_position`, a malformed one, or a `min_position` beyond the log's head.",
+            ),
+            (404, "No row has this key (yet: see `AllFrame-Position`)."),
+        ],
     );
-    let mut missing = problem_response("No row has this key (yet: see `AllFrame-Position`).");
-    missing["headers"] = json!({ "AllFrame-Position": position_header() });
-    get_responses.insert("404".into(), missing);
+    get_responses["404"]["headers"] = json!({ "AllFrame-Position": position_header() });
     paths.insert(
         format!("/projections/{name}/{{{key}}}"),
         json!({ "get": {
@@ -117,12 +123,14 @@ fn projection_paths(
         }));
     }
     list_parameters.push(min_position());
-    let mut list_responses = read_responses(&page, "A page of rows.");
-    list_responses.insert(
-        "400".into(),
-        problem_response(
+    let list_responses = read_responses(
+        &page,
+        "A page of rows.",
+        routes::LIST,
+        &[(
+            400,
             "A bad `limit`, `cursor` or `min_position`, an unknown parameter, or more than one filter.",
-        ),
+        )],
     );
     paths.insert(
         format!("/projections/{name}"),
@@ -167,19 +175,30 @@ fn query_path(query: QueryDescription, schemas: &mut Map<String, Value>) -> Valu
         }
     }
     parameters.push(min_position());
-    let mut responses = read_responses(&output_name, "The answer.");
-    responses.insert(
-        "400".into(),
-        problem_response("The query string does not fit the parameters, names one the query does not have, or has a bad `min_position`."),
+    let mut responses = read_responses(
+        &output_name,
+        "The answer.",
+        routes::QUERY,
+        &[
+            (
+                400,
+                "The query string does not fit the parameters, names one the query does not have, or has a bad `min_position`.",
+            ),
+            (
+                422,
+                "Validation failed (`errors` points at each parameter).",
+            ),
+        ],
     );
-    let mut refused = BTreeMap::from([(
-        422u16,
-        "Validation failed (`errors` points at each parameter).".to_owned(),
-    )]);
+    let mut refused: BTreeMap<u16, String> = BTreeMap::new();
     for (code, status) in query.refusals {
-        let text = refused
-            .entry(*status)
-            .or_insert_with(|| "Refused.".to_owned());
+        let text = refused.entry(*status).or_insert_with(|| {
+            responses
+                .get(&status.to_string())
+                .and_then(|response| response["description"].as_str())
+                .unwrap_or("Refused.")
+                .to_owned()
+        });
         text.push_str(&format!(" Refused: `/problems/{code}`."));
     }
     for (status, text) in refused {
@@ -201,9 +220,24 @@ fn query_path(query: QueryDescription, schemas: &mut Map<String, Value>) -> Valu
     json!({ "get": operation })
 }
 
-/// 200 (with the position header), 500 and 503: what every read answers.
-fn read_responses(schema: &str, description: &str) -> Map<String, Value> {
-    let mut responses = Map::new();
+/// 200 (with the position header) and the problems of the read's kinds:
+/// [`routes::WAITING_READ`] and `kinds`, described by `texts` (500 and 503
+/// are described here, as every read answers them alike).
+fn read_responses(
+    schema: &str,
+    description: &str,
+    kinds: &[ProblemKind],
+    texts: &[(u16, &str)],
+) -> Map<String, Value> {
+    let mut texts = texts.to_vec();
+    texts.extend([
+        (500, "The service failed; the cause is logged, not sent."),
+        (
+            503,
+            "`min_position` was not reached: in time (`position-not-reached`, with `Retry-After`), or ever, because the projection failed before it (`projection-failed`, naming the `projection`, the `position` it failed at and a short `reason`).",
+        ),
+    ]);
+    let mut responses = problem_responses(&[routes::WAITING_READ, kinds], &texts);
     responses.insert(
         "200".into(),
         json!({
@@ -212,17 +246,9 @@ fn read_responses(schema: &str, description: &str) -> Map<String, Value> {
             "content": { "application/json": { "schema": reference(schema) } },
         }),
     );
-    responses.insert(
-        "500".into(),
-        problem_response("The service failed; the cause is logged, not sent."),
-    );
-    let mut unavailable = problem_response(
-        "`min_position` was not reached: in time (`position-not-reached`, with `Retry-After`), or ever, because the projection failed before it (`projection-failed`, naming the `projection`, the `position` it failed at and a short `reason`).",
-    );
-    unavailable["headers"] = json!({ "Retry-After": header_doc(
+    responses["503"]["headers"] = json!({ "Retry-After": header_doc(
         "Seconds to wait before retrying (`position-not-reached` only)."
     ) });
-    responses.insert("503".into(), unavailable);
     responses
 }
 
@@ -239,18 +265,30 @@ fn min_position() -> Value {
 }
 
 fn admin_paths(names: &[&str], paths: &mut Map<String, Value>) {
+    const TEXTS: &[(u16, &str)] = &[
+        (404, "There is no projection by this name."),
+        (500, "The service failed; the cause is logged, not sent."),
+    ];
+    let mut list_responses = problem_responses(&[routes::ADMIN_LIST], TEXTS);
+    list_responses.insert(
+        "200".into(),
+        json!({ "description": "The projections, sorted by name.",
+                "content": { "application/json": { "schema": {
+                    "type": "array", "items": reference("ProjectionStatus") } } } }),
+    );
+    let mut action_responses = problem_responses(&[routes::ADMIN_ACTION], TEXTS);
+    action_responses.insert(
+        "202".into(),
+        json!({ "description": "Started; the projection's status.",
+                "content": { "application/json": { "schema": reference("ProjectionStatus") } } }),
+    );
     paths.insert(
         "/admin/projections".into(),
         json!({ "get": {
             "operationId": "list-projections",
             "tags": ["admin"],
             "summary": "Every projection's progress: checkpoint, head, lag and state.",
-            "responses": {
-                "200": { "description": "The projections, sorted by name.",
-                         "content": { "application/json": { "schema": {
-                             "type": "array", "items": reference("ProjectionStatus") } } } },
-                "500": problem_response("The service failed; the cause is logged, not sent."),
-            },
+            "responses": list_responses,
         }}),
     );
     for (action, summary) in [
@@ -271,12 +309,7 @@ fn admin_paths(names: &[&str], paths: &mut Map<String, Value>) {
                 "summary": summary,
                 "parameters": [{ "name": "name", "in": "path", "required": true,
                                  "schema": { "type": "string", "enum": names } }],
-                "responses": {
-                    "202": { "description": "Started; the projection's status.",
-                             "content": { "application/json": { "schema": reference("ProjectionStatus") } } },
-                    "404": problem_response("There is no projection by this name."),
-                    "500": problem_response("The service failed; the cause is logged, not sent."),
-                },
+                "responses": action_responses,
             }}),
         );
     }

@@ -3,23 +3,28 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{problem_response, reference};
+use super::{ProblemKind, problem_responses, reference, routes};
 use crate::event::RecordedEvent;
 use crate::http::problem::Problem;
 
 pub(super) fn health_path() -> Value {
+    let mut responses = problem_responses(
+        &[routes::HEALTH],
+        &[(503, "The event store does not answer.")],
+    );
+    responses.insert(
+        "200".into(),
+        json!({
+            "description": "The store answers.",
+            "content": { "application/json": { "schema": reference("Health") } },
+        }),
+    );
     json!({
         "get": {
             "operationId": "health",
             "tags": ["service"],
             "summary": "Whether the service and its event store answer.",
-            "responses": {
-                "200": {
-                    "description": "The store answers.",
-                    "content": { "application/json": { "schema": reference("Health") } },
-                },
-                "503": problem_response("The event store does not answer."),
-            },
+            "responses": responses,
         }
     })
 }
@@ -41,16 +46,24 @@ pub(super) fn event_stream_paths() -> Map<String, Value> {
                     "style": "form", "explode": true })
         })
         .collect();
-    let refused = |what: &str| {
-        problem_response(&format!(
+    let message = reference("RecordedEvent");
+    let bad_parameters = "A bad or unknown parameter (checked before the stream starts), or not a request for this kind of stream.";
+    let responses = |kinds: &[ProblemKind], what: &str| {
+        let refused = format!(
             "{what}: too many connections, shutting down, or the store does not answer; \
              `Retry-After` says when to try again."
-        ))
+        );
+        problem_responses(&[kinds], &[(400, bad_parameters), (503, &refused)])
     };
-    let bad_parameters = problem_response(
-        "A bad or unknown parameter (checked before the stream starts), or not a request for this kind of stream.",
+    let mut ws_responses = responses(routes::WEBSOCKET, "No WebSocket now");
+    ws_responses.insert(
+        "101".into(),
+        json!({
+            "description": "Switching Protocols: each message is a `RecordedEvent`.",
+            "x-message": message,
+        }),
     );
-    let message = reference("RecordedEvent");
+    let mut sse_responses = responses(routes::SSE, "No event stream now");
     // One event as an SSE parser gives it (the way OpenAPI 3.1 tools such
     // as schemathesis read a `text/event-stream` schema): `id` and `data`
     // strings, the data being a RecordedEvent as JSON.
@@ -75,6 +88,13 @@ pub(super) fn event_stream_paths() -> Map<String, Value> {
         "description": "Resume after this position; sent by a reconnecting `EventSource`, and takes precedence over `after`.",
         "schema": { "type": "integer", "minimum": 0 },
     }));
+    sse_responses.insert(
+        "200".into(),
+        json!({
+            "description": "The stream; each `data:` line is a `RecordedEvent`.",
+            "content": { "text/event-stream": { "schema": sse_event } },
+        }),
+    );
     let paths = json!({
         "/events/ws": { "get": {
             "operationId": "events-ws",
@@ -85,14 +105,7 @@ pub(super) fn event_stream_paths() -> Map<String, Value> {
                 The server pings; a client that stops reading is closed with 1008, and on shutdown \
                 with 1001. Reconnect with `after` set to the last position received.",
             "parameters": parameters,
-            "responses": {
-                "101": {
-                    "description": "Switching Protocols: each message is a `RecordedEvent`.",
-                    "x-message": message,
-                },
-                "400": bad_parameters,
-                "503": refused("No WebSocket now"),
-            },
+            "responses": ws_responses,
         }},
         "/events/sse": { "get": {
             "operationId": "events-sse",
@@ -102,14 +115,7 @@ pub(super) fn event_stream_paths() -> Map<String, Value> {
                 `RecordedEvent` as JSON, in ascending `position`; stored events after `after` \
                 (or `Last-Event-ID`), then live ones. Comments keep an idle stream alive.",
             "parameters": sse_parameters,
-            "responses": {
-                "200": {
-                    "description": "The stream; each `data:` line is a `RecordedEvent`.",
-                    "content": { "text/event-stream": { "schema": sse_event } },
-                },
-                "400": bad_parameters,
-                "503": refused("No event stream now"),
-            },
+            "responses": sse_responses,
         }},
     });
     match paths {
