@@ -274,7 +274,7 @@ pub fn derive_domain_error(input: TokenStream) -> TokenStream {
 }
 
 /// Declares a struct as the row of a projection: implements
-/// `allframe::projection::Row` and registers the projection, so
+/// `allframe::Row` and registers the projection, so
 /// `allframe::Projections` runs it.
 ///
 /// ```
@@ -288,7 +288,7 @@ pub fn derive_domain_error(input: TokenStream) -> TokenStream {
 /// #     const CATEGORY: &'static str = "account";
 /// #     fn apply(&mut self, _: &AccountEvent) {}
 /// # }
-/// use allframe::projection::{ApplyError, Change, Projection, Row};
+/// use allframe::{ApplyError, Change, Projection, Row};
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[allframe::projection(name = "owners", key = account_id, indexed_by(owner))]
@@ -322,7 +322,7 @@ pub fn derive_domain_error(input: TokenStream) -> TokenStream {
 /// serde names (`#[serde(rename)]`, `rename_all`): `Row::KEY`,
 /// `Row::INDEXED_BY` and the list filters use those. The struct must be a
 /// non-generic struct with named fields deriving `Serialize` and
-/// `Deserialize`, and must implement `allframe::projection::Projection`.
+/// `Deserialize`, and must implement `allframe::Projection`.
 ///
 /// # Schema
 ///
@@ -336,13 +336,13 @@ pub fn projection(args: TokenStream, item: TokenStream) -> TokenStream {
     projection::attribute(args.into(), item.into()).into()
 }
 
-/// Implements `allframe::query::Query` for a struct that also derives
+/// Implements `allframe::Query` for a struct that also derives
 /// `Deserialize` and `garde::Validate`: the parameters of a read, taken
 /// from the query string of `GET /queries/{name}`.
 ///
 /// ```
 /// use allframe::query;
-/// use allframe::query::Query as _;
+/// use allframe::Query as _;
 /// use serde::Deserialize;
 ///
 /// /// Accounts holding at least `min_balance`.
@@ -379,7 +379,7 @@ pub fn query(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// ```
 /// # use allframe::{Aggregate, Event, RecordedEvent};
-/// # use allframe::projection::{ApplyError, Change, Projection};
+/// # use allframe::{ApplyError, Change, Projection};
 /// # use serde::{Deserialize, Serialize};
 /// # #[derive(Event)]
 /// # enum AccountEvent { Opened { owner: String } }
@@ -398,7 +398,7 @@ pub fn query(args: TokenStream, item: TokenStream) -> TokenStream {
 /// #     fn apply(_: Option<&Self>, _: &AccountEvent, _: &RecordedEvent)
 /// #         -> Result<Change<Self>, ApplyError> { Ok(Change::Skip) }
 /// # }
-/// use allframe::projection::ListQuery;
+/// use allframe::ListQuery;
 /// use allframe::{Projections, ProjectionError, query, query_handler};
 ///
 /// #[query]

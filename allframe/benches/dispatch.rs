@@ -12,12 +12,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Instant;
 
-use allframe::command::{CommandHandler, Decision, HandlerRegistration};
-use allframe::di::{Container, Dependency};
 use allframe::store::{MemoryStore, SqliteStore};
 use allframe::{
     Aggregate, Command, DispatchOptions, Dispatcher, Event, EventStore, ExpectedVersion, NewEvent,
 };
+use allframe::{CommandHandler, Decision, HandlerRegistration};
+use allframe::{Container, Dependency};
 use common::{env_number, median, selected};
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};

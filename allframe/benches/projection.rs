@@ -18,9 +18,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use allframe::projection::{ApplyError, Change, Projection, Projections};
 use allframe::store::{MemoryStore, SqliteStore};
 use allframe::{Aggregate, Event, EventStore, ExpectedVersion, NewEvent, RecordedEvent};
+use allframe::{ApplyError, Change, Projection, Projections};
 use common::{env_number, median, selected};
 use serde::{Deserialize, Serialize};
 

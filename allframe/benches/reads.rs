@@ -20,9 +20,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use allframe::projection::{ApplyError, Change, Projection, Projections};
 use allframe::store::SqliteStore;
 use allframe::{Aggregate, App, Event, EventStore, ExpectedVersion, NewEvent, RecordedEvent};
+use allframe::{ApplyError, Change, Projection, Projections};
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -91,7 +91,7 @@ async fn run() {
             let mut samples = vec![Vec::new(); shapes.len()];
             for _ in 0..rounds {
                 for (i, &(batch, writers)) in shapes.iter().enumerate() {
-                    let store = (backend.open)(allframe::store::sqlite::DEFAULT_MAX_BATCH).await;
+                    let store = (backend.open)(allframe::store::DEFAULT_MAX_BATCH).await;
                     samples[i].push(append_rate(store, writers, batch, sample).await);
                 }
             }

@@ -3,14 +3,14 @@
 
 mod aggregate;
 mod app;
-pub mod command;
-pub mod di;
+mod command;
+mod di;
 mod event;
 pub mod http;
-pub mod projection;
-pub mod query;
+mod projection;
+mod query;
 pub mod router;
-pub mod schema;
+mod schema;
 pub mod store;
 mod subscription;
 pub mod testing;
@@ -27,16 +27,21 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 pub use aggregate::{Aggregate, LoadError, Loaded, load, replay, stream_id};
 pub use app::{App, AppBuilder, AppError, DEFAULT_BODY_LIMIT};
 pub use command::{
-    Command, CommandError, CommandHandler, CommandOutcome, DispatchConfig, DispatchOptions,
-    Dispatcher, DomainError, FieldError, IfMatch, Rejection,
+    AggregateOf, BuildError, Command, CommandError, CommandHandler, CommandOutcome, Decision,
+    DispatchConfig, DispatchOptions, Dispatcher, DispatcherBuilder, DomainError, EventOf,
+    FieldError, HandlerRegistration, IfMatch, RegistryError, Rejection,
 };
-pub use di::{Container, Dep};
+pub use di::{Container, ContainerBuilder, Dep, Dependency, DiError};
 pub use event::{DecodeError, DecodeErrorKind, Event, Metadata, NewEvent, RecordedEvent};
-pub use http::EventStreamConfig;
-pub use projection::{Change, Projection, ProjectionError, Projections};
-pub use query::{Queries, Query, QueryError, QueryHandler};
+pub use http::stream::EventStreamConfig;
+pub use projection::{
+    ApplyError, Change, DEFAULT_BATCH_SIZE, DEFAULT_LIMIT, ListQuery, MAX_LIMIT, OneOf2, OneOf3,
+    Page, Projection, ProjectionError, ProjectionState, ProjectionStatus, Projections,
+    ProjectionsBuilder, Row, Source,
+};
+pub use query::{Queries, Query, QueryError, QueryHandler, QueryRegistryError};
 pub use schema::WireSchema;
-pub use store::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError};
+pub use store::log::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError};
 pub use subscription::Subscription;
 
 #[cfg(feature = "macros")]
@@ -44,13 +49,14 @@ pub use allframe_macros::{
     DomainError, Event, command, command_handler, projection, query, query_handler,
 };
 
-/// The names most programs need, in one import.
+/// The traits most programs implement or call, and the macros, in one
+/// import (`use allframe::prelude::*`); types are named from the root.
 pub mod prelude {
+    pub use crate::http::HttpError;
     pub use crate::{
-        Aggregate, Command, CommandError, Container, Dep, DispatchOptions, Dispatcher, DomainError,
-        Event, EventFilter, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
+        Aggregate, Command, CommandHandler, DomainError, Event, EventStore, Projection, Query,
+        QueryHandler,
     };
-    pub use crate::{Change, Projection, Projections, Query};
     #[cfg(feature = "macros")]
     pub use allframe_macros::{command, command_handler, projection, query, query_handler};
 }

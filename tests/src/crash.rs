@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use allframe::projection::{ApplyError, Change, Projection, Projections};
 use allframe::{Aggregate, Event, EventStore, RecordedEvent};
+use allframe::{ApplyError, Change, Projection, Projections};
 use serde::{Deserialize, Serialize};
 
 /// The ledger's events.

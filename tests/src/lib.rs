@@ -63,11 +63,7 @@ pub fn fresh_schema() -> String {
 
 /// A fresh PostgreSQL store in its own schema, or `None` when skipped.
 pub async fn postgres_store() -> Option<PostgresStore> {
-    postgres_store_in(
-        &fresh_schema(),
-        allframe::store::postgres::DEFAULT_MAX_BATCH,
-    )
-    .await
+    postgres_store_in(&fresh_schema(), allframe::store::DEFAULT_MAX_BATCH).await
 }
 
 /// A PostgreSQL store in `schema` (created if missing), or `None` when

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use allframe::projection::ListQuery;
+use allframe::ListQuery;
 use allframe::store::SqliteStore;
 use allframe::{DispatchOptions, Dispatcher, Projections};
 use bank::accounts::AccountRow;

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use allframe::command::{BuildError, CommandHandler, EventOf, HandlerRegistration};
-use allframe::di::Container;
+use allframe::Container;
 use allframe::store::MemoryStore;
 use allframe::{
     Aggregate, Command, CommandError, Dep, DispatchConfig, DispatchOptions, Dispatcher,
     DomainError, Event, EventStore, ExpectedVersion, IfMatch, NewEvent,
 };
+use allframe::{BuildError, CommandHandler, EventOf, HandlerRegistration};
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
@@ -118,7 +118,7 @@ struct CreateHandler;
 impl CommandHandler for CreateHandler {
     type Command = CreateCounter;
     type Error = std::convert::Infallible;
-    const DEPENDENCIES: &'static [allframe::di::Dependency] = &[];
+    const DEPENDENCIES: &'static [allframe::Dependency] = &[];
     fn handle<'a>(
         &'a self,
         command: CreateCounter,
@@ -139,8 +139,7 @@ struct AddHandler;
 impl CommandHandler for AddHandler {
     type Command = Add;
     type Error = CounterError;
-    const DEPENDENCIES: &'static [allframe::di::Dependency] =
-        &[allframe::di::Dependency::of::<Probe>()];
+    const DEPENDENCIES: &'static [allframe::Dependency] = &[allframe::Dependency::of::<Probe>()];
     fn handle<'a>(
         &'a self,
         command: Add,

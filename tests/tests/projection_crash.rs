@@ -8,7 +8,7 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use allframe::projection::Projections;
+use allframe::Projections;
 use allframe::store::SqliteStore;
 use allframe::store::projections::{MemoryProjectionStore, ProjectionStore, RowQuery};
 use allframe::{EventStore, ExpectedVersion, NewEvent};

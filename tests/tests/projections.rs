@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use allframe::projection::{
-    ApplyError, Change, ListQuery, Projection, ProjectionError, ProjectionState, Projections,
-};
 use allframe::store::{MemoryStore, SqliteStore};
 use allframe::{Aggregate, Event, EventStore, ExpectedVersion, NewEvent, RecordedEvent};
+use allframe::{
+    ApplyError, Change, ListQuery, Projection, ProjectionError, ProjectionState, Projections,
+};
 use serde::{Deserialize, Serialize};
 
 const WAIT: Duration = Duration::from_secs(20);

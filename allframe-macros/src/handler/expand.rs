@@ -41,12 +41,12 @@ pub(super) fn expand(handler: &Handler<'_>) -> TokenStream {
         fn handle<'a>(
             &'a self,
             __command: Self::Command,
-            __state: &'a ::allframe::command::AggregateOf<Self::Command>,
+            __state: &'a ::allframe::AggregateOf<Self::Command>,
             __dependencies: &'a #private::Container,
         ) -> #private::BoxFuture<
             'a,
             ::core::result::Result<
-                ::std::vec::Vec<::allframe::command::EventOf<Self::Command>>,
+                ::std::vec::Vec<::allframe::EventOf<Self::Command>>,
                 ::allframe::CommandError<Self::Error>,
             >,
         >
@@ -56,7 +56,7 @@ pub(super) fn expand(handler: &Handler<'_>) -> TokenStream {
     // return type that made it.
     let state_check = quote_spanned!(state.span()=> let __state: #state = __state;);
     let expected_events = quote_spanned! {command.span()=>
-        ::std::vec::Vec<::allframe::command::EventOf<Self::Command>>
+        ::std::vec::Vec<::allframe::EventOf<Self::Command>>
     };
     // The mismatch lands on the user's event type; its "expected due to
     // this" label on the command, whose aggregate fixes the event type.

@@ -1,4 +1,4 @@
-//! Stage 3: writes `impl ::allframe::query::Query` from the checked model,
+//! Stage 3: writes `impl ::allframe::Query` from the checked model,
 //! or a stub impl when checking failed.
 
 use proc_macro2::TokenStream;
@@ -11,7 +11,7 @@ use super::check::Query;
 pub(super) fn expand(query: &Query<'_>) -> TokenStream {
     let Query { ident, name, .. } = query;
     // A struct missing a supertrait derive is reported at its name.
-    let header = quote_spanned!(ident.span()=> impl ::allframe::query::Query for #ident);
+    let header = quote_spanned!(ident.span()=> impl ::allframe::Query for #ident);
     let wire_field = (!query.wire_names.is_empty()).then(|| {
         let (rust, wire): (Vec<_>, Vec<_>) = query.wire_names.iter().cloned().unzip();
         quote! {
@@ -58,7 +58,7 @@ pub(super) fn stub(input: &DeriveInput) -> TokenStream {
     });
     let (impl_generics, type_generics, where_clause) = generics.split_for_impl();
     quote! {
-        impl #impl_generics ::allframe::query::Query for #ident #type_generics #where_clause {
+        impl #impl_generics ::allframe::Query for #ident #type_generics #where_clause {
             const NAME: &'static str = "invalid";
 
             fn schema() -> ::allframe::__private::WireSchema {

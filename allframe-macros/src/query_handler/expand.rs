@@ -39,7 +39,7 @@ pub(super) fn expand(handler: &Handler<'_>) -> TokenStream {
         resolve,
     } = resolve_dependencies(
         &handler.dependencies,
-        &quote!(::allframe::query::QueryError::MissingDependency),
+        &quote!(::allframe::QueryError::MissingDependency),
     );
     // A future that is not `Send` is the function's doing.
     let future = quote_spanned! {ident.span()=>
@@ -48,7 +48,7 @@ pub(super) fn expand(handler: &Handler<'_>) -> TokenStream {
             #projections_check
             #ident(__query, __projections, #(#bindings),*)
                 .await
-                .map_err(::allframe::query::QueryError::Domain)
+                .map_err(::allframe::QueryError::Domain)
         })
     };
     let implementation = quote_spanned! {query.span()=>
@@ -65,7 +65,7 @@ pub(super) fn expand(handler: &Handler<'_>) -> TokenStream {
                 __dependencies: &'a #private::Container,
             ) -> #private::BoxFuture<
                 'a,
-                ::core::result::Result<Self::Output, ::allframe::query::QueryError<Self::Error>>,
+                ::core::result::Result<Self::Output, ::allframe::QueryError<Self::Error>>,
             > {
                 #future
             }

@@ -18,6 +18,7 @@ pub(crate) enum RequestError {
     #[error("{path} does not answer {method}; `Allow` lists the methods it does")]
     MethodNotAllowed { method: Method, path: String },
     /// Swagger UI has no such file.
+    #[cfg(feature = "swagger-ui")]
     #[error("Swagger UI has no file `{0}`")]
     NoDocsFile(String),
     /// A path segment does not decode.
@@ -79,7 +80,9 @@ pub(crate) enum RequestError {
 impl HttpError for RequestError {
     fn kind(&self) -> ProblemKind {
         match self {
-            Self::NoRoute { .. } | Self::NoDocsFile(_) => kinds::NO_ROUTE,
+            Self::NoRoute { .. } => kinds::NO_ROUTE,
+            #[cfg(feature = "swagger-ui")]
+            Self::NoDocsFile(_) => kinds::NO_ROUTE,
             Self::MethodNotAllowed { .. } => kinds::METHOD_NOT_ALLOWED,
             Self::InvalidPath(_) => kinds::INVALID_PATH,
             Self::InvalidHeader(_) => kinds::INVALID_HEADER,

@@ -7,7 +7,7 @@
 //! row ([`Projection::apply`], returning a [`Change`]).
 //!
 //! ```
-//! use allframe::projection::{ApplyError, Change, Projection};
+//! use allframe::{ApplyError, Change, Projection};
 //! use allframe::{Aggregate, Event, RecordedEvent};
 //! use serde::{Deserialize, Serialize};
 //!
@@ -132,7 +132,7 @@ pub trait Row: Serialize + DeserializeOwned + Send + Sync + 'static {
 /// same rows. It must not have side effects.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a projection",
-    note = "implement `allframe::projection::Projection` for `{Self}`: its `Source` and `apply`"
+    note = "implement `allframe::Projection` for `{Self}`: its `Source` and `apply`"
 )]
 pub trait Projection: Row {
     /// The events it reads: an aggregate (its events), or a tuple of up to

@@ -3,9 +3,9 @@
 //! [`EventStore`] is what every backend implements with identical behaviour,
 //! proven by the conformance suite in [`crate::testing`]:
 //!
-//! - [`memory`]: in-process, for tests and prototypes;
-//! - `sqlite` (feature `sqlite`): a file in WAL mode, the embedded default;
-//! - `postgres` (feature `postgres`): one database shared by many nodes.
+//! - [`MemoryStore`]: in-process, for tests and prototypes;
+//! - `SqliteStore` (feature `sqlite`): a file in WAL mode, the embedded default;
+//! - `PostgresStore` (feature `postgres`): one database shared by many nodes.
 //!
 //! Appends to one stream are atomic and checked against an
 //! [`ExpectedVersion`]. Positions are global, strictly increasing and
@@ -14,40 +14,39 @@
 //! the store, using [`EventStore::watch_head`] as a wake-up signal, so a slow
 //! subscriber can lag but never skip.
 //!
-//! The store also keeps [idempotency records](idempotency): a command's
+//! The store also keeps idempotency records ([`Claim`], [`Completion`]): a command's
 //! response is stored in the same transaction as its events
 //! ([`EventStore::append_with`]) and replayed to retries.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use futures_util::future::BoxFuture;
-use tokio::sync::watch;
-
 use crate::event::{NewEvent, RecordedEvent};
-use crate::subscription::Subscription;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod group_commit;
-pub mod idempotency;
-pub mod memory;
+mod idempotency;
+pub(crate) mod log;
+mod memory;
 #[cfg(feature = "postgres")]
-pub mod postgres;
+mod postgres;
 pub mod projections;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
-pub mod sqlite;
+mod sqlite;
 mod validate;
 
-pub use idempotency::{Claim, Completion};
+pub use idempotency::{Claim, Completion, MAX_DURATION};
+pub(crate) use log::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresDialect, PostgresStore};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::{Dialect, SqlStore};
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteDialect, SqliteStore};
+
+/// Appends that may share one transaction of a SQL store by default.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub const DEFAULT_MAX_BATCH: usize = 256;
 pub(crate) use validate::{
     validate_append, validate_event_type, validate_read, validate_stream_id,
 };
@@ -63,348 +62,6 @@ pub const MAX_EVENTS_PER_APPEND: usize = 10_000;
 
 /// The result type of store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// What the writer expects the stream's current version to be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ExpectedVersion {
-    /// Append whatever the stream's version is.
-    Any,
-    /// The stream must not exist yet (no events).
-    NoStream,
-    /// The stream's last event must have exactly this version. `Exact(0)`
-    /// means the same as [`ExpectedVersion::NoStream`].
-    Exact(u64),
-}
-
-impl ExpectedVersion {
-    /// Whether a stream currently at `actual` (0 when empty) satisfies this.
-    pub fn accepts(self, actual: u64) -> bool {
-        match self {
-            Self::Any => true,
-            Self::NoStream => actual == 0,
-            Self::Exact(expected) => actual == expected,
-        }
-    }
-}
-
-impl std::fmt::Display for ExpectedVersion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Any => f.write_str("any version"),
-            Self::NoStream => f.write_str("no stream"),
-            Self::Exact(version) => write!(f, "version {version}"),
-        }
-    }
-}
-
-/// The outcome of a successful append.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct Appended {
-    /// The stream appended to.
-    pub stream_id: String,
-    /// The stream's version after the append (the last event's version).
-    pub version: u64,
-    /// The global position of the last appended event.
-    pub position: u64,
-    /// The appended events as recorded.
-    pub events: Vec<RecordedEvent>,
-}
-
-/// Selects events from the global log. An empty filter selects everything;
-/// set fields narrow it (all must match).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct EventFilter {
-    /// Only events of this stream.
-    pub stream_id: Option<String>,
-    /// Only events of streams in this category (`{category}-…`).
-    pub category: Option<String>,
-    /// Only events with one of these types (empty: any type).
-    pub event_types: Vec<String>,
-}
-
-impl EventFilter {
-    /// A filter that selects every event.
-    pub fn all() -> Self {
-        Self::default()
-    }
-
-    /// Narrows to one stream.
-    pub fn stream(mut self, stream_id: impl Into<String>) -> Self {
-        self.stream_id = Some(stream_id.into());
-        self
-    }
-
-    /// Narrows to one stream category.
-    pub fn category(mut self, category: impl Into<String>) -> Self {
-        self.category = Some(category.into());
-        self
-    }
-
-    /// Narrows to the given event types.
-    pub fn event_types<I, S>(mut self, types: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.event_types = types.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Whether nothing is filtered out.
-    pub fn is_all(&self) -> bool {
-        self.stream_id.is_none() && self.category.is_none() && self.event_types.is_empty()
-    }
-
-    /// Whether the event passes this filter.
-    pub fn matches(&self, event: &RecordedEvent) -> bool {
-        self.stream_id
-            .as_ref()
-            .is_none_or(|s| *s == event.stream_id)
-            && self.category.as_ref().is_none_or(|c| c == event.category())
-            && (self.event_types.is_empty() || self.event_types.contains(&event.event_type))
-    }
-}
-
-/// Everything that can go wrong in the store.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The stream's version did not match the expected version.
-    #[error(
-        "wrong expected version for stream `{stream_id}`: expected {expected}, actual version {actual}"
-    )]
-    WrongExpectedVersion {
-        /// The stream appended to.
-        stream_id: String,
-        /// What the writer expected.
-        expected: ExpectedVersion,
-        /// The stream's current version (0 when it has no events).
-        actual: u64,
-    },
-    /// The stream id is empty, too long or contains control characters.
-    #[error("invalid stream id {stream_id:?}: {reason}")]
-    InvalidStreamId {
-        /// The rejected id.
-        stream_id: String,
-        /// Why it was rejected.
-        reason: &'static str,
-    },
-    /// An event type name is empty, too long or has forbidden characters.
-    #[error("invalid event type {event_type:?}: {reason}")]
-    InvalidEventType {
-        /// The rejected name.
-        event_type: String,
-        /// Why it was rejected.
-        reason: &'static str,
-    },
-    /// An event is malformed (data not an object, bad metadata, version 0).
-    #[error("invalid event `{event_type}`: {reason}")]
-    InvalidEvent {
-        /// The type of the rejected event.
-        event_type: String,
-        /// Why it was rejected.
-        reason: String,
-    },
-    /// An append carried no events, or more than [`MAX_EVENTS_PER_APPEND`].
-    #[error("an append must carry between 1 and {MAX_EVENTS_PER_APPEND} events, got {0}")]
-    BatchSize(usize),
-    /// An idempotency key is empty, too long or contains control characters.
-    #[error("invalid idempotency key {key:?}: {reason}")]
-    InvalidIdempotencyKey {
-        /// The rejected key.
-        key: String,
-        /// Why it was rejected.
-        reason: &'static str,
-    },
-    /// A completion (in [`EventStore::append_with`] or
-    /// [`EventStore::complete_idempotency_key`]) whose claim no longer holds
-    /// its idempotency key: the key is not in flight with the completion's
-    /// token because its lease ran out and another caller took it over, or
-    /// it was completed, released or purged, or never claimed. Nothing was
-    /// written. Claiming the key again tells what became of it.
-    #[error("idempotency key {key:?} is no longer held by this claim")]
-    IdempotencyKeyLost {
-        /// The idempotency key.
-        key: String,
-    },
-    /// A read limit of zero.
-    #[error("a read limit must be at least 1")]
-    ZeroLimit,
-    /// The database failed or could not be reached.
-    #[error("event store backend error: {0}")]
-    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The connection to the database broke while a transaction was being
-    /// committed: the append may or may not have been stored. Read the
-    /// stream before retrying it.
-    #[error("the outcome of the commit is unknown: {0}")]
-    CommitUnknown(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The store has shut down.
-    #[error("the event store is closed")]
-    Closed,
-}
-
-impl StoreError {
-    /// Whether this is an expected-version conflict (worth retrying a
-    /// command over).
-    pub fn is_conflict(&self) -> bool {
-        matches!(self, Self::WrongExpectedVersion { .. })
-    }
-
-    /// Whether the caller's input was rejected (as opposed to the backend
-    /// failing).
-    pub fn is_invalid_input(&self) -> bool {
-        matches!(
-            self,
-            Self::InvalidStreamId { .. }
-                | Self::InvalidEventType { .. }
-                | Self::InvalidEvent { .. }
-                | Self::BatchSize(_)
-                | Self::InvalidIdempotencyKey { .. }
-                | Self::ZeroLimit
-        )
-    }
-
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    pub(crate) fn backend(error: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self::Backend(Box::new(error))
-    }
-}
-
-/// An append-only event log with streams and a global order.
-///
-/// All backends behave identically; [`crate::testing`] holds the suite that
-/// proves it and can be run against a new backend.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not an AllFrame event store",
-    note = "use `MemoryStore`, `SqliteStore` or `PostgresStore`, or implement `EventStore` and run `allframe::testing` against it"
-)]
-pub trait EventStore: Send + Sync + 'static {
-    /// Appends `events` to `stream_id` atomically if the stream's version
-    /// matches `expected`; all of them or none are stored.
-    fn append<'a>(
-        &'a self,
-        stream_id: &'a str,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> BoxFuture<'a, Result<Appended>> {
-        self.append_with(stream_id, expected, events, None)
-    }
-
-    /// [`append`](Self::append), and when `completion` is given, marks its
-    /// idempotency key completed with the response it builds from the
-    /// append, in the same transaction as the events: both are stored or
-    /// neither is. Unless the key is still in flight with the completion's
-    /// token, the append is refused with [`StoreError::IdempotencyKeyLost`]
-    /// (checked before the expected version). A refused append (lost key,
-    /// wrong expected version, invalid input) writes no event and leaves
-    /// the idempotency record untouched.
-    fn append_with<'a>(
-        &'a self,
-        stream_id: &'a str,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-        completion: Option<Completion>,
-    ) -> BoxFuture<'a, Result<Appended>>;
-
-    /// Claims an idempotency key for a request with this `fingerprint`,
-    /// atomically: of any number of concurrent claims of a new key exactly
-    /// one is [`Claim::Acquired`], with a fresh token that completions and
-    /// releases of this claim must carry. The claim cannot be taken over
-    /// for `lease`; records older than `retention` count as absent. See
-    /// [`idempotency`] for the rules.
-    fn claim_idempotency_key<'a>(
-        &'a self,
-        key: &'a str,
-        fingerprint: &'a str,
-        lease: Duration,
-        retention: Duration,
-    ) -> BoxFuture<'a, Result<Claim>>;
-
-    /// Marks a key completed with `response`, for a command that decided on
-    /// no events (others complete through [`append_with`](Self::append_with)).
-    /// Refused with [`StoreError::IdempotencyKeyLost`] (nothing written)
-    /// unless the key is in flight with `token`: a completed record keeps
-    /// its first response, and a key nobody claimed stays unclaimed.
-    fn complete_idempotency_key<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a str,
-        response: String,
-    ) -> BoxFuture<'a, Result<()>>;
-
-    /// Gives up an in-flight claim (after a failed command) so the key can
-    /// be claimed again at once. Only the claim that returned `token` is
-    /// deleted: if another caller took the key over, or it is completed or
-    /// unknown, nothing happens (and it is not an error).
-    fn release_idempotency_key<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a str,
-    ) -> BoxFuture<'a, Result<()>>;
-
-    /// Deletes the idempotency records created more than `retention` ago
-    /// and returns how many were deleted.
-    fn purge_idempotency_keys(&self, retention: Duration) -> BoxFuture<'_, Result<u64>>;
-
-    /// Reads up to `limit` events of one stream, starting at version
-    /// `from_version` (1-based; 0 reads from the start), in version order.
-    fn read_stream<'a>(
-        &'a self,
-        stream_id: &'a str,
-        from_version: u64,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>>;
-
-    /// Reads up to `limit` events of the global log with a position greater
-    /// than `after` that pass `filter`, in position order.
-    fn read_all<'a>(
-        &'a self,
-        after: u64,
-        limit: usize,
-        filter: &'a EventFilter,
-    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>>;
-
-    /// The current version of a stream (0 when it has no events).
-    fn stream_version<'a>(&'a self, stream_id: &'a str) -> BoxFuture<'a, Result<u64>>;
-
-    /// The position of the last committed event (0 when the log is empty).
-    fn head_position(&self) -> BoxFuture<'_, Result<u64>>;
-
-    /// A signal that changes when this store commits new events. Its value
-    /// is a position known to be committed; it only wakes readers up, the
-    /// events themselves are always read from the store.
-    fn watch_head(&self) -> watch::Receiver<u64>;
-
-    /// A shared handle to this store, for work that outlives the borrow
-    /// (subscriptions).
-    fn shared(&self) -> Arc<dyn EventStore>;
-
-    /// Closes the store's connections once what is already queued has been
-    /// written; every later call fails with [`StoreError::Closed`] or a
-    /// backend error. SQLite's last connection checkpoints the WAL and
-    /// removes it; PostgreSQL's sessions end with a proper goodbye. Stores
-    /// that hold no connections (memory) have nothing to close.
-    fn close(&self) -> BoxFuture<'_, ()> {
-        Box::pin(std::future::ready(()))
-    }
-
-    /// Events after position `after` that pass `filter`: first what the store
-    /// already holds (catch-up), then new events as they are committed, in
-    /// ascending position with no gap and no duplicate.
-    fn subscribe(&self, after: u64, filter: EventFilter) -> Subscription {
-        Subscription::new(self.shared(), after, filter)
-    }
-
-    /// Where projections over this store keep their rows and checkpoints:
-    /// the same database, so a batch of rows commits with its checkpoint.
-    /// `None` for a backend without one (projections then need storage of
-    /// their own).
-    fn projection_store(&self) -> Option<Arc<dyn projections::ProjectionStore>> {
-        None
-    }
-}
 
 /// Turns an accepted append into recorded events placed right after
 /// `version` in the stream and `position` in the log.

@@ -67,8 +67,6 @@ use crate::event::{RecordedEvent, category_of, now_millis};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
-/// Appends that may share one transaction by default.
-pub const DEFAULT_MAX_BATCH: usize = 256;
 const SELECT_EVENTS: &str = "SELECT position, stream_id, version, event_type, schema_version, \
      data::text, event_id, correlation_id, causation_id, command, extra::text, recorded_at \
      FROM allframe_events";
@@ -195,7 +193,7 @@ impl PostgresStore {
     /// tables in the connection's default schema if they are missing.
     pub async fn connect(url: &str) -> Result<Self> {
         let options = PgConnectOptions::from_str(url).map_err(db_error)?;
-        Self::connect_with(options, None, DEFAULT_MAX_BATCH).await
+        Self::connect_with(options, None, super::DEFAULT_MAX_BATCH).await
     }
 
     /// Connects with full control: `schema` (created if missing) holds the

@@ -43,8 +43,6 @@ use crate::event::{RecordedEvent, category_of, now_millis};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
-/// Appends that may share one transaction by default.
-pub const DEFAULT_MAX_BATCH: usize = 256;
 /// Rows per `INSERT` statement, largest first. Inserting in chunks of these
 /// fixed sizes keeps the number of distinct statements small, so each is
 /// prepared once and then served from the statement cache; 13 columns × 512
@@ -160,7 +158,7 @@ impl SqliteStore {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true);
-        Self::connect_with(options, DEFAULT_MAX_BATCH).await
+        Self::connect_with(options, super::DEFAULT_MAX_BATCH).await
     }
 
     /// Opens a database from a URL such as `sqlite://bank.db` or
@@ -169,7 +167,7 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(db_error)?
             .create_if_missing(true);
-        Self::connect_with(options, DEFAULT_MAX_BATCH).await
+        Self::connect_with(options, super::DEFAULT_MAX_BATCH).await
     }
 
     /// A private in-memory database, gone when the last handle is dropped.

@@ -2,7 +2,7 @@
 //! balance and whether it is open, listed by owner; and the
 //! `accounts-over` query over it.
 
-use allframe::projection::{ApplyError, Change, ListQuery, MAX_LIMIT, Projection};
+use allframe::{ApplyError, Change, ListQuery, MAX_LIMIT, Projection};
 use allframe::{ProjectionError, Projections, RecordedEvent, projection, query, query_handler};
 use serde::{Deserialize, Serialize};
 

@@ -14,13 +14,13 @@ struct Listed {
     id: Vec<u8>,
 }
 
-impl allframe::projection::Projection for Listed {
+impl allframe::Projection for Listed {
     type Source = Counter;
     fn apply(
         _: Option<&Self>,
         _: &CounterEvent,
         _: &allframe::RecordedEvent,
-    ) -> Result<allframe::Change<Self>, allframe::projection::ApplyError> {
+    ) -> Result<allframe::Change<Self>, allframe::ApplyError> {
         Ok(allframe::Change::Skip)
     }
 }

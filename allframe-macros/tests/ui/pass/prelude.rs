@@ -1,6 +1,6 @@
-//! The prelude brings the macros with their traits; `#[command]` does not
-//! clash with the `allframe::command` module.
+//! The prelude brings the macros with their traits; types come from the root.
 use allframe::prelude::*;
+use allframe::{DispatchOptions, Dispatcher};
 use serde::{Deserialize, Serialize};
 
 #[derive(Event)]
@@ -49,7 +49,7 @@ pub(crate) async fn increment(
 }
 
 fn main() {
-    let state: allframe::command::AggregateOf<Increment> = Counter::default();
+    let state: allframe::AggregateOf<Increment> = Counter::default();
     assert_eq!(state.total, 0);
     assert_eq!((Increment::NAME, Full.code()), ("increment", "full"));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -3,7 +3,7 @@
 //! name), run for real over the memory store.
 use std::time::Duration;
 
-use allframe::projection::{ApplyError, ListQuery, OneOf2, Projection, Row};
+use allframe::{ApplyError, ListQuery, OneOf2, Projection, Row};
 use allframe::store::MemoryStore;
 use allframe::{
     Aggregate, Change, Event, EventStore, ExpectedVersion, NewEvent, Projections, RecordedEvent,

@@ -1,7 +1,7 @@
 //! A query, its handler reading a projection, and the handler run by name
 //! over HTTP-shaped parameters.
-use allframe::projection::{ApplyError, Change, ListQuery, Projection};
-use allframe::query::Query as _;
+use allframe::{ApplyError, Change, ListQuery, Projection};
+use allframe::Query as _;
 use allframe::store::MemoryStore;
 use allframe::{Aggregate, Dep, DomainError, Event, Projections, RecordedEvent};
 use serde::{Deserialize, Serialize};
