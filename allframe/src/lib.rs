@@ -11,6 +11,7 @@ pub mod projection;
 pub mod query;
 pub mod router;
 pub mod schema;
+mod serve;
 pub mod store;
 mod subscription;
 pub mod testing;
@@ -36,6 +37,7 @@ pub use http::EventStreamConfig;
 pub use projection::{Change, Projection, ProjectionError, Projections};
 pub use query::{Queries, Query, QueryError, QueryHandler};
 pub use schema::WireSchema;
+pub use serve::Serve;
 pub use store::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError};
 pub use subscription::Subscription;
 

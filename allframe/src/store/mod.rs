@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use crate::event::{NewEvent, RecordedEvent};
 use crate::subscription::Subscription;
 
+mod connect;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod group_commit;
 pub mod idempotency;
@@ -40,6 +41,7 @@ mod sql;
 pub mod sqlite;
 mod validate;
 
+pub use connect::{ConnectError, ConnectOptions, connect};
 pub use idempotency::{Claim, Completion};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
