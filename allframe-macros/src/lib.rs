@@ -79,9 +79,9 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
     event::derive(&input).into()
 }
 
-/// Implements `allframe::Command` for a struct that also derives
-/// `Serialize`, `Deserialize` and `garde::Validate`. The struct is kept as
-/// written.
+/// Implements `allframe::Command` for a struct that also derives `Clone`
+/// (a retry after a concurrency conflict runs on a clone), `Serialize`,
+/// `Deserialize` and `garde::Validate`. The struct is kept as written.
 ///
 /// ```
 /// # use allframe::{Aggregate, Event};
@@ -98,7 +98,7 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[command(aggregate = Account, id = account_id)]
-/// #[derive(Serialize, Deserialize, garde::Validate)]
+/// #[derive(Clone, Serialize, Deserialize, garde::Validate)]
 /// #[serde(rename_all = "camelCase")]
 /// struct Deposit {
 ///     #[garde(length(chars, min = 1))]
@@ -108,7 +108,7 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 /// }
 ///
 /// #[command(aggregate = Account, create, name = "open")]
-/// #[derive(Serialize, Deserialize, garde::Validate)]
+/// #[derive(Clone, Serialize, Deserialize, garde::Validate)]
 /// struct OpenAccount {
 ///     #[garde(length(chars, min = 1, max = 100))]
 ///     owner: String,
@@ -181,7 +181,7 @@ pub fn command(args: TokenStream, item: TokenStream) -> TokenStream {
 /// #     fn apply(&mut self, _: &AccountEvent) {}
 /// # }
 /// # #[allframe::command(aggregate = Account, id = account_id)]
-/// # #[derive(Serialize, Deserialize, garde::Validate)]
+/// # #[derive(Clone, Serialize, Deserialize, garde::Validate)]
 /// # struct Deposit {
 /// #     #[garde(skip)]
 /// #     account_id: String,

@@ -41,7 +41,7 @@ impl Aggregate for Account {
     }
 }
 
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Deposit {
     #[garde(length(chars, min = 1, max = 64))]
     account_id: String,

@@ -88,17 +88,19 @@ impl App {
     /// bounded, until they are closed: WebSockets get close frame 1001
     /// (going away), SSE responses end, new ones are refused with 503.
     ///
-    /// Call it when your shutdown signal fires, as part of the future given
-    /// to axum's `with_graceful_shutdown`: axum does not track upgraded
-    /// WebSocket connections, and waits for SSE responses to end.
+    /// [`App::serve`] calls it when its shutdown signal fires. Serving the
+    /// router yourself, call it as part of the future given to axum's
+    /// `with_graceful_shutdown`: axum does not track upgraded WebSocket
+    /// connections, and waits for SSE responses to end.
     pub async fn shutdown(&self) {
         self.events.shutdown().await;
     }
 
     /// Stops the projections and closes the event store's connections
-    /// (SQLite checkpoints and removes its WAL). Call it last, once the
-    /// server has stopped serving — after `axum::serve(..)` returns — since
-    /// commands and reads fail from here on.
+    /// (SQLite checkpoints and removes its WAL). [`App::serve`] calls it
+    /// once it has stopped serving; serving the router yourself, call it
+    /// last, after `axum::serve(..)` returns, since commands and reads fail
+    /// from here on.
     pub async fn close(&self) {
         self.projections.stop().await;
         self.dispatcher.store().close().await;

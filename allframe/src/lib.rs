@@ -11,6 +11,7 @@ mod projection;
 mod query;
 pub mod router;
 mod schema;
+mod serve;
 pub mod store;
 mod subscription;
 pub mod testing;
@@ -41,6 +42,7 @@ pub use projection::{
 };
 pub use query::{Queries, Query, QueryError, QueryHandler, QueryRegistryError};
 pub use schema::WireSchema;
+pub use serve::Serve;
 pub use store::log::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError};
 pub use subscription::Subscription;
 

@@ -50,7 +50,7 @@ impl DomainError for CounterError {
     }
 }
 
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct CreateCounter {
     #[garde(skip)]
     id: Option<String>,
@@ -74,7 +74,7 @@ impl Command for CreateCounter {
     }
 }
 
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Add {
     #[garde(skip)]
     counter_id: String,
@@ -516,7 +516,7 @@ async fn conflicts_are_retried_then_reported() {
     assert_eq!(
         probe.calls.load(Ordering::SeqCst),
         6,
-        "retries of a JSON command re-read its body"
+        "retries of a JSON command run on clones of it"
     );
 }
 

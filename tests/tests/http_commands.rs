@@ -42,14 +42,14 @@ impl allframe::Aggregate for Pinger {
 }
 
 #[allframe::command(aggregate = Pinger, id = id, name = "slow-ping")]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct SlowPing {
     #[garde(skip)]
     id: String,
 }
 
 #[allframe::command(aggregate = Pinger, id = id, name = "hot-ping")]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct HotPing {
     #[garde(skip)]
     id: String,

@@ -36,14 +36,14 @@ impl allframe::Aggregate for Bomb {
 }
 
 #[allframe::command(aggregate = Bomb, id = id, create, name = "arm")]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Arm {
     #[garde(skip)]
     id: String,
 }
 
 #[allframe::command(aggregate = Bomb, id = id, name = "tick")]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Tick {
     #[garde(skip)]
     id: String,

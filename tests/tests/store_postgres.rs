@@ -428,3 +428,84 @@ async fn sessions(observer: &mut sqlx::PgConnection, name: &str) -> i64 {
         .await
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_by_url_caps_the_pool_and_uses_the_url_settings() {
+    let Some(options) = postgres_options().await else {
+        return;
+    };
+    let mut observer = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    let schema = fresh_schema();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
+        .execute(&mut observer)
+        .await
+        .unwrap();
+    let name = format!("allframe-url-{}", uuid::Uuid::now_v7().simple());
+    let url = allframe_tests::postgres_url();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let url =
+        format!("{url}{separator}application_name={name}&options=-c%20search_path%3D{schema}");
+    let store = allframe::store::ConnectOptions::new(url)
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .unwrap();
+    store
+        .append(
+            "account-1",
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new("Opened", &json!({}))],
+        )
+        .await
+        .unwrap();
+    // More concurrent reads than the pool may open connections for.
+    let all = EventFilter::all();
+    let reads = (0..16).map(|_| store.read_all(0, 10, &all));
+    for read in futures_util::future::join_all(reads).await {
+        assert_eq!(read.unwrap().len(), 1);
+    }
+    let open = sessions(&mut observer, &name).await;
+    assert!(
+        (2..=3).contains(&open),
+        "the writer and at most two pooled connections: {open}"
+    );
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables \
+         WHERE table_schema = $1 AND table_name = 'allframe_events'",
+    )
+    .bind(&schema)
+    .fetch_one(&mut observer)
+    .await
+    .unwrap();
+    assert_eq!(tables, 1, "the tables are in the schema the URL named");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_store_error_without_the_password() {
+    // Refused connections are retried until the acquire timeout (30 s by
+    // default) runs out.
+    let started = std::time::Instant::now();
+    let error = allframe::store::ConnectOptions::new("postgres://ada:s3cret@127.0.0.1:1/test")
+        .acquire_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "gave up after the acquire timeout: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(error, allframe::store::ConnectError::Store { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("postgres://ada:***@127.0.0.1:1/test"),
+        "{message}"
+    );
+    assert!(!message.contains("s3cret"), "{message}");
+}

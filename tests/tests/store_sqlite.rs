@@ -135,3 +135,76 @@ async fn closing_checkpoints_the_wal_and_refuses_later_writes() {
     assert!(reopened.head_position().await.unwrap() >= written.position);
     reopened.close().await;
 }
+
+#[tokio::test]
+async fn connecting_by_url_opens_the_file_with_the_pool_asked_for() {
+    use allframe::store::{ConnectError, ConnectOptions, connect};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("by-url.db");
+    let store = connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    store
+        .append(
+            "account-1",
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new("Opened", &json!({}))],
+        )
+        .await
+        .unwrap();
+    let wal = dir.path().join("by-url.db-wal");
+    assert!(wal.exists(), "the file is in WAL mode");
+    store.close().await;
+    assert!(!wal.exists(), "closing folded the WAL back");
+
+    let reopened = ConnectOptions::new(format!("sqlite:{}", path.display()))
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(30))
+        .connect()
+        .await
+        .unwrap();
+    // Concurrent reads take turns on the one reading connection.
+    let all = EventFilter::all();
+    let reads = (0..8).map(|_| reopened.read_all(0, 10, &all));
+    for read in futures_util::future::join_all(reads).await {
+        assert_eq!(read.unwrap().len(), 1);
+    }
+    reopened.close().await;
+
+    let memory = connect("sqlite::memory:").await.unwrap();
+    let appended = memory
+        .append(
+            "account-1",
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new("Opened", &json!({}))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(appended.position, 1);
+
+    let junk = dir.path().join("not-a-db.db");
+    std::fs::write(
+        &junk,
+        b"this is not an sqlite database, just text padding it out",
+    )
+    .unwrap();
+    let error = connect(&format!("sqlite://{}", junk.display()))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(
+            error,
+            ConnectError::Store {
+                source: allframe::StoreError::Backend(_),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("not-a-db.db"),
+        "the message names the URL: {error}"
+    );
+}

@@ -79,7 +79,8 @@ pub(super) fn stub(input: &DeriveInput, aggregate: Option<&Type>) -> TokenStream
     // the `for<'__a>` keeps the compiler from rejecting a bound that is
     // trivially false for a non-generic struct.
     generics.make_where_clause().predicates.push(parse_quote! {
-        for<'__a> Self: ::allframe::__private::serde::Serialize
+        for<'__a> Self: ::core::clone::Clone
+            + ::allframe::__private::serde::Serialize
             + ::allframe::__private::serde::de::DeserializeOwned
             + ::allframe::__private::garde::Validate<Context = ()>
             + ::core::marker::Send

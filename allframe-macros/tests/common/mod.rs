@@ -38,7 +38,7 @@ impl Aggregate for Account {
 
 /// A create-command whose id the server generates.
 #[command(aggregate = Account, create)]
-#[derive(Debug, Serialize, Deserialize, garde::Validate)]
+#[derive(Debug, Clone, Serialize, Deserialize, garde::Validate)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct OpenAccount {
     #[garde(length(chars, min = 1, max = 100))]
@@ -47,7 +47,7 @@ pub(crate) struct OpenAccount {
 
 /// A create-command that brings its own id.
 #[command(aggregate = Account, id = account_id, create, name = "import")]
-#[derive(Debug, Serialize, Deserialize, garde::Validate)]
+#[derive(Debug, Clone, Serialize, Deserialize, garde::Validate)]
 pub(crate) struct ImportAccount {
     #[garde(skip)]
     pub(crate) account_id: Uuid,
@@ -56,7 +56,7 @@ pub(crate) struct ImportAccount {
 }
 
 #[command(aggregate = Account, id = account_id)]
-#[derive(Debug, Serialize, Deserialize, garde::Validate)]
+#[derive(Debug, Clone, Serialize, Deserialize, garde::Validate)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) struct Deposit {
     #[garde(skip)]
@@ -69,7 +69,7 @@ pub(crate) struct Deposit {
 }
 
 #[command(aggregate = Account, id = account_id)]
-#[derive(Debug, Serialize, Deserialize, garde::Validate)]
+#[derive(Debug, Clone, Serialize, Deserialize, garde::Validate)]
 pub(crate) struct CloseAccount {
     #[garde(skip)]
     pub(crate) account_id: String,

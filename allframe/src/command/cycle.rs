@@ -2,7 +2,6 @@
 //! aggregate's turn → load → decide → append with the loaded version,
 //! retried on conflict.
 
-use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
@@ -59,10 +58,6 @@ pub(crate) async fn run<H: CommandHandler>(
     input: Input<'_>,
     options: DispatchOptions,
 ) -> Result<CommandOutcome, CommandError> {
-    let body = match &input {
-        Input::Json(body) => Some(*body),
-        Input::Typed(_) => None,
-    };
     let command: H::Command = parse(input)?;
     if let Err(report) = garde::Validate::validate(&command) {
         return Err(CommandError::Validation(field_errors_for::<H::Command>(
@@ -70,7 +65,7 @@ pub(crate) async fn run<H: CommandHandler>(
         )));
     }
     let Some(key) = options.idempotency_key.as_deref() else {
-        return execute(handler, dispatcher, command, body, &options, None).await;
+        return execute(handler, dispatcher, command, &options, None).await;
     };
     let store = &*dispatcher.store;
     let config = &dispatcher.config;
@@ -97,16 +92,7 @@ pub(crate) async fn run<H: CommandHandler>(
         claimed_at: Instant::now(),
         reclaimed: false,
     };
-    let outcome = match execute(
-        handler,
-        dispatcher,
-        command,
-        body,
-        &options,
-        Some(&mut hold),
-    )
-    .await
-    {
+    let outcome = match execute(handler, dispatcher, command, &options, Some(&mut hold)).await {
         Ok(outcome) => outcome,
         Err(error) => return hold.give_up(dispatcher, error).await,
     };
@@ -158,11 +144,10 @@ async fn execute<H: CommandHandler>(
     handler: &H,
     dispatcher: &Dispatcher,
     command: H::Command,
-    body: Option<&[u8]>,
     options: &DispatchOptions,
     hold: Option<&mut Hold>,
 ) -> Result<CommandOutcome, CommandError> {
-    let attempt = attempt(handler, dispatcher, command, body, options, hold);
+    let attempt = attempt(handler, dispatcher, command, options, hold);
     AssertUnwindSafe(attempt)
         .catch_unwind()
         .await
@@ -179,7 +164,6 @@ async fn attempt<H: CommandHandler>(
     handler: &H,
     dispatcher: &Dispatcher,
     command: H::Command,
-    body: Option<&[u8]>,
     options: &DispatchOptions,
     mut hold: Option<&mut Hold>,
 ) -> Result<CommandOutcome, CommandError> {
@@ -187,21 +171,9 @@ async fn attempt<H: CommandHandler>(
     let store = &*dispatcher.store;
     let _turn = dispatcher.turn(&stream).lock().await;
     let command_id = Uuid::now_v7().to_string();
-    // Handlers take the command by value; a retry decodes a fresh copy
-    // from the request body, or from the command serialized up front.
-    let mut spare = body.map(Cow::Borrowed);
-    let mut command = Some(command);
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let current = match command.take() {
-            Some(command) => command,
-            None => rebuild(spare.as_deref())?,
-        };
-        if spare.is_none() && dispatcher.config.max_retries > 0 {
-            let bytes = serde_json::to_vec(&current).map_err(CommandError::EventEncoding)?;
-            spare = Some(Cow::Owned(bytes));
-        }
         let loaded = load::<AggregateOf<H::Command>>(store, &aggregate_id).await?;
         check_existence::<H::Command>(&stream, &loaded)?;
         if let Some(expected) = &options.if_match
@@ -212,8 +184,9 @@ async fn attempt<H: CommandHandler>(
                 actual: loaded.version,
             });
         }
+        // Handlers take the command by value; a retry clones it again.
         let decided = handler
-            .handle(current, &loaded.state, &dispatcher.container)
+            .handle(command.clone(), &loaded.state, &dispatcher.container)
             .await
             .map_err(CommandError::erase)?;
         if decided.is_empty() {
@@ -297,12 +270,6 @@ async fn attempt<H: CommandHandler>(
             Err(error) => return Err(error.into()),
         }
     }
-}
-
-fn rebuild<C: Command>(spare: Option<&[u8]>) -> Result<C, CommandError> {
-    let bytes =
-        spare.ok_or_else(|| CommandError::InvalidCommand("command cannot be retried".into()))?;
-    serde_json::from_slice(bytes).map_err(|error| CommandError::InvalidCommand(error.to_string()))
 }
 
 fn metadata<C: Command>(command_id: &str, options: &DispatchOptions) -> Metadata {

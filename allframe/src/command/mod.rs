@@ -40,14 +40,19 @@ pub type EventOf<C> = <<C as Command>::Aggregate as Aggregate>::Event;
 /// What a handler decides for command `C`: events, or why not.
 pub type Decision<C, E> = Result<Vec<EventOf<C>>, CommandError<E>>;
 
-/// A request to change one aggregate. Implement it with `#[command(...)]`.
+/// A request to change one aggregate. Implement it with `#[command(...)]`
+/// on a struct that also derives `Clone`, `Serialize`, `Deserialize` and
+/// `garde::Validate`.
+///
+/// `Clone` is what a retry after a concurrency conflict runs on: the
+/// handler takes the command by value, so each attempt gets a clone.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a command",
     label = "not a command",
     note = "add `#[allframe::command(aggregate = ..., id = ...)]` to the definition of `{Self}`"
 )]
 pub trait Command:
-    Serialize + DeserializeOwned + garde::Validate<Context = ()> + Send + Sync + 'static
+    Clone + Serialize + DeserializeOwned + garde::Validate<Context = ()> + Send + Sync + 'static
 {
     /// The name it is dispatched and routed under (kebab-case by default).
     const NAME: &'static str;

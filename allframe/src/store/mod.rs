@@ -20,6 +20,7 @@
 
 use crate::event::{NewEvent, RecordedEvent};
 
+mod connect;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod group_commit;
 mod idempotency;
@@ -34,6 +35,7 @@ mod sql;
 mod sqlite;
 mod validate;
 
+pub use connect::{ConnectError, ConnectOptions, connect};
 pub use idempotency::{Claim, Completion, MAX_DURATION};
 pub(crate) use log::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError};
 pub use memory::MemoryStore;

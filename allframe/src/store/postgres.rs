@@ -204,6 +204,17 @@ impl PostgresStore {
         schema: Option<&str>,
         max_batch: usize,
     ) -> Result<Self> {
+        Self::connect_with_pool(options, schema, max_batch, |pool| pool).await
+    }
+
+    /// [`connect_with`](Self::connect_with), with `pool` adjusting the
+    /// options of the connection pool (8 connections by default).
+    pub(crate) async fn connect_with_pool(
+        options: PgConnectOptions,
+        schema: Option<&str>,
+        max_batch: usize,
+        pool: impl FnOnce(PgPoolOptions) -> PgPoolOptions,
+    ) -> Result<Self> {
         let options = match schema {
             None => options,
             Some(schema) => {
@@ -220,8 +231,7 @@ impl PostgresStore {
                 options.options([("search_path", quoted)])
             }
         };
-        let reads = PgPoolOptions::new()
-            .max_connections(8)
+        let reads = pool(PgPoolOptions::new().max_connections(8))
             .connect_with(options.clone())
             .await
             .map_err(db_error)?;

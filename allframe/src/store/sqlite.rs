@@ -179,6 +179,16 @@ impl SqliteStore {
     /// journaling is always turned on; `max_batch` appends at most share one
     /// transaction (1 turns group commit off).
     pub async fn connect_with(options: SqliteConnectOptions, max_batch: usize) -> Result<Self> {
+        Self::connect_with_pool(options, max_batch, |pool| pool).await
+    }
+
+    /// [`connect_with`](Self::connect_with), with `pool` adjusting the
+    /// options of the pool of reading connections (4 by default).
+    pub(crate) async fn connect_with_pool(
+        options: SqliteConnectOptions,
+        max_batch: usize,
+        pool: impl FnOnce(SqlitePoolOptions) -> SqlitePoolOptions,
+    ) -> Result<Self> {
         let options = options.journal_mode(SqliteJournalMode::Wal);
         // A batch can touch many pages; a larger cache (64 MiB) for the one
         // writing connection keeps them from spilling mid-transaction.
@@ -190,8 +200,7 @@ impl SqliteStore {
             .run(&mut writer)
             .await
             .map_err(StoreError::backend)?;
-        let reads = SqlitePoolOptions::new()
-            .max_connections(4)
+        let reads = pool(SqlitePoolOptions::new().max_connections(4))
             .connect_with(options)
             .await
             .map_err(db_error)?;

@@ -86,7 +86,7 @@ pub const MAX_BALANCE: u64 = i64::MAX as u64;
 
 /// Opens an account; the server picks its id.
 #[command(aggregate = Account, create)]
-#[derive(Debug, Serialize, Deserialize, garde::Validate)]
+#[derive(Debug, Clone, Serialize, Deserialize, garde::Validate)]
 #[serde(deny_unknown_fields)]
 pub struct OpenAccount {
     /// The owner's name.
@@ -103,7 +103,7 @@ pub struct OpenAccount {
 
 /// Pays money in.
 #[command(aggregate = Account, id = account_id)]
-#[derive(Debug, Serialize, Deserialize, garde::Validate)]
+#[derive(Debug, Clone, Serialize, Deserialize, garde::Validate)]
 #[serde(deny_unknown_fields)]
 pub struct Deposit {
     /// The account.
@@ -116,7 +116,7 @@ pub struct Deposit {
 
 /// Pays money out.
 #[command(aggregate = Account, id = account_id)]
-#[derive(Debug, Serialize, Deserialize, garde::Validate)]
+#[derive(Debug, Clone, Serialize, Deserialize, garde::Validate)]
 #[serde(deny_unknown_fields)]
 pub struct Withdraw {
     /// The account.
@@ -129,7 +129,7 @@ pub struct Withdraw {
 
 /// Closes an empty account.
 #[command(aggregate = Account, id = account_id)]
-#[derive(Debug, Serialize, Deserialize, garde::Validate)]
+#[derive(Debug, Clone, Serialize, Deserialize, garde::Validate)]
 #[serde(deny_unknown_fields)]
 pub struct CloseAccount {
     /// The account.

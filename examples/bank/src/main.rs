@@ -6,75 +6,41 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use allframe::EventStore;
-use allframe::store::{MemoryStore, PostgresStore, SqliteStore};
+use clap::Parser;
 use tower_http::trace::TraceLayer;
 
-const USAGE: &str =
-    "usage: bank [--addr HOST:PORT] [--database-url sqlite://PATH|postgres://...|memory]";
-
-#[derive(Debug)]
+/// The AllFrame reference service: bank accounts, event-sourced.
+#[derive(Debug, Parser)]
+#[command(name = "bank", version)]
 struct Args {
+    /// Where to listen.
+    #[arg(
+        long,
+        env = "BANK_ADDR",
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:3000"
+    )]
     addr: SocketAddr,
+    /// The event store: `sqlite://PATH`, `postgres://…` or `memory`.
+    #[arg(
+        long,
+        env = "BANK_DATABASE_URL",
+        value_name = "URL",
+        default_value = "sqlite://bank.db"
+    )]
     database_url: String,
-}
-
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut parsed = Args {
-        addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
-        database_url: "sqlite://bank.db".to_owned(),
-    };
-    while let Some(flag) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
-        match flag.as_str() {
-            "--addr" => {
-                let addr = value("--addr")?;
-                parsed.addr = addr.parse().map_err(|_| {
-                    format!("--addr must be HOST:PORT, like 127.0.0.1:3000 (got {addr})")
-                })?;
-            }
-            "--database-url" => parsed.database_url = value("--database-url")?,
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    Ok(parsed)
-}
-
-async fn open_store(url: &str) -> Result<Arc<dyn EventStore>, allframe::StoreError> {
-    Ok(if url == "memory" {
-        Arc::new(MemoryStore::new())
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Arc::new(PostgresStore::connect(url).await?)
-    } else {
-        Arc::new(SqliteStore::connect(url).await?)
-    })
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,tower_http=info".into()),
         )
         .init();
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(message) => {
-            if !message.is_empty() {
-                eprintln!("{message}");
-            }
-            eprintln!("{USAGE}");
-            return if message.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            };
-        }
-    };
     match serve(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -85,12 +51,15 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let store = open_store(&args.database_url).await?;
+    let store = allframe::store::connect(&args.database_url).await?;
     // Also starts every projection (the bank's `accounts`).
     let app = bank::app(&*store).build().await?;
-    let router = app.router().layer(TraceLayer::new_for_http());
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
+    // Listens for Ctrl-C and SIGTERM from here on, before it says it is up.
+    let server = app
+        .serve(listener)
+        .map_router(|router| router.layer(TraceLayer::new_for_http()));
     println!(
         "bank is serving on http://{addr}  (events in {})",
         args.database_url
@@ -109,69 +78,49 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "  projections running: {}",
         app.projections().names().join(", ")
     );
-    // axum does not track upgraded WebSockets, and waits for SSE responses
-    // to end: close the event streams before it finishes shutting down.
-    let streams = app.clone();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown().await;
-            streams.shutdown().await;
-        })
-        .await?;
-    // Nothing is served any more: stop the projections and close the
-    // database (SQLite folds its WAL back into the file).
-    app.close().await;
+    server.await?;
     println!("bank stopped");
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-    println!("bank is shutting down");
-}
-
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
     use super::*;
 
-    fn args(list: &[&str]) -> Result<Args, String> {
-        parse_args(list.iter().map(|s| s.to_string()))
+    fn args(list: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("bank").chain(list.iter().copied()))
     }
 
     #[test]
     fn flags_parse_and_bad_ones_are_explained() {
-        let parsed = args(&[]).unwrap();
-        assert_eq!(parsed.addr.to_string(), "127.0.0.1:3000");
-        assert_eq!(parsed.database_url, "sqlite://bank.db");
+        Args::command().debug_assert();
+        // No flags: the defaults (unless BANK_ADDR / BANK_DATABASE_URL are
+        // set in the environment of the test run).
+        if std::env::var_os("BANK_ADDR").is_none()
+            && std::env::var_os("BANK_DATABASE_URL").is_none()
+        {
+            let parsed = args(&[]).unwrap();
+            assert_eq!(parsed.addr.to_string(), "127.0.0.1:3000");
+            assert_eq!(parsed.database_url, "sqlite://bank.db");
+        }
         let parsed = args(&["--addr", "0.0.0.0:8080", "--database-url", "memory"]).unwrap();
         assert_eq!(
             (parsed.addr.port(), parsed.database_url.as_str()),
             (8080, "memory")
         );
-        assert!(args(&["--addr", "nope"]).unwrap_err().contains("HOST:PORT"));
-        assert!(args(&["--addr"]).unwrap_err().contains("needs a value"));
-        assert!(
-            args(&["--verbose"])
-                .unwrap_err()
-                .contains("unknown argument")
+        let error = args(&["--addr", "nope"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ValueValidation);
+        assert!(error.to_string().contains("HOST:PORT"), "{error}");
+        let error = args(&["--addr"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidValue, "{error}");
+        let error = args(&["--verbose"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::UnknownArgument, "{error}");
+        assert_eq!(
+            args(&["--help"]).unwrap_err().kind(),
+            ErrorKind::DisplayHelp
         );
     }
 }

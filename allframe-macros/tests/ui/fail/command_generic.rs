@@ -17,7 +17,7 @@ impl Aggregate for Account {
 }
 
 #[allframe::command(aggregate = Account, create)]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Open<T> {
     #[garde(skip)]
     owner: T,

@@ -17,23 +17,23 @@ impl Aggregate for Account {
 }
 
 #[allframe::command(aggregate = Account, create, name = "Open_Account")]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct OpenAccount {}
 
 #[allframe::command(aggregate = Account, create, name = "")]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Reopen {}
 
 #[allframe::command(aggregate = Account, create, name = "close--account")]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Close {}
 
 #[allframe::command(aggregate = Account, create, name = open)]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Open {}
 
 #[allframe::command(aggregate = Account, create)]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 #[allow(non_camel_case_types)]
 struct Überweisung {}
 

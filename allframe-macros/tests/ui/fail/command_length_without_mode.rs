@@ -18,7 +18,7 @@ impl Aggregate for Account {
 }
 
 #[allframe::command(aggregate = Account, create)]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct OpenAccount {
     #[garde(length(min = 1, max = 100))]
     owner: String,

@@ -18,7 +18,7 @@ impl Aggregate for Account {
 }
 
 #[allframe::command(name = "Deposit!", id = acount_id, colour, name = "x")]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Deposit {
     #[garde(skip)]
     account_id: String,

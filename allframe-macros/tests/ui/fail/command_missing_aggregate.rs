@@ -17,14 +17,14 @@ impl Aggregate for Account {
 }
 
 #[allframe::command(id = account_id)]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Deposit {
     #[garde(skip)]
     account_id: String,
 }
 
 #[allframe::command()]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Close {}
 
 fn name<C: allframe::Command>() -> &'static str {

@@ -17,7 +17,7 @@ impl Aggregate for Account {
 }
 
 #[allframe::command(aggregate = Account)]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Deposit {
     #[garde(skip)]
     account_id: String,

@@ -18,15 +18,15 @@ impl Aggregate for Account {
 }
 
 #[allframe::command(aggregate = Account, create)]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Ping;
 
 #[allframe::command(aggregate = Account, create)]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Amount(#[garde(skip)] u64);
 
 #[allframe::command(aggregate = Account, create)]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 enum Either {
     Left {},
 }

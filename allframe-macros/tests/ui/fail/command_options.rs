@@ -17,21 +17,21 @@ impl Aggregate for Account {
 }
 
 #[allframe::command(aggregate = Account, id = account_id, colour = "red", id = account_id)]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Deposit {
     #[garde(skip)]
     account_id: String,
 }
 
 #[allframe::command(aggregate, create = true, id = "account_id")]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Withdraw {
     #[garde(skip)]
     account_id: String,
 }
 
 #[allframe::command(aggregate = Account, name, id = self.account_id)]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Close {
     #[garde(skip)]
     account_id: String,

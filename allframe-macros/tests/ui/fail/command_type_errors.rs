@@ -21,14 +21,14 @@ impl Aggregate for Account {
 struct Ledger;
 
 #[allframe::command(aggregate = Ledger, id = account_id)]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Deposit {
     #[garde(skip)]
     account_id: Vec<u8>,
 }
 
 #[allframe::command(aggregate = Account, id = account_id)]
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Withdraw {
     account_id: String,
 }

@@ -19,7 +19,7 @@ impl Aggregate for Account {
 }
 
 #[command(aggregate = Account, id = account_id)]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Deposit {
     #[garde(skip)]
     account_id: String,

@@ -32,7 +32,7 @@ impl Aggregate for Account {
 }
 
 #[command(aggregate = Account, create)]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 #[serde(rename_all = "SCREAMING-KEBAB-CASE")]
 struct OpenAccount {
     #[garde(length(chars, min = 1, max = 100))]
@@ -43,7 +43,7 @@ struct OpenAccount {
 }
 
 #[command(aggregate = Account, id = account_id, name = "deposit-money")]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 #[serde(rename_all = "camelCase")]
 struct Deposit {
     #[garde(skip)]
@@ -53,7 +53,7 @@ struct Deposit {
 }
 
 /// The attribute may also follow the derives.
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 #[serde(rename_all = "camelCase")]
 #[command(aggregate = Account, id = account_id)]
 struct Close {

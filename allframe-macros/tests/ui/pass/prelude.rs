@@ -25,7 +25,7 @@ impl Aggregate for Counter {
 }
 
 #[command(aggregate = Counter, id = counter_id, create)]
-#[derive(Serialize, Deserialize, garde::Validate)]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
 struct Increment {
     #[garde(length(chars, min = 1))]
     counter_id: String,

@@ -1,0 +1,93 @@
+//! The bank binary's settings: each flag falls back to an environment
+//! variable, a flag beats its variable, and a database URL it cannot open
+//! is a clear error and exit code 1.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bank() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bank"));
+    command
+        .env_remove("BANK_ADDR")
+        .env_remove("BANK_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Starts the bank, returns its first line, then stops it with SIGTERM and
+/// checks it exits cleanly.
+fn first_line(mut command: Command) -> String {
+    let mut child = command
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the bank starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().expect("a line").expect("text");
+    // Keep reading so the child never writes to a closed or full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the bank did not stop in time");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "{exit:?}");
+    line
+}
+
+#[test]
+fn settings_fall_back_to_the_environment() {
+    let mut command = bank();
+    command
+        .env("BANK_ADDR", "127.0.0.1:0")
+        .env("BANK_DATABASE_URL", "memory");
+    let line = first_line(command);
+    assert!(
+        line.starts_with("bank is serving on http://127.0.0.1:"),
+        "{line}"
+    );
+    assert!(!line.contains(":3000 "), "{line}");
+    assert!(line.ends_with("(events in memory)"), "{line}");
+}
+
+#[test]
+fn a_flag_beats_its_environment_variable() {
+    let mut command = bank();
+    command
+        .env("BANK_ADDR", "127.0.0.1:1")
+        .env("BANK_DATABASE_URL", "mysql://localhost/bank")
+        .args(["--addr", "127.0.0.1:0", "--database-url", "memory"]);
+    let line = first_line(command);
+    assert!(line.ends_with("(events in memory)"), "{line}");
+}
+
+#[test]
+fn an_unusable_database_url_is_explained() {
+    let output = bank()
+        .args(["--addr", "127.0.0.1:0"])
+        .args(["--database-url", "mysql://ada:s3cret@localhost/bank"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("unsupported database URL"), "{stderr}");
+    assert!(stderr.contains("sqlite://PATH"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+
+    let output = bank().args(["--addr", "nowhere"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--addr <HOST:PORT>"), "{stderr}");
+}
