@@ -268,8 +268,8 @@ impl Backend {
 }
 
 /// `url` with the password of its user info (`user:secret@host`) and of a
-/// `password=` query parameter replaced by `***`.
-fn redact(url: &str) -> String {
+/// `password=` query parameter replaced by `***`: safe to print or log.
+pub fn redact(url: &str) -> String {
     let mut redacted = url.to_owned();
     if let Some(scheme_end) = redacted.find("://") {
         let authority_start = scheme_end + 3;

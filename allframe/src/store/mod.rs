@@ -35,7 +35,7 @@ mod sql;
 mod sqlite;
 mod validate;
 
-pub use connect::{ConnectError, ConnectOptions, connect};
+pub use connect::{ConnectError, ConnectOptions, connect, redact};
 pub use idempotency::{Claim, Completion, MAX_DURATION};
 pub(crate) use log::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError};
 pub use memory::MemoryStore;

@@ -62,7 +62,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .map_router(|router| router.layer(TraceLayer::new_for_http()));
     println!(
         "bank is serving on http://{addr}  (events in {})",
-        args.database_url
+        allframe::store::redact(&args.database_url)
     );
     println!(
         "  commands: POST http://{addr}/commands/{{open-account,deposit,withdraw,close-account}}"

@@ -91,3 +91,31 @@ fn an_unusable_database_url_is_explained() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("--addr <HOST:PORT>"), "{stderr}");
 }
+
+#[test]
+fn the_banner_hides_the_database_password() {
+    // PostgreSQL here trusts local connections, so any password connects.
+    let url = std::env::var("ALLFRAME_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let Some(rest) = url.strip_prefix("postgres://postgres@") else {
+        eprintln!(
+            "*** SKIPPED: ALLFRAME_TEST_POSTGRES_URL has no `postgres@` user to add a password to ***"
+        );
+        return;
+    };
+    let with_password = format!("postgres://postgres:s3cret@{rest}");
+    if std::net::TcpStream::connect(rest.split('/').next().unwrap()).is_err() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "PostgreSQL is unreachable and CI=true"
+        );
+        eprintln!("*** SKIPPED: PostgreSQL at {rest} is unreachable ***");
+        return;
+    }
+    let mut command = bank();
+    command.args(["--addr", "127.0.0.1:0", "--database-url", &with_password]);
+    let line = first_line(command);
+    assert!(line.contains("postgres://postgres:***@"), "{line}");
+    assert!(!line.contains("s3cret"), "{line}");
+}
