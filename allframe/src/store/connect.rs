@@ -116,17 +116,10 @@ impl ConnectOptions {
         let options = SqliteConnectOptions::from_str(&self.url)
             .map_err(|error| self.invalid_url(error))?
             .create_if_missing(true);
-        let store = SqliteStore::connect_with_pool(options, DEFAULT_MAX_BATCH, |mut pool| {
-            if let Some(connections) = self.max_connections {
-                pool = pool.max_connections(connections);
-            }
-            if let Some(timeout) = self.acquire_timeout {
-                pool = pool.acquire_timeout(timeout);
-            }
-            pool
-        })
-        .await
-        .map_err(|error| self.failed(error))?;
+        let store =
+            SqliteStore::connect_with_pool(options, DEFAULT_MAX_BATCH, |pool| self.size(pool))
+                .await
+                .map_err(|error| self.failed(error))?;
         Ok(Arc::new(store))
     }
 
@@ -146,24 +139,32 @@ impl ConnectOptions {
 
         let options =
             PgConnectOptions::from_str(&self.url).map_err(|error| self.invalid_url(error))?;
-        let store =
-            PostgresStore::connect_with_pool(options, None, DEFAULT_MAX_BATCH, |mut pool| {
-                if let Some(connections) = self.max_connections {
-                    pool = pool.max_connections(connections);
-                }
-                if let Some(timeout) = self.acquire_timeout {
-                    pool = pool.acquire_timeout(timeout);
-                }
-                pool
-            })
-            .await
-            .map_err(|error| self.failed(error))?;
+        let store = PostgresStore::connect_with_pool(options, None, DEFAULT_MAX_BATCH, |pool| {
+            self.size(pool)
+        })
+        .await
+        .map_err(|error| self.failed(error))?;
         Ok(Arc::new(store))
     }
 
     #[cfg(not(feature = "postgres"))]
     async fn postgres(&self) -> Result<Arc<dyn EventStore>, ConnectError> {
         Err(self.not_built("postgres"))
+    }
+
+    /// The read pool's options with the size and timeout asked for.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    fn size<DB: sqlx::Database>(
+        &self,
+        mut pool: sqlx::pool::PoolOptions<DB>,
+    ) -> sqlx::pool::PoolOptions<DB> {
+        if let Some(connections) = self.max_connections {
+            pool = pool.max_connections(connections);
+        }
+        if let Some(timeout) = self.acquire_timeout {
+            pool = pool.acquire_timeout(timeout);
+        }
+        pool
     }
 
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
