@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use allframe::store::projections::{
     Batch, Committed, Generation, Generations, ProjectionStore, RowQuery,
 };
-use allframe::store::{Claim, Completion, MemoryStore, Result};
+use allframe::store::{Claim, Completion, IdempotencyStore, MemoryStore, Result};
 use allframe::{
     Appended, EventFilter, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
 };
@@ -172,6 +172,62 @@ impl ProjectionStore for FaultyRows {
 }
 
 impl EventStore for Faulty {
+    fn append<'a>(
+        &'a self,
+        stream_id: &'a str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'a, Result<Appended>> {
+        self.append_with(stream_id, expected, events, None)
+    }
+    fn idempotency(&self) -> Option<&dyn IdempotencyStore> {
+        Some(self)
+    }
+    fn read_stream<'a>(
+        &'a self,
+        stream_id: &'a str,
+        from_version: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
+        self.guard(move |s| s.read_stream(stream_id, from_version, limit))
+    }
+    fn read_all<'a>(
+        &'a self,
+        after: u64,
+        limit: usize,
+        filter: &'a EventFilter,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
+        let mut held = self.held_below.subscribe();
+        Box::pin(async move {
+            // Only an error can end this early: the sender lives in `self`.
+            let _ = held
+                .wait_for(|below| below.is_none_or(|below| after >= below))
+                .await;
+            self.guard(move |s| s.read_all(after, limit, filter)).await
+        })
+    }
+    fn stream_version<'a>(&'a self, stream_id: &'a str) -> BoxFuture<'a, Result<u64>> {
+        self.guard(move |s| s.stream_version(stream_id))
+    }
+    fn head_position(&self) -> BoxFuture<'_, Result<u64>> {
+        self.guard(|s| s.head_position())
+    }
+    fn watch_head(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.watch_head()
+    }
+    fn projection_store(&self) -> Option<Arc<dyn ProjectionStore>> {
+        Some(Arc::new(FaultyRows {
+            inner: self.inner.projection_store()?,
+            fault: self.fault.clone(),
+        }))
+    }
+
+    fn shared(&self) -> Arc<dyn EventStore> {
+        Arc::new(self.clone())
+    }
+}
+
+impl IdempotencyStore for Faulty {
     fn append_with<'a>(
         &'a self,
         stream_id: &'a str,
@@ -216,47 +272,5 @@ impl EventStore for Faulty {
     }
     fn purge_idempotency_keys(&self, retention: Duration) -> BoxFuture<'_, Result<u64>> {
         self.guard(move |s| s.purge_idempotency_keys(retention))
-    }
-    fn read_stream<'a>(
-        &'a self,
-        stream_id: &'a str,
-        from_version: u64,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
-        self.guard(move |s| s.read_stream(stream_id, from_version, limit))
-    }
-    fn read_all<'a>(
-        &'a self,
-        after: u64,
-        limit: usize,
-        filter: &'a EventFilter,
-    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
-        let mut held = self.held_below.subscribe();
-        Box::pin(async move {
-            // Only an error can end this early: the sender lives in `self`.
-            let _ = held
-                .wait_for(|below| below.is_none_or(|below| after >= below))
-                .await;
-            self.guard(move |s| s.read_all(after, limit, filter)).await
-        })
-    }
-    fn stream_version<'a>(&'a self, stream_id: &'a str) -> BoxFuture<'a, Result<u64>> {
-        self.guard(move |s| s.stream_version(stream_id))
-    }
-    fn head_position(&self) -> BoxFuture<'_, Result<u64>> {
-        self.guard(|s| s.head_position())
-    }
-    fn watch_head(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.inner.watch_head()
-    }
-    fn projection_store(&self) -> Option<Arc<dyn ProjectionStore>> {
-        Some(Arc::new(FaultyRows {
-            inner: self.inner.projection_store()?,
-            fault: self.fault.clone(),
-        }))
-    }
-
-    fn shared(&self) -> Arc<dyn EventStore> {
-        Arc::new(self.clone())
     }
 }

@@ -314,6 +314,8 @@ async fn records_expire(store: &dyn EventStore) {
         .await
         .unwrap();
     let left = store
+        .idempotency()
+        .expect("idempotency records")
         .purge_idempotency_keys(Duration::from_millis(300))
         .await
         .unwrap();

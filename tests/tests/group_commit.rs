@@ -71,6 +71,8 @@ async fn poison_does_not_spread(store: &dyn EventStore) {
 /// new positions: each completion must store the response built from the
 /// append that committed, and the failing appends must store none.
 async fn completions_follow_retried_appends(store: &dyn EventStore) {
+    let log = store;
+    let store = store.idempotency().expect("idempotency records");
     const APPENDS: usize = 48;
     let describe = |a: &allframe::Appended| format!("{}@{}", a.stream_id, a.position);
     let append = |i: usize| async move {
@@ -93,7 +95,7 @@ async fn completions_follow_retried_appends(store: &dyn EventStore) {
         (i, outcome)
     };
     let outcomes = futures_util::future::join_all((0..APPENDS).map(append)).await;
-    let log = store.read_all(0, 1000, &EventFilter::all()).await.unwrap();
+    let log = log.read_all(0, 1000, &EventFilter::all()).await.unwrap();
     assert_eq!(log.len(), APPENDS - APPENDS / 8);
     for (i, outcome) in outcomes {
         let key = format!("key-{i}");

@@ -8,7 +8,7 @@ allframe::store_conformance_tests!(optional: postgres_store());
 
 use std::time::Duration;
 
-use allframe::store::{Claim, Completion};
+use allframe::store::{Claim, Completion, IdempotencyStore};
 use allframe::{EventFilter, EventStore, ExpectedVersion, NewEvent, StoreError};
 use allframe_tests::{fresh_schema, postgres_options, postgres_store_in};
 use futures_util::StreamExt;

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::aggregate::{Loaded, load, stream_id};
 use crate::event::{Metadata, NewEvent};
+use crate::store::log::{append_completing, records};
 use crate::store::{Claim, ExpectedVersion, StoreError};
 
 /// Refuses a create-command on an existing aggregate and any other command
@@ -71,7 +72,7 @@ pub(crate) async fn run<H: CommandHandler>(
     let config = &dispatcher.config;
     dispatcher.purge_if_due().await;
     let fingerprint = fingerprint(&command, options.if_match.as_ref())?;
-    let claim = store
+    let claim = records(store)?
         .claim_idempotency_key(
             key,
             &fingerprint,
@@ -104,7 +105,7 @@ pub(crate) async fn run<H: CommandHandler>(
     // A command that decided on no events completes its key on its own.
     let text = response(&outcome);
     loop {
-        match store
+        match records(store)?
             .complete_idempotency_key(key, &hold.token, text.clone())
             .await
         {
@@ -214,14 +215,14 @@ async fn attempt<H: CommandHandler>(
         } else {
             ExpectedVersion::Exact(loaded.version)
         };
-        let appended = store
-            .append_with(
-                &stream,
-                expected,
-                encode()?,
-                hold.as_ref().map(|hold| hold.completion(&aggregate_id)),
-            )
-            .await;
+        let appended = append_completing(
+            store,
+            &stream,
+            expected,
+            encode()?,
+            hold.as_ref().map(|hold| hold.completion(&aggregate_id)),
+        )
+        .await;
         let appended = match (appended, hold.as_deref_mut()) {
             (Err(lost @ StoreError::IdempotencyKeyLost { .. }), Some(hold)) => {
                 match hold.reclaim(dispatcher, lost).await? {
@@ -230,14 +231,14 @@ async fn attempt<H: CommandHandler>(
                     // aggregate's turn, and the expected version checks
                     // that the decision still stands.
                     Reclaimed::Acquired => {
-                        store
-                            .append_with(
-                                &stream,
-                                expected,
-                                encode()?,
-                                Some(hold.completion(&aggregate_id)),
-                            )
-                            .await
+                        append_completing(
+                            store,
+                            &stream,
+                            expected,
+                            encode()?,
+                            Some(hold.completion(&aggregate_id)),
+                        )
+                        .await
                     }
                 }
             }

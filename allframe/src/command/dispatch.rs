@@ -199,8 +199,11 @@ impl Dispatcher {
         {
             return;
         }
-        match self
-            .store
+        // A store without idempotency records has none to purge.
+        let Some(records) = self.store.idempotency() else {
+            return;
+        };
+        match records
             .purge_idempotency_keys(self.config.idempotency_retention)
             .await
         {

@@ -187,6 +187,7 @@ impl<E: DomainError> CommandError<E> {
                 title: "Refused by the domain",
             },
             Self::Store(StoreError::InvalidIdempotencyKey { .. }) => kinds::INVALID_IDEMPOTENCY_KEY,
+            Self::Store(StoreError::NoIdempotency) => kinds::IDEMPOTENCY_UNSUPPORTED,
             // Another request with the same key took it over; retrying
             // later replays whichever of them committed.
             Self::Store(StoreError::IdempotencyKeyLost { .. }) => ProblemKind {

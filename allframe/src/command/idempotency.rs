@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::dispatch::Dispatcher;
 use super::{Command, CommandError, CommandOutcome, IfMatch};
+use crate::store::log::records;
 use crate::store::{Appended, Claim, Completion, StoreError};
 
 /// The idempotency key a dispatch holds: what its completion and release
@@ -68,8 +69,7 @@ impl Hold {
         }
         tracing::debug!(key = %self.key, "idempotency key was taken over; claiming it again");
         let config = &dispatcher.config;
-        let claim = dispatcher
-            .store
+        let claim = records(&*dispatcher.store)?
             .claim_idempotency_key(
                 &self.key,
                 &self.fingerprint,
@@ -111,7 +111,15 @@ impl Hold {
                 Err(_) => return Err(error),
             }
         }
-        if let Err(release) = store.release_idempotency_key(&self.key, &self.token).await {
+        let released = match records(store) {
+            Ok(records) => {
+                records
+                    .release_idempotency_key(&self.key, &self.token)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(release) = released {
             tracing::warn!(%release, key = %self.key, "could not release an idempotency key; it frees up when its lease runs out");
         }
         Err(error)

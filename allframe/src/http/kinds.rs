@@ -62,6 +62,10 @@ pub const IDEMPOTENCY_KEY_IN_FLIGHT: ProblemKind = kind(
 /// A malformed idempotency key.
 pub const INVALID_IDEMPOTENCY_KEY: ProblemKind =
     kind(400, "invalid-idempotency-key", "Request refused");
+/// An idempotency key sent to a service whose event store keeps no
+/// idempotency records.
+pub const IDEMPOTENCY_UNSUPPORTED: ProblemKind =
+    kind(400, "idempotency-unsupported", "Request refused");
 /// Events the store refuses (a stream id or type it cannot take).
 pub const INVALID_EVENT: ProblemKind = kind(422, "invalid-event", "Request refused");
 
@@ -125,6 +129,7 @@ pub(crate) mod routes {
         INVALID_HEADER,
         INVALID_IF_MATCH,
         INVALID_IDEMPOTENCY_KEY,
+        IDEMPOTENCY_UNSUPPORTED,
         UNSUPPORTED_CONTENT_TYPE,
         UNREADABLE_BODY,
         MALFORMED_JSON,

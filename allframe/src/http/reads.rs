@@ -210,7 +210,7 @@ fn json_text(body: String, position: u64) -> Response {
 }
 
 /// A projection error over HTTP: the client's mistakes as 4xx, a missed
-/// `min_position` as 503 (with `Retry-After`, see [`finish`]), a failed
+/// `min_position` as 503 (with `Retry-After`), a failed
 /// projection as 503 naming it, the rest as a logged 500.
 impl HttpError for ProjectionError {
     fn kind(&self) -> ProblemKind {

@@ -19,11 +19,6 @@ pub enum ProjectionError {
         /// The other row type.
         second: &'static str,
     },
-    /// The event store keeps no projection rows and none were given.
-    #[error(
-        "this event store has no projection storage; pass one with `ProjectionsBuilder::storage`"
-    )]
-    NoStorage,
     /// A list filtered by a field that is not indexed.
     #[error("projection `{projection}` is not indexed by `{field}` (indexed: {indexed})")]
     NotIndexed {

@@ -84,11 +84,23 @@ impl ProjectionsBuilder {
     pub async fn start(self) -> Result<Projections, ProjectionError> {
         let registrations = registry::collect(self.registrations.unwrap_or_else(registry::linked))?;
         let mut slots = BTreeMap::new();
-        // Running no projections needs no storage: a store without any
-        // can still serve an app that has no read models.
-        let storage = self.storage.or_else(|| self.store.projection_store());
+        // A store that keeps no projection rows (it offers the log alone)
+        // still serves projections: from memory, rebuilt from the log at
+        // every start.
+        let storage = match self.storage.or_else(|| self.store.projection_store()) {
+            Some(storage) => storage,
+            None => {
+                if !registrations.is_empty() {
+                    tracing::info!(
+                        "the event store keeps no projection rows: projections live in memory and are rebuilt from the log at start"
+                    );
+                }
+                Arc::new(crate::store::projections::MemoryProjectionStore::new())
+                    as Arc<dyn crate::store::projections::ProjectionStore>
+            }
+        };
         for (name, registration) in registrations {
-            let storage = storage.clone().ok_or(ProjectionError::NoStorage)?;
+            let storage = storage.clone();
             let generations = storage.open(name).await?;
             let slot = Arc::new(Slot {
                 registration,

@@ -86,7 +86,10 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use super::{Appended, MAX_IDEMPOTENCY_KEY_LEN, Result, StoreError};
+use futures_util::future::BoxFuture;
+
+use super::{Appended, ExpectedVersion, MAX_IDEMPOTENCY_KEY_LEN, Result, StoreError};
+use crate::event::NewEvent;
 
 /// A new random claim token (a UUID v7 in its hyphenated form).
 pub(crate) fn new_token() -> String {
@@ -302,6 +305,68 @@ pub(crate) fn response_text(key: &str, bytes: Vec<u8>) -> Result<String> {
             format!("stored response of idempotency key {key:?} is not UTF-8").into(),
         )
     })
+}
+
+/// The idempotency records a store keeps beside its log, in the same
+/// database, so a command's response commits with its events
+/// ([`append_with`](Self::append_with)). A capability: a store offers it
+/// through [`EventStore::idempotency`](crate::EventStore::idempotency).
+pub trait IdempotencyStore: Send + Sync {
+    /// [`EventStore::append`](crate::EventStore::append), and when `completion` is given, marks its
+    /// idempotency key completed with the response it builds from the
+    /// append, in the same transaction as the events: both are stored or
+    /// neither is. Unless the key is still in flight with the completion's
+    /// token, the append is refused with [`StoreError::IdempotencyKeyLost`]
+    /// (checked before the expected version). A refused append (lost key,
+    /// wrong expected version, invalid input) writes no event and leaves
+    /// the idempotency record untouched.
+    fn append_with<'a>(
+        &'a self,
+        stream_id: &'a str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        completion: Option<Completion>,
+    ) -> BoxFuture<'a, Result<Appended>>;
+
+    /// Claims an idempotency key for a request with this `fingerprint`,
+    /// atomically: of any number of concurrent claims of a new key exactly
+    /// one is [`Claim::Acquired`], with a fresh token that completions and
+    /// releases of this claim must carry. The claim cannot be taken over
+    /// for `lease`; records older than `retention` count as absent. See
+    /// the module docs of [`crate::store`] for the rules.
+    fn claim_idempotency_key<'a>(
+        &'a self,
+        key: &'a str,
+        fingerprint: &'a str,
+        lease: Duration,
+        retention: Duration,
+    ) -> BoxFuture<'a, Result<Claim>>;
+
+    /// Marks a key completed with `response`, for a command that decided on
+    /// no events (others complete through [`append_with`](Self::append_with)).
+    /// Refused with [`StoreError::IdempotencyKeyLost`] (nothing written)
+    /// unless the key is in flight with `token`: a completed record keeps
+    /// its first response, and a key nobody claimed stays unclaimed.
+    fn complete_idempotency_key<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+        response: String,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Gives up an in-flight claim (after a failed command) so the key can
+    /// be claimed again at once. Only the claim that returned `token` is
+    /// deleted: if another caller took the key over, or it is completed or
+    /// unknown, nothing happens (and it is not an error).
+    fn release_idempotency_key<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Deletes the idempotency records created more than `retention` ago
+    /// and returns how many were deleted.
+    fn purge_idempotency_keys(&self, retention: Duration) -> BoxFuture<'_, Result<u64>>;
 }
 
 #[cfg(test)]

@@ -3,12 +3,11 @@
 //! These types are named from the crate root (`allframe::EventStore`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
-use super::{Claim, Completion, MAX_EVENTS_PER_APPEND, Result, projections};
+use super::{IdempotencyStore, MAX_EVENTS_PER_APPEND, Result, projections};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::subscription::Subscription;
 
@@ -166,8 +165,8 @@ pub enum StoreError {
         /// Why it was rejected.
         reason: &'static str,
     },
-    /// A completion (in [`EventStore::append_with`] or
-    /// [`EventStore::complete_idempotency_key`]) whose claim no longer holds
+    /// A completion (in [`IdempotencyStore::append_with`](crate::store::IdempotencyStore::append_with) or
+    /// [`IdempotencyStore::complete_idempotency_key`](crate::store::IdempotencyStore::complete_idempotency_key)) whose claim no longer holds
     /// its idempotency key: the key is not in flight with the completion's
     /// token because its lease ran out and another caller took it over, or
     /// it was completed, released or purged, or never claimed. Nothing was
@@ -191,6 +190,36 @@ pub enum StoreError {
     /// The store has shut down.
     #[error("the event store is closed")]
     Closed,
+    /// The store keeps no idempotency records
+    /// ([`EventStore::idempotency`] is `None`).
+    #[error(
+        "this event store keeps no idempotency records; send the command without an idempotency key"
+    )]
+    NoIdempotency,
+}
+
+/// The idempotency records of `store`, or [`StoreError::NoIdempotency`].
+pub(crate) fn records(store: &dyn EventStore) -> Result<&dyn IdempotencyStore> {
+    store.idempotency().ok_or(StoreError::NoIdempotency)
+}
+
+/// Appends through `store`'s log, or, with a `completion`, through its
+/// idempotency records so the response commits with the events.
+pub(crate) async fn append_completing(
+    store: &dyn EventStore,
+    stream_id: &str,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    completion: Option<super::Completion>,
+) -> Result<Appended> {
+    match completion {
+        None => store.append(stream_id, expected, events).await,
+        Some(completion) => {
+            records(store)?
+                .append_with(stream_id, expected, events, Some(completion))
+                .await
+        }
+    }
 }
 
 impl StoreError {
@@ -236,65 +265,7 @@ pub trait EventStore: Send + Sync + 'static {
         stream_id: &'a str,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
-    ) -> BoxFuture<'a, Result<Appended>> {
-        self.append_with(stream_id, expected, events, None)
-    }
-
-    /// [`append`](Self::append), and when `completion` is given, marks its
-    /// idempotency key completed with the response it builds from the
-    /// append, in the same transaction as the events: both are stored or
-    /// neither is. Unless the key is still in flight with the completion's
-    /// token, the append is refused with [`StoreError::IdempotencyKeyLost`]
-    /// (checked before the expected version). A refused append (lost key,
-    /// wrong expected version, invalid input) writes no event and leaves
-    /// the idempotency record untouched.
-    fn append_with<'a>(
-        &'a self,
-        stream_id: &'a str,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-        completion: Option<Completion>,
     ) -> BoxFuture<'a, Result<Appended>>;
-
-    /// Claims an idempotency key for a request with this `fingerprint`,
-    /// atomically: of any number of concurrent claims of a new key exactly
-    /// one is [`Claim::Acquired`], with a fresh token that completions and
-    /// releases of this claim must carry. The claim cannot be taken over
-    /// for `lease`; records older than `retention` count as absent. See
-    /// [`idempotency`] for the rules.
-    fn claim_idempotency_key<'a>(
-        &'a self,
-        key: &'a str,
-        fingerprint: &'a str,
-        lease: Duration,
-        retention: Duration,
-    ) -> BoxFuture<'a, Result<Claim>>;
-
-    /// Marks a key completed with `response`, for a command that decided on
-    /// no events (others complete through [`append_with`](Self::append_with)).
-    /// Refused with [`StoreError::IdempotencyKeyLost`] (nothing written)
-    /// unless the key is in flight with `token`: a completed record keeps
-    /// its first response, and a key nobody claimed stays unclaimed.
-    fn complete_idempotency_key<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a str,
-        response: String,
-    ) -> BoxFuture<'a, Result<()>>;
-
-    /// Gives up an in-flight claim (after a failed command) so the key can
-    /// be claimed again at once. Only the claim that returned `token` is
-    /// deleted: if another caller took the key over, or it is completed or
-    /// unknown, nothing happens (and it is not an error).
-    fn release_idempotency_key<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a str,
-    ) -> BoxFuture<'a, Result<()>>;
-
-    /// Deletes the idempotency records created more than `retention` ago
-    /// and returns how many were deleted.
-    fn purge_idempotency_keys(&self, retention: Duration) -> BoxFuture<'_, Result<u64>>;
 
     /// Reads up to `limit` events of one stream, starting at version
     /// `from_version` (1-based; 0 reads from the start), in version order.
@@ -343,6 +314,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// ascending position with no gap and no duplicate.
     fn subscribe(&self, after: u64, filter: EventFilter) -> Subscription {
         Subscription::new(self.shared(), after, filter)
+    }
+
+    /// The idempotency records kept beside this log, which commands with an
+    /// `Idempotency-Key` need; `None` (the default) for a backend that keeps
+    /// none, where such commands are refused.
+    fn idempotency(&self) -> Option<&dyn IdempotencyStore> {
+        None
     }
 
     /// Where projections over this store keep their rows and checkpoints:

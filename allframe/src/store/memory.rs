@@ -20,8 +20,8 @@ use tokio::sync::watch;
 use super::idempotency::{self, Decision, Seen, millis, validate_key};
 use super::projections::{MemoryProjectionStore, ProjectionStore};
 use super::{
-    Appended, Claim, Completion, EventFilter, EventStore, ExpectedVersion, Result, StoreError,
-    record_append, validate_append, validate_read,
+    Appended, Claim, Completion, EventFilter, EventStore, ExpectedVersion, IdempotencyStore,
+    Result, StoreError, record_append, validate_append, validate_read,
 };
 use crate::event::{NewEvent, RecordedEvent, now_millis};
 
@@ -214,68 +214,17 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl EventStore for MemoryStore {
-    fn append_with<'a>(
+    fn append<'a>(
         &'a self,
         stream_id: &'a str,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
-        completion: Option<Completion>,
     ) -> BoxFuture<'a, Result<Appended>> {
-        future::ready(self.append_now(stream_id, expected, events, completion)).boxed()
+        self.append_with(stream_id, expected, events, None)
     }
 
-    fn claim_idempotency_key<'a>(
-        &'a self,
-        key: &'a str,
-        fingerprint: &'a str,
-        lease: Duration,
-        retention: Duration,
-    ) -> BoxFuture<'a, Result<Claim>> {
-        future::ready(self.claim_now(key, fingerprint, lease, retention)).boxed()
-    }
-
-    fn complete_idempotency_key<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a str,
-        response: String,
-    ) -> BoxFuture<'a, Result<()>> {
-        let result = validate_key(key).and_then(|()| {
-            let now = idempotency::now_millis();
-            if self.write(|log| log.complete(key, token, response, now)) {
-                Ok(())
-            } else {
-                Err(StoreError::IdempotencyKeyLost {
-                    key: key.to_owned(),
-                })
-            }
-        });
-        future::ready(result).boxed()
-    }
-
-    fn release_idempotency_key<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a str,
-    ) -> BoxFuture<'a, Result<()>> {
-        let result = validate_key(key).map(|()| {
-            self.write(|log| {
-                if log.held(key, token).is_some() {
-                    log.keys.remove(key);
-                }
-            })
-        });
-        future::ready(result).boxed()
-    }
-
-    fn purge_idempotency_keys(&self, retention: Duration) -> BoxFuture<'_, Result<u64>> {
-        let purged = self.write(|log| {
-            let cutoff = idempotency::now_millis() - millis(retention);
-            let before = log.keys.len();
-            log.keys.retain(|_, record| record.created_at >= cutoff);
-            (before - log.keys.len()) as u64
-        });
-        future::ready(Ok(purged)).boxed()
+    fn idempotency(&self) -> Option<&dyn IdempotencyStore> {
+        Some(self)
     }
 
     fn read_stream<'a>(
@@ -340,5 +289,71 @@ impl EventStore for MemoryStore {
 
     fn projection_store(&self) -> Option<Arc<dyn ProjectionStore>> {
         Some(Arc::new(self.inner.projections.clone()))
+    }
+}
+
+impl IdempotencyStore for MemoryStore {
+    fn append_with<'a>(
+        &'a self,
+        stream_id: &'a str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        completion: Option<Completion>,
+    ) -> BoxFuture<'a, Result<Appended>> {
+        future::ready(self.append_now(stream_id, expected, events, completion)).boxed()
+    }
+
+    fn claim_idempotency_key<'a>(
+        &'a self,
+        key: &'a str,
+        fingerprint: &'a str,
+        lease: Duration,
+        retention: Duration,
+    ) -> BoxFuture<'a, Result<Claim>> {
+        future::ready(self.claim_now(key, fingerprint, lease, retention)).boxed()
+    }
+
+    fn complete_idempotency_key<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+        response: String,
+    ) -> BoxFuture<'a, Result<()>> {
+        let result = validate_key(key).and_then(|()| {
+            let now = idempotency::now_millis();
+            if self.write(|log| log.complete(key, token, response, now)) {
+                Ok(())
+            } else {
+                Err(StoreError::IdempotencyKeyLost {
+                    key: key.to_owned(),
+                })
+            }
+        });
+        future::ready(result).boxed()
+    }
+
+    fn release_idempotency_key<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        let result = validate_key(key).map(|()| {
+            self.write(|log| {
+                if log.held(key, token).is_some() {
+                    log.keys.remove(key);
+                }
+            })
+        });
+        future::ready(result).boxed()
+    }
+
+    fn purge_idempotency_keys(&self, retention: Duration) -> BoxFuture<'_, Result<u64>> {
+        let purged = self.write(|log| {
+            let cutoff = idempotency::now_millis() - millis(retention);
+            let before = log.keys.len();
+            log.keys.retain(|_, record| record.created_at >= cutoff);
+            (before - log.keys.len()) as u64
+        });
+        future::ready(Ok(purged)).boxed()
     }
 }

@@ -14,9 +14,19 @@
 //! the store, using [`EventStore::watch_head`] as a wake-up signal, so a slow
 //! subscriber can lag but never skip.
 //!
-//! The store also keeps idempotency records ([`Claim`], [`Completion`]): a command's
-//! response is stored in the same transaction as its events
-//! ([`EventStore::append_with`]) and replayed to retries.
+//! [`EventStore`] is the log alone: append, read, head, subscribe. What a
+//! backend keeps beside it are capabilities the app asks for, each `None`
+//! unless the backend offers it:
+//!
+//! - idempotency records ([`EventStore::idempotency`], an
+//!   [`IdempotencyStore`]): a command's response is stored in the same
+//!   transaction as its events ([`IdempotencyStore::append_with`]) and
+//!   replayed to retries; without them, commands with a key are refused;
+//! - projection storage ([`EventStore::projection_store`]): rows that commit
+//!   with their checkpoint; without it, projections run in memory and are
+//!   rebuilt from the log at start.
+//!
+//! Snapshots, timers and leases are to come the same way.
 
 use crate::event::{NewEvent, RecordedEvent};
 
@@ -36,7 +46,7 @@ mod sqlite;
 mod validate;
 
 pub use connect::{ConnectError, ConnectOptions, connect, redact};
-pub use idempotency::{Claim, Completion, MAX_DURATION};
+pub use idempotency::{Claim, Completion, IdempotencyStore, MAX_DURATION};
 pub(crate) use log::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]

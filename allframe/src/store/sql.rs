@@ -25,8 +25,8 @@ use super::group_commit::{BatchWriter, GroupCommit, Plan, Request, completion_ke
 use super::projections::ProjectionStore;
 use super::projections::sql::SqlProjectionStore;
 use super::{
-    Appended, Claim, Completion, EventFilter, EventStore, Result, StoreError, idempotency,
-    validate_append, validate_read,
+    Appended, Claim, Completion, EventFilter, EventStore, IdempotencyStore, Result, StoreError,
+    idempotency, validate_append, validate_read,
 };
 use crate::ExpectedVersion;
 use crate::event::{Metadata, NewEvent, RecordedEvent};
@@ -408,6 +408,83 @@ where
     for<'t> String: Encode<'t, D::Db> + Decode<'t, D::Db> + Type<D::Db>,
     usize: ColumnIndex<<D::Db as Database>::Row>,
 {
+    fn append<'a>(
+        &'a self,
+        stream_id: &'a str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'a, Result<Appended>> {
+        self.append_with(stream_id, expected, events, None)
+    }
+
+    fn idempotency(&self) -> Option<&dyn IdempotencyStore> {
+        Some(self)
+    }
+
+    fn read_stream<'a>(
+        &'a self,
+        stream_id: &'a str,
+        from_version: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
+        async move {
+            validate_read(limit)?;
+            let mut query = QueryBuilder::new(D::SELECT_EVENTS);
+            push_read_stream(&mut query, stream_id, from_version, limit);
+            self.fetch_events(query).await
+        }
+        .boxed()
+    }
+
+    fn read_all<'a>(
+        &'a self,
+        after: u64,
+        limit: usize,
+        filter: &'a EventFilter,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
+        async move {
+            validate_read(limit)?;
+            let mut query = QueryBuilder::new(D::SELECT_EVENTS);
+            push_read_all(&mut query, after, limit, filter);
+            self.fetch_events(query).await
+        }
+        .boxed()
+    }
+
+    fn stream_version<'a>(&'a self, stream_id: &'a str) -> BoxFuture<'a, Result<u64>> {
+        self.stream_version_now(stream_id).boxed()
+    }
+
+    fn head_position(&self) -> BoxFuture<'_, Result<u64>> {
+        Self::head_in(&self.inner.reads).boxed()
+    }
+
+    fn watch_head(&self) -> watch::Receiver<u64> {
+        self.inner.head.clone()
+    }
+
+    fn shared(&self) -> Arc<dyn EventStore> {
+        Arc::new(self.clone())
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        self.inner.close().boxed()
+    }
+
+    fn projection_store(&self) -> Option<Arc<dyn ProjectionStore>> {
+        Some(Arc::new(SqlProjectionStore::<D>::new(self.pool().clone())))
+    }
+}
+
+impl<D: Dialect> IdempotencyStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'t> &'t str: Encode<'t, D::Db> + Type<D::Db>,
+    for<'t> i64: Encode<'t, D::Db> + Decode<'t, D::Db> + Type<D::Db>,
+    for<'t> String: Encode<'t, D::Db> + Decode<'t, D::Db> + Type<D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+{
     fn append_with<'a>(
         &'a self,
         stream_id: &'a str,
@@ -469,60 +546,6 @@ where
 
     fn purge_idempotency_keys(&self, retention: Duration) -> BoxFuture<'_, Result<u64>> {
         D::purge_keys(self, retention).boxed()
-    }
-
-    fn read_stream<'a>(
-        &'a self,
-        stream_id: &'a str,
-        from_version: u64,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
-        async move {
-            validate_read(limit)?;
-            let mut query = QueryBuilder::new(D::SELECT_EVENTS);
-            push_read_stream(&mut query, stream_id, from_version, limit);
-            self.fetch_events(query).await
-        }
-        .boxed()
-    }
-
-    fn read_all<'a>(
-        &'a self,
-        after: u64,
-        limit: usize,
-        filter: &'a EventFilter,
-    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
-        async move {
-            validate_read(limit)?;
-            let mut query = QueryBuilder::new(D::SELECT_EVENTS);
-            push_read_all(&mut query, after, limit, filter);
-            self.fetch_events(query).await
-        }
-        .boxed()
-    }
-
-    fn stream_version<'a>(&'a self, stream_id: &'a str) -> BoxFuture<'a, Result<u64>> {
-        self.stream_version_now(stream_id).boxed()
-    }
-
-    fn head_position(&self) -> BoxFuture<'_, Result<u64>> {
-        Self::head_in(&self.inner.reads).boxed()
-    }
-
-    fn watch_head(&self) -> watch::Receiver<u64> {
-        self.inner.head.clone()
-    }
-
-    fn shared(&self) -> Arc<dyn EventStore> {
-        Arc::new(self.clone())
-    }
-
-    fn close(&self) -> BoxFuture<'_, ()> {
-        self.inner.close().boxed()
-    }
-
-    fn projection_store(&self) -> Option<Arc<dyn ProjectionStore>> {
-        Some(Arc::new(SqlProjectionStore::<D>::new(self.pool().clone())))
     }
 }
 

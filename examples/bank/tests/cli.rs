@@ -16,15 +16,21 @@ fn bank() -> Command {
     command
 }
 
-/// Starts the bank, returns its first line, then stops it with SIGTERM and
+/// Starts the bank, returns its banner line, then stops it with SIGTERM and
 /// checks it exits cleanly.
-fn first_line(mut command: Command) -> String {
+fn banner(mut command: Command) -> String {
     let mut child = command
         .stderr(Stdio::null())
         .spawn()
         .expect("the bank starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().expect("a line").expect("text");
+    // Logs (a database's notices during migrations) may come first; the
+    // banner says the bank is up and listening for signals.
+    let line = lines
+        .by_ref()
+        .map(|line| line.expect("text"))
+        .find(|line| line.starts_with("bank is serving"))
+        .expect("the banner");
     // Keep reading so the child never writes to a closed or full pipe.
     std::thread::spawn(move || for _ in lines {});
     let status = Command::new("kill")
@@ -53,7 +59,7 @@ fn settings_fall_back_to_the_environment() {
     command
         .env("BANK_ADDR", "127.0.0.1:0")
         .env("BANK_DATABASE_URL", "memory");
-    let line = first_line(command);
+    let line = banner(command);
     assert!(
         line.starts_with("bank is serving on http://127.0.0.1:"),
         "{line}"
@@ -69,7 +75,7 @@ fn a_flag_beats_its_environment_variable() {
         .env("BANK_ADDR", "127.0.0.1:1")
         .env("BANK_DATABASE_URL", "mysql://localhost/bank")
         .args(["--addr", "127.0.0.1:0", "--database-url", "memory"]);
-    let line = first_line(command);
+    let line = banner(command);
     assert!(line.ends_with("(events in memory)"), "{line}");
 }
 
@@ -115,7 +121,7 @@ fn the_banner_hides_the_database_password() {
     }
     let mut command = bank();
     command.args(["--addr", "127.0.0.1:0", "--database-url", &with_password]);
-    let line = first_line(command);
+    let line = banner(command);
     assert!(line.contains("postgres://postgres:***@"), "{line}");
     assert!(!line.contains("s3cret"), "{line}");
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{assert_conflict, event, events, everything};
-use crate::store::{Claim, Completion, MAX_IDEMPOTENCY_KEY_LEN};
+use crate::store::{Claim, Completion, IdempotencyStore, MAX_IDEMPOTENCY_KEY_LEN};
 use crate::{EventStore, ExpectedVersion, StoreError};
 
 /// A lease no check outlives.
@@ -13,6 +13,14 @@ const LONG: Duration = Duration::from_secs(3600);
 const SHORT: Duration = Duration::from_millis(200);
 /// How long checks sleep to let [`SHORT`] run out.
 const PAST_SHORT: Duration = Duration::from_millis(400);
+
+/// The idempotency records of the store under test: these cases are for
+/// stores that keep them.
+fn records(store: &dyn EventStore) -> &dyn IdempotencyStore {
+    store
+        .idempotency()
+        .expect("the idempotency cases need a store that keeps idempotency records")
+}
 
 async fn claim(store: &dyn EventStore, key: &str, fingerprint: &str) -> Claim {
     claim_for(store, key, fingerprint, LONG, LONG).await
@@ -25,7 +33,7 @@ async fn claim_for(
     lease: Duration,
     retention: Duration,
 ) -> Claim {
-    store
+    records(store)
         .claim_idempotency_key(key, fingerprint, lease, retention)
         .await
         .unwrap_or_else(|e| panic!("claim {key:?}: {e}"))
@@ -80,7 +88,7 @@ pub async fn idempotency_claim_complete_replay(store: &dyn EventStore) {
         Claim::InFlight,
         "a claimed key is in flight until completed"
     );
-    let appended = store
+    let appended = records(store)
         .append_with(
             "order-1",
             ExpectedVersion::NoStream,
@@ -100,7 +108,7 @@ pub async fn idempotency_claim_complete_replay(store: &dyn EventStore) {
     }
     assert_eq!(everything(store).await.len(), 2, "replays append nothing");
     assert_lost(
-        store
+        records(store)
             .append_with(
                 "order-1",
                 ExpectedVersion::Any,
@@ -120,7 +128,7 @@ pub async fn idempotency_claim_complete_replay(store: &dyn EventStore) {
     // No events: completed directly; the response survives byte for byte.
     let odd = "ünïcödé \u{0} \\ \" \n\t 🦀".to_owned();
     let token = acquire(store, "key-2", "fp-b").await;
-    store
+    records(store)
         .complete_idempotency_key("key-2", &token, odd.clone())
         .await
         .expect("complete without events");
@@ -129,14 +137,14 @@ pub async fn idempotency_claim_complete_replay(store: &dyn EventStore) {
         Claim::Completed(odd.clone())
     );
     assert_lost(
-        store
+        records(store)
             .complete_idempotency_key("key-2", &token, "second".into())
             .await,
         "key-2",
         "completing a completed key",
     );
     assert_lost(
-        store
+        records(store)
             .append_with(
                 "order-2",
                 ExpectedVersion::Any,
@@ -156,14 +164,14 @@ pub async fn idempotency_claim_complete_replay(store: &dyn EventStore) {
 
     // A key nobody claimed cannot be completed, with or without events.
     assert_lost(
-        store
+        records(store)
             .complete_idempotency_key("key-3", "some-token", "done".into())
             .await,
         "key-3",
         "completing an unclaimed key",
     );
     assert_lost(
-        store
+        records(store)
             .append_with(
                 "order-3",
                 ExpectedVersion::NoStream,
@@ -201,7 +209,7 @@ pub async fn idempotency_mismatch(store: &dyn EventStore) {
         Claim::InFlight,
         "a mismatch changes nothing"
     );
-    store
+    records(store)
         .complete_idempotency_key("key-1", &token, "r".into())
         .await
         .expect("a mismatch leaves the holder's token in place");
@@ -245,13 +253,13 @@ pub async fn idempotency_lease_take_over(store: &dyn EventStore) {
         "the take-over holds a new lease"
     );
     assert_lost(
-        store
+        records(store)
             .complete_idempotency_key("key-1", &first, "stale".into())
             .await,
         "key-1",
         "the taken-over holder completing",
     );
-    store
+    records(store)
         .complete_idempotency_key("key-1", &second, "r".into())
         .await
         .unwrap();
@@ -266,7 +274,7 @@ pub async fn idempotency_lease_take_over(store: &dyn EventStore) {
 pub async fn idempotency_expiry_and_purge(store: &dyn EventStore) {
     for key in ["old-done", "old-kept"] {
         let token = acquire(store, key, "fp").await;
-        store
+        records(store)
             .complete_idempotency_key(key, &token, format!("{key}-response"))
             .await
             .unwrap();
@@ -295,7 +303,7 @@ pub async fn idempotency_expiry_and_purge(store: &dyn EventStore) {
         "an expired in-flight record is replaced despite its lease",
     );
     assert_lost(
-        store
+        records(store)
             .complete_idempotency_key("old-in-flight", &old_in_flight, "r".into())
             .await,
         "old-in-flight",
@@ -303,18 +311,21 @@ pub async fn idempotency_expiry_and_purge(store: &dyn EventStore) {
     );
 
     assert_eq!(
-        store.purge_idempotency_keys(LONG).await.unwrap(),
+        records(store).purge_idempotency_keys(LONG).await.unwrap(),
         0,
         "nothing is older than the long retention"
     );
     assert_eq!(
-        store.purge_idempotency_keys(SHORT).await.unwrap(),
+        records(store).purge_idempotency_keys(SHORT).await.unwrap(),
         2,
         "exactly old-kept and old-purged are older than the short retention"
     );
-    assert_eq!(store.purge_idempotency_keys(SHORT).await.unwrap(), 0);
+    assert_eq!(
+        records(store).purge_idempotency_keys(SHORT).await.unwrap(),
+        0
+    );
     assert_lost(
-        store
+        records(store)
             .complete_idempotency_key("old-purged", &old_purged, "r".into())
             .await,
         "old-purged",
@@ -339,7 +350,7 @@ pub async fn idempotency_completion_is_atomic_with_append(store: &dyn EventStore
         .unwrap();
     let token = acquire(store, "key-1", "fp").await;
     let completion = || Some(Completion::new("key-1", token.clone(), describe));
-    let refused = store
+    let refused = records(store)
         .append_with(
             "acct-1",
             ExpectedVersion::NoStream,
@@ -348,7 +359,7 @@ pub async fn idempotency_completion_is_atomic_with_append(store: &dyn EventStore
         )
         .await;
     assert_conflict(refused, 1);
-    let error = store
+    let error = records(store)
         .append_with(
             "acct-1",
             ExpectedVersion::Any,
@@ -358,7 +369,7 @@ pub async fn idempotency_completion_is_atomic_with_append(store: &dyn EventStore
         .await
         .expect_err("invalid events are refused");
     assert!(error.is_invalid_input(), "{error:?}");
-    let error = store
+    let error = records(store)
         .append_with(
             "acct-1",
             ExpectedVersion::Any,
@@ -381,7 +392,7 @@ pub async fn idempotency_completion_is_atomic_with_append(store: &dyn EventStore
         "refused appends store nothing"
     );
 
-    let done = store
+    let done = records(store)
         .append_with(
             "acct-1",
             ExpectedVersion::Exact(1),
@@ -412,7 +423,7 @@ pub async fn idempotency_completion_is_atomic_with_append(store: &dyn EventStore
         } else {
             ExpectedVersion::NoStream
         };
-        let outcome = store
+        let outcome = records(store)
             .append_with(
                 &format!("batch-{i}"),
                 expected,
@@ -458,7 +469,7 @@ pub async fn idempotency_concurrent_claims(store: &dyn EventStore) {
         "lease-over",
     );
     let token = acquire(store, "expired", "fp").await;
-    store
+    records(store)
         .complete_idempotency_key("expired", &token, "r".into())
         .await
         .unwrap();
@@ -472,7 +483,7 @@ pub async fn idempotency_concurrent_claims(store: &dyn EventStore) {
 /// releasing an unknown key does nothing.
 pub async fn idempotency_release(store: &dyn EventStore) {
     let first = acquire(store, "key-1", "fp-a").await;
-    store
+    records(store)
         .release_idempotency_key("key-1", &first)
         .await
         .unwrap();
@@ -480,7 +491,7 @@ pub async fn idempotency_release(store: &dyn EventStore) {
         claim(store, "key-1", "fp-b").await,
         "a released key is free for any request",
     );
-    store
+    records(store)
         .release_idempotency_key("key-1", &first)
         .await
         .expect("a stale release is not an error");
@@ -489,11 +500,11 @@ pub async fn idempotency_release(store: &dyn EventStore) {
         Claim::InFlight,
         "a stale token releases nothing"
     );
-    store
+    records(store)
         .complete_idempotency_key("key-1", &second, "r".into())
         .await
         .unwrap();
-    store
+    records(store)
         .release_idempotency_key("key-1", &second)
         .await
         .unwrap();
@@ -502,7 +513,7 @@ pub async fn idempotency_release(store: &dyn EventStore) {
         Claim::Completed("r".into()),
         "a completed record survives release"
     );
-    store
+    records(store)
         .release_idempotency_key("never-claimed", "some-token")
         .await
         .expect("releasing an unknown key is not an error");
@@ -520,7 +531,7 @@ pub async fn idempotency_stale_tokens_are_refused(store: &dyn EventStore) {
     // A wrong token: refused before the expected version is looked at.
     let token = acquire(store, "key-1", "fp").await;
     for expected in [ExpectedVersion::NoStream, ExpectedVersion::Exact(5)] {
-        let result = store
+        let result = records(store)
             .append_with(
                 "acct-1",
                 expected,
@@ -541,7 +552,7 @@ pub async fn idempotency_stale_tokens_are_refused(store: &dyn EventStore) {
         Claim::InFlight,
         "the record is unchanged"
     );
-    store
+    records(store)
         .complete_idempotency_key("key-1", &token, "r".into())
         .await
         .expect("the holder's token still completes the key");
@@ -551,7 +562,7 @@ pub async fn idempotency_stale_tokens_are_refused(store: &dyn EventStore) {
     tokio::time::sleep(PAST_SHORT).await;
     let new = acquired(claim(store, "key-2", "fp").await, "take-over");
     assert_lost(
-        store
+        records(store)
             .append_with(
                 "acct-2",
                 ExpectedVersion::NoStream,
@@ -566,7 +577,7 @@ pub async fn idempotency_stale_tokens_are_refused(store: &dyn EventStore) {
         everything(store).await.is_empty(),
         "the taken-over holder's events are not stored"
     );
-    store
+    records(store)
         .release_idempotency_key("key-2", &old)
         .await
         .expect("a stale release is not an error");
@@ -576,13 +587,13 @@ pub async fn idempotency_stale_tokens_are_refused(store: &dyn EventStore) {
         "the taken-over holder's release keeps the new holder's claim"
     );
     assert_lost(
-        store
+        records(store)
             .complete_idempotency_key("key-2", &old, "stale".into())
             .await,
         "key-2",
         "the taken-over holder completing",
     );
-    let appended = store
+    let appended = records(store)
         .append_with(
             "acct-2",
             ExpectedVersion::NoStream,
@@ -608,7 +619,7 @@ pub async fn idempotency_stale_tokens_are_refused(store: &dyn EventStore) {
         } else {
             format!("{token}-stale")
         };
-        let outcome = store
+        let outcome = records(store)
             .append_with(
                 &key,
                 ExpectedVersion::NoStream,
@@ -638,7 +649,7 @@ pub async fn idempotency_stale_tokens_are_refused(store: &dyn EventStore) {
     let twice = |stream: &'static str| {
         let token = token.clone();
         async move {
-            store
+            records(store)
                 .append_with(
                     stream,
                     ExpectedVersion::NoStream,
@@ -676,19 +687,24 @@ pub async fn idempotency_invalid_keys(store: &dyn EventStore) {
         };
         check(
             "claim",
-            store
+            records(store)
                 .claim_idempotency_key(key, "fp", LONG, LONG)
                 .await
                 .map(drop),
         );
         check(
             "complete",
-            store.complete_idempotency_key(key, "t", "r".into()).await,
+            records(store)
+                .complete_idempotency_key(key, "t", "r".into())
+                .await,
         );
-        check("release", store.release_idempotency_key(key, "t").await);
+        check(
+            "release",
+            records(store).release_idempotency_key(key, "t").await,
+        );
         check(
             "append_with",
-            store
+            records(store)
                 .append_with(
                     "s-1",
                     ExpectedVersion::Any,
