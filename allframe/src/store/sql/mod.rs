@@ -1,9 +1,13 @@
-//! SQL shared by the SQLite and PostgreSQL backends: the read queries (built
-//! with sqlx's `QueryBuilder`, which writes each database's bind-parameter syntax) and
-//! the conversion between a stored row and a [`RecordedEvent`].
-//!
-//! Both backends keep one `allframe_events` table with the same columns;
-//! metadata is split into columns so reads need not parse it.
+//! The SQL event store, written once for SQLite and PostgreSQL: what
+//! differs between them is a [`Dialect`]; the statements and row decoding
+//! they share are in [`rows`].
+
+mod rows;
+
+pub(crate) use rows::{
+    EventRow, INSERT_COLUMNS, accepted_events, db_error, extra_column, held_tokens_query,
+    push_read_all, push_read_stream, stream_versions_query, to_i64,
+};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,196 +17,25 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use serde_json::value::RawValue;
 use sqlx::{
     AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
     QueryBuilder, Type,
 };
 use tokio::sync::watch;
-use uuid::Uuid;
 
 use super::group_commit::{BatchWriter, GroupCommit, Plan, Request, completion_keys, plan};
 use super::projections::ProjectionStore;
 use super::projections::sql::SqlProjectionStore;
 use super::{
-    Appended, Claim, Completion, EventFilter, EventStore, IdempotencyStore, Result, StoreError,
-    idempotency, validate_append, validate_read,
+    Appended, Claim, Completion, EventFilter, EventStore, IdempotencyStore, Result, idempotency,
+    validate_append, validate_read,
 };
 use crate::ExpectedVersion;
-use crate::event::{Metadata, NewEvent, RecordedEvent};
-
-/// The columns every event row is written with, in bind order.
-pub(crate) const INSERT_COLUMNS: &str = "position, stream_id, category, version, event_type, \
-     schema_version, data, event_id, correlation_id, causation_id, command, extra, recorded_at";
-
-/// Appends ` WHERE position > after [AND filter…] ORDER BY position LIMIT n`.
-pub(crate) fn push_read_all<DB>(
-    query: &mut QueryBuilder<DB>,
-    after: u64,
-    limit: usize,
-    filter: &EventFilter,
-) where
-    DB: Database,
-    for<'t> i64: Encode<'t, DB> + Type<DB>,
-    for<'t> String: Encode<'t, DB> + Type<DB>,
-{
-    query.push(" WHERE position > ").push_bind(to_i64(after));
-    if let Some(stream_id) = &filter.stream_id {
-        query.push(" AND stream_id = ").push_bind(stream_id.clone());
-    }
-    if let Some(category) = &filter.category {
-        query.push(" AND category = ").push_bind(category.clone());
-    }
-    if !filter.event_types.is_empty() {
-        query.push(" AND event_type IN (");
-        let mut list = query.separated(", ");
-        for event_type in &filter.event_types {
-            list.push_bind(event_type.clone());
-        }
-        query.push(")");
-    }
-    query
-        .push(" ORDER BY position LIMIT ")
-        .push_bind(to_i64(limit as u64));
-}
-
-/// Appends ` WHERE stream_id = s AND version >= v ORDER BY version LIMIT n`.
-pub(crate) fn push_read_stream<DB>(
-    query: &mut QueryBuilder<DB>,
-    stream_id: &str,
-    from_version: u64,
-    limit: usize,
-) where
-    DB: Database,
-    for<'t> i64: Encode<'t, DB> + Type<DB>,
-    for<'t> String: Encode<'t, DB> + Type<DB>,
-{
-    query
-        .push(" WHERE stream_id = ")
-        .push_bind(stream_id.to_owned())
-        .push(" AND version >= ")
-        .push_bind(to_i64(from_version))
-        .push(" ORDER BY version LIMIT ")
-        .push_bind(to_i64(limit as u64));
-}
-
-/// `SELECT stream_id, MAX(version) … WHERE stream_id IN (…) GROUP BY stream_id`
-/// for the streams of a batch.
-pub(crate) fn stream_versions_query<'s, DB>(
-    stream_ids: impl IntoIterator<Item = &'s str>,
-) -> QueryBuilder<DB>
-where
-    DB: Database,
-    for<'t> String: Encode<'t, DB> + Type<DB>,
-{
-    let mut query = QueryBuilder::new(
-        "SELECT stream_id, MAX(version) FROM allframe_events WHERE stream_id IN (",
-    );
-    let mut list = query.separated(", ");
-    for stream_id in stream_ids {
-        list.push_bind(stream_id.to_owned());
-    }
-    query.push(") GROUP BY stream_id");
-    query
-}
-
-/// `SELECT key, token … WHERE state = 'in_flight' AND key IN (…)` for the
-/// idempotency keys a batch completes (see
-/// [`completion_keys`](super::group_commit::completion_keys)), followed by
-/// `suffix` (PostgreSQL locks the rows with ` FOR UPDATE`). Rows without a
-/// token (claimed before tokens existed) are left out: no completion holds
-/// them.
-pub(crate) fn held_tokens_query<'k, DB>(
-    keys: impl IntoIterator<Item = &'k str>,
-    suffix: &'static str,
-) -> QueryBuilder<DB>
-where
-    DB: Database,
-    for<'t> String: Encode<'t, DB> + Type<DB>,
-{
-    let mut query = QueryBuilder::new(
-        "SELECT key, token FROM allframe_idempotency \
-         WHERE state = 'in_flight' AND token IS NOT NULL AND key IN (",
-    );
-    let mut list = query.separated(", ");
-    for key in keys {
-        list.push_bind(key.to_owned());
-    }
-    query.push(") ORDER BY key").push(suffix);
-    query
-}
-
-/// The stored columns of one event, as read back.
-pub(crate) struct EventRow {
-    pub(crate) position: i64,
-    pub(crate) stream_id: String,
-    pub(crate) version: i64,
-    pub(crate) event_type: String,
-    pub(crate) schema_version: i64,
-    pub(crate) data: String,
-    pub(crate) event_id: Uuid,
-    pub(crate) correlation_id: Option<String>,
-    pub(crate) causation_id: Option<String>,
-    pub(crate) command: Option<String>,
-    pub(crate) extra: Option<String>,
-    pub(crate) recorded_at: DateTime<Utc>,
-}
-
-impl EventRow {
-    /// Rebuilds the recorded event. A row that does not parse means the
-    /// database was changed behind the store's back: a backend error.
-    pub(crate) fn into_event(self) -> Result<RecordedEvent> {
-        let position = self.position;
-        let corrupt = |what: &str| {
-            StoreError::Backend(
-                format!("stored event at position {position} has invalid {what}").into(),
-            )
-        };
-        let data = RawValue::from_string(self.data).map_err(|_| corrupt("data"))?;
-        let extra = match &self.extra {
-            None => serde_json::Map::new(),
-            Some(text) => serde_json::from_str(text).map_err(|_| corrupt("metadata"))?,
-        };
-        Ok(RecordedEvent {
-            position: u64::try_from(position).map_err(|_| corrupt("position"))?,
-            version: u64::try_from(self.version).map_err(|_| corrupt("version"))?,
-            schema_version: u32::try_from(self.schema_version)
-                .map_err(|_| corrupt("schema_version"))?,
-            stream_id: self.stream_id,
-            event_type: self.event_type,
-            data,
-            metadata: Metadata {
-                event_id: self.event_id,
-                correlation_id: self.correlation_id,
-                causation_id: self.causation_id,
-                command: self.command,
-                extra,
-            },
-            recorded_at: self.recorded_at,
-        })
-    }
-}
-
-/// The `extra` column of an event: NULL when there is nothing extra.
-pub(crate) fn extra_column(metadata: &Metadata) -> Option<String> {
-    (!metadata.extra.is_empty())
-        .then(|| serde_json::to_string(&metadata.extra).expect("a JSON map always serializes"))
-}
-
-/// Positions and versions are `u64` in Rust and signed 64-bit in SQL; they
-/// never get near `i64::MAX`, but saturate rather than wrap if asked to.
-pub(crate) fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-/// Maps a database error to a store error.
-pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
-    StoreError::backend(error)
-}
+use crate::event::{NewEvent, RecordedEvent};
 
 /// The SQL database a [`SqlStore`] runs on: SQLite
-/// ([`SqliteDialect`](super::sqlite::SqliteDialect)) or PostgreSQL
-/// ([`PostgresDialect`](super::postgres::PostgresDialect)). It holds what
+/// ([`SqliteDialect`](super::SqliteDialect)) or PostgreSQL
+/// ([`PostgresDialect`](super::PostgresDialect)). It holds what
 /// differs between them (statements, row decoding, the idempotency
 /// records); the store's logic is written once, in [`SqlStore`]. Sealed:
 /// implemented by those two only.
@@ -564,13 +397,4 @@ impl<DB: sqlx::Database> SqlInner<sqlx::Pool<DB>> {
         self.writer.close().await;
         self.reads.close().await;
     }
-}
-
-/// The events of a batch's accepted appends, in position order.
-pub(crate) fn accepted_events(outcomes: &[Result<super::Appended>]) -> Vec<&RecordedEvent> {
-    outcomes
-        .iter()
-        .filter_map(|outcome| outcome.as_ref().ok())
-        .flat_map(|appended| &appended.events)
-        .collect()
 }
