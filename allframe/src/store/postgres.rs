@@ -51,18 +51,16 @@
 //! statements conditional on the token. See [`super::idempotency`].
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row};
 
 use super::group_commit::{BatchWriter, Request};
-use super::idempotency::{self, Decision, Seen, response_text, seconds};
 use super::sql::{
     Dialect, EventRow, INSERT_COLUMNS, SqlStore, accepted_events, db_error, extra_column, to_i64,
 };
-use super::{Appended, Claim, Result, StoreError};
+use super::{Appended, Result, StoreError};
 use crate::event::{RecordedEvent, category_of, now_millis};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -73,18 +71,13 @@ const SELECT_EVENTS: &str = "SELECT position, stream_id, version, event_type, sc
 /// Marks keys completed where they are in flight with the given tokens;
 /// affects one row per key that is. Binds: keys (distinct), tokens,
 /// responses.
-const COMPLETE_KEYS: &str = "UPDATE allframe_idempotency AS i \
+pub(crate) const COMPLETE_KEYS: &str = "UPDATE allframe_idempotency AS i \
      SET state = 'completed', response = c.r, lease_until = clock_timestamp() \
      FROM UNNEST($1::text[], $2::text[], $3::bytea[]) AS c(k, t, r) \
      WHERE i.key = c.k AND i.token = c.t AND i.state = 'in_flight'";
+
 /// Starts every transaction that writes; see the module docs.
 const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
-/// An idempotency record as a claim reads it: fingerprint, response,
-/// whether it expired, whether its lease ran out.
-type KeyRow = (Option<Vec<u8>>, Option<Vec<u8>>, bool, bool);
-/// How often a claim starts over when the record it found is deleted before
-/// it could lock it.
-const CLAIM_ATTEMPTS: usize = 5;
 
 /// The SQL PostgreSQL speaks where it differs from the other backends.
 #[derive(Debug)]
@@ -111,77 +104,6 @@ impl Dialect for PostgresDialect {
 
     fn events(rows: Vec<<Postgres as sqlx::Database>::Row>) -> Result<Vec<RecordedEvent>> {
         events(rows)
-    }
-
-    async fn claim_key(
-        store: &SqlStore<Self>,
-        key: &str,
-        fingerprint: &str,
-        lease: Duration,
-        retention: Duration,
-    ) -> Result<Claim> {
-        for _ in 0..CLAIM_ATTEMPTS {
-            if let Some(claim) = store.try_claim(key, fingerprint, lease, retention).await? {
-                return Ok(claim);
-            }
-        }
-        Err(StoreError::Backend(
-            format!("idempotency key {key:?} kept changing while it was claimed").into(),
-        ))
-    }
-
-    /// One claim transaction; `None` when the record was deleted between
-    /// the insert that found it and the lock.
-    async fn complete_key(
-        store: &SqlStore<Self>,
-        key: &str,
-        token: &str,
-        response: String,
-    ) -> Result<()> {
-        let written = sqlx::query(COMPLETE_KEYS)
-            .bind([key])
-            .bind([token])
-            .bind([response.as_bytes()])
-            .execute(&store.inner.reads)
-            .await
-            .map_err(db_error)?;
-        if written.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::IdempotencyKeyLost {
-                key: key.to_owned(),
-            })
-        }
-    }
-
-    async fn release_key(store: &SqlStore<Self>, key: &str, token: &str) -> Result<()> {
-        sqlx::query(
-            "DELETE FROM allframe_idempotency \
-             WHERE key = $1 AND token = $2 AND state = 'in_flight'",
-        )
-        .bind(key)
-        .bind(token)
-        .execute(&store.inner.reads)
-        .await
-        .map_err(db_error)?;
-        Ok(())
-    }
-
-    async fn purge_keys(store: &SqlStore<Self>, retention: Duration) -> Result<u64> {
-        // Records locked right now are being claimed or completed, i.e.
-        // rewritten; skipping them avoids waiting on (or deadlocking with)
-        // those transactions, and the next purge finds them if still old.
-        let purged = sqlx::query(
-            "DELETE FROM allframe_idempotency WHERE key IN (\
-               SELECT key FROM allframe_idempotency \
-               WHERE created_at < clock_timestamp() - make_interval(secs => $1) \
-               FOR UPDATE SKIP LOCKED)",
-        )
-        .bind(seconds(retention))
-        .execute(&store.inner.reads)
-        .await
-        .map_err(db_error)?;
-        Ok(purged.rows_affected())
     }
 }
 
@@ -248,88 +170,6 @@ impl PostgresStore {
             max_batch,
         )
         .await
-    }
-
-    async fn try_claim(
-        &self,
-        key: &str,
-        fingerprint: &str,
-        lease: Duration,
-        retention: Duration,
-    ) -> Result<Option<Claim>> {
-        let mut tx = self.inner.reads.begin_with(BEGIN).await.map_err(db_error)?;
-        let token = idempotency::new_token();
-        let inserted = sqlx::query(
-            "INSERT INTO allframe_idempotency \
-             (key, fingerprint, state, response, created_at, lease_until, token) \
-             VALUES ($1, $2, 'in_flight', NULL, clock_timestamp(), \
-                     clock_timestamp() + make_interval(secs => $3), $4) \
-             ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(fingerprint.as_bytes())
-        .bind(seconds(lease))
-        .bind(token.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        if inserted.rows_affected() == 1 {
-            tx.commit().await.map_err(db_error)?;
-            return Ok(Some(Claim::Acquired { token }));
-        }
-        let row: Option<KeyRow> = sqlx::query_as(
-            "SELECT fingerprint, response, \
-                    created_at < clock_timestamp() - make_interval(secs => $2), \
-                    lease_until <= clock_timestamp() \
-             FROM allframe_idempotency WHERE key = $1 FOR UPDATE",
-        )
-        .bind(key)
-        .bind(seconds(retention))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        let Some((stored, response, expired, lease_over)) = row else {
-            return Ok(None);
-        };
-        let decision = idempotency::decide(Some(Seen {
-            same_fingerprint: stored.is_none_or(|stored| stored == fingerprint.as_bytes()),
-            response: response.map(|r| response_text(key, r)).transpose()?,
-            expired,
-            lease_over,
-        }));
-        match decision {
-            Decision::Take => {
-                sqlx::query(
-                    "UPDATE allframe_idempotency SET fingerprint = $2, state = 'in_flight', \
-                     response = NULL, created_at = clock_timestamp(), \
-                     lease_until = clock_timestamp() + make_interval(secs => $3), token = $4 \
-                     WHERE key = $1",
-                )
-                .bind(key)
-                .bind(fingerprint.as_bytes())
-                .bind(seconds(lease))
-                .bind(token.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            }
-            Decision::TakeOver => {
-                sqlx::query(
-                    "UPDATE allframe_idempotency \
-                     SET lease_until = clock_timestamp() + make_interval(secs => $2), token = $3 \
-                     WHERE key = $1",
-                )
-                .bind(key)
-                .bind(seconds(lease))
-                .bind(token.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            }
-            Decision::Answer(_) => {}
-        }
-        tx.commit().await.map_err(db_error)?;
-        Ok(Some(decision.into_claim(token)))
     }
 }
 

@@ -88,65 +88,6 @@ impl Dialect for SqliteDialect {
     fn events(rows: Vec<<Sqlite as sqlx::Database>::Row>) -> Result<Vec<RecordedEvent>> {
         events(rows)
     }
-
-    async fn claim_key(
-        store: &SqlStore<Self>,
-        key: &str,
-        fingerprint: &str,
-        lease: Duration,
-        retention: Duration,
-    ) -> Result<Claim> {
-        let op = KeyOp::Claim {
-            key: key.to_owned(),
-            fingerprint: fingerprint.to_owned(),
-            lease,
-            retention,
-        };
-        match store.inner.writer.key_op(op).await? {
-            KeyOutcome::Claimed(claim) => Ok(claim),
-            _ => Err(unexpected_outcome()),
-        }
-    }
-
-    async fn complete_key(
-        store: &SqlStore<Self>,
-        key: &str,
-        token: &str,
-        response: String,
-    ) -> Result<()> {
-        let op = KeyOp::Complete {
-            key: key.to_owned(),
-            token: token.to_owned(),
-            response,
-        };
-        match store.inner.writer.key_op(op).await? {
-            KeyOutcome::Done => Ok(()),
-            KeyOutcome::Lost => Err(StoreError::IdempotencyKeyLost {
-                key: key.to_owned(),
-            }),
-            _ => Err(unexpected_outcome()),
-        }
-    }
-
-    async fn release_key(store: &SqlStore<Self>, key: &str, token: &str) -> Result<()> {
-        let op = KeyOp::Release {
-            key: key.to_owned(),
-            token: token.to_owned(),
-        };
-        store.inner.writer.key_op(op).await.map(drop)
-    }
-
-    async fn purge_keys(store: &SqlStore<Self>, retention: Duration) -> Result<u64> {
-        match store
-            .inner
-            .writer
-            .key_op(KeyOp::Purge { retention })
-            .await?
-        {
-            KeyOutcome::Purged(count) => Ok(count),
-            _ => Err(unexpected_outcome()),
-        }
-    }
 }
 
 /// The SQLite event store. Cloning gives another handle to the same store.
@@ -206,10 +147,6 @@ impl SqliteStore {
             .map_err(db_error)?;
         Self::start(reads, Writer { connection: writer }, max_batch).await
     }
-}
-
-fn unexpected_outcome() -> StoreError {
-    StoreError::Backend("the writer answered a different idempotency operation".into())
 }
 
 /// One event as an element of the page [`SELECT_EVENTS`] returns:

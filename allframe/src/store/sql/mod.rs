@@ -10,9 +10,7 @@ pub(crate) use rows::{
 };
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
@@ -24,12 +22,10 @@ use sqlx::{
 use tokio::sync::watch;
 
 use super::group_commit::{BatchWriter, GroupCommit, Plan, Request, completion_keys, plan};
+use super::idempotency::SqlRecords;
 use super::projections::ProjectionStore;
 use super::projections::sql::SqlProjectionStore;
-use super::{
-    Appended, Claim, Completion, EventFilter, EventStore, IdempotencyStore, Result, idempotency,
-    validate_append, validate_read,
-};
+use super::{Appended, EventFilter, EventStore, IdempotencyStore, Result, validate_read};
 use crate::ExpectedVersion;
 use crate::event::{NewEvent, RecordedEvent};
 
@@ -67,36 +63,6 @@ pub trait Dialect: sealed::Sealed + Sized + Send + Sync + 'static {
 
     /// Decodes the rows of [`SELECT_EVENTS`](Self::SELECT_EVENTS).
     fn events(rows: Vec<<Self::Db as Database>::Row>) -> Result<Vec<RecordedEvent>>;
-
-    /// Claims an idempotency key (already checked).
-    fn claim_key(
-        store: &SqlStore<Self>,
-        key: &str,
-        fingerprint: &str,
-        lease: Duration,
-        retention: Duration,
-    ) -> impl Future<Output = Result<Claim>> + Send;
-
-    /// Records the response under a claimed key (already checked).
-    fn complete_key(
-        store: &SqlStore<Self>,
-        key: &str,
-        token: &str,
-        response: String,
-    ) -> impl Future<Output = Result<()>> + Send;
-
-    /// Lets a claimed key go (already checked).
-    fn release_key(
-        store: &SqlStore<Self>,
-        key: &str,
-        token: &str,
-    ) -> impl Future<Output = Result<()>> + Send;
-
-    /// Deletes expired records; returns how many.
-    fn purge_keys(
-        store: &SqlStore<Self>,
-        retention: Duration,
-    ) -> impl Future<Output = Result<u64>> + Send;
 }
 
 pub(crate) mod sealed {
@@ -232,7 +198,7 @@ where
     }
 }
 
-impl<D: Dialect> EventStore for SqlStore<D>
+impl<D: SqlRecords> EventStore for SqlStore<D>
 where
     for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
     <D::Db as Database>::Arguments: IntoArguments<D::Db>,
@@ -306,79 +272,6 @@ where
 
     fn projection_store(&self) -> Option<Arc<dyn ProjectionStore>> {
         Some(Arc::new(SqlProjectionStore::<D>::new(self.pool().clone())))
-    }
-}
-
-impl<D: Dialect> IdempotencyStore for SqlStore<D>
-where
-    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
-    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
-    for<'t> &'t str: Encode<'t, D::Db> + Type<D::Db>,
-    for<'t> i64: Encode<'t, D::Db> + Decode<'t, D::Db> + Type<D::Db>,
-    for<'t> String: Encode<'t, D::Db> + Decode<'t, D::Db> + Type<D::Db>,
-    usize: ColumnIndex<<D::Db as Database>::Row>,
-{
-    fn append_with<'a>(
-        &'a self,
-        stream_id: &'a str,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-        completion: Option<Completion>,
-    ) -> BoxFuture<'a, Result<Appended>> {
-        async move {
-            validate_append(stream_id, &events, completion.as_ref())?;
-            let request = Request {
-                stream_id: stream_id.to_owned(),
-                expected,
-                events,
-                completion,
-            };
-            self.inner.writer.append(request).await
-        }
-        .boxed()
-    }
-
-    fn claim_idempotency_key<'a>(
-        &'a self,
-        key: &'a str,
-        fingerprint: &'a str,
-        lease: Duration,
-        retention: Duration,
-    ) -> BoxFuture<'a, Result<Claim>> {
-        async move {
-            idempotency::validate_key(key)?;
-            D::claim_key(self, key, fingerprint, lease, retention).await
-        }
-        .boxed()
-    }
-
-    fn complete_idempotency_key<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a str,
-        response: String,
-    ) -> BoxFuture<'a, Result<()>> {
-        async move {
-            idempotency::validate_key(key)?;
-            D::complete_key(self, key, token, response).await
-        }
-        .boxed()
-    }
-
-    fn release_idempotency_key<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a str,
-    ) -> BoxFuture<'a, Result<()>> {
-        async move {
-            idempotency::validate_key(key)?;
-            D::release_key(self, key, token).await
-        }
-        .boxed()
-    }
-
-    fn purge_idempotency_keys(&self, retention: Duration) -> BoxFuture<'_, Result<u64>> {
-        D::purge_keys(self, retention).boxed()
     }
 }
 

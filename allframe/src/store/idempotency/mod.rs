@@ -83,6 +83,16 @@
 //!   and releasing are single conditional statements (`… WHERE token = …
 //!   AND state = 'in_flight'`).
 
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use sql::SqlRecords;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
