@@ -53,7 +53,7 @@ pub(crate) struct Request {
 /// them through it).
 #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub(crate) enum KeyOp {
-    /// Claim `key` (see [`super::EventStore::claim_idempotency_key`]).
+    /// Claim `key` (see [`super::IdempotencyStore::claim_idempotency_key`]).
     Claim {
         key: String,
         fingerprint: String,

@@ -165,8 +165,8 @@ pub enum StoreError {
         /// Why it was rejected.
         reason: &'static str,
     },
-    /// A completion (in [`IdempotencyStore::append_with`](crate::store::IdempotencyStore::append_with) or
-    /// [`IdempotencyStore::complete_idempotency_key`](crate::store::IdempotencyStore::complete_idempotency_key)) whose claim no longer holds
+    /// A completion (in [`IdempotencyStore::append_with`] or
+    /// [`IdempotencyStore::complete_idempotency_key`]) whose claim no longer holds
     /// its idempotency key: the key is not in flight with the completion's
     /// token because its lease ran out and another caller took it over, or
     /// it was completed, released or purged, or never claimed. Nothing was

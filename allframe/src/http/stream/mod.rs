@@ -1,5 +1,5 @@
-//! Live event streams, `GET /events/ws` ([`super::ws`]) and
-//! `GET /events/sse` ([`super::sse`]): their settings, and the state both
+//! Live event streams, `GET /events/ws` ([`ws`]) and
+//! `GET /events/sse` ([`sse`]): their settings, and the state both
 //! share — the connection limit, the shutdown signal and the fan-out
 //! [`Hub`] — with the checks every connection passes before it is
 //! accepted.

@@ -11,7 +11,7 @@
 //! `EventSource` repeats its original URL, `after` included, and sends the
 //! id of the last event it received, which is where it must resume.
 //!
-//! A task per connection moves events from its [`Follower`] into a short
+//! A task per connection moves events from its [`Follower`](super::fanout::Follower) into a short
 //! queue the response body drains. When the client stops reading, the
 //! queue stays full; after `write_timeout` the task ends, the response ends
 //! once the client reads again, and an `EventSource` reconnects with

@@ -6,21 +6,21 @@
 //! the response once completed, when it was created and until when the
 //! claim's lease runs. The life of a key:
 //!
-//! 1. [`EventStore::claim_idempotency_key`](super::EventStore::claim_idempotency_key)
+//! 1. [`IdempotencyStore::claim_idempotency_key`]
 //!    atomically decides between running the command
 //!    ([`Claim::Acquired`], with a fresh token), replaying
 //!    ([`Claim::Completed`]), refusing a concurrent duplicate
 //!    ([`Claim::InFlight`]) and refusing a reused key ([`Claim::Mismatch`]).
 //! 2. The command's events are appended with a [`Completion`] carrying the
-//!    token ([`EventStore::append_with`](super::EventStore::append_with)):
+//!    token ([`IdempotencyStore::append_with`]):
 //!    the record turns completed in the same transaction as the events, so
 //!    a crash can never leave events without their stored response or a
 //!    response without its events. A command that decides on no events
 //!    completes with
-//!    [`complete_idempotency_key`](super::EventStore::complete_idempotency_key);
+//!    [`complete_idempotency_key`](IdempotencyStore::complete_idempotency_key);
 //!    a failed one gives the key back with
-//!    [`release_idempotency_key`](super::EventStore::release_idempotency_key).
-//! 3. [`purge_idempotency_keys`](super::EventStore::purge_idempotency_keys)
+//!    [`release_idempotency_key`](IdempotencyStore::release_idempotency_key).
+//! 3. [`purge_idempotency_keys`](IdempotencyStore::purge_idempotency_keys)
 //!    deletes records older than the retention period; until then an
 //!    expired record already counts as absent.
 //!
