@@ -63,7 +63,7 @@ use super::sql::{
 use super::{Appended, Result, StoreError};
 use crate::event::{RecordedEvent, category_of, now_millis};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 const SELECT_EVENTS: &str = "SELECT position, stream_id, version, event_type, schema_version, \
      data::text, event_id, correlation_id, causation_id, command, extra::text, recorded_at \

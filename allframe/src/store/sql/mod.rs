@@ -166,12 +166,12 @@ where
             .map_err(db_error)?;
         let versions: HashMap<String, u64> =
             stream_versions_query::<D::Db>(batch.iter().map(|r| r.stream_id.as_str()))
-                .build_query_as::<(String, i64)>()
+                .build_query_as::<(String, Option<i64>)>()
                 .fetch_all(&mut *connection)
                 .await
                 .map_err(db_error)?
                 .into_iter()
-                .map(|(stream_id, version)| (stream_id, version as u64))
+                .filter_map(|(stream_id, version)| Some((stream_id, version? as u64)))
                 .collect();
         let keys = completion_keys(batch);
         let held: HashMap<String, String> = if keys.is_empty() {

@@ -68,8 +68,13 @@ pub(crate) fn push_read_stream<DB>(
         .push_bind(to_i64(limit as u64));
 }
 
-/// `SELECT stream_id, MAX(version) … WHERE stream_id IN (…) GROUP BY stream_id`
-/// for the streams of a batch.
+/// The current version of each of a batch's streams (each named once),
+/// one row per stream: `(stream_id, MAX(version))`, the version NULL for a
+/// stream without events. Each stream's maximum is its own subquery, which
+/// both databases answer from the `(stream_id, version)` index by reading
+/// its last entry, so the cost does not grow with the streams' length or
+/// the log's (a `GROUP BY` over `stream_id IN (…)` reads every version of
+/// every stream named).
 pub(crate) fn stream_versions_query<'s, DB>(
     stream_ids: impl IntoIterator<Item = &'s str>,
 ) -> QueryBuilder<DB>
@@ -77,14 +82,18 @@ where
     DB: Database,
     for<'t> String: Encode<'t, DB> + Type<DB>,
 {
+    let streams: std::collections::BTreeSet<&str> = stream_ids.into_iter().collect();
     let mut query = QueryBuilder::new(
-        "SELECT stream_id, MAX(version) FROM allframe_events WHERE stream_id IN (",
+        "SELECT s.stream_id, (SELECT MAX(e.version) FROM allframe_events e \
+         WHERE e.stream_id = s.stream_id) FROM (",
     );
-    let mut list = query.separated(", ");
-    for stream_id in stream_ids {
-        list.push_bind(stream_id.to_owned());
+    let mut list = query.separated(" UNION ALL ");
+    for stream_id in streams {
+        list.push("SELECT ")
+            .push_bind_unseparated(stream_id.to_owned())
+            .push_unseparated(" AS stream_id");
     }
-    query.push(") GROUP BY stream_id");
+    query.push(") s");
     query
 }
 
@@ -189,4 +198,110 @@ pub(crate) fn accepted_events(outcomes: &[Result<crate::Appended>]) -> Vec<&Reco
         .filter_map(|outcome| outcome.as_ref().ok())
         .flat_map(|appended| &appended.events)
         .collect()
+}
+
+#[cfg(all(test, feature = "postgres"))]
+mod plans {
+    use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres};
+
+    use super::stream_versions_query;
+
+    /// The writer's per-batch read of its streams' versions takes the last
+    /// `(stream_id, version)` index entry of each stream, whatever the
+    /// length of the streams and the log: on a log of 200,000 events, an
+    /// index-only scan read backwards and no sequential or bitmap scan.
+    #[tokio::test]
+    async fn stream_versions_read_one_index_entry_per_stream_on_postgres() {
+        let url = std::env::var("ALLFRAME_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let mut connection = match PgConnection::connect(&url).await {
+            Ok(connection) => connection,
+            Err(error) => {
+                assert_ne!(
+                    std::env::var("CI").as_deref(),
+                    Ok("true"),
+                    "PostgreSQL at {url} is unreachable and CI=true: {error}"
+                );
+                eprintln!(
+                    "\n*** SKIPPED: PostgreSQL plan test — cannot reach {url}: {error} ***\n"
+                );
+                return;
+            }
+        };
+        // Named as the test suite's schemas are, so a run killed midway
+        // leaves one that the next run drops.
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        let schema = format!("allframe_test_{secs}_{}", uuid::Uuid::now_v7().simple());
+        for statement in [
+            format!("CREATE SCHEMA {schema}"),
+            format!("SET search_path = {schema}"),
+        ] {
+            sqlx::query(AssertSqlSafe(statement))
+                .execute(&mut connection)
+                .await
+                .unwrap();
+        }
+        crate::store::postgres::MIGRATOR
+            .run(&mut connection)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO allframe_events (position, stream_id, category, version, event_type, \
+             schema_version, data, event_id, recorded_at) \
+             SELECT g, 'account-' || (g % 1000), 'account', g / 1000 + 1, 'Deposited', 1, \
+             '{}'::jsonb, gen_random_uuid(), now() FROM generate_series(1, 200000) g",
+        )
+        .execute(&mut connection)
+        .await
+        .unwrap();
+        sqlx::query("ANALYZE allframe_events")
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        let query = stream_versions_query::<Postgres>(["account-1", "account-2", "nowhere"]);
+        // A generic plan, as a prepared statement gets after a few runs.
+        for statement in [
+            format!(
+                "PREPARE versions(text, text, text) AS {}",
+                query.sql().as_str()
+            ),
+            "SET plan_cache_mode = force_generic_plan".to_owned(),
+        ] {
+            sqlx::query(AssertSqlSafe(statement))
+                .execute(&mut connection)
+                .await
+                .unwrap();
+        }
+        let plan: Vec<String> =
+            sqlx::query_scalar("EXPLAIN EXECUTE versions('account-1', 'account-2', 'nowhere')")
+                .fetch_all(&mut connection)
+                .await
+                .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("Index Only Scan Backward"), "{plan}");
+        assert!(
+            !plan.contains("Seq Scan") && !plan.contains("Bitmap"),
+            "{plan}"
+        );
+        let mut versions: Vec<(String, Option<i64>)> =
+            sqlx::query_as("EXECUTE versions('account-1', 'account-2', 'nowhere')")
+                .fetch_all(&mut connection)
+                .await
+                .unwrap();
+        versions.sort();
+        assert_eq!(
+            versions,
+            [
+                ("account-1".to_owned(), Some(200)),
+                ("account-2".to_owned(), Some(200)),
+                ("nowhere".to_owned(), None),
+            ]
+        );
+        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&mut connection)
+            .await
+            .unwrap();
+    }
 }
