@@ -72,8 +72,28 @@ where
         Self { pool }
     }
 
+    /// Starts `generation` of `projection` with its checkpoint at 0.
+    async fn start_generation(
+        connection: &mut <D::Db as Database>::Connection,
+        projection: &str,
+        generation: i64,
+    ) -> Result<()> {
+        QueryBuilder::<D::Db>::new(
+            "INSERT INTO allframe_projection_checkpoints (projection, generation, position) \
+             VALUES (",
+        )
+        .push_bind(projection)
+        .push(", ")
+        .push_bind(generation)
+        .push(", 0)")
+        .build()
+        .execute(connection)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
     async fn open_now(&self, projection: &str) -> Result<Generations> {
-        use db_error;
         let mut tx = self.pool.begin_with(D::BEGIN).await.map_err(db_error)?;
         let created = QueryBuilder::<D::Db>::new(
             "INSERT INTO allframe_projections (name, generation) VALUES (",
@@ -85,15 +105,7 @@ where
         .await
         .map_err(db_error)?;
         if D::rows_affected(&created) == 1 {
-            QueryBuilder::<D::Db>::new(
-                    "INSERT INTO allframe_projection_checkpoints (projection, generation, position) VALUES (",
-                )
-                .push_bind(projection)
-                .push(", 1, 0)")
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
+            Self::start_generation(&mut tx, projection, 1).await?;
         }
         let (live, rebuilding, live_at, rebuilding_at): (
             i64,
@@ -156,7 +168,6 @@ where
     }
 
     async fn commit_now(&self, batch: Batch<'_>) -> Result<Committed> {
-        use db_error;
         use {chunks, int};
         let mut tx = self.pool.begin_with(D::BEGIN).await.map_err(db_error)?;
         // First, so the row lock (PostgreSQL) or the write lock
@@ -274,7 +285,6 @@ where
     }
 
     async fn begin_rebuild_now(&self, projection: &str) -> Result<Generation> {
-        use db_error;
         self.open_now(projection).await?;
         let mut tx = self.pool.begin_with(D::BEGIN).await.map_err(db_error)?;
         let (live, rebuilding): (i64, Option<i64>) = QueryBuilder::<D::Db>::new(
@@ -311,23 +321,12 @@ where
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        QueryBuilder::<D::Db>::new(
-                "INSERT INTO allframe_projection_checkpoints (projection, generation, position) VALUES (",
-            )
-            .push_bind(projection)
-            .push(", ")
-            .push_bind(number)
-            .push(", 0)")
-            .build()
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        Self::start_generation(&mut tx, projection, number).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(Generation::new(number as u64, 0))
     }
 
     async fn swap_now(&self, projection: &str, generation: u64) -> Result<bool> {
-        use db_error;
         let generation = int(generation);
         let mut tx = self.pool.begin_with(D::BEGIN).await.map_err(db_error)?;
         let swapped = QueryBuilder::<D::Db>::new(
@@ -360,7 +359,6 @@ where
     }
 
     async fn drop_old_now(&self, projection: &str) -> Result<()> {
-        use db_error;
         for table in ["allframe_projection_index", "allframe_projection_rows"] {
             QueryBuilder::<D::Db>::new(std::format!("DELETE FROM {table} WHERE projection = "))
                 .push_bind(projection)
