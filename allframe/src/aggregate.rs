@@ -43,6 +43,15 @@ pub trait Aggregate: Default + Send + Sync + 'static {
 
     /// Applies one event to the state. Must not fail: events are facts.
     fn apply(&mut self, event: &Self::Event);
+
+    /// About how many bytes this state occupies, for the byte bound of the
+    /// dispatcher's state cache
+    /// ([`DispatchConfig::state_cache_bytes`](crate::DispatchConfig::state_cache_bytes)).
+    /// The default counts the value itself; a state holding strings,
+    /// collections or boxes should add what they own on the heap.
+    fn memory_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
 }
 
 /// The stream id of the aggregate instance `id`.
@@ -81,18 +90,40 @@ pub enum LoadError {
 
 /// Loads an aggregate by replaying its whole stream.
 pub async fn load<A: Aggregate>(store: &dyn EventStore, id: &str) -> Result<Loaded<A>, LoadError> {
-    let stream = stream_id::<A>(id);
     let mut loaded = Loaded::<A>::default();
+    catch_up(store, &stream_id::<A>(id), &mut loaded).await?;
+    Ok(loaded)
+}
+
+/// Applies the events of `stream` after `loaded.version` to `loaded`.
+/// Returns whether there were any. The state and its version move together
+/// event by event, so after an error `loaded` still describes a prefix of
+/// the stream.
+pub(crate) async fn catch_up<A: Aggregate>(
+    store: &dyn EventStore,
+    stream: &str,
+    loaded: &mut Loaded<A>,
+) -> Result<bool, LoadError> {
+    let from = loaded.version;
     loop {
-        let page = store.read_stream(&stream, loaded.version + 1, PAGE).await?;
-        for recorded in &page {
-            loaded.state.apply(&recorded.decode::<A::Event>()?);
-            loaded.version = recorded.version;
-        }
+        let page = store.read_stream(stream, loaded.version + 1, PAGE).await?;
+        apply_recorded(loaded, &page)?;
         if page.len() < PAGE {
-            return Ok(loaded);
+            return Ok(loaded.version > from);
         }
     }
+}
+
+/// Applies recorded events of the aggregate's stream, in order.
+pub(crate) fn apply_recorded<A: Aggregate>(
+    loaded: &mut Loaded<A>,
+    events: &[crate::RecordedEvent],
+) -> Result<(), DecodeError> {
+    for recorded in events {
+        loaded.state.apply(&recorded.decode::<A::Event>()?);
+        loaded.version = recorded.version;
+    }
+    Ok(())
 }
 
 /// Applies already-decoded events to a fresh state (the given/when/then

@@ -30,7 +30,7 @@ pub use app::{App, AppBuilder, AppError, DEFAULT_BODY_LIMIT};
 pub use command::{
     AggregateOf, BuildError, Command, CommandError, CommandHandler, CommandOutcome, Decision,
     DispatchConfig, DispatchOptions, Dispatcher, DispatcherBuilder, DomainError, EventOf,
-    FieldError, HandlerRegistration, IfMatch, RegistryError, Rejection,
+    FieldError, HandlerRegistration, IfMatch, RegistryError, Rejection, StateCacheUsage,
 };
 pub use di::{Container, ContainerBuilder, Dep, Dependency, DiError};
 pub use event::{DecodeError, DecodeErrorKind, Event, Metadata, NewEvent, RecordedEvent};

@@ -2,8 +2,10 @@
 //! operation gone (an unreachable database, projection rows included), or
 //! every append refused as a concurrency conflict (a stream hotter than the
 //! retries). It can also hold back reads of old history, standing in for a
-//! catch-up over a log too large to finish during a test.
+//! catch-up over a log too large to finish during a test. It counts the
+//! reads of streams, so tests can see what a command read.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +37,8 @@ pub struct Faulty {
     fault: Arc<Mutex<Option<Fault>>>,
     /// Reads of the log that start below this position wait while it is set.
     held_below: Arc<tokio::sync::watch::Sender<Option<u64>>>,
+    /// How many times a stream was read.
+    stream_reads: Arc<AtomicU64>,
 }
 
 impl Default for Faulty {
@@ -50,7 +54,13 @@ impl Faulty {
             inner: MemoryStore::new(),
             fault: Arc::default(),
             held_below: Arc::new(tokio::sync::watch::Sender::new(None)),
+            stream_reads: Arc::default(),
         }
+    }
+
+    /// How many times a stream has been read ([`EventStore::read_stream`]).
+    pub fn stream_reads(&self) -> u64 {
+        self.stream_reads.load(Ordering::SeqCst)
     }
 
     /// Makes every read of the global log that starts below `position`
@@ -189,6 +199,7 @@ impl EventStore for Faulty {
         from_version: u64,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
+        self.stream_reads.fetch_add(1, Ordering::SeqCst);
         self.guard(move |s| s.read_stream(stream_id, from_version, limit))
     }
     fn read_all<'a>(

@@ -11,10 +11,11 @@ use uuid::Uuid;
 use super::dispatch::{Dispatcher, Input};
 use super::idempotency::{Hold, Reclaimed, fingerprint, replay, response};
 use super::{
-    AggregateOf, Command, CommandError, CommandHandler, CommandOutcome, DispatchOptions,
+    AggregateOf, Command, CommandError, CommandHandler, CommandOutcome, DispatchOptions, EventOf,
     field_errors_for,
 };
-use crate::aggregate::{Loaded, load, stream_id};
+use crate::Aggregate;
+use crate::aggregate::{Loaded, apply_recorded, catch_up, load, stream_id};
 use crate::event::{Metadata, NewEvent};
 use crate::store::log::{append_completing, records};
 use crate::store::{Claim, ExpectedVersion, StoreError};
@@ -155,51 +156,134 @@ async fn execute<H: CommandHandler>(
         .unwrap_or_else(|panic| Err(CommandError::Panicked(crate::panic_message(&*panic))))
 }
 
-/// Load → decide → append, retried on conflict. With an idempotency key
-/// held, the append completes it; if the store refuses that because the
-/// key was taken over (its lease ran out while this waited for its turn or
-/// ran the handler), the key is claimed again: a completed key's outcome is
-/// returned (replayed), and a key free again is appended with under the new
-/// token.
+/// The aggregate's state as this command holds it, and whether it was read
+/// from the store during this command (otherwise it came from the cache,
+/// or is a create-command's presumed empty state, and may be behind).
+struct Current<A> {
+    loaded: Loaded<A>,
+    read: bool,
+}
+
+/// Checks existence and `If-Match`, then runs the handler on `loaded`.
+async fn decide<H: CommandHandler>(
+    handler: &H,
+    dispatcher: &Dispatcher,
+    command: &H::Command,
+    options: &DispatchOptions,
+    stream: &str,
+    loaded: &Loaded<AggregateOf<H::Command>>,
+) -> Result<Vec<EventOf<H::Command>>, CommandError> {
+    check_existence::<H::Command>(stream, loaded)?;
+    if let Some(expected) = &options.if_match
+        && !expected.matches(loaded.exists(), loaded.version)
+    {
+        return Err(CommandError::PreconditionFailed {
+            expected: expected.clone(),
+            actual: loaded.version,
+        });
+    }
+    // Handlers take the command by value; a retry clones it again.
+    handler
+        .handle(command.clone(), &loaded.state, &dispatcher.container)
+        .await
+        .map_err(CommandError::erase)
+}
+
+/// Takes the aggregate's turn and its state (from the dispatcher's cache,
+/// else from the store), runs [`attempt`], and puts the state it ends with
+/// back into the cache. That state is always a committed one: read from the
+/// store, or with the events of a successful append applied. A panic drops
+/// it.
 async fn attempt<H: CommandHandler>(
     handler: &H,
     dispatcher: &Dispatcher,
     command: H::Command,
     options: &DispatchOptions,
-    mut hold: Option<&mut Hold>,
+    hold: Option<&mut Hold>,
 ) -> Result<CommandOutcome, CommandError> {
     let (aggregate_id, stream) = target(&command)?;
-    let store = &*dispatcher.store;
     let _turn = dispatcher.turn(&stream).lock().await;
+    let mut current = match dispatcher.cache.take(&stream) {
+        Some(loaded) => Current {
+            loaded,
+            read: false,
+        },
+        // A create-command's append expects no stream, which checks this.
+        None if <H::Command as Command>::CREATE => Current {
+            loaded: Loaded::default(),
+            read: false,
+        },
+        None => Current {
+            loaded: load(&*dispatcher.store, &aggregate_id).await?,
+            read: true,
+        },
+    };
+    let outcome = decide_and_append(
+        handler,
+        dispatcher,
+        command,
+        options,
+        hold,
+        (aggregate_id, stream.clone()),
+        &mut current,
+    )
+    .await;
+    let bytes = current.loaded.state.memory_size();
+    dispatcher.cache.put(&stream, current.loaded, bytes);
+    outcome
+}
+
+/// Decide → append, retried on conflict after reading the stream's tail.
+/// A decision without events (a refusal, a failed precondition, nothing to
+/// do) stands only on a state read during this command: one that was not
+/// first reads the tail, and decides again if it moved. With an
+/// idempotency key held, the append completes it; if the store refuses
+/// that because the key was taken over (its lease ran out while this waited
+/// for its turn or ran the handler), the key is claimed again: a completed
+/// key's outcome is returned (replayed), and a key free again is appended
+/// with under the new token.
+async fn decide_and_append<H: CommandHandler>(
+    handler: &H,
+    dispatcher: &Dispatcher,
+    command: H::Command,
+    options: &DispatchOptions,
+    mut hold: Option<&mut Hold>,
+    (aggregate_id, stream): (String, String),
+    current: &mut Current<AggregateOf<H::Command>>,
+) -> Result<CommandOutcome, CommandError> {
+    let store = &*dispatcher.store;
     let command_id = Uuid::now_v7().to_string();
-    let mut attempts = 0;
+    let mut conflicts = 0;
     loop {
-        attempts += 1;
-        let loaded = load::<AggregateOf<H::Command>>(store, &aggregate_id).await?;
-        check_existence::<H::Command>(&stream, &loaded)?;
-        if let Some(expected) = &options.if_match
-            && !expected.matches(loaded.exists(), loaded.version)
-        {
-            return Err(CommandError::PreconditionFailed {
-                expected: expected.clone(),
-                actual: loaded.version,
-            });
-        }
-        // Handlers take the command by value; a retry clones it again.
-        let decided = handler
-            .handle(command.clone(), &loaded.state, &dispatcher.container)
-            .await
-            .map_err(CommandError::erase)?;
-        if decided.is_empty() {
-            return Ok(CommandOutcome {
-                stream_id: stream,
-                aggregate_id,
-                version: loaded.version,
-                position: None,
-                events: Vec::new(),
-                replayed: false,
-            });
-        }
+        let decided = decide(
+            handler,
+            dispatcher,
+            &command,
+            options,
+            &stream,
+            &current.loaded,
+        )
+        .await;
+        let decided = match decided {
+            Ok(decided) if !decided.is_empty() => decided,
+            settled => {
+                if !current.read {
+                    current.read = true;
+                    if catch_up(store, &stream, &mut current.loaded).await? {
+                        continue;
+                    }
+                }
+                settled?;
+                return Ok(CommandOutcome {
+                    stream_id: stream,
+                    aggregate_id,
+                    version: current.loaded.version,
+                    position: None,
+                    events: Vec::new(),
+                    replayed: false,
+                });
+            }
+        };
         let encode = || {
             decided
                 .iter()
@@ -213,7 +297,7 @@ async fn attempt<H: CommandHandler>(
         let expected = if <H::Command as Command>::CREATE {
             ExpectedVersion::NoStream
         } else {
-            ExpectedVersion::Exact(loaded.version)
+            ExpectedVersion::Exact(current.loaded.version)
         };
         let appended = append_completing(
             store,
@@ -246,6 +330,10 @@ async fn attempt<H: CommandHandler>(
         };
         match appended {
             Ok(appended) => {
+                // The recorded events, as any later load decodes them.
+                if let Err(error) = apply_recorded(&mut current.loaded, &appended.events) {
+                    tracing::warn!(stream_id = %stream, %error, "an appended event does not decode");
+                }
                 return Ok(CommandOutcome {
                     stream_id: stream,
                     aggregate_id,
@@ -256,17 +344,22 @@ async fn attempt<H: CommandHandler>(
                 });
             }
             Err(StoreError::WrongExpectedVersion { .. }) => {
-                // With `If-Match`, the retry's load checks it again.
                 if <H::Command as Command>::CREATE {
                     return Err(CommandError::AlreadyExists { stream_id: stream });
                 }
-                if attempts > dispatcher.config.max_retries {
+                conflicts += 1;
+                if conflicts > dispatcher.config.max_retries {
                     return Err(CommandError::Conflict {
                         stream_id: stream,
-                        attempts,
+                        attempts: conflicts,
                     });
                 }
-                tracing::debug!(stream_id = %stream, attempts, "concurrency conflict; retrying");
+                tracing::debug!(stream_id = %stream, attempts = conflicts, "concurrency conflict; retrying");
+                // Another writer got there first (or the cached state was
+                // behind): decide again on the stream as it is now. With
+                // `If-Match`, that checks it again too.
+                catch_up(store, &stream, &mut current.loaded).await?;
+                current.read = true;
             }
             Err(error) => return Err(error.into()),
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::cache::{StateCache, StateCacheUsage};
 use super::registry::{self, HandlerRegistration, Registered, RegistryError};
 use super::{Command, CommandError, CommandOutcome, DispatchConfig, DispatchOptions};
 use crate::di::{Container, DiError};
@@ -47,6 +48,8 @@ pub struct Dispatcher {
     handlers: BTreeMap<&'static str, Registered>,
     pub(super) config: DispatchConfig,
     turns: Box<[tokio::sync::Mutex<()>]>,
+    /// Folded states of recently commanded aggregates.
+    pub(super) cache: StateCache,
     hasher: std::hash::RandomState,
     /// Milliseconds since `started` at which expired idempotency records
     /// are next purged.
@@ -102,8 +105,12 @@ impl DispatcherBuilder {
             store: self.store,
             container: Arc::new(self.container),
             handlers,
-            config: self.config,
             turns: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            cache: StateCache::new(
+                self.config.state_cache_entries,
+                self.config.state_cache_bytes,
+            ),
+            config: self.config,
             hasher: std::hash::RandomState::new(),
             next_purge: AtomicU64::new(0),
             started: Instant::now(),
@@ -146,6 +153,13 @@ impl Dispatcher {
     /// The event store.
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
+    }
+
+    /// How many aggregate states the cache holds and their estimated
+    /// bytes (bounded by [`DispatchConfig::state_cache_entries`] and
+    /// [`DispatchConfig::state_cache_bytes`]).
+    pub fn state_cache_usage(&self) -> StateCacheUsage {
+        self.cache.usage()
     }
 
     /// The dependency container.

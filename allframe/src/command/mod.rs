@@ -16,6 +16,7 @@ use crate::aggregate::Aggregate;
 use crate::di::{Container, Dependency};
 use crate::schema::WireSchema;
 
+mod cache;
 mod cycle;
 mod dispatch;
 pub(crate) mod error;
@@ -23,6 +24,7 @@ mod idempotency;
 mod options;
 pub(crate) mod registry;
 
+pub use cache::StateCacheUsage;
 pub use dispatch::{BuildError, Dispatcher, DispatcherBuilder};
 pub use error::{CommandError, DomainError, FieldError, Rejection};
 pub use options::{CommandOutcome, DispatchConfig, DispatchOptions, IfMatch};

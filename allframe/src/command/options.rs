@@ -26,6 +26,16 @@ pub struct DispatchConfig {
     /// well above the time a command takes, including its wait for its
     /// aggregate's turn.
     pub idempotency_lease: Duration,
+    /// How many folded aggregate states the dispatcher keeps between
+    /// commands (default 100,000; 0 turns the cache off). A command on a
+    /// cached aggregate reads nothing before it decides: the append's
+    /// expected version checks that the state was current, and a refusal
+    /// is answered only after reading the stream's tail.
+    pub state_cache_entries: usize,
+    /// How many bytes the cached states may take at most, as their
+    /// [`Aggregate::memory_size`](crate::Aggregate::memory_size) estimates
+    /// them plus their stream ids (default 64 MiB; 0 turns the cache off).
+    pub state_cache_bytes: usize,
 }
 
 impl Default for DispatchConfig {
@@ -34,6 +44,8 @@ impl Default for DispatchConfig {
             max_retries: 3,
             idempotency_retention: Duration::from_secs(24 * 60 * 60),
             idempotency_lease: Duration::from_secs(30),
+            state_cache_entries: 100_000,
+            state_cache_bytes: 64 << 20,
         }
     }
 }
@@ -54,6 +66,14 @@ impl DispatchConfig {
     /// Sets how long an abandoned in-flight key stays claimed.
     pub fn idempotency_lease(mut self, lease: Duration) -> Self {
         self.idempotency_lease = lease;
+        self
+    }
+
+    /// Bounds the aggregate state cache by entries and bytes (either 0
+    /// turns it off).
+    pub fn state_cache(mut self, entries: usize, bytes: usize) -> Self {
+        self.state_cache_entries = entries;
+        self.state_cache_bytes = bytes;
         self
     }
 }
