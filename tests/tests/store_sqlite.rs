@@ -208,3 +208,60 @@ async fn connecting_by_url_opens_the_file_with_the_pool_asked_for() {
         "the message names the URL: {error}"
     );
 }
+
+/// Projection batches queue with the appends on the store's one writer, so
+/// no write of the process waits for another's lock: with SQLite's busy
+/// handler turned off (`busy_timeout` 0, so any wait for the write lock is
+/// an immediate "database is locked" error), appends from many tasks and a
+/// projection committing small batches all succeed.
+#[tokio::test]
+async fn projection_batches_and_appends_never_wait_for_the_write_lock() {
+    use allframe::Projections;
+    use allframe_tests::crash::{CrashEvent, CrashRow};
+    use sqlx::sqlite::SqliteConnectOptions;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteConnectOptions::new()
+        .filename(dir.path().join("busy.db"))
+        .create_if_missing(true)
+        .busy_timeout(Duration::ZERO);
+    let store = SqliteStore::connect_with(options, allframe::store::DEFAULT_MAX_BATCH)
+        .await
+        .unwrap();
+    let projections = Projections::builder(&store)
+        .projection::<CrashRow>()
+        .batch_size(4)
+        .start()
+        .await
+        .unwrap();
+    let writers = (0..16).map(|task| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let stream = format!("crash-{task}");
+            let opened = NewEvent::from_event(&CrashEvent::Opened {}).unwrap();
+            store
+                .append(&stream, ExpectedVersion::NoStream, vec![opened])
+                .await?;
+            for _ in 0..100 {
+                let deposit = NewEvent::from_event(&CrashEvent::Deposited { amount: 1 }).unwrap();
+                store
+                    .append(&stream, ExpectedVersion::Any, vec![deposit])
+                    .await?;
+            }
+            Ok::<_, allframe::StoreError>(())
+        })
+    });
+    for written in futures_util::future::join_all(writers).await {
+        written.unwrap().expect("no append waited for the write lock");
+    }
+    let head = store.head_position().await.unwrap();
+    assert_eq!(head, 16 * 101);
+    projections
+        .wait_for("crash-ledger", head, Duration::from_secs(60))
+        .await
+        .expect("the projection committed every batch");
+    let row: CrashRow = projections.get("7").await.unwrap().unwrap();
+    assert_eq!((row.deposits, row.balance), (100, 100));
+    projections.stop().await;
+}

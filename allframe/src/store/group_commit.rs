@@ -28,7 +28,10 @@
 //! queue their other idempotency operations ([`KeyOp`]) here; the operations
 //! queued together run in one transaction of their own, ahead of the
 //! appends queued with them (all of them were waiting at once, so any order
-//! among them is one they could have happened in).
+//! among them is one they could have happened in). Other writes, such as
+//! the projections' batches, run on the writer's connection as work
+//! ([`GroupCommit::run`]) between the batches of appends, so no writer of
+//! the process ever waits for another's database lock.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -88,6 +91,12 @@ pub(crate) enum KeyOutcome {
 
 /// What a backend does with one batch: a single transaction.
 pub(crate) trait BatchWriter: Send + 'static {
+    /// The connection the writer writes on.
+    type Connection: Send + 'static;
+
+    /// That connection, for work queued with [`GroupCommit::run`].
+    fn connection(&mut self) -> &mut Self::Connection;
+
     /// Writes the accepted appends of `batch` in one transaction (checking
     /// each with [`plan`]) and returns each append's outcome in order. An
     /// `Err` means the transaction failed and nothing was written.
@@ -215,7 +224,11 @@ pub(crate) fn plan<'b>(
     }
 }
 
-enum Job {
+/// Work run on the writer's connection: it begins, commits and answers
+/// for itself.
+type Work<C> = Box<dyn for<'c> FnOnce(&'c mut C) -> BoxFuture<'c, ()> + Send>;
+
+enum Job<C> {
     Append {
         request: Request,
         reply: oneshot::Sender<Result<Appended>>,
@@ -224,21 +237,31 @@ enum Job {
         op: KeyOp,
         reply: oneshot::Sender<Result<KeyOutcome>>,
     },
+    Run(Work<C>),
     /// Write what came before, close the connection and stop.
-    Close { reply: oneshot::Sender<()> },
+    Close {
+        reply: oneshot::Sender<()>,
+    },
 }
 
-/// The queue in front of a store's writer task.
-#[derive(Clone)]
-pub(crate) struct GroupCommit {
-    jobs: mpsc::Sender<Job>,
+/// The queue in front of a store's writer task, whose connection is a `C`.
+pub(crate) struct GroupCommit<C> {
+    jobs: mpsc::Sender<Job<C>>,
 }
 
-impl GroupCommit {
+impl<C> Clone for GroupCommit<C> {
+    fn clone(&self) -> Self {
+        Self {
+            jobs: self.jobs.clone(),
+        }
+    }
+}
+
+impl<C: Send + 'static> GroupCommit<C> {
     /// Starts the writer task. `max_batch` appends at most share one
     /// transaction (1 turns group commit off). `head` is moved to the last
     /// committed position after every commit.
-    pub(crate) fn spawn<W: BatchWriter>(
+    pub(crate) fn spawn<W: BatchWriter<Connection = C>>(
         writer: W,
         max_batch: usize,
         head: watch::Sender<u64>,
@@ -268,6 +291,29 @@ impl GroupCommit {
         }
     }
 
+    /// Runs `work` on the writer's connection, after the jobs queued
+    /// before it, and waits for its outcome. `work` begins and commits its
+    /// own transaction; while it runs, nothing else of this store writes.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) async fn run<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut C) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        let (reply, outcome) = oneshot::channel();
+        let work: Work<C> = Box::new(move |connection| {
+            Box::pin(async move {
+                // A caller that stopped waiting has nothing to be told.
+                let _ = reply.send(work(connection).await);
+            })
+        });
+        self.jobs
+            .send(Job::Run(work))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        outcome.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// Queues an idempotency operation and waits for its outcome.
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) async fn key_op(&self, op: KeyOp) -> Result<KeyOutcome> {
@@ -282,7 +328,7 @@ impl GroupCommit {
 
 async fn run<W: BatchWriter>(
     mut writer: W,
-    mut queue: mpsc::Receiver<Job>,
+    mut queue: mpsc::Receiver<Job<W::Connection>>,
     max_batch: usize,
     head: watch::Sender<u64>,
 ) {
@@ -300,6 +346,7 @@ async fn run<W: BatchWriter>(
         }
         let (mut batch, mut replies) = (Vec::new(), Vec::new());
         let (mut ops, mut op_replies) = (Vec::new(), Vec::new());
+        let mut works = Vec::new();
         let mut closing = None;
         for job in jobs.drain(..) {
             if closing.is_some() {
@@ -317,10 +364,14 @@ async fn run<W: BatchWriter>(
                     ops.push(op);
                     op_replies.push(reply);
                 }
+                Job::Run(work) => works.push(work),
             }
         }
         if !ops.is_empty() {
             run_keys(&mut writer, &ops, op_replies).await;
+        }
+        for work in works {
+            work(writer.connection()).await;
         }
         if !batch.is_empty() {
             write(&mut writer, &batch, replies, &head).await;

@@ -94,6 +94,7 @@ impl Dialect for PostgresDialect {
         "SELECT COALESCE(MAX(version), 0) FROM allframe_events WHERE stream_id = $1";
     const HEAD: &'static str = "SELECT position FROM allframe_head";
     const BEGIN: &'static str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+    const ONE_WRITER: bool = false;
     const LOCK: &'static str = " FOR UPDATE";
     const ROW_IN: &'static str = "::jsonb";
     const ROW_OUT: &'static str = "row::text";
@@ -316,6 +317,12 @@ impl Writer {
 }
 
 impl BatchWriter for Writer {
+    type Connection = PgConnection;
+
+    fn connection(&mut self) -> &mut PgConnection {
+        &mut self.connection
+    }
+
     fn write<'a>(
         &'a mut self,
         batch: &'a [Request],

@@ -77,6 +77,7 @@ impl Dialect for SqliteDialect {
         "SELECT COALESCE(MAX(version), 0) FROM allframe_events WHERE stream_id = ?";
     const HEAD: &'static str = "SELECT COALESCE(MAX(position), 0) FROM allframe_events";
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    const ONE_WRITER: bool = true;
     const LOCK: &'static str = "";
     const ROW_IN: &'static str = "";
     const ROW_OUT: &'static str = "row";
@@ -413,6 +414,12 @@ fn fixed_chunks<'r, T>(mut rows: &'r [T], sizes: &[usize]) -> Vec<&'r [T]> {
 }
 
 impl BatchWriter for Writer {
+    type Connection = SqliteConnection;
+
+    fn connection(&mut self) -> &mut SqliteConnection {
+        &mut self.connection
+    }
+
     fn write<'a>(
         &'a mut self,
         batch: &'a [Request],

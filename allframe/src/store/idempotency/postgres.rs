@@ -77,10 +77,14 @@ impl SqlRecords for PostgresDialect {
         // rewritten; skipping them avoids waiting on (or deadlocking with)
         // those transactions, and the next purge finds them if still old.
         let purged = sqlx::query(
-            "DELETE FROM allframe_idempotency WHERE key IN (\
+            // The cutoff is a stable value (`statement_timestamp`, not the
+            // volatile `clock_timestamp`) so the age index serves the inner
+            // select, and the keys come back as an array so the delete
+            // finds each by the primary key instead of scanning the table.
+            "DELETE FROM allframe_idempotency WHERE key = ANY(ARRAY(\
                SELECT key FROM allframe_idempotency \
-               WHERE created_at < clock_timestamp() - make_interval(secs => $1) \
-               FOR UPDATE SKIP LOCKED)",
+               WHERE created_at < statement_timestamp() - make_interval(secs => $1) \
+               FOR UPDATE SKIP LOCKED))",
         )
         .bind(seconds(retention))
         .execute(&store.inner.reads)

@@ -16,11 +16,13 @@ use std::collections::HashMap;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sqlx::{
-    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder, Type,
+    ColumnIndex, Connection, Database, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder,
+    Type,
 };
 
 use super::{Batch, Committed, Generation, Generations, ProjectionStore, RowQuery};
 use crate::store::Result;
+use crate::store::group_commit::GroupCommit;
 use crate::store::sql::{Dialect, db_error};
 
 /// Rows per multi-row statement, largest first: a few fixed sizes keep the
@@ -45,10 +47,17 @@ pub(super) fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// The connection type of a dialect's database.
+type Conn<D> = <<D as Dialect>::Db as Database>::Connection;
+
 /// A projection store over a SQL connection pool: the one definition for
 /// SQLite and PostgreSQL, which differ only in the [`Dialect`] strings.
+/// Reads use the pool. Writing transactions run on the event store's
+/// writer where the database has one write lock for everything (SQLite:
+/// see [`Dialect::ONE_WRITER`]), otherwise on a connection of the pool.
 pub(crate) struct SqlProjectionStore<D: Dialect> {
     pool: Pool<D::Db>,
+    writer: Option<GroupCommit<Conn<D>>>,
 }
 
 impl<D: Dialect> std::fmt::Debug for SqlProjectionStore<D> {
@@ -68,8 +77,25 @@ where
     for<'t> String: Encode<'t, D::Db> + Decode<'t, D::Db> + Type<D::Db>,
     usize: ColumnIndex<<D::Db as Database>::Row>,
 {
-    pub(crate) fn new(pool: Pool<D::Db>) -> Self {
-        Self { pool }
+    pub(crate) fn new(pool: Pool<D::Db>, writer: Option<GroupCommit<Conn<D>>>) -> Self {
+        Self { pool, writer }
+    }
+
+    /// Runs `work` (which begins and commits its own transaction) on the
+    /// writer's connection if the store writes through its writer, else on
+    /// a connection of the pool.
+    async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Conn<D>) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        match &self.writer {
+            Some(writer) => writer.run(work).await,
+            None => {
+                let mut connection = self.pool.acquire().await.map_err(db_error)?;
+                work(&mut connection).await
+            }
+        }
     }
 
     /// Starts `generation` of `projection` with its checkpoint at 0.
@@ -94,7 +120,14 @@ where
     }
 
     async fn open_now(&self, projection: &str) -> Result<Generations> {
-        let mut tx = self.pool.begin_with(D::BEGIN).await.map_err(db_error)?;
+        let projection = projection.to_owned();
+        self.write(move |connection| Self::open_in(connection, projection).boxed())
+            .await
+    }
+
+    async fn open_in(connection: &mut Conn<D>, projection: String) -> Result<Generations> {
+        let projection = projection.as_str();
+        let mut tx = connection.begin_with(D::BEGIN).await.map_err(db_error)?;
         let created = QueryBuilder::<D::Db>::new(
             "INSERT INTO allframe_projections (name, generation) VALUES (",
         )
@@ -168,8 +201,23 @@ where
     }
 
     async fn commit_now(&self, batch: Batch<'_>) -> Result<Committed> {
-        use {chunks, int};
-        let mut tx = self.pool.begin_with(D::BEGIN).await.map_err(db_error)?;
+        // Owned, for the writer task.
+        let projection = batch.projection.to_owned();
+        let writes = batch.writes.to_vec();
+        let (generation, from, to, indexed) =
+            (batch.generation, batch.from, batch.to, batch.indexed);
+        self.write(move |connection| {
+            async move {
+                let batch = Batch::new(&projection, generation, from, to, indexed, &writes);
+                Self::commit_in(connection, batch).await
+            }
+            .boxed()
+        })
+        .await
+    }
+
+    async fn commit_in(connection: &mut Conn<D>, batch: Batch<'_>) -> Result<Committed> {
+        let mut tx = connection.begin_with(D::BEGIN).await.map_err(db_error)?;
         // First, so the row lock (PostgreSQL) or the write lock
         // (SQLite) is held from here to the commit.
         let moved =
@@ -286,7 +334,14 @@ where
 
     async fn begin_rebuild_now(&self, projection: &str) -> Result<Generation> {
         self.open_now(projection).await?;
-        let mut tx = self.pool.begin_with(D::BEGIN).await.map_err(db_error)?;
+        let projection = projection.to_owned();
+        self.write(move |connection| Self::begin_rebuild_in(connection, projection).boxed())
+            .await
+    }
+
+    async fn begin_rebuild_in(connection: &mut Conn<D>, projection: String) -> Result<Generation> {
+        let projection = projection.as_str();
+        let mut tx = connection.begin_with(D::BEGIN).await.map_err(db_error)?;
         let (live, rebuilding): (i64, Option<i64>) = QueryBuilder::<D::Db>::new(
             "SELECT generation, rebuilding FROM allframe_projections WHERE name = ",
         )
@@ -327,8 +382,19 @@ where
     }
 
     async fn swap_now(&self, projection: &str, generation: u64) -> Result<bool> {
+        let projection = projection.to_owned();
+        self.write(move |connection| Self::swap_in(connection, projection, generation).boxed())
+            .await
+    }
+
+    async fn swap_in(
+        connection: &mut Conn<D>,
+        projection: String,
+        generation: u64,
+    ) -> Result<bool> {
+        let projection = projection.as_str();
         let generation = int(generation);
-        let mut tx = self.pool.begin_with(D::BEGIN).await.map_err(db_error)?;
+        let mut tx = connection.begin_with(D::BEGIN).await.map_err(db_error)?;
         let swapped = QueryBuilder::<D::Db>::new(
                 "UPDATE allframe_projections SET generation = rebuilding, rebuilding = NULL WHERE name = ",
             )
@@ -359,6 +425,14 @@ where
     }
 
     async fn drop_old_now(&self, projection: &str) -> Result<()> {
+        let projection = projection.to_owned();
+        self.write(move |connection| Self::drop_old_in(connection, projection).boxed())
+            .await
+    }
+
+    async fn drop_old_in(connection: &mut Conn<D>, projection: String) -> Result<()> {
+        let projection = projection.as_str();
+        let mut tx = connection.begin_with(D::BEGIN).await.map_err(db_error)?;
         for table in ["allframe_projection_index", "allframe_projection_rows"] {
             QueryBuilder::<D::Db>::new(std::format!("DELETE FROM {table} WHERE projection = "))
                 .push_bind(projection)
@@ -368,11 +442,11 @@ where
                 .push_bind(projection)
                 .push(")")
                 .build()
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
         }
-        Ok(())
+        tx.commit().await.map_err(db_error)
     }
 
     async fn get_now(&self, projection: &str, key: &str) -> Result<Option<String>> {

@@ -50,6 +50,12 @@ pub trait Dialect: sealed::Sealed + Sized + Send + Sync + 'static {
     const HEAD: &'static str;
     /// Starts a transaction that writes projection rows.
     const BEGIN: &'static str;
+    /// Whether every write goes through the store's one writer: where the
+    /// database has a single write lock (SQLite), projection batches queue
+    /// with the appends instead of waiting for that lock in the database's
+    /// busy handler. Elsewhere (PostgreSQL: row locks) they write on a
+    /// connection of the pool, beside the appends.
+    const ONE_WRITER: bool;
     /// Follows the select of a projection's generations before they change
     /// (a row lock where the database has them).
     const LOCK: &'static str;
@@ -76,7 +82,7 @@ pub(crate) mod sealed {
 /// connections; appends queue for one writer task that commits them in
 /// groups. Cloning gives another handle to the same store.
 pub struct SqlStore<D: Dialect> {
-    pub(crate) inner: Arc<SqlInner<Pool<D::Db>>>,
+    pub(crate) inner: Arc<SqlInner<D::Db>>,
 }
 
 impl<D: Dialect> Clone for SqlStore<D> {
@@ -116,7 +122,7 @@ where
     /// Starts the writer task on `writer` and wraps up the store.
     pub(crate) async fn start(
         reads: Pool<D::Db>,
-        writer: impl BatchWriter,
+        writer: impl BatchWriter<Connection = <D::Db as Database>::Connection>,
         max_batch: usize,
     ) -> Result<Self> {
         let head_now = Self::head_in(&reads).await?;
@@ -271,19 +277,23 @@ where
     }
 
     fn projection_store(&self) -> Option<Arc<dyn ProjectionStore>> {
-        Some(Arc::new(SqlProjectionStore::<D>::new(self.pool().clone())))
+        let writer = D::ONE_WRITER.then(|| self.inner.writer.clone());
+        Some(Arc::new(SqlProjectionStore::<D>::new(
+            self.pool().clone(),
+            writer,
+        )))
     }
 }
 
 /// What a SQL store holds: its read pool, the queue to its writer task and
 /// the head signal that task moves.
-pub(crate) struct SqlInner<P> {
-    pub(crate) reads: P,
-    pub(crate) writer: super::group_commit::GroupCommit,
+pub(crate) struct SqlInner<DB: Database> {
+    pub(crate) reads: Pool<DB>,
+    pub(crate) writer: GroupCommit<DB::Connection>,
     pub(crate) head: tokio::sync::watch::Receiver<u64>,
 }
 
-impl<DB: sqlx::Database> SqlInner<sqlx::Pool<DB>> {
+impl<DB: Database> SqlInner<DB> {
     /// Lets the writer finish what is queued and close its connection,
     /// then closes the read pool once its connections are back.
     pub(crate) async fn close(&self) {
