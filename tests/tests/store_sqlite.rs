@@ -253,7 +253,9 @@ async fn projection_batches_and_appends_never_wait_for_the_write_lock() {
         })
     });
     for written in futures_util::future::join_all(writers).await {
-        written.unwrap().expect("no append waited for the write lock");
+        written
+            .unwrap()
+            .expect("no append waited for the write lock");
     }
     let head = store.head_position().await.unwrap();
     assert_eq!(head, 16 * 101);
