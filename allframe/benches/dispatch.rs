@@ -3,9 +3,13 @@
 //! Prints commands/s through `Dispatcher::dispatch` on memory and SQLite
 //! with 1 and 16 concurrent callers, on one hot aggregate and on many, and
 //! the overhead of dispatch over the bare load + append it performs
-//! (interleaved rounds, medians, one run). `ALLFRAME_BENCH_SCALE` multiplies
+//! (interleaved rounds, medians, one run); then whether a command costs the
+//! same on an account with a long history as on a fresh one, with the
+//! aggregate state cache on and off. `ALLFRAME_BENCH_SCALE` multiplies
 //! the commands per sample (default 1), `ALLFRAME_BENCH_ROUNDS` the rounds
-//! (default 3), `ALLFRAME_BENCH_ONLY=memory` or `=sqlite` one backend.
+//! (default 3), `ALLFRAME_BENCH_ONLY=memory` or `=sqlite` one backend (and
+//! `history` the second part), `ALLFRAME_BENCH_HISTORY` the long account's
+//! events (default 10,000).
 
 mod common;
 
@@ -14,7 +18,8 @@ use std::time::Instant;
 
 use allframe::store::{MemoryStore, SqliteStore};
 use allframe::{
-    Aggregate, Command, DispatchOptions, Dispatcher, Event, EventStore, ExpectedVersion, NewEvent,
+    Aggregate, Command, DispatchConfig, DispatchOptions, Dispatcher, Event, EventStore,
+    ExpectedVersion, NewEvent,
 };
 use allframe::{CommandHandler, Decision, HandlerRegistration};
 use allframe::{Container, Dependency};
@@ -194,13 +199,15 @@ fn main() {
         let rounds = env_number("ALLFRAME_BENCH_ROUNDS", 3.0) as usize;
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut next_file = 0;
-        println!(
-            "## Dispatch: commands/s and overhead over bare load + append (median of {rounds} interleaved rounds, commands per sample × {scale})\n"
-        );
-        println!(
-            "| backend | callers | accounts | dispatch (cmd/s) | bare load+append (cmd/s) | overhead |"
-        );
-        println!("|---|---|---|---|---|---|");
+        if selected("memory") || selected("sqlite") {
+            println!(
+                "## Dispatch: commands/s and overhead over bare load + append (median of {rounds} interleaved rounds, commands per sample × {scale})\n"
+            );
+            println!(
+                "| backend | callers | accounts | dispatch (cmd/s) | bare load+append (cmd/s) | overhead |"
+            );
+            println!("|---|---|---|---|---|---|");
+        }
         for backend in ["memory", "sqlite"] {
             if !selected(backend) {
                 continue;
@@ -249,5 +256,96 @@ fn main() {
                 );
             }
         }
+        if selected("history") {
+            history(rounds, scale, dir.path()).await;
+        }
     });
+}
+
+/// Deposits/s from one caller on one account.
+async fn sequential_rate(dispatcher: &Dispatcher, account: &str, commands: u64) -> f64 {
+    let started = Instant::now();
+    for _ in 0..commands {
+        let command = Deposit {
+            account_id: account.to_owned(),
+            amount: 5,
+        };
+        dispatcher
+            .dispatch(command, DispatchOptions::default())
+            .await
+            .expect("dispatch");
+    }
+    commands as f64 / started.elapsed().as_secs_f64()
+}
+
+/// One caller's deposits on a fresh account and on one with a long history,
+/// alternating, with the state cache on and off.
+async fn history(rounds: usize, scale: f64, dir: &std::path::Path) {
+    let events = env_number("ALLFRAME_BENCH_HISTORY", 10_000.0) as u64;
+    println!(
+        "\n## Flat as history grows: one caller's deposits/s on a fresh account and on one with {events} events (median of {rounds} interleaved rounds)\n"
+    );
+    println!("| backend | state cache | fresh (cmd/s) | long history (cmd/s) | long / fresh |");
+    println!("|---|---|---|---|---|");
+    for backend in ["memory", "sqlite"] {
+        for cache in [true, false] {
+            let store: Arc<dyn EventStore> = if backend == "memory" {
+                Arc::new(MemoryStore::new())
+            } else {
+                let file = dir.join(format!("history-{cache}.db"));
+                Arc::new(SqliteStore::open(file).await.expect("open SQLite"))
+            };
+            seed(&*store, 1).await;
+            for chunk in 0..events.div_ceil(1_000) {
+                let count = (events - chunk * 1_000).min(1_000);
+                let deposits = (0..count)
+                    .map(|_| NewEvent::from_event(&AccountEvent::Deposited { amount: 1 }).unwrap())
+                    .collect();
+                store
+                    .append("account-long", ExpectedVersion::Any, deposits)
+                    .await
+                    .expect("fill");
+            }
+            let config = if cache {
+                DispatchConfig::default()
+            } else {
+                DispatchConfig::default().state_cache(0, 0)
+            };
+            let dispatcher = Dispatcher::builder(&*store)
+                .handlers(vec![&DEPOSIT])
+                .config(config)
+                .build()
+                .expect("dispatcher");
+            // Without the cache every command replays the whole history.
+            let base = match (backend, cache) {
+                ("memory", true) => 20_000.0,
+                (_, true) => 2_000.0,
+                ("memory", false) => 300.0,
+                _ => 60.0,
+            };
+            let commands = ((scale * base) as u64).max(1);
+            let (mut fresh, mut long) = (Vec::new(), Vec::new());
+            // Warm: the first command on each account loads it.
+            sequential_rate(&dispatcher, "0", 1).await;
+            sequential_rate(&dispatcher, "long", 1).await;
+            for round in 0..rounds {
+                let order = if round % 2 == 0 {
+                    ["0", "long"]
+                } else {
+                    ["long", "0"]
+                };
+                for account in order {
+                    let rate = sequential_rate(&dispatcher, account, commands).await;
+                    if account == "0" {
+                        fresh.push(rate)
+                    } else {
+                        long.push(rate)
+                    }
+                }
+            }
+            let (f, l) = (median(&mut fresh), median(&mut long));
+            let cache = if cache { "on" } else { "off" };
+            println!("| {backend} | {cache} | {f:.0} | {l:.0} | {:.2}× |", l / f);
+        }
+    }
 }

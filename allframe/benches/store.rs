@@ -8,9 +8,11 @@
 //! `ALLFRAME_BENCH_POSTGRES_URL` to change the server (default
 //! `postgres://postgres@127.0.0.1:5432/test`; each run uses a fresh schema,
 //! dropped afterwards). `ALLFRAME_BENCH_SECONDS` sets the length of one
-//! throughput sample (default 2). `ALLFRAME_BENCH_ONLY=append,group,read,latency`
+//! throughput sample (default 2). `ALLFRAME_BENCH_ONLY=append,group,read,latency,log`
 //! (any subset) runs only those sections; `ALLFRAME_BENCH_ROUNDS` sets how
-//! many interleaved rounds each comparison runs (default 3).
+//! many interleaved rounds each comparison runs (default 3);
+//! `ALLFRAME_BENCH_LOG_EVENTS` the size of the large log of section `log`
+//! (default 1,000,000).
 
 mod common;
 
@@ -143,6 +145,44 @@ async fn run() {
             let store = (backend.open)(256).await;
             let (p50, p99) = delivery_latency(store, 2_000, Duration::from_millis(2)).await;
             println!("| {} | {p50:.2?} | {p99:.2?} |", backend.name);
+        }
+    }
+    if selected("log") {
+        let events = env_number("ALLFRAME_BENCH_LOG_EVENTS", 1_000_000.0) as usize;
+        println!(
+            "\n## Appends into a large log vs an empty one (16 writers, single events, events/s, median of {rounds} interleaved samples of {seconds} s)\n"
+        );
+        println!("| backend | empty log | log of {events} events | large / empty |");
+        println!("|---|---|---|---|");
+        for backend in backends.iter().filter(|b| b.name != "memory") {
+            let empty = (backend.open)(allframe::store::DEFAULT_MAX_BATCH).await;
+            let large = (backend.open)(allframe::store::DEFAULT_MAX_BATCH).await;
+            let filling = Instant::now();
+            fill(&*large, events).await;
+            eprintln!(
+                "{}: filled {events} events in {:.1?}",
+                backend.name,
+                filling.elapsed()
+            );
+            let (mut small_rates, mut large_rates) = (Vec::new(), Vec::new());
+            for round in 0..rounds {
+                let order = if round % 2 == 0 {
+                    [false, true]
+                } else {
+                    [true, false]
+                };
+                for is_large in order {
+                    let store = if is_large { &large } else { &empty };
+                    let rate = append_rate(store.clone(), 16, 1, sample).await;
+                    if is_large {
+                        large_rates.push(rate)
+                    } else {
+                        small_rates.push(rate)
+                    }
+                }
+            }
+            let (e, l) = (median(&mut small_rates), median(&mut large_rates));
+            println!("| {} | {e:.0} | {l:.0} | {:.2}× |", backend.name, l / e);
         }
     }
     #[cfg(feature = "postgres")]

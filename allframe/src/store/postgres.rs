@@ -99,6 +99,13 @@ impl Dialect for PostgresDialect {
     const ROW_IN: &'static str = "::jsonb";
     const ROW_OUT: &'static str = "row::text";
 
+    fn push_items(query: &mut sqlx::QueryBuilder<Postgres>, items: Vec<String>) {
+        query
+            .push("(SELECT UNNEST(")
+            .push_bind(items)
+            .push("::text[]) AS item)");
+    }
+
     fn rows_affected(result: &<Postgres as sqlx::Database>::QueryResult) -> u64 {
         result.rows_affected()
     }

@@ -82,6 +82,14 @@ impl Dialect for SqliteDialect {
     const ROW_IN: &'static str = "";
     const ROW_OUT: &'static str = "row";
 
+    fn push_items(query: &mut QueryBuilder<Sqlite>, items: Vec<String>) {
+        let list = serde_json::Value::from(items).to_string();
+        query
+            .push("(SELECT value AS item FROM json_each(")
+            .push_bind(list)
+            .push("))");
+    }
+
     fn rows_affected(result: &<Sqlite as sqlx::Database>::QueryResult) -> u64 {
         result.rows_affected()
     }

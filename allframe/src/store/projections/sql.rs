@@ -497,7 +497,7 @@ where
         }
         query
             .push(" ORDER BY t.key LIMIT ")
-            .push_bind(int(rows.limit as u64));
+            .push(int(rows.limit as u64));
         query
             .build_query_as()
             .fetch_all(&self.pool)

@@ -64,6 +64,12 @@ pub trait Dialect: sealed::Sealed + Sized + Send + Sync + 'static {
     /// Selects a stored JSON row as text.
     const ROW_OUT: &'static str;
 
+    /// Pushes a table expression of one text column, `item`, holding
+    /// `items`, bound as a single value: an array unnested (PostgreSQL) or
+    /// the elements of a JSON array (SQLite). However many items a batch
+    /// has, the statement's text stays the same, so it is prepared once.
+    fn push_items(query: &mut QueryBuilder<Self::Db>, items: Vec<String>);
+
     /// How many rows a statement changed.
     fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
 
@@ -171,7 +177,7 @@ where
             .await
             .map_err(db_error)?;
         let versions: HashMap<String, u64> =
-            stream_versions_query::<D::Db>(batch.iter().map(|r| r.stream_id.as_str()))
+            stream_versions_query::<D>(batch.iter().map(|r| r.stream_id.as_str()))
                 .build_query_as::<(String, Option<i64>)>()
                 .fetch_all(&mut *connection)
                 .await
@@ -183,7 +189,7 @@ where
         let held: HashMap<String, String> = if keys.is_empty() {
             HashMap::new()
         } else {
-            held_tokens_query::<D::Db>(keys, D::LOCK)
+            held_tokens_query::<D>(keys)
                 .build_query_as::<(String, String)>()
                 .fetch_all(&mut *connection)
                 .await

@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
+use super::Dialect;
 use crate::event::{Metadata, RecordedEvent};
 use crate::store::{EventFilter, Result, StoreError};
 
@@ -45,7 +46,16 @@ pub(crate) fn push_read_all<DB>(
     }
     query
         .push(" ORDER BY position LIMIT ")
-        .push_bind(to_i64(limit as u64));
+        .push(limit_literal(limit));
+}
+
+/// A page size as a literal rather than a bound value: SQLite re-prepares
+/// a statement whose `LIMIT` is bound every time it runs (a bound value
+/// there could change the plan), and a prepared statement's generic plan
+/// on PostgreSQL plans better with the limit known. Page sizes come from a
+/// few constants and validated requests, so the statements stay few.
+fn limit_literal(limit: usize) -> i64 {
+    to_i64(limit as u64)
 }
 
 /// Appends ` WHERE stream_id = s AND version >= v ORDER BY version LIMIT n`.
@@ -65,7 +75,7 @@ pub(crate) fn push_read_stream<DB>(
         .push(" AND version >= ")
         .push_bind(to_i64(from_version))
         .push(" ORDER BY version LIMIT ")
-        .push_bind(to_i64(limit as u64));
+        .push(limit_literal(limit));
 }
 
 /// The current version of each of a batch's streams (each named once),
@@ -74,52 +84,37 @@ pub(crate) fn push_read_stream<DB>(
 /// both databases answer from the `(stream_id, version)` index by reading
 /// its last entry, so the cost does not grow with the streams' length or
 /// the log's (a `GROUP BY` over `stream_id IN (…)` reads every version of
-/// every stream named).
-pub(crate) fn stream_versions_query<'s, DB>(
+/// every stream named). The stream ids are bound as one list
+/// ([`Dialect::push_items`]), so the statement's text is the same for every
+/// batch and is prepared once.
+pub(crate) fn stream_versions_query<'s, D: Dialect>(
     stream_ids: impl IntoIterator<Item = &'s str>,
-) -> QueryBuilder<DB>
-where
-    DB: Database,
-    for<'t> String: Encode<'t, DB> + Type<DB>,
-{
+) -> QueryBuilder<D::Db> {
     let streams: std::collections::BTreeSet<&str> = stream_ids.into_iter().collect();
     let mut query = QueryBuilder::new(
-        "SELECT s.stream_id, (SELECT MAX(e.version) FROM allframe_events e \
-         WHERE e.stream_id = s.stream_id) FROM (",
+        "SELECT s.item, (SELECT MAX(e.version) FROM allframe_events e \
+         WHERE e.stream_id = s.item) FROM ",
     );
-    let mut list = query.separated(" UNION ALL ");
-    for stream_id in streams {
-        list.push("SELECT ")
-            .push_bind_unseparated(stream_id.to_owned())
-            .push_unseparated(" AS stream_id");
-    }
-    query.push(") s");
+    D::push_items(&mut query, streams.into_iter().map(str::to_owned).collect());
+    query.push(" s");
     query
 }
 
 /// `SELECT key, token … WHERE state = 'in_flight' AND key IN (…)` for the
 /// idempotency keys a batch completes (see
-/// [`completion_keys`](crate::store::group_commit::completion_keys)), followed by
-/// `suffix` (PostgreSQL locks the rows with ` FOR UPDATE`). Rows without a
-/// token (claimed before tokens existed) are left out: no completion holds
-/// them.
-pub(crate) fn held_tokens_query<'k, DB>(
+/// [`completion_keys`](crate::store::group_commit::completion_keys)), bound
+/// as one list like [`stream_versions_query`]'s, followed by [`Dialect::LOCK`]
+/// (PostgreSQL locks the rows). Rows without a token (claimed before tokens
+/// existed) are left out: no completion holds them.
+pub(crate) fn held_tokens_query<'k, D: Dialect>(
     keys: impl IntoIterator<Item = &'k str>,
-    suffix: &'static str,
-) -> QueryBuilder<DB>
-where
-    DB: Database,
-    for<'t> String: Encode<'t, DB> + Type<DB>,
-{
+) -> QueryBuilder<D::Db> {
     let mut query = QueryBuilder::new(
         "SELECT key, token FROM allframe_idempotency \
-         WHERE state = 'in_flight' AND token IS NOT NULL AND key IN (",
+         WHERE state = 'in_flight' AND token IS NOT NULL AND key IN (SELECT item FROM ",
     );
-    let mut list = query.separated(", ");
-    for key in keys {
-        list.push_bind(key.to_owned());
-    }
-    query.push(") ORDER BY key").push(suffix);
+    D::push_items(&mut query, keys.into_iter().map(str::to_owned).collect());
+    query.push(" k) ORDER BY key").push(D::LOCK);
     query
 }
 
@@ -205,6 +200,7 @@ mod plans {
     use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres};
 
     use super::stream_versions_query;
+    use crate::store::postgres::PostgresDialect;
 
     /// The writer's per-batch read of its streams' versions takes the last
     /// `(stream_id, version)` index entry of each stream, whatever the
@@ -260,13 +256,10 @@ mod plans {
             .execute(&mut connection)
             .await
             .unwrap();
-        let query = stream_versions_query::<Postgres>(["account-1", "account-2", "nowhere"]);
+        let query = stream_versions_query::<PostgresDialect>(["account-1", "account-2", "nowhere"]);
         // A generic plan, as a prepared statement gets after a few runs.
         for statement in [
-            format!(
-                "PREPARE versions(text, text, text) AS {}",
-                query.sql().as_str()
-            ),
+            format!("PREPARE versions(text[]) AS {}", query.sql().as_str()),
             "SET plan_cache_mode = force_generic_plan".to_owned(),
         ] {
             sqlx::query(AssertSqlSafe(statement))
@@ -274,11 +267,12 @@ mod plans {
                 .await
                 .unwrap();
         }
-        let plan: Vec<String> =
-            sqlx::query_scalar("EXPLAIN EXECUTE versions('account-1', 'account-2', 'nowhere')")
-                .fetch_all(&mut connection)
-                .await
-                .unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(
+            "EXPLAIN EXECUTE versions(ARRAY['account-1', 'account-2', 'nowhere'])",
+        )
+        .fetch_all(&mut connection)
+        .await
+        .unwrap();
         let plan = plan.join("\n");
         assert!(plan.contains("Index Only Scan Backward"), "{plan}");
         assert!(
@@ -286,7 +280,7 @@ mod plans {
             "{plan}"
         );
         let mut versions: Vec<(String, Option<i64>)> =
-            sqlx::query_as("EXECUTE versions('account-1', 'account-2', 'nowhere')")
+            sqlx::query_as("EXECUTE versions(ARRAY['account-1', 'account-2', 'nowhere'])")
                 .fetch_all(&mut connection)
                 .await
                 .unwrap();
