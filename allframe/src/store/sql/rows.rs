@@ -197,7 +197,7 @@ pub(crate) fn accepted_events(outcomes: &[Result<crate::Appended>]) -> Vec<&Reco
 
 #[cfg(all(test, feature = "postgres"))]
 mod plans {
-    use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres};
+    use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
     use super::stream_versions_query;
     use crate::store::postgres::PostgresDialect;
