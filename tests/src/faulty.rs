@@ -3,7 +3,7 @@
 //! every append refused as a concurrency conflict (a stream hotter than the
 //! retries). It can also hold back reads of old history, standing in for a
 //! catch-up over a log too large to finish during a test. It counts the
-//! reads of streams, so tests can see what a command read.
+//! reads of streams and the appends, so tests can see what a command did.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,6 +39,8 @@ pub struct Faulty {
     held_below: Arc<tokio::sync::watch::Sender<Option<u64>>>,
     /// How many times a stream was read.
     stream_reads: Arc<AtomicU64>,
+    /// How many appends reached the store.
+    appends: Arc<AtomicU64>,
 }
 
 impl Default for Faulty {
@@ -55,7 +57,13 @@ impl Faulty {
             fault: Arc::default(),
             held_below: Arc::new(tokio::sync::watch::Sender::new(None)),
             stream_reads: Arc::default(),
+            appends: Arc::default(),
         }
+    }
+
+    /// How many appends have reached the store (failed ones included).
+    pub fn appends(&self) -> u64 {
+        self.appends.load(Ordering::SeqCst)
     }
 
     /// How many times a stream has been read ([`EventStore::read_stream`]).
@@ -246,6 +254,7 @@ impl IdempotencyStore for Faulty {
         events: Vec<NewEvent>,
         completion: Option<Completion>,
     ) -> BoxFuture<'a, Result<Appended>> {
+        self.appends.fetch_add(1, Ordering::SeqCst);
         if self.fault() == Some(Fault::Conflict) {
             return Box::pin(async move {
                 Err(StoreError::WrongExpectedVersion {

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::dispatch::{Dispatcher, Input};
 use super::idempotency::{Hold, Reclaimed, fingerprint, replay, response};
+use super::rounds::{self, Decide, Member};
 use super::{
     AggregateOf, Command, CommandError, CommandHandler, CommandOutcome, DispatchOptions, EventOf,
     field_errors_for,
@@ -159,9 +160,9 @@ async fn execute<H: CommandHandler>(
 /// The aggregate's state as this command holds it, and whether it was read
 /// from the store during this command (otherwise it came from the cache,
 /// or is a create-command's presumed empty state, and may be behind).
-struct Current<A> {
-    loaded: Loaded<A>,
-    read: bool,
+pub(super) struct Current<A> {
+    pub(super) loaded: Loaded<A>,
+    pub(super) read: bool,
 }
 
 /// Checks existence and `If-Match`, then runs the handler on `loaded`.
@@ -202,6 +203,9 @@ async fn attempt<H: CommandHandler>(
     hold: Option<&mut Hold>,
 ) -> Result<CommandOutcome, CommandError> {
     let (aggregate_id, stream) = target(&command)?;
+    if hold.is_none() && options.if_match.is_none() && !<H::Command as Command>::CREATE {
+        return queued::<H>(dispatcher, command, options, aggregate_id, stream).await;
+    }
     let _turn = dispatcher.turn(&stream).lock().await;
     let mut current = match dispatcher.cache.take(&stream) {
         Some(loaded) => Current {
@@ -231,6 +235,57 @@ async fn attempt<H: CommandHandler>(
     let bytes = current.loaded.state.memory_size();
     dispatcher.cache.put(&stream, current.loaded, bytes);
     outcome
+}
+
+/// A plain command (no idempotency key, no `If-Match`, not creating):
+/// queued for its aggregate's next round, decided together with the
+/// commands queued beside it (see [`super::rounds`]).
+async fn queued<H: CommandHandler>(
+    dispatcher: &Dispatcher,
+    command: H::Command,
+    options: &DispatchOptions,
+    aggregate_id: String,
+    stream: String,
+) -> Result<CommandOutcome, CommandError> {
+    let command_id = Uuid::now_v7().to_string();
+    let container = dispatcher.container.clone();
+    let options = options.clone();
+    let checked = stream.clone();
+    let decide: Decide<AggregateOf<H::Command>> = Box::new(move |loaded| {
+        let (command, container) = (command.clone(), container.clone());
+        let (options, command_id, stream) = (options.clone(), command_id.clone(), checked.clone());
+        Box::pin(async move {
+            check_existence::<H::Command>(&stream, loaded)?;
+            let decided = H::default()
+                .handle(command, &loaded.state, &container)
+                .await
+                .map_err(CommandError::erase)?;
+            let encoded = decided
+                .iter()
+                .map(|event| {
+                    NewEvent::from_event(event)
+                        .map(|new| new.with_metadata(metadata::<H::Command>(&command_id, &options)))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(CommandError::EventEncoding)?;
+            Ok((decided, encoded))
+        })
+    });
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if dispatcher.queues.join(&stream, Member { decide, reply }) {
+        let turn = dispatcher.turn(&stream).clone();
+        tokio::spawn(rounds::serve::<AggregateOf<H::Command>>(
+            dispatcher.server(),
+            turn,
+            stream,
+            aggregate_id,
+        ));
+    }
+    answer.await.unwrap_or_else(|_| {
+        Err(CommandError::Panicked(
+            "the task deciding the aggregate's commands stopped".into(),
+        ))
+    })
 }
 
 /// Decide → append, retried on conflict after reading the stream's tail.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::cache::{StateCache, StateCacheUsage};
 use super::registry::{self, HandlerRegistration, Registered, RegistryError};
+use super::rounds::{Queues, Server};
 use super::{Command, CommandError, CommandOutcome, DispatchConfig, DispatchOptions};
 use crate::di::{Container, DiError};
 use crate::store::EventStore;
@@ -47,9 +48,11 @@ pub struct Dispatcher {
     pub(super) container: Arc<Container>,
     handlers: BTreeMap<&'static str, Registered>,
     pub(super) config: DispatchConfig,
-    turns: Box<[tokio::sync::Mutex<()>]>,
+    turns: Box<[Arc<tokio::sync::Mutex<()>>]>,
     /// Folded states of recently commanded aggregates.
-    pub(super) cache: StateCache,
+    pub(super) cache: Arc<StateCache>,
+    /// Plain commands waiting for their aggregate's next round.
+    pub(super) queues: Arc<Queues>,
     hasher: std::hash::RandomState,
     /// Milliseconds since `started` at which expired idempotency records
     /// are next purged.
@@ -105,11 +108,12 @@ impl DispatcherBuilder {
             store: self.store,
             container: Arc::new(self.container),
             handlers,
-            turns: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
-            cache: StateCache::new(
+            turns: (0..STRIPES).map(|_| Arc::default()).collect(),
+            cache: Arc::new(StateCache::new(
                 self.config.state_cache_entries,
                 self.config.state_cache_bytes,
-            ),
+            )),
+            queues: Arc::default(),
             config: self.config,
             hasher: std::hash::RandomState::new(),
             next_purge: AtomicU64::new(0),
@@ -226,8 +230,18 @@ impl Dispatcher {
         }
     }
 
+    /// What the task serving an aggregate's rounds needs.
+    pub(super) fn server(&self) -> Server {
+        Server {
+            store: self.store.clone(),
+            cache: self.cache.clone(),
+            queues: self.queues.clone(),
+            max_retries: self.config.max_retries,
+        }
+    }
+
     /// The lock commands on `stream` take turns on.
-    pub(super) fn turn(&self, stream: &str) -> &tokio::sync::Mutex<()> {
+    pub(super) fn turn(&self, stream: &str) -> &Arc<tokio::sync::Mutex<()>> {
         use std::hash::BuildHasher;
         let hash = self.hasher.hash_one(stream);
         &self.turns[(hash % STRIPES as u64) as usize]

@@ -23,6 +23,7 @@ pub(crate) mod error;
 mod idempotency;
 mod options;
 pub(crate) mod registry;
+mod rounds;
 
 pub use cache::StateCacheUsage;
 pub use dispatch::{BuildError, Dispatcher, DispatcherBuilder};
