@@ -760,7 +760,7 @@ async fn write_and_projection_paths_never_scan_a_large_table_sequentially() {
     // The capture saw every path, so a pass means something.
     for expected in [
         "SELECT position FROM allframe_head FOR UPDATE",
-        "WHERE e.stream_id = s.item) FROM (SELECT UNNEST(",
+        "WHERE e.stream_id = s.c0) FROM (SELECT * FROM UNNEST(",
         "INSERT INTO allframe_events",
         "FROM allframe_events WHERE position >",
         "FROM allframe_events WHERE stream_id =",

@@ -83,6 +83,8 @@ pub(super) struct Applied {
 struct Current<P> {
     row: Option<P>,
     changed_at: Option<u64>,
+    /// The index entries of the row as it was stored before this batch.
+    stored_index: Option<Vec<(&'static str, String)>>,
 }
 
 /// Applies the targeted events in order to the rows `loaded` (JSON by key).
@@ -119,9 +121,14 @@ pub(super) fn apply<P: Projection>(
                     break;
                 }
             };
+            let stored_index = match &row {
+                Some(row) if !P::INDEXED_BY.is_empty() => guard(|| Ok(Row::index(row))).ok(),
+                _ => None,
+            };
             let current = Current {
                 row,
                 changed_at: None,
+                stored_index,
             };
             rows.insert(key.clone(), current);
         }
@@ -197,6 +204,11 @@ fn writes<P: Projection>(
                 Ok((json, index))
             });
             match stored {
+                // The entries are already stored: the store need not touch
+                // them (most changes leave the indexed fields alone).
+                Ok((json, index)) if current.stored_index.as_ref() == Some(&index) => {
+                    Ok(RowWrite::upsert(key.clone(), json, index).index_unchanged())
+                }
                 Ok((json, index)) => Ok(RowWrite::upsert(key.clone(), json, index)),
                 Err(error) => Err(Failure {
                     position: current.changed_at.unwrap_or_default(),

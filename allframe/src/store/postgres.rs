@@ -99,11 +99,18 @@ impl Dialect for PostgresDialect {
     const ROW_IN: &'static str = "::jsonb";
     const ROW_OUT: &'static str = "row::text";
 
-    fn push_items(query: &mut sqlx::QueryBuilder<Postgres>, items: Vec<String>) {
-        query
-            .push("(SELECT UNNEST(")
-            .push_bind(items)
-            .push("::text[]) AS item)");
+    fn push_columns(query: &mut sqlx::QueryBuilder<Postgres>, columns: Vec<Vec<&str>>) {
+        let names: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
+        query.push("(SELECT * FROM UNNEST(");
+        let mut list = query.separated(", ");
+        for column in columns {
+            list.push_bind(column).push_unseparated("::text[]");
+        }
+        query.push(format!(") AS t({}))", names.join(", ")));
+    }
+
+    fn push_in(query: &mut sqlx::QueryBuilder<Postgres>, items: Vec<&str>) {
+        query.push(" = ANY(").push_bind(items).push("::text[])");
     }
 
     fn rows_affected(result: &<Postgres as sqlx::Database>::QueryResult) -> u64 {

@@ -82,12 +82,24 @@ impl Dialect for SqliteDialect {
     const ROW_IN: &'static str = "";
     const ROW_OUT: &'static str = "row";
 
-    fn push_items(query: &mut QueryBuilder<Sqlite>, items: Vec<String>) {
-        let list = serde_json::Value::from(items).to_string();
+    fn push_columns(query: &mut QueryBuilder<Sqlite>, columns: Vec<Vec<&str>>) {
+        let rows = columns.first().map_or(0, Vec::len);
+        let table: Vec<Vec<&str>> = (0..rows)
+            .map(|row| columns.iter().map(|column| column[row]).collect())
+            .collect();
+        let names: Vec<String> = (0..columns.len())
+            .map(|i| format!("json_extract(value, '$[{i}]') AS c{i}"))
+            .collect();
         query
-            .push("(SELECT value AS item FROM json_each(")
-            .push_bind(list)
+            .push(format!("(SELECT {} FROM json_each(", names.join(", ")))
+            .push_bind(serde_json::to_string(&table).unwrap_or_default())
             .push("))");
+    }
+
+    fn push_in(query: &mut QueryBuilder<Sqlite>, items: Vec<&str>) {
+        query.push(" IN (SELECT c0 FROM ");
+        Self::push_columns(query, vec![items]);
+        query.push(")");
     }
 
     fn rows_affected(result: &<Sqlite as sqlx::Database>::QueryResult) -> u64 {

@@ -73,6 +73,10 @@ pub struct RowWrite {
     /// Its index entries: `(field, value)` for every indexed field with a
     /// value.
     pub index: Vec<(&'static str, String)>,
+    /// Whether the stored index entries of the key must be replaced by
+    /// `index`; `false` when the row was stored before with exactly these
+    /// entries, so a store may leave them as they are.
+    pub reindex: bool,
 }
 
 impl RowWrite {
@@ -82,7 +86,15 @@ impl RowWrite {
             key,
             row: Some(row),
             index,
+            reindex: true,
         }
+    }
+
+    /// Marks the index entries as already stored for the key (see
+    /// [`RowWrite::reindex`]).
+    pub fn index_unchanged(mut self) -> Self {
+        self.reindex = false;
+        self
     }
 
     /// Deletes the row under `key`.
@@ -91,6 +103,7 @@ impl RowWrite {
             key,
             row: None,
             index: Vec::new(),
+            reindex: true,
         }
     }
 }

@@ -25,23 +25,6 @@ use crate::store::Result;
 use crate::store::group_commit::GroupCommit;
 use crate::store::sql::{Dialect, db_error};
 
-/// Rows per multi-row statement, largest first: a few fixed sizes keep the
-/// number of distinct statements (and so of prepared statements) small.
-pub(super) const CHUNKS: [usize; 4] = [256, 32, 4, 1];
-
-/// Splits `items` greedily into chunks whose lengths are all in [`CHUNKS`].
-pub(super) fn chunks<T>(mut items: &[T]) -> Vec<&[T]> {
-    let mut chunks = Vec::new();
-    for size in CHUNKS {
-        while items.len() >= size {
-            let (chunk, rest) = items.split_at(size);
-            chunks.push(chunk);
-            items = rest;
-        }
-    }
-    chunks
-}
-
 /// `u64` positions and generations as SQL `BIGINT`.
 pub(super) fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -174,30 +157,22 @@ where
         generation: u64,
         keys: &[String],
     ) -> Result<HashMap<String, String>> {
-        let mut rows = HashMap::with_capacity(keys.len());
-        for chunk in chunks(keys) {
-            let mut query = QueryBuilder::<D::Db>::new(std::format!(
-                "SELECT key, {} FROM allframe_projection_rows WHERE projection = ",
-                D::ROW_OUT
-            ));
-            query
-                .push_bind(projection)
-                .push(" AND generation = ")
-                .push_bind(int(generation))
-                .push(" AND key IN (");
-            let mut list = query.separated(", ");
-            for key in chunk {
-                list.push_bind(key.as_str());
-            }
-            query.push(")");
-            let found: Vec<(String, String)> = query
-                .build_query_as()
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_error)?;
-            rows.extend(found);
-        }
-        Ok(rows)
+        let mut query = QueryBuilder::<D::Db>::new(std::format!(
+            "SELECT key, {} FROM allframe_projection_rows WHERE projection = ",
+            D::ROW_OUT
+        ));
+        query
+            .push_bind(projection)
+            .push(" AND generation = ")
+            .push_bind(int(generation))
+            .push(" AND key");
+        D::push_in(&mut query, keys.iter().map(String::as_str).collect());
+        let found: Vec<(String, String)> = query
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(found.into_iter().collect())
     }
 
     async fn commit_now(&self, batch: Batch<'_>) -> Result<Committed> {
@@ -236,97 +211,87 @@ where
         if D::rows_affected(&moved) != 1 {
             return Ok(Committed::Moved);
         }
+        // Each statement takes the whole batch as bound columns (one
+        // statement, one round trip, whatever the batch's size).
         let generation = int(batch.generation);
-        let scope = |query: &mut QueryBuilder<D::Db>| {
+        let scoped = |sql: &str| {
+            let mut query = QueryBuilder::<D::Db>::new(sql);
             query
-                .push(" WHERE projection = ")
                 .push_bind(batch.projection.to_owned())
                 .push(" AND generation = ")
                 .push_bind(generation)
-                .push(" AND key IN (");
+                .push(" AND key");
+            query
         };
-        for chunk in chunks(batch.writes) {
-            if batch.indexed {
-                let mut query = QueryBuilder::<D::Db>::new("DELETE FROM allframe_projection_index");
-                scope(&mut query);
-                let mut list = query.separated(", ");
-                for write in chunk {
-                    list.push_bind(write.key.as_str());
-                }
-                query
-                    .push(")")
-                    .build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-            }
-            let deleted: Vec<&str> = chunk
-                .iter()
-                .filter(|write| write.row.is_none())
-                .map(|write| write.key.as_str())
-                .collect();
-            if !deleted.is_empty() {
-                let mut query = QueryBuilder::<D::Db>::new("DELETE FROM allframe_projection_rows");
-                scope(&mut query);
-                let mut list = query.separated(", ");
-                for key in deleted {
-                    list.push_bind(key);
-                }
-                query
-                    .push(")")
-                    .build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-            }
+        let keys: Vec<&str> = batch
+            .writes
+            .iter()
+            .filter(|write| write.reindex)
+            .map(|write| write.key.as_str())
+            .collect();
+        if batch.indexed && !keys.is_empty() {
+            let mut query = scoped("DELETE FROM allframe_projection_index WHERE projection = ");
+            D::push_in(&mut query, keys);
+            query.build().execute(&mut *tx).await.map_err(db_error)?;
         }
-        let upserted: Vec<(&str, &str)> = batch
+        let deleted: Vec<&str> = batch
+            .writes
+            .iter()
+            .filter(|write| write.row.is_none())
+            .map(|write| write.key.as_str())
+            .collect();
+        if !deleted.is_empty() {
+            let mut query = scoped("DELETE FROM allframe_projection_rows WHERE projection = ");
+            D::push_in(&mut query, deleted);
+            query.build().execute(&mut *tx).await.map_err(db_error)?;
+        }
+        let (keys, rows): (Vec<&str>, Vec<&str>) = batch
             .writes
             .iter()
             .filter_map(|write| write.row.as_deref().map(|row| (write.key.as_str(), row)))
-            .collect();
-        for chunk in chunks(&upserted) {
+            .unzip();
+        if !keys.is_empty() {
             let mut query = QueryBuilder::<D::Db>::new(
-                "INSERT INTO allframe_projection_rows (projection, generation, key, row) ",
+                "INSERT INTO allframe_projection_rows (projection, generation, key, row) SELECT ",
             );
-            query.push_values(chunk, |mut values, (key, row)| {
-                values
-                    .push_bind(batch.projection)
-                    .push_bind(generation)
-                    .push_bind(*key)
-                    .push_bind(*row)
-                    .push_unseparated(D::ROW_IN);
-            });
             query
-                .push(" ON CONFLICT (projection, generation, key) DO UPDATE SET row = excluded.row")
+                .push_bind(batch.projection)
+                .push(", ")
+                .push_bind(generation)
+                .push(std::format!(", c0, c1{} FROM ", D::ROW_IN));
+            D::push_columns(&mut query, vec![keys, rows]);
+            // `WHERE true` lets SQLite tell the upsert clause from a join.
+            query
+                .push(" r WHERE true ON CONFLICT (projection, generation, key) DO UPDATE SET row = excluded.row")
                 .build()
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
         }
-        let entries: Vec<(&str, &str, &str)> = batch
-            .writes
-            .iter()
-            .flat_map(|write| {
-                write
-                    .index
-                    .iter()
-                    .map(|(field, value)| (*field, value.as_str(), write.key.as_str()))
-            })
-            .collect();
-        for chunk in chunks(&entries) {
+        let (mut fields, mut values, mut keys) = (Vec::new(), Vec::new(), Vec::new());
+        for write in batch.writes.iter().filter(|write| write.reindex) {
+            for (field, value) in &write.index {
+                fields.push(*field);
+                values.push(value.as_str());
+                keys.push(write.key.as_str());
+            }
+        }
+        if !keys.is_empty() {
             let mut query = QueryBuilder::<D::Db>::new(
-                "INSERT INTO allframe_projection_index (projection, generation, field, value, key) ",
+                "INSERT INTO allframe_projection_index (projection, generation, field, value, key) SELECT ",
             );
-            query.push_values(chunk, |mut values, (field, value, key)| {
-                values
-                    .push_bind(batch.projection)
-                    .push_bind(generation)
-                    .push_bind(*field)
-                    .push_bind(*value)
-                    .push_bind(*key);
-            });
-            query.build().execute(&mut *tx).await.map_err(db_error)?;
+            query
+                .push_bind(batch.projection)
+                .push(", ")
+                .push_bind(generation)
+                .push(", c0, c1, c2 FROM ");
+            D::push_columns(&mut query, vec![fields, values, keys]);
+            query
+                .push(" e")
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(Committed::Done)

@@ -64,11 +64,21 @@ pub trait Dialect: sealed::Sealed + Sized + Send + Sync + 'static {
     /// Selects a stored JSON row as text.
     const ROW_OUT: &'static str;
 
-    /// Pushes a table expression of one text column, `item`, holding
-    /// `items`, bound as a single value: an array unnested (PostgreSQL) or
-    /// the elements of a JSON array (SQLite). However many items a batch
-    /// has, the statement's text stays the same, so it is prepared once.
-    fn push_items(query: &mut QueryBuilder<Self::Db>, items: Vec<String>);
+    /// Pushes a table expression of text columns `c0`, `c1`, … holding
+    /// `columns` (each the values of one column, all of one length), bound
+    /// as one value per column (arrays unnested, on PostgreSQL) or one for
+    /// all (a JSON array of rows, on SQLite). However many rows a batch
+    /// has, the statement's text stays the same, so it is prepared once
+    /// and sent in one round trip.
+    fn push_columns(query: &mut QueryBuilder<Self::Db>, columns: Vec<Vec<&str>>);
+
+    /// Pushes ` IN …` (or its equivalent) testing the preceding expression
+    /// against `items`, bound as one value like
+    /// [`push_columns`](Self::push_columns). On PostgreSQL it is
+    /// `= ANY(array)`, which an index scan takes as its condition whatever
+    /// the table's statistics say (a join against an unnested array may be
+    /// planned as a scan of the whole table).
+    fn push_in(query: &mut QueryBuilder<Self::Db>, items: Vec<&str>);
 
     /// How many rows a statement changed.
     fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;

@@ -85,17 +85,17 @@ pub(crate) fn push_read_stream<DB>(
 /// its last entry, so the cost does not grow with the streams' length or
 /// the log's (a `GROUP BY` over `stream_id IN (…)` reads every version of
 /// every stream named). The stream ids are bound as one list
-/// ([`Dialect::push_items`]), so the statement's text is the same for every
+/// ([`Dialect::push_columns`]), so the statement's text is the same for every
 /// batch and is prepared once.
 pub(crate) fn stream_versions_query<'s, D: Dialect>(
     stream_ids: impl IntoIterator<Item = &'s str>,
 ) -> QueryBuilder<D::Db> {
     let streams: std::collections::BTreeSet<&str> = stream_ids.into_iter().collect();
     let mut query = QueryBuilder::new(
-        "SELECT s.item, (SELECT MAX(e.version) FROM allframe_events e \
-         WHERE e.stream_id = s.item) FROM ",
+        "SELECT s.c0, (SELECT MAX(e.version) FROM allframe_events e \
+         WHERE e.stream_id = s.c0) FROM ",
     );
-    D::push_items(&mut query, streams.into_iter().map(str::to_owned).collect());
+    D::push_columns(&mut query, vec![streams.into_iter().collect()]);
     query.push(" s");
     query
 }
@@ -111,10 +111,10 @@ pub(crate) fn held_tokens_query<'k, D: Dialect>(
 ) -> QueryBuilder<D::Db> {
     let mut query = QueryBuilder::new(
         "SELECT key, token FROM allframe_idempotency \
-         WHERE state = 'in_flight' AND token IS NOT NULL AND key IN (SELECT item FROM ",
+         WHERE state = 'in_flight' AND token IS NOT NULL AND key",
     );
-    D::push_items(&mut query, keys.into_iter().map(str::to_owned).collect());
-    query.push(" k) ORDER BY key").push(D::LOCK);
+    D::push_in(&mut query, keys.into_iter().collect());
+    query.push(" ORDER BY key").push(D::LOCK);
     query
 }
 
