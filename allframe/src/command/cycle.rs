@@ -260,14 +260,7 @@ async fn queued<H: CommandHandler>(
                 .handle(command, &loaded.state, &container)
                 .await
                 .map_err(CommandError::erase)?;
-            let encoded = decided
-                .iter()
-                .map(|event| {
-                    NewEvent::from_event(event)
-                        .map(|new| new.with_metadata(metadata::<H::Command>(&command_id, &options)))
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(CommandError::EventEncoding)?;
+            let encoded = encode::<H::Command>(&decided, &command_id, &options)?;
             Ok((decided, encoded))
         })
     });
@@ -339,16 +332,7 @@ async fn decide_and_append<H: CommandHandler>(
                 });
             }
         };
-        let encode = || {
-            decided
-                .iter()
-                .map(|event| {
-                    NewEvent::from_event(event)
-                        .map(|new| new.with_metadata(metadata::<H::Command>(&command_id, options)))
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(CommandError::EventEncoding)
-        };
+        let encode = || encode::<H::Command>(&decided, &command_id, options);
         let expected = if <H::Command as Command>::CREATE {
             ExpectedVersion::NoStream
         } else {
@@ -419,6 +403,22 @@ async fn decide_and_append<H: CommandHandler>(
             Err(error) => return Err(error.into()),
         }
     }
+}
+
+/// A command's decided events, encoded with its metadata.
+fn encode<C: Command>(
+    decided: &[EventOf<C>],
+    command_id: &str,
+    options: &DispatchOptions,
+) -> Result<Vec<NewEvent>, CommandError> {
+    decided
+        .iter()
+        .map(|event| {
+            NewEvent::from_event(event)
+                .map(|new| new.with_metadata(metadata::<C>(command_id, options)))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(CommandError::EventEncoding)
 }
 
 fn metadata<C: Command>(command_id: &str, options: &DispatchOptions) -> Metadata {
