@@ -2,7 +2,8 @@
 //! operation gone (an unreachable database, projection rows included), or
 //! every append refused as a concurrency conflict (a stream hotter than the
 //! retries). It can also hold back reads of old history, standing in for a
-//! catch-up over a log too large to finish during a test. It counts the
+//! catch-up over a log too large to finish during a test, and hold back
+//! appends, standing in for a slow disk. It counts the
 //! reads of streams and the appends, so tests can see what a command did.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +38,8 @@ pub struct Faulty {
     fault: Arc<Mutex<Option<Fault>>>,
     /// Reads of the log that start below this position wait while it is set.
     held_below: Arc<tokio::sync::watch::Sender<Option<u64>>>,
+    /// Appends wait while this is true.
+    appends_held: Arc<tokio::sync::watch::Sender<bool>>,
     /// How many times a stream was read.
     stream_reads: Arc<AtomicU64>,
     /// How many appends reached the store.
@@ -56,6 +59,7 @@ impl Faulty {
             inner: MemoryStore::new(),
             fault: Arc::default(),
             held_below: Arc::new(tokio::sync::watch::Sender::new(None)),
+            appends_held: Arc::new(tokio::sync::watch::Sender::new(false)),
             stream_reads: Arc::default(),
             appends: Arc::default(),
         }
@@ -81,6 +85,18 @@ impl Faulty {
     /// Lets held reads of the log go on.
     pub fn release_history(&self) {
         self.held_below.send_replace(None);
+    }
+
+    /// Makes every append wait (after it is counted) until
+    /// [`release_appends`](Self::release_appends): a slow disk, for as long
+    /// as a test needs to let work pile up behind a write.
+    pub fn hold_appends(&self) {
+        self.appends_held.send_replace(true);
+    }
+
+    /// Lets held appends go on.
+    pub fn release_appends(&self) {
+        self.appends_held.send_replace(false);
     }
 
     /// A store with `fault` from the start.
@@ -255,16 +271,20 @@ impl IdempotencyStore for Faulty {
         completion: Option<Completion>,
     ) -> BoxFuture<'a, Result<Appended>> {
         self.appends.fetch_add(1, Ordering::SeqCst);
-        if self.fault() == Some(Fault::Conflict) {
-            return Box::pin(async move {
-                Err(StoreError::WrongExpectedVersion {
+        let mut held = self.appends_held.subscribe();
+        Box::pin(async move {
+            // Only an error can end this early: the sender lives in `self`.
+            let _ = held.wait_for(|held| !held).await;
+            if self.fault() == Some(Fault::Conflict) {
+                return Err(StoreError::WrongExpectedVersion {
                     stream_id: stream_id.to_owned(),
                     expected,
                     actual: 99,
-                })
-            });
-        }
-        self.guard(move |s| s.append_with(stream_id, expected, events, completion))
+                });
+            }
+            self.guard(move |s| s.append_with(stream_id, expected, events, completion))
+                .await
+        })
     }
     fn claim_idempotency_key<'a>(
         &'a self,
