@@ -47,6 +47,11 @@
 //! and an index would not read less. A bitmap scan that reads a large part
 //! of a table because the statement wants most of it is fine too.
 //!
+//! A second test runs a projection's first catch-up on tables PostgreSQL
+//! has no statistics for (autovacuum off), where a plan looks only at the
+//! statement, and checks that every batch finds its rows and index entries
+//! by key in an index, not by filtering the whole generation.
+//!
 //! It checks that the capture works (plans of the statements it expects
 //! arrive), so it cannot pass by seeing nothing. Without a PostgreSQL server
 //! it is skipped with a message, as the other PostgreSQL tests are (a
@@ -65,6 +70,7 @@ use allframe::{EventFilter, EventStore, ExpectedVersion, NewEvent, RecordedEvent
 use allframe_tests::{fresh_schema, postgres_options};
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
@@ -613,37 +619,58 @@ async fn log_reads(store: &PostgresStore) {
 
 // ---------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn write_and_projection_paths_never_scan_a_large_table_sequentially() {
-    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(CollectNotices))
+/// Installs the notice collector once for the test binary (its tests share
+/// it: each looks for its own statements among the plans).
+fn capture_plans() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        tracing::subscriber::set_global_default(
+            tracing_subscriber::registry().with(CollectNotices),
+        )
         .expect("the only subscriber of this test binary");
-    let Some(options) = postgres_options().await else {
-        return;
-    };
-    let started = Instant::now();
-    let schema = fresh_schema();
+    });
+}
 
-    // Migrate with a plain store, fill, then reopen with plans reported.
-    let plain = PostgresStore::connect_with(options.clone(), Some(&schema), DEFAULT_MAX_BATCH)
-        .await
-        .expect("open the PostgreSQL store");
-    plain.close().await;
-    let mut setup =
-        PgConnection::connect_with(&options.clone().options([("search_path", &schema)]))
-            .await
-            .unwrap();
-    fill(&mut setup).await;
-    let filled = started.elapsed();
-
-    let traced = options.options([
+/// `options` with every executed plan reported to the client.
+fn traced(options: PgConnectOptions) -> PgConnectOptions {
+    options.options([
         ("session_preload_libraries", "auto_explain"),
         ("auto_explain.log_min_duration", "0"),
         ("auto_explain.log_level", "notice"),
         ("auto_explain.log_nested_statements", "on"),
         ("auto_explain.log_format", "text"),
         ("client_min_messages", "notice"),
-    ]);
-    let store = PostgresStore::connect_with(traced, Some(&schema), DEFAULT_MAX_BATCH)
+    ])
+}
+
+/// Starts capturing plans and migrates a fresh schema with a plain store:
+/// the server's options, the schema, and a connection to fill it with
+/// (`None` when PostgreSQL is unreachable and the test is skipped).
+async fn migrated_schema() -> Option<(PgConnectOptions, String, PgConnection)> {
+    capture_plans();
+    let options = postgres_options().await?;
+    let schema = fresh_schema();
+    let plain = PostgresStore::connect_with(options.clone(), Some(&schema), DEFAULT_MAX_BATCH)
+        .await
+        .expect("open the PostgreSQL store");
+    plain.close().await;
+    let setup = PgConnection::connect_with(&options.clone().options([("search_path", &schema)]))
+        .await
+        .unwrap();
+    Some((options, schema, setup))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_and_projection_paths_never_scan_a_large_table_sequentially() {
+    let started = Instant::now();
+    // Migrate with a plain store, fill, then reopen with plans reported.
+    let Some((options, schema, mut setup)) = migrated_schema().await else {
+        return;
+    };
+    fill(&mut setup).await;
+    let filled = started.elapsed();
+
+    let store = PostgresStore::connect_with(traced(options), Some(&schema), DEFAULT_MAX_BATCH)
         .await
         .unwrap_or_else(|e| {
             panic!(
@@ -804,4 +831,118 @@ async fn write_and_projection_paths_never_scan_a_large_table_sequentially() {
         offending.len(),
         offending.join("\n")
     );
+}
+
+/// Ledgers and events of [`projection_batches_probe_the_key_index_without_statistics`].
+const FRESH_LEDGERS: i64 = 3_000;
+const FRESH_EVENTS: i64 = 30_000;
+
+/// A projection's first catch-up (or a rebuild) writes into a generation
+/// the table's statistics know nothing of. Its batches load the rows they
+/// touch and replace their index entries by key; planned without
+/// statistics and then as a generic plan, `key = ANY(array)` became a
+/// filter over every row the generation already had, compared with the
+/// whole array, so each batch cost more than the one before. Each key must
+/// be an index condition, statistics or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projection_batches_probe_the_key_index_without_statistics() {
+    let Some((options, schema, mut setup)) = migrated_schema().await else {
+        return;
+    };
+    let mut statements: Vec<String> = [
+        "allframe_events",
+        "allframe_projection_rows",
+        "allframe_projection_index",
+    ]
+    .iter()
+    .map(|table| format!("ALTER TABLE {table} SET (autovacuum_enabled = false)"))
+    .collect();
+    statements.push(format!(
+        "INSERT INTO allframe_events (position, stream_id, category, version, event_type, \
+         schema_version, data, event_id, recorded_at) \
+         SELECT g + 1, 'ledger-' || (g % {FRESH_LEDGERS}), 'ledger', g / {FRESH_LEDGERS} + 1, \
+                CASE WHEN g < {FRESH_LEDGERS} THEN 'Opened' ELSE 'Deposited' END, 1, \
+                CASE WHEN g < {FRESH_LEDGERS} \
+                     THEN jsonb_build_object('owner', 'owner-' || (g % {OWNERS})) \
+                     ELSE '{{\"amount\": 1}}'::jsonb END, \
+                gen_random_uuid(), now() \
+         FROM generate_series(0, {FRESH_EVENTS} - 1) g"
+    ));
+    statements.push(format!(
+        "UPDATE allframe_head SET position = {FRESH_EVENTS}"
+    ));
+    for statement in statements {
+        sqlx::query(AssertSqlSafe(statement))
+            .execute(&mut setup)
+            .await
+            .expect("fill the log");
+    }
+
+    let store = PostgresStore::connect_with(traced(options), Some(&schema), DEFAULT_MAX_BATCH)
+        .await
+        .expect("open the store with auto_explain loaded");
+    let projections = Projections::builder(&store)
+        .projection::<Balance>()
+        .batch_size(500)
+        .start()
+        .await
+        .unwrap();
+    projections
+        .wait_for("plan-balances", FRESH_EVENTS as u64, WAIT)
+        .await
+        .unwrap();
+    let row = projections.get::<Balance>("7").await.unwrap().unwrap();
+    let per_ledger = (FRESH_EVENTS / FRESH_LEDGERS) as u64;
+    assert_eq!(
+        (row.owner.as_str(), row.balance),
+        ("owner-7", per_ledger - 1)
+    );
+    projections.stop().await;
+    store.close().await;
+    let analyzed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = $1 \
+         AND relname LIKE 'allframe_projection_%' \
+         AND COALESCE(last_analyze, last_autoanalyze) IS NOT NULL",
+    )
+    .bind(&schema)
+    .fetch_one(&mut setup)
+    .await
+    .unwrap();
+    assert_eq!(
+        analyzed, 0,
+        "the projection tables must not have statistics"
+    );
+    sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+        .execute(&mut setup)
+        .await
+        .unwrap();
+
+    // The loads of a batch's rows and the deletes of its index entries.
+    let keyed: Vec<Plan> = plans()
+        .into_iter()
+        .filter(|p| {
+            (p.query
+                .starts_with("SELECT key, row::text FROM allframe_projection_rows WHERE")
+                || p.query
+                    .starts_with("DELETE FROM allframe_projection_index WHERE"))
+                && p.query.contains("key =")
+        })
+        .collect();
+    let batches = (FRESH_EVENTS / 500) as usize;
+    assert!(
+        keyed.len() >= batches,
+        "{} keyed statements for {batches} batches",
+        keyed.len()
+    );
+    for plan in &keyed {
+        let by_key = plan
+            .plan
+            .lines()
+            .any(|line| line.contains("Index Cond:") && line.contains("(key = "));
+        assert!(
+            by_key,
+            "a batch's keys are not an index condition:\n{}\n{}",
+            plan.query, plan.plan
+        );
+    }
 }

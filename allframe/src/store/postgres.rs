@@ -113,6 +113,25 @@ impl Dialect for PostgresDialect {
         query.push(" = ANY(").push_bind(items).push("::text[])");
     }
 
+    fn push_keyed(
+        query: &mut sqlx::QueryBuilder<Postgres>,
+        table: &str,
+        projection: &str,
+        generation: i64,
+        keys: Vec<&str>,
+    ) {
+        query
+            .push("ctid = ANY(ARRAY(SELECT t.ctid FROM UNNEST(")
+            .push_bind(keys)
+            .push(format!(
+                "::text[]) AS k(key) CROSS JOIN LATERAL (SELECT ctid FROM {table} WHERE projection = "
+            ))
+            .push_bind(projection.to_owned())
+            .push(" AND generation = ")
+            .push_bind(generation)
+            .push(" AND key = k.key OFFSET 0) t))");
+    }
+
     fn rows_affected(result: &<Postgres as sqlx::Database>::QueryResult) -> u64 {
         result.rows_affected()
     }

@@ -102,6 +102,22 @@ impl Dialect for SqliteDialect {
         query.push(")");
     }
 
+    fn push_keyed(
+        query: &mut QueryBuilder<Sqlite>,
+        _table: &str,
+        projection: &str,
+        generation: i64,
+        keys: Vec<&str>,
+    ) {
+        query
+            .push("projection = ")
+            .push_bind(projection.to_owned())
+            .push(" AND generation = ")
+            .push_bind(generation)
+            .push(" AND key");
+        Self::push_in(query, keys);
+    }
+
     fn rows_affected(result: &<Sqlite as sqlx::Database>::QueryResult) -> u64 {
         result.rows_affected()
     }

@@ -158,15 +158,16 @@ where
         keys: &[String],
     ) -> Result<HashMap<String, String>> {
         let mut query = QueryBuilder::<D::Db>::new(std::format!(
-            "SELECT key, {} FROM allframe_projection_rows WHERE projection = ",
+            "SELECT key, {} FROM allframe_projection_rows WHERE ",
             D::ROW_OUT
         ));
-        query
-            .push_bind(projection)
-            .push(" AND generation = ")
-            .push_bind(int(generation))
-            .push(" AND key");
-        D::push_in(&mut query, keys.iter().map(String::as_str).collect());
+        D::push_keyed(
+            &mut query,
+            "allframe_projection_rows",
+            projection,
+            int(generation),
+            keys.iter().map(String::as_str).collect(),
+        );
         let found: Vec<(String, String)> = query
             .build_query_as()
             .fetch_all(&self.pool)
@@ -214,13 +215,9 @@ where
         // Each statement takes the whole batch as bound columns (one
         // statement, one round trip, whatever the batch's size).
         let generation = int(batch.generation);
-        let scoped = |sql: &str| {
-            let mut query = QueryBuilder::<D::Db>::new(sql);
-            query
-                .push_bind(batch.projection.to_owned())
-                .push(" AND generation = ")
-                .push_bind(generation)
-                .push(" AND key");
+        let delete = |table: &str, keys: Vec<&str>| {
+            let mut query = QueryBuilder::<D::Db>::new(std::format!("DELETE FROM {table} WHERE "));
+            D::push_keyed(&mut query, table, batch.projection, generation, keys);
             query
         };
         let keys: Vec<&str> = batch
@@ -230,8 +227,7 @@ where
             .map(|write| write.key.as_str())
             .collect();
         if batch.indexed && !keys.is_empty() {
-            let mut query = scoped("DELETE FROM allframe_projection_index WHERE projection = ");
-            D::push_in(&mut query, keys);
+            let mut query = delete("allframe_projection_index", keys);
             query.build().execute(&mut *tx).await.map_err(db_error)?;
         }
         let deleted: Vec<&str> = batch
@@ -241,8 +237,7 @@ where
             .map(|write| write.key.as_str())
             .collect();
         if !deleted.is_empty() {
-            let mut query = scoped("DELETE FROM allframe_projection_rows WHERE projection = ");
-            D::push_in(&mut query, deleted);
+            let mut query = delete("allframe_projection_rows", deleted);
             query.build().execute(&mut *tx).await.map_err(db_error)?;
         }
         let (keys, rows): (Vec<&str>, Vec<&str>) = batch

@@ -74,11 +74,32 @@ pub trait Dialect: sealed::Sealed + Sized + Send + Sync + 'static {
 
     /// Pushes ` IN …` (or its equivalent) testing the preceding expression
     /// against `items`, bound as one value like
-    /// [`push_columns`](Self::push_columns). On PostgreSQL it is
-    /// `= ANY(array)`, which an index scan takes as its condition whatever
-    /// the table's statistics say (a join against an unnested array may be
-    /// planned as a scan of the whole table).
+    /// [`push_columns`](Self::push_columns): `= ANY(array)` on PostgreSQL.
     fn push_in(query: &mut QueryBuilder<Self::Db>, items: Vec<&str>);
+
+    /// Pushes a condition selecting the rows of `table` (a projection
+    /// table, indexed by `(projection, generation, key)`) in `projection`'s
+    /// `generation` whose key is one of `keys`, the keys bound as one value.
+    ///
+    /// On PostgreSQL each key is looked up in that index by itself (a
+    /// lateral subquery per key, kept apart from the planner's join
+    /// ordering by `OFFSET 0`) and the rows are then fetched by their
+    /// `ctid`s, so the cost is one index probe per key whatever the
+    /// table's statistics say. `key = ANY(array)` was planned, without
+    /// statistics (a projection's first catch-up, a rebuild into an empty
+    /// generation) and as a generic plan, as a scan of the generation's
+    /// every row comparing each with the whole array: a batch cost grew
+    /// with the rows already written, and a catch-up became quadratic.
+    /// Fetching by `ctid` within the statement is sound because the rows
+    /// of a generation change only in a transaction that holds its
+    /// checkpoint row locked (see `commit_in`), so none moves meanwhile.
+    fn push_keyed(
+        query: &mut QueryBuilder<Self::Db>,
+        table: &str,
+        projection: &str,
+        generation: i64,
+        keys: Vec<&str>,
+    );
 
     /// How many rows a statement changed.
     fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
