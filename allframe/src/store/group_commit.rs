@@ -39,6 +39,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use super::{Appended, Claim, Completion, ExpectedVersion, Result, StoreError, record_append};
 use crate::event::NewEvent;
@@ -384,6 +385,20 @@ async fn run<W: BatchWriter>(
     }
 }
 
+/// Logs a committed batch (at `debug`, target `allframe::store`): how many
+/// appends and events it wrote, and the round trips its transaction took
+/// (`BEGIN` and `COMMIT` included) — a handful, however many appends
+/// share it.
+pub(crate) fn log_batch(appends: usize, events: usize, round_trips: u32) {
+    tracing::debug!(
+        target: "allframe::store",
+        appends,
+        events,
+        round_trips,
+        "group commit"
+    );
+}
+
 /// Writes one batch of appends and answers their callers.
 async fn write<W: BatchWriter>(
     writer: &mut W,
@@ -391,7 +406,10 @@ async fn write<W: BatchWriter>(
     replies: Vec<oneshot::Sender<Result<Appended>>>,
     head: &watch::Sender<u64>,
 ) {
-    let written = writer.write(batch).await;
+    let written = writer
+        .write(batch)
+        .instrument(tracing::debug_span!(target: "allframe::store", "group_commit"))
+        .await;
     if written.is_err() {
         writer.recover().await;
     }

@@ -56,7 +56,7 @@ use futures_util::future::{BoxFuture, FutureExt};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row};
 
-use super::group_commit::{BatchWriter, Request};
+use super::group_commit::{BatchWriter, Request, log_batch};
 use super::sql::{
     Dialect, EventRow, INSERT_COLUMNS, SqlStore, accepted_events, db_error, extra_column, to_i64,
 };
@@ -252,10 +252,13 @@ impl Writer {
         let mut tx = self.connection.begin_with(BEGIN).await.map_err(db_error)?;
         // Takes the lock that orders all writers; see the module docs.
         let recorded_at = now_millis();
-        let plan = PostgresStore::plan_batch(&mut tx, batch, recorded_at).await?;
+        // BEGIN and COMMIT, and every statement between.
+        let mut round_trips = 2;
+        let plan = PostgresStore::plan_batch(&mut tx, batch, recorded_at, &mut round_trips).await?;
         let rows = accepted_events(&plan.outcomes);
         if let Some(last) = rows.last() {
             let new_head = to_i64(last.position);
+            round_trips += 1;
             // One statement writes the events and moves the head.
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "WITH inserted AS (INSERT INTO allframe_events ({INSERT_COLUMNS}) \
@@ -318,6 +321,7 @@ impl Writer {
         }
         if !plan.completions.is_empty() {
             let completions = &plan.completions;
+            round_trips += 1;
             let written = sqlx::query(COMPLETE_KEYS)
                 .bind(completions.iter().map(|c| c.key).collect::<Vec<_>>())
                 .bind(completions.iter().map(|c| c.token).collect::<Vec<_>>())
@@ -345,6 +349,7 @@ impl Writer {
             sqlx::Error::Database(_) => db_error(error),
             other => StoreError::CommitUnknown(Box::new(other)),
         })?;
+        log_batch(batch.len(), rows.len(), round_trips);
         Ok(plan.outcomes)
     }
 }

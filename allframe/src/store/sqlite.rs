@@ -33,7 +33,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 
-use super::group_commit::{BatchWriter, KeyOp, KeyOutcome, Request};
+use super::group_commit::{BatchWriter, KeyOp, KeyOutcome, Request, log_batch};
 use super::idempotency::{self, Decision, Seen, millis, response_text};
 use super::sql::{
     Dialect, EventRow, INSERT_COLUMNS, SqlStore, accepted_events, db_error, extra_column, to_i64,
@@ -252,7 +252,9 @@ impl Writer {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_error)?;
-        let plan = SqliteStore::plan_batch(&mut tx, batch, now_millis()).await?;
+        // BEGIN and COMMIT, and every statement between.
+        let mut round_trips = 2;
+        let plan = SqliteStore::plan_batch(&mut tx, batch, now_millis(), &mut round_trips).await?;
         let rows = accepted_events(&plan.outcomes);
         for chunk in fixed_chunks(&rows, &INSERT_CHUNKS) {
             let mut insert = QueryBuilder::<Sqlite>::new(format!(
@@ -273,10 +275,12 @@ impl Writer {
                     .push_bind(extra_column(&event.metadata))
                     .push_bind(event.recorded_at.timestamp_millis());
             });
+            round_trips += 1;
             insert.build().execute(&mut *tx).await.map_err(db_error)?;
         }
         let now = idempotency::now_millis();
         for completed in &plan.completions {
+            round_trips += 1;
             let written = sqlx::query(COMPLETE_KEY)
                 .bind(completed.key)
                 .bind(completed.token)
@@ -299,6 +303,7 @@ impl Writer {
             }
         }
         tx.commit().await.map_err(db_error)?;
+        log_batch(batch.len(), rows.len(), round_trips);
         Ok(plan.outcomes)
     }
 

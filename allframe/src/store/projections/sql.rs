@@ -19,6 +19,7 @@ use sqlx::{
     ColumnIndex, Connection, Database, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder,
     Type,
 };
+use tracing::Instrument;
 
 use super::{Batch, Committed, Generation, Generations, ProjectionStore, RowQuery};
 use crate::store::Result;
@@ -185,7 +186,12 @@ where
         self.write(move |connection| {
             async move {
                 let batch = Batch::new(&projection, generation, from, to, indexed, &writes);
-                Self::commit_in(connection, batch).await
+                Self::commit_in(connection, batch)
+                    .instrument(tracing::debug_span!(
+                        target: "allframe::store",
+                        "projection_commit"
+                    ))
+                    .await
             }
             .boxed()
         })
@@ -212,6 +218,8 @@ where
         if D::rows_affected(&moved) != 1 {
             return Ok(Committed::Moved);
         }
+        // BEGIN, the checkpoint, COMMIT, and each statement below that runs.
+        let mut round_trips: u32 = 3;
         // Each statement takes the whole batch as bound columns (one
         // statement, one round trip, whatever the batch's size).
         let generation = int(batch.generation);
@@ -227,6 +235,7 @@ where
             .map(|write| write.key.as_str())
             .collect();
         if batch.indexed && !keys.is_empty() {
+            round_trips += 1;
             let mut query = delete("allframe_projection_index", keys);
             query.build().execute(&mut *tx).await.map_err(db_error)?;
         }
@@ -237,6 +246,7 @@ where
             .map(|write| write.key.as_str())
             .collect();
         if !deleted.is_empty() {
+            round_trips += 1;
             let mut query = delete("allframe_projection_rows", deleted);
             query.build().execute(&mut *tx).await.map_err(db_error)?;
         }
@@ -246,6 +256,7 @@ where
             .filter_map(|write| write.row.as_deref().map(|row| (write.key.as_str(), row)))
             .unzip();
         if !keys.is_empty() {
+            round_trips += 1;
             let mut query = QueryBuilder::<D::Db>::new(
                 "INSERT INTO allframe_projection_rows (projection, generation, key, row) SELECT ",
             );
@@ -272,6 +283,7 @@ where
             }
         }
         if !keys.is_empty() {
+            round_trips += 1;
             let mut query = QueryBuilder::<D::Db>::new(
                 "INSERT INTO allframe_projection_index (projection, generation, field, value, key) SELECT ",
             );
@@ -289,6 +301,14 @@ where
                 .map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)?;
+        tracing::debug!(
+            target: "allframe::store",
+            projection = batch.projection,
+            to = batch.to,
+            rows = batch.writes.len(),
+            round_trips,
+            "projection batch committed"
+        );
         Ok(Committed::Done)
     }
 

@@ -198,11 +198,15 @@ where
     /// the versions of the batch's streams and the tokens of the keys it
     /// completes (locked the same way, so no claim takes one over before the
     /// commit), and decides the batch.
+    ///
+    /// Adds the statements it sends to `round_trips`.
     pub(crate) async fn plan_batch<'b>(
         connection: &mut <D::Db as Database>::Connection,
         batch: &'b [Request],
         recorded_at: DateTime<Utc>,
+        round_trips: &mut u32,
     ) -> Result<Plan<'b>> {
+        *round_trips += 2;
         let head: i64 = sqlx::query_scalar(AssertSqlSafe(format!("{}{}", D::HEAD, D::LOCK)))
             .fetch_one(&mut *connection)
             .await
@@ -220,6 +224,7 @@ where
         let held: HashMap<String, String> = if keys.is_empty() {
             HashMap::new()
         } else {
+            *round_trips += 1;
             held_tokens_query::<D>(keys)
                 .build_query_as::<(String, String)>()
                 .fetch_all(&mut *connection)
