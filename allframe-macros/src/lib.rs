@@ -28,24 +28,46 @@ mod schema;
 /// or a struct (one stored `type`).
 ///
 /// ```
-/// use allframe::Event;
+/// use allframe::{Event, UpcastError};
+/// use serde_json::{Value, json};
 ///
 /// #[derive(Event, Debug, PartialEq)]
-/// #[event(version = 2)]
 /// enum Account {
 ///     Opened { owner: String },
-///     #[event(rename = "account.deposited", version = 3)]
-///     Deposited { amount: u64 },
+///     #[event(rename = "account.deposited", version = 3, alias = "Deposited",
+///             upcast(1 = add_currency, 2 = from(DepositedV2)))]
+///     Deposited { cents: u64, currency: String },
 ///     Closed,
 /// }
 ///
-/// let event = Account::Deposited { amount: 100 };
+/// /// Version 1 had no currency: every amount was in euros.
+/// fn add_currency(mut data: Value) -> Result<Value, UpcastError> {
+///     let fields = data.as_object_mut().ok_or_else(|| UpcastError::new("not an object"))?;
+///     fields.insert("currency".into(), json!("EUR"));
+///     Ok(data)
+/// }
+///
+/// /// Version 2 counted whole units.
+/// #[derive(serde::Deserialize)]
+/// struct DepositedV2 { amount: u64, currency: String }
+///
+/// impl From<DepositedV2> for Account {
+///     fn from(old: DepositedV2) -> Self {
+///         Account::Deposited { cents: old.amount * 100, currency: old.currency }
+///     }
+/// }
+///
+/// let event = Account::Deposited { cents: 100, currency: "EUR".into() };
 /// assert_eq!(Account::event_types(), ["Opened", "account.deposited", "Closed"]);
 /// assert_eq!(event.event_type(), "account.deposited");
 /// assert_eq!(event.schema_version(), 3);
 /// let data = event.to_data().unwrap();
-/// assert_eq!(data.get(), r#"{"amount":100}"#);
+/// assert_eq!(data.get(), r#"{"cents":100,"currency":"EUR"}"#);
 /// assert_eq!(Account::from_data("account.deposited", 3, &data).unwrap(), event);
+///
+/// // Stored years ago, under the old name, at version 1.
+/// let old = serde_json::value::to_raw_value(&json!({"amount": 1})).unwrap();
+/// assert_eq!(Account::from_data("Deposited", 1, &old).unwrap(), event);
 /// ```
 ///
 /// # Stored form
@@ -61,15 +83,37 @@ mod schema;
 ///   `default`, `skip_serializing_if`, …) are honoured without the type
 ///   deriving serde itself.
 ///
+/// # Older versions and names
+///
+/// Stored events are never rewritten; data stored at an older version
+/// decodes into today's shape through steps declared on the variant (or
+/// struct), one from each older version:
+///
+/// - `upcast(N = function)`: `fn(serde_json::Value) -> Result<serde_json::Value,
+///   allframe::UpcastError>` turns the JSON of version N into that of
+///   version N + 1;
+/// - `upcast(N = from(OldShape))`: the data of version N (after the JSON
+///   steps before it) deserializes as `OldShape`, and `From<OldShape>` for the
+///   event type makes today's value of it — the chain ends there.
+///
+/// Every version below today's needs its step, so a gap is a compile error
+/// naming the variant; steps only go up, so a chain has no cycle or dead
+/// end. `alias = "OldName"` (or `alias = ["A", "B"]`) decodes data stored
+/// under an earlier name as this variant, through the same steps. A change
+/// that old data already fits — a new `Option` field, or one with
+/// `#[serde(default)]` — needs no new version at all.
+///
 /// `data_schemas` gives each stored type's JSON Schema for the OpenAPI
 /// document, written from the fields' types, doc comments and serde
 /// attributes: every field type (and a newtype variant's inner type)
 /// implements utoipa's `ToSchema` or `PartialSchema`, as the standard
 /// library's types, `uuid` and `chrono` types already do.
 ///
-/// `from_data` fails with `UnknownType` for a `type` it does not declare,
-/// `UnsupportedSchemaVersion` when the stored version differs from the
-/// declared one, and `InvalidData` when the JSON does not fit.
+/// `from_data` fails with `UnknownType` for a `type` it does not declare
+/// (nor alias), `NewerSchemaVersion` for a version past today's (written by
+/// a newer release), `UnsupportedSchemaVersion` for version 0,
+/// `UpcastFailed` when a step refuses the data, and `InvalidData` when the
+/// JSON does not fit.
 ///
 /// Generic types, unions, tuple structs and tuple variants with more than
 /// one field are rejected.

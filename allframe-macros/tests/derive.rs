@@ -7,7 +7,6 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 #[derive(Event, Debug, Clone, PartialEq)]
-#[event(version = 2)]
 enum Account {
     Opened {
         owner: String,
@@ -18,7 +17,7 @@ enum Account {
         )]
         credit_limit: Option<u64>,
     },
-    #[event(rename = "account.deposited", version = 7)]
+    #[event(rename = "account.deposited", version = 2, upcast(1 = deposited_v1))]
     Deposited {
         amount: u64,
         r#type: String,
@@ -26,6 +25,14 @@ enum Account {
     Frozen,
     Reviewed {},
     Moved(Address),
+}
+
+/// Version 1 deposits were all in cash.
+fn deposited_v1(mut data: serde_json::Value) -> Result<serde_json::Value, allframe::UpcastError> {
+    data.as_object_mut()
+        .ok_or_else(|| allframe::UpcastError::new("not an object"))?
+        .insert("type".into(), json!("cash"));
+    Ok(data)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -75,7 +82,7 @@ fn each_value_reports_its_type_and_version() {
                 credit_limit: None,
             },
             "Opened",
-            2,
+            1,
         ),
         (
             Account::Deposited {
@@ -83,16 +90,16 @@ fn each_value_reports_its_type_and_version() {
                 r#type: "cash".into(),
             },
             "account.deposited",
-            7,
+            2,
         ),
-        (Account::Frozen, "Frozen", 2),
-        (Account::Reviewed {}, "Reviewed", 2),
+        (Account::Frozen, "Frozen", 1),
+        (Account::Reviewed {}, "Reviewed", 1),
         (
             Account::Moved(Address {
                 city: "Oslo".into(),
             }),
             "Moved",
-            2,
+            1,
         ),
     ];
     for (event, event_type, version) in cases {
@@ -134,7 +141,7 @@ fn serde_field_attributes_are_honoured() {
         json!({"owner": "ada", "creditLimit": 50})
     );
 
-    let decoded = Account::from_data("Opened", 2, &raw(json!({"owner": "bob"}))).unwrap();
+    let decoded = Account::from_data("Opened", 1, &raw(json!({"owner": "bob"}))).unwrap();
     assert_eq!(
         decoded,
         Account::Opened {
@@ -158,11 +165,11 @@ fn fieldless_variants_store_an_empty_object_and_accept_any_object() {
     assert_eq!(round_trip(&Pinged), json!({}));
     let extra = raw(json!({"reason": "audit"}));
     assert_eq!(
-        Account::from_data("Frozen", 2, &extra).unwrap(),
+        Account::from_data("Frozen", 1, &extra).unwrap(),
         Account::Frozen
     );
     assert_eq!(
-        Account::from_data("Reviewed", 2, &extra).unwrap(),
+        Account::from_data("Reviewed", 1, &extra).unwrap(),
         Account::Reviewed {}
     );
 }
@@ -179,30 +186,44 @@ fn newtype_variants_store_the_inner_value_as_is() {
 fn unknown_types_are_rejected() {
     let data = raw(json!({"amount": 1}));
     // The variant name no longer counts once the variant is renamed.
-    let error = Account::from_data("Deposited", 7, &data).unwrap_err();
+    let error = Account::from_data("Deposited", 2, &data).unwrap_err();
     assert!(matches!(error, DecodeErrorKind::UnknownType), "{error:?}");
     let error = MoneyWithdrawn::from_data("MoneyWithdrawn", 1, &data).unwrap_err();
     assert!(matches!(error, DecodeErrorKind::UnknownType), "{error:?}");
 }
 
 #[test]
-fn other_schema_versions_are_rejected_with_the_supported_one() {
+fn newer_and_zero_schema_versions_are_rejected() {
     let data = raw(json!({"amount": 1, "type": "cash"}));
-    let error = Account::from_data("account.deposited", 2, &data).unwrap_err();
+    let error = Account::from_data("account.deposited", 3, &data).unwrap_err();
+    assert!(
+        matches!(error, DecodeErrorKind::NewerSchemaVersion { current: 2 }),
+        "{error:?}"
+    );
+    let error = Account::from_data("Frozen", 2, &raw(json!({}))).unwrap_err();
+    assert!(
+        matches!(error, DecodeErrorKind::NewerSchemaVersion { current: 1 }),
+        "{error:?}"
+    );
+    let error = Account::from_data("Frozen", 0, &raw(json!({}))).unwrap_err();
     assert!(
         matches!(
             error,
-            DecodeErrorKind::UnsupportedSchemaVersion { supported: 7 }
+            DecodeErrorKind::UnsupportedSchemaVersion { supported: 1 }
         ),
         "{error:?}"
     );
-    let error = Account::from_data("Frozen", 1, &raw(json!({}))).unwrap_err();
-    assert!(
-        matches!(
-            error,
-            DecodeErrorKind::UnsupportedSchemaVersion { supported: 2 }
-        ),
-        "{error:?}"
+}
+
+#[test]
+fn older_schema_versions_are_upcast() {
+    let old = Account::from_data("account.deposited", 1, &raw(json!({"amount": 4}))).unwrap();
+    assert_eq!(
+        old,
+        Account::Deposited {
+            amount: 4,
+            r#type: "cash".into()
+        }
     );
 }
 
@@ -213,13 +234,13 @@ fn data_that_does_not_fit_is_invalid() {
         json!({"type": "cash"}),
         json!(3),
     ] {
-        let error = Account::from_data("account.deposited", 7, &raw(data)).unwrap_err();
+        let error = Account::from_data("account.deposited", 2, &raw(data)).unwrap_err();
         assert!(
             matches!(error, DecodeErrorKind::InvalidData(_)),
             "{error:?}"
         );
     }
-    let error = Account::from_data("Frozen", 2, &raw(json!("frozen"))).unwrap_err();
+    let error = Account::from_data("Frozen", 1, &raw(json!("frozen"))).unwrap_err();
     assert!(
         matches!(error, DecodeErrorKind::InvalidData(_)),
         "{error:?}"
@@ -234,7 +255,7 @@ fn recorded_events_decode_through_the_derive() {
     };
     let new = allframe::NewEvent::from_event(&event).unwrap();
     assert_eq!(new.event_type(), "account.deposited");
-    assert_eq!(new.schema_version(), 7);
+    assert_eq!(new.schema_version(), 2);
     let recorded: allframe::RecordedEvent = serde_json::from_value(json!({
         "position": 1, "stream_id": "account-1", "version": 1,
         "type": new.event_type(), "schema_version": new.schema_version(),

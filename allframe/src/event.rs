@@ -285,9 +285,95 @@ pub enum DecodeErrorKind {
         /// The version the type currently decodes.
         supported: u32,
     },
+    /// The event was written by a newer release than this one (a rolling
+    /// deploy): its schema version is past the one this code knows.
+    #[error("schema version newer than this release knows (current: {current})")]
+    NewerSchemaVersion {
+        /// The newest version this code decodes.
+        current: u32,
+    },
+    /// An upcast step refused the data stored at an older version.
+    #[error("upcasting from schema version {from} failed: {error}")]
+    UpcastFailed {
+        /// The version the failing step reads.
+        from: u32,
+        /// What the step said.
+        #[source]
+        error: UpcastError,
+    },
     /// The data does not fit the variant's fields.
     #[error("invalid data: {0}")]
     InvalidData(#[source] serde_json::Error),
+}
+
+/// Why an upcast step could not turn the data of an older schema version
+/// into the next one: returned by the functions named in
+/// `#[event(upcast(N = function))]`.
+///
+/// ```
+/// use allframe::UpcastError;
+/// use serde_json::{Value, json};
+///
+/// /// Version 1 had no currency: every account was in euros.
+/// fn opened_v1_to_v2(mut data: Value) -> Result<Value, UpcastError> {
+///     let fields = data
+///         .as_object_mut()
+///         .ok_or_else(|| UpcastError::new("the data is not an object"))?;
+///     fields.insert("currency".into(), json!("EUR"));
+///     Ok(data)
+/// }
+/// # assert_eq!(opened_v1_to_v2(json!({})).unwrap(), json!({"currency": "EUR"}));
+/// # assert!(opened_v1_to_v2(json!(1)).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UpcastError(String);
+
+impl UpcastError {
+    /// An error saying `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// What generated decoders call to walk an upcast chain.
+#[doc(hidden)]
+pub mod upcast {
+    use serde::de::DeserializeOwned;
+    use serde_json::Value;
+    use serde_json::value::RawValue;
+
+    use super::{DecodeErrorKind, UpcastError};
+
+    /// The data as it stands in the chain: the result of the last JSON
+    /// step, or the stored data.
+    pub fn json(value: Option<Value>, data: &RawValue) -> Result<Value, DecodeErrorKind> {
+        match value {
+            Some(value) => Ok(value),
+            None => serde_json::from_str(data.get()).map_err(DecodeErrorKind::InvalidData),
+        }
+    }
+
+    /// Runs the JSON step from version `from`.
+    pub fn step(
+        from: u32,
+        value: Value,
+        step: fn(Value) -> Result<Value, UpcastError>,
+    ) -> Result<Value, DecodeErrorKind> {
+        step(value).map_err(|error| DecodeErrorKind::UpcastFailed { from, error })
+    }
+
+    /// Deserializes the data as it stands in the chain.
+    pub fn decode<T: DeserializeOwned>(
+        value: Option<Value>,
+        data: &RawValue,
+    ) -> Result<T, DecodeErrorKind> {
+        match value {
+            Some(value) => serde_json::from_value(value),
+            None => serde_json::from_str(data.get()),
+        }
+        .map_err(DecodeErrorKind::InvalidData)
+    }
 }
 
 /// A stored event that could not be decoded, with where it was found.

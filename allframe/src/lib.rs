@@ -33,7 +33,9 @@ pub use command::{
     FieldError, HandlerRegistration, IfMatch, RegistryError, Rejection, StateCacheUsage,
 };
 pub use di::{Container, ContainerBuilder, Dep, Dependency, DiError};
-pub use event::{DecodeError, DecodeErrorKind, Event, Metadata, NewEvent, RecordedEvent};
+pub use event::{
+    DecodeError, DecodeErrorKind, Event, Metadata, NewEvent, RecordedEvent, UpcastError,
+};
 pub use http::stream::EventStreamConfig;
 pub use projection::{
     ApplyError, Change, DEFAULT_BATCH_SIZE, DEFAULT_LIMIT, ListQuery, MAX_LIMIT, OneOf2, OneOf3,
@@ -68,7 +70,7 @@ pub mod prelude {
 pub mod __private {
     pub use crate::command::{CommandHandler, HandlerRegistration};
     pub use crate::di::{Container, Dependency};
-    pub use crate::event::{DecodeErrorKind, Event};
+    pub use crate::event::{DecodeErrorKind, Event, UpcastError, upcast};
     pub use crate::projection::{ProjectionRegistration, Row, index_value};
     pub use crate::query::{QueryHandler, QueryRegistration};
     pub use crate::schema::{Constraint, LengthMode, WireSchema};

@@ -8,6 +8,7 @@ use super::parse::{RawBody, RawEvent, RawVariant};
 use crate::diagnostics::Errors;
 use crate::schema::SchemaField;
 use options::{Options, Place, TypeNames, options};
+pub(super) use options::{Step, StepKind};
 
 mod options;
 
@@ -27,7 +28,12 @@ pub(super) enum Shape<'a> {
 pub(super) struct Variant<'a> {
     pub(super) ident: &'a Ident,
     pub(super) type_name: String,
+    /// Earlier stored names, decoded as this one.
+    pub(super) aliases: Vec<String>,
+    /// Today's version.
     pub(super) version: u32,
+    /// One step from each older version, in version order.
+    pub(super) steps: Vec<Step>,
     /// Its doc comments, which describe its payload's schema.
     pub(super) docs: Vec<&'a Attribute>,
     pub(super) data: VariantData<'a>,
@@ -85,11 +91,19 @@ pub(super) fn check<'a>(raw: RawEvent<'a>, errors: &mut Errors) -> Option<Event<
                 }
                 fields => VariantData::Fields(named_fields(fields)),
             };
-            let type_name = names.claim(raw.ident, options.rename, errors);
+            let type_name = names.claim(raw.ident, options.rename.clone(), errors);
+            names.claim_aliases(raw.ident, &options.aliases, errors);
+            let version = options.version.unwrap_or(1);
             Shape::Struct(Variant {
                 ident: raw.ident,
                 type_name,
-                version: options.version.unwrap_or(1),
+                aliases: options
+                    .aliases
+                    .iter()
+                    .map(|(alias, _)| alias.clone())
+                    .collect(),
+                version,
+                steps: chain(raw.ident, version, options, errors),
                 docs: raw.docs,
                 data,
             })
@@ -129,13 +143,63 @@ fn check_variant<'a>(
         }
         fields => VariantData::Fields(named_fields(fields)),
     };
+    let type_name = names.claim(variant.ident, options.rename.clone(), errors);
+    names.claim_aliases(variant.ident, &options.aliases, errors);
+    let version = options.version.or(defaults.version).unwrap_or(1);
     Variant {
         ident: variant.ident,
-        type_name: names.claim(variant.ident, options.rename, errors),
-        version: options.version.or(defaults.version).unwrap_or(1),
+        type_name,
+        aliases: options
+            .aliases
+            .iter()
+            .map(|(alias, _)| alias.clone())
+            .collect(),
+        version,
+        steps: chain(variant.ident, version, options, errors),
         docs: variant.docs,
         data,
     }
+}
+
+/// The upcast steps of a type at `version`, checked: one from each older
+/// version (no gaps), none from today's version or a later one. Steps only
+/// go up (to the next version, or straight to today's event), so a chain
+/// can have no cycle and no dead end.
+fn chain(ident: &Ident, version: u32, options: Options, errors: &mut Errors) -> Vec<Step> {
+    let mut steps = options.steps;
+    for step in &steps {
+        if step.from >= version {
+            let older = match version {
+                1 => "it has no older version to upcast from".to_owned(),
+                2 => "the only older version is 1".to_owned(),
+                _ => format!("upcast steps go from older versions, 1 to {}", version - 1),
+            };
+            errors.at_span(
+                step.span,
+                format!("`{ident}` is at version {version}: {older}"),
+            );
+        }
+    }
+    let missing: Vec<String> = (1..version)
+        .filter(|v| !steps.iter().any(|step| step.from == *v))
+        .map(|v| v.to_string())
+        .collect();
+    if !missing.is_empty() {
+        let message = format!(
+            "`{ident}` is at version {version}, but version {} has no upcast step, so events \
+             stored at that version could not be decoded; add `upcast({} = fn_from_json_to_json)` \
+             or `upcast({} = from(OldShape))`",
+            missing.join(", "),
+            missing[0],
+            missing[0]
+        );
+        match options.upcast_span {
+            Some(span) => errors.at_span(span, message),
+            None => errors.at(ident, message),
+        }
+    }
+    steps.sort_by_key(|step| step.from);
+    steps
 }
 
 fn named_fields(fields: &Fields) -> Vec<Field<'_>> {

@@ -6,10 +6,11 @@
 //! attributes, so the event type itself needs no serde derive.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{Generics, Ident, parse_quote};
 
-use super::check::{Event, Field, Shape, Variant, VariantData};
+use super::check::{Event, Field, Shape, StepKind, Variant, VariantData};
 
 /// The `Event` impl for a checked event type.
 pub(super) fn expand(event: &Event<'_>) -> TokenStream {
@@ -153,13 +154,15 @@ fn encode_arm(path: &TokenStream, data: &VariantData<'_>) -> TokenStream {
 
 fn decode_arm(path: &TokenStream, variant: &Variant<'_>) -> TokenStream {
     let Variant {
-        type_name, version, ..
+        type_name,
+        aliases,
+        version,
+        ..
     } = variant;
-    let invalid_data = quote!(::allframe::__private::DecodeErrorKind::InvalidData);
-    let from_str = quote!(::allframe::__private::serde_json::from_str);
+    let private = quote!(::allframe::__private);
     let decode = match &variant.data {
         VariantData::Newtype(ty) => quote! {
-            let __decoded: #ty = #from_str(__data.get()).map_err(#invalid_data)?;
+            let __decoded: #ty = #private::upcast::decode(__value, __data)?;
             ::core::result::Result::Ok(#path(__decoded))
         },
         VariantData::Fields(fields) => {
@@ -174,24 +177,59 @@ fn decode_arm(path: &TokenStream, variant: &Variant<'_>) -> TokenStream {
                 quote!(#(#serde_attrs)* #ident: #ty,)
             });
             quote! {
-                #[derive(::allframe::__private::serde::Deserialize)]
+                #[derive(#private::serde::Deserialize)]
                 #[serde(crate = "::allframe::__private::serde")]
                 struct __AllFrameData { #(#mirror_fields)* }
 
-                let __decoded: __AllFrameData = #from_str(__data.get()).map_err(#invalid_data)?;
+                let __decoded: __AllFrameData = #private::upcast::decode(__value, __data)?;
                 ::core::result::Result::Ok(#path { #(#idents: __decoded.#idents),* })
             }
         }
     };
+    // Stored at version `v`, the data goes through the steps from `v` on:
+    // each JSON step hands the next version's JSON along, a typed one ends
+    // the chain with today's event.
+    let steps = variant.steps.iter().map(|step| {
+        let from = step.from;
+        let run = match &step.kind {
+            StepKind::Json(function) => quote_spanned! {function.span()=>
+                let __step: fn(
+                    #private::serde_json::Value,
+                ) -> ::core::result::Result<#private::serde_json::Value, #private::UpcastError> =
+                    #function;
+                __value = ::core::option::Option::Some(#private::upcast::step(
+                    #from,
+                    #private::upcast::json(__value, __data)?,
+                    __step,
+                )?);
+            },
+            StepKind::Typed(ty) => quote_spanned! {ty.span()=>
+                let __old: #ty = #private::upcast::decode(__value, __data)?;
+                return ::core::result::Result::Ok(<Self as ::core::convert::From<#ty>>::from(__old));
+            },
+        };
+        quote! {
+            if __schema_version <= #from {
+                #run
+            }
+        }
+    });
     quote! {
-        #type_name => {
-            if __schema_version != #version {
+        #type_name #(| #aliases)* => {
+            if __schema_version > #version {
                 return ::core::result::Result::Err(
-                    ::allframe::__private::DecodeErrorKind::UnsupportedSchemaVersion {
-                        supported: #version,
-                    },
+                    #private::DecodeErrorKind::NewerSchemaVersion { current: #version },
                 );
             }
+            if __schema_version == 0 {
+                return ::core::result::Result::Err(
+                    #private::DecodeErrorKind::UnsupportedSchemaVersion { supported: #version },
+                );
+            }
+            #[allow(unused_mut)]
+            let mut __value: ::core::option::Option<#private::serde_json::Value> =
+                ::core::option::Option::None;
+            #(#steps)*
             #decode
         }
     }

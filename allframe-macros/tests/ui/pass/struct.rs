@@ -6,8 +6,14 @@ struct MoneyDeposited {
 }
 
 #[derive(Event, Debug, PartialEq)]
-#[event(rename = "account:closed", version = 3)]
+#[event(rename = "account:closed", version = 3, upcast(1 = same, 2 = same))]
 struct AccountClosed;
+
+fn same(
+    data: allframe::__private::serde_json::Value,
+) -> Result<allframe::__private::serde_json::Value, allframe::UpcastError> {
+    Ok(data)
+}
 
 /// An empty tuple struct has no fields to object to.
 #[derive(Event)]
@@ -28,7 +34,7 @@ fn main() {
     ));
     assert!(matches!(
         MoneyDeposited::from_data("MoneyDeposited", 2, &data),
-        Err(DecodeErrorKind::UnsupportedSchemaVersion { supported: 1 })
+        Err(DecodeErrorKind::NewerSchemaVersion { current: 1 })
     ));
 
     assert_eq!(AccountClosed::event_types(), ["account:closed"]);
@@ -36,4 +42,5 @@ fn main() {
     let data = AccountClosed.to_data().unwrap();
     assert_eq!(data.get(), "{}");
     assert_eq!(AccountClosed::from_data("account:closed", 3, &data).unwrap(), AccountClosed);
+    assert_eq!(AccountClosed::from_data("account:closed", 1, &data).unwrap(), AccountClosed);
 }
