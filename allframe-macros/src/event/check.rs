@@ -91,22 +91,10 @@ pub(super) fn check<'a>(raw: RawEvent<'a>, errors: &mut Errors) -> Option<Event<
                 }
                 fields => VariantData::Fields(named_fields(fields)),
             };
-            let type_name = names.claim(raw.ident, options.rename.clone(), errors);
-            names.claim_aliases(raw.ident, &options.aliases, errors);
             let version = options.version.unwrap_or(1);
-            Shape::Struct(Variant {
-                ident: raw.ident,
-                type_name,
-                aliases: options
-                    .aliases
-                    .iter()
-                    .map(|(alias, _)| alias.clone())
-                    .collect(),
-                version,
-                steps: chain(raw.ident, version, options, errors),
-                docs: raw.docs,
-                data,
-            })
+            Shape::Struct(stored(
+                raw.ident, version, options, raw.docs, data, &mut names, errors,
+            ))
         }
         RawBody::Union(token) => {
             errors.at(token, "unions cannot be events: use an enum or a struct");
@@ -143,11 +131,33 @@ fn check_variant<'a>(
         }
         fields => VariantData::Fields(named_fields(fields)),
     };
-    let type_name = names.claim(variant.ident, options.rename.clone(), errors);
-    names.claim_aliases(variant.ident, &options.aliases, errors);
     let version = options.version.or(defaults.version).unwrap_or(1);
+    stored(
+        variant.ident,
+        version,
+        options,
+        variant.docs,
+        data,
+        names,
+        errors,
+    )
+}
+
+/// One stored type from its checked parts: its names claimed, its upcast
+/// chain checked.
+fn stored<'a>(
+    ident: &'a Ident,
+    version: u32,
+    options: Options,
+    docs: Vec<&'a Attribute>,
+    data: VariantData<'a>,
+    names: &mut TypeNames,
+    errors: &mut Errors,
+) -> Variant<'a> {
+    let type_name = names.claim(ident, options.rename.clone(), errors);
+    names.claim_aliases(ident, &options.aliases, errors);
     Variant {
-        ident: variant.ident,
+        ident,
         type_name,
         aliases: options
             .aliases
@@ -155,8 +165,8 @@ fn check_variant<'a>(
             .map(|(alias, _)| alias.clone())
             .collect(),
         version,
-        steps: chain(variant.ident, version, options, errors),
-        docs: variant.docs,
+        steps: chain(ident, version, options, errors),
+        docs,
         data,
     }
 }
