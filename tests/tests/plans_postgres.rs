@@ -646,8 +646,22 @@ fn traced(options: PgConnectOptions) -> PgConnectOptions {
 /// Starts capturing plans and migrates a fresh schema with a plain store:
 /// the server's options, the schema, and a connection to fill it with
 /// (`None` when PostgreSQL is unreachable and the test is skipped).
-async fn migrated_schema() -> Option<(PgConnectOptions, String, PgConnection)> {
+///
+/// The tests of this binary run one at a time (the returned guard), each
+/// seeing only its own plans: the collector is process-wide, and under
+/// `cargo test` they share a process, where one test's small fresh tables
+/// (on which a sequential scan is the right plan) would show in the other's
+/// check.
+async fn migrated_schema() -> Option<(
+    PgConnectOptions,
+    String,
+    PgConnection,
+    tokio::sync::MutexGuard<'static, ()>,
+)> {
+    static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let alone = ALONE.lock().await;
     capture_plans();
+    NOTICES.lock().unwrap_or_else(|e| e.into_inner()).clear();
     let options = postgres_options().await?;
     let schema = fresh_schema();
     let plain = PostgresStore::connect_with(options.clone(), Some(&schema), DEFAULT_MAX_BATCH)
@@ -657,14 +671,14 @@ async fn migrated_schema() -> Option<(PgConnectOptions, String, PgConnection)> {
     let setup = PgConnection::connect_with(&options.clone().options([("search_path", &schema)]))
         .await
         .unwrap();
-    Some((options, schema, setup))
+    Some((options, schema, setup, alone))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_and_projection_paths_never_scan_a_large_table_sequentially() {
     let started = Instant::now();
     // Migrate with a plain store, fill, then reopen with plans reported.
-    let Some((options, schema, mut setup)) = migrated_schema().await else {
+    let Some((options, schema, mut setup, _alone)) = migrated_schema().await else {
         return;
     };
     fill(&mut setup).await;
@@ -846,7 +860,7 @@ const FRESH_EVENTS: i64 = 30_000;
 /// be an index condition, statistics or not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projection_batches_probe_the_key_index_without_statistics() {
-    let Some((options, schema, mut setup)) = migrated_schema().await else {
+    let Some((options, schema, mut setup, _alone)) = migrated_schema().await else {
         return;
     };
     let mut statements: Vec<String> = [
