@@ -10,6 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::command::{BuildError, DispatchConfig, Dispatcher};
 use crate::di::{Container, ContainerBuilder, DiError};
+use crate::event::TodaysShapes;
 use crate::http::commands::CommandRoutes;
 use crate::http::correlation::correlate;
 use crate::http::openapi::Document;
@@ -223,9 +224,13 @@ impl AppBuilder {
             .await?;
         let queries = Queries::new(projections.clone(), container.clone())?;
         let (routes, base) = self.routes.unwrap_or_default().split_for_parts();
-        let openapi =
-            Document::build(&dispatcher.describe(), base).with_reads(&projections, &queries);
-        let events = EventStreams::new(self.store.clone(), self.events);
+        let described = dispatcher.describe();
+        let openapi = Document::build(&described, base).with_reads(&projections, &queries);
+        let mut shapes = TodaysShapes::default();
+        for command in &described {
+            shapes.insert(command.category, command.todays_shape);
+        }
+        let events = EventStreams::new(self.store.clone(), shapes, self.events);
         let cqrs = crate::http::routes::router(Mounts {
             commands,
             projections: projections.clone(),

@@ -6,6 +6,8 @@
 //! place where a stored `(type, schema_version, data)` triple becomes a typed
 //! value, so upcasting can later hook in there without touching callers.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -35,6 +37,10 @@ pub trait Event: Sized + Send + Sync + 'static {
 
     /// The schema version this value is written with.
     fn schema_version(&self) -> u32;
+
+    /// Today's schema version of the stored `type` `event_type`, or `None`
+    /// when that is not one of today's names (an alias, another type's).
+    fn current_version(event_type: &str) -> Option<u32>;
 
     /// The stored `data`: this value's fields as a JSON object.
     fn to_data(&self) -> Result<Box<RawValue>, serde_json::Error>;
@@ -257,6 +263,46 @@ impl RecordedEvent {
                 kind,
             }
         })
+    }
+}
+
+/// `recorded` in `E`'s shape of today, when that differs from the stored
+/// one: an event stored at an older version or under an older name goes
+/// through its upcast chain and is written again with today's `type`,
+/// `schema_version` and `data` (position, metadata and the rest as
+/// stored). `None` when it is already in today's shape (found without
+/// decoding) or `E` cannot decode it (a version newer than this code,
+/// data that does not fit): readers of raw events then see it as stored.
+pub(crate) fn in_todays_shape<E: Event>(recorded: &RecordedEvent) -> Option<RecordedEvent> {
+    if E::current_version(&recorded.event_type) == Some(recorded.schema_version) {
+        return None;
+    }
+    let event = recorded.decode::<E>().ok()?;
+    Some(RecordedEvent {
+        event_type: event.event_type().to_owned(),
+        schema_version: event.schema_version(),
+        data: event.to_data().ok()?,
+        ..recorded.clone()
+    })
+}
+
+/// [`in_todays_shape`] for each category whose event type the app knows,
+/// for readers of raw events (the WebSocket and SSE streams).
+#[derive(Default)]
+pub(crate) struct TodaysShapes(HashMap<&'static str, ShapeFn>);
+
+type ShapeFn = fn(&RecordedEvent) -> Option<RecordedEvent>;
+
+impl TodaysShapes {
+    /// Knows `category`'s events as `shape` makes them.
+    pub(crate) fn insert(&mut self, category: &'static str, shape: ShapeFn) {
+        self.0.insert(category, shape);
+    }
+
+    /// `recorded` in today's shape, when its category is known and the
+    /// shape differs from the stored one.
+    pub(crate) fn of(&self, recorded: &RecordedEvent) -> Option<RecordedEvent> {
+        self.0.get(recorded.category())?(recorded)
     }
 }
 

@@ -34,6 +34,10 @@ pub(super) fn expand(event: &Event<'_>) -> TokenStream {
         let version = variant.version;
         quote!(#path { .. } => #version,)
     });
+    let current_arms = variants.iter().map(|(_, variant)| {
+        let (name, version) = (&variant.type_name, variant.version);
+        quote!(#name => ::core::option::Option::Some(#version),)
+    });
     let encode_arms = variants
         .iter()
         .map(|(path, variant)| encode_arm(path, &variant.data));
@@ -64,6 +68,13 @@ pub(super) fn expand(event: &Event<'_>) -> TokenStream {
 
             fn schema_version(&self) -> u32 {
                 match #scrutinee { #(#version_arms)* }
+            }
+
+            fn current_version(__event_type: &str) -> ::core::option::Option<u32> {
+                match __event_type {
+                    #(#current_arms)*
+                    _ => ::core::option::Option::None,
+                }
             }
 
             fn to_data(&self) -> ::core::result::Result<
@@ -258,6 +269,10 @@ pub(super) fn stub(ident: &Ident, generics: &Generics) -> TokenStream {
             }
 
             fn schema_version(&self) -> u32 {
+                #unreachable
+            }
+
+            fn current_version(_: &str) -> ::core::option::Option<u32> {
                 #unreachable
             }
 

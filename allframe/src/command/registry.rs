@@ -158,6 +158,10 @@ pub(crate) struct Description {
     pub(crate) event: &'static str,
     /// Each event `type` and its `data` schema.
     pub(crate) events: Vec<(&'static str, WireSchema)>,
+    /// The aggregate's stream category.
+    pub(crate) category: &'static str,
+    /// Its events in today's shape (see [`crate::event::in_todays_shape`]).
+    pub(crate) todays_shape: fn(&crate::event::RecordedEvent) -> Option<crate::event::RecordedEvent>,
     /// The domain error's codes and statuses.
     pub(crate) refusals: &'static [(&'static str, u16)],
 }
@@ -190,6 +194,8 @@ impl<H: CommandHandler> ErasedHandler for Erased<H> {
             aggregate: short_type_name::<Aggregate<H>>(),
             event: short_type_name::<Event<H>>(),
             events: <Event<H> as crate::event::Event>::data_schemas(),
+            category: <Aggregate<H> as crate::aggregate::Aggregate>::CATEGORY,
+            todays_shape: crate::event::in_todays_shape::<Event<H>>,
             refusals: <H::Error as super::DomainError>::CODES,
         }
     }

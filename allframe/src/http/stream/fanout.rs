@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{Mutex, broadcast, watch};
 
-use crate::event::RecordedEvent;
+use crate::event::{RecordedEvent, TodaysShapes};
 use crate::store::{EventFilter, EventStore, StoreError};
 
 /// How many events one catch-up read fetches.
@@ -31,13 +31,20 @@ const PAGE_SIZE: usize = 256;
 pub(crate) struct Frame {
     /// The event, for filtering and the SSE `id`.
     pub(crate) event: RecordedEvent,
-    /// The event as JSON, exactly `RecordedEvent`'s `Serialize` output.
+    /// The event as JSON, exactly `RecordedEvent`'s `Serialize` output of
+    /// it in today's shape.
     pub(crate) json: Utf8Bytes,
 }
 
 impl Frame {
-    fn new(event: RecordedEvent) -> Arc<Self> {
-        let json = serde_json::to_string(&event).expect("a recorded event always serializes");
+    /// The frame of `event`, sent in today's shape (`shapes`); filters and
+    /// the SSE `id` go by the event as stored.
+    fn new(event: RecordedEvent, shapes: &TodaysShapes) -> Arc<Self> {
+        let json = match shapes.of(&event) {
+            Some(today) => serde_json::to_string(&today),
+            None => serde_json::to_string(&event),
+        }
+        .expect("a recorded event always serializes");
         Arc::new(Self {
             event,
             json: json.into(),
@@ -62,6 +69,7 @@ pub(crate) enum FollowError {
 /// reading is its own business, served by its own catch-up reads.
 pub(crate) struct Hub {
     store: Arc<dyn EventStore>,
+    shapes: Arc<TodaysShapes>,
     capacity: usize,
     /// Ends the task: set on shutdown, and dropped with the app.
     stop: watch::Receiver<bool>,
@@ -74,11 +82,13 @@ impl Hub {
     /// A hub that keeps `capacity` frames for receivers that fall behind.
     pub(crate) fn new(
         store: Arc<dyn EventStore>,
+        shapes: Arc<TodaysShapes>,
         capacity: usize,
         stop: watch::Receiver<bool>,
     ) -> Self {
         Self {
             store,
+            shapes,
             capacity: capacity.max(1),
             stop,
             sender: Mutex::new(None),
@@ -98,7 +108,12 @@ impl Hub {
             let head = self.store.head_position().await?;
             *weak = Some(sender.downgrade());
             let events = self.store.subscribe(head, EventFilter::all());
-            tokio::spawn(feed(events, sender, self.stop.clone()));
+            tokio::spawn(feed(
+                events,
+                sender,
+                self.shapes.clone(),
+                self.stop.clone(),
+            ));
         }
         Ok(receiver)
     }
@@ -107,6 +122,7 @@ impl Hub {
 async fn feed(
     mut events: crate::Subscription,
     sender: broadcast::Sender<Arc<Frame>>,
+    shapes: Arc<TodaysShapes>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -115,7 +131,7 @@ async fn feed(
             _ = stop.wait_for(|stopped| *stopped) => return,
             next = events.next() => match next {
                 // No receiver right now is fine: followers read the store.
-                Some(Ok(event)) => drop(sender.send(Frame::new(event))),
+                Some(Ok(event)) => drop(sender.send(Frame::new(event, &shapes))),
                 // The subscription retries from the same position by itself.
                 Some(Err(error)) => tracing::warn!(%error, "event stream feed: store read failed"),
                 None => return,
@@ -128,6 +144,7 @@ async fn feed(
 /// pass its filter, with no gap and no duplicate.
 pub(crate) struct Follower {
     store: Arc<dyn EventStore>,
+    shapes: Arc<TodaysShapes>,
     filter: EventFilter,
     /// The position of the last event handed out (or the start position).
     cursor: u64,
@@ -153,6 +170,7 @@ impl Follower {
         let live = hub.subscribe().await?;
         Ok(Self {
             store: hub.store.clone(),
+            shapes: hub.shapes.clone(),
             filter,
             cursor: after,
             live,
@@ -178,7 +196,9 @@ impl Follower {
                 // which includes everything the hub sent before we
                 // subscribed: from here on the live feed has the rest.
                 self.catching_up = page.len() == PAGE_SIZE;
-                self.backlog.extend(page.into_iter().map(Frame::new));
+                let shapes = &self.shapes;
+                self.backlog
+                    .extend(page.into_iter().map(|event| Frame::new(event, shapes)));
                 continue;
             }
             match self.live.recv().await {
@@ -254,7 +274,8 @@ mod tests {
 
     fn hub(store: &MemoryStore, capacity: usize) -> (watch::Sender<bool>, Arc<Hub>) {
         let (stop, stopped) = watch::channel(false);
-        (stop, Arc::new(Hub::new(store.shared(), capacity, stopped)))
+        let shapes = Arc::new(TodaysShapes::default());
+        (stop, Arc::new(Hub::new(store.shared(), shapes, capacity, stopped)))
     }
 
     #[tokio::test]

@@ -20,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::http::errors::{self, RequestError};
 use crate::http::problem::Problem;
+use crate::event::TodaysShapes;
 use crate::store::{EventStore, StoreError};
 use fanout::{Follower, Hub};
 use params::{ParamError, StreamParams};
@@ -113,13 +114,24 @@ pub(crate) struct Ticket {
 }
 
 impl EventStreams {
-    pub(crate) fn new(store: Arc<dyn EventStore>, mut config: EventStreamConfig) -> Arc<Self> {
+    /// The streams of `store`'s events, each sent in today's shape
+    /// (`shapes`).
+    pub(crate) fn new(
+        store: Arc<dyn EventStore>,
+        shapes: TodaysShapes,
+        mut config: EventStreamConfig,
+    ) -> Arc<Self> {
         // Timers cannot tick at a zero interval; the smallest one stands in.
         config.ping_interval = config.ping_interval.max(Duration::from_millis(1));
         let max_connections = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
         let (shutdown, stop) = watch::channel(false);
         Arc::new(Self {
-            hub: Arc::new(Hub::new(store.clone(), config.buffer, stop)),
+            hub: Arc::new(Hub::new(
+                store.clone(),
+                Arc::new(shapes),
+                config.buffer,
+                stop,
+            )),
             store,
             permits: Arc::new(Semaphore::new(max_connections as usize)),
             max_connections,

@@ -1,0 +1,184 @@
+//! Events that changed shape, read by every kind of reader: commands fold
+//! old events, and the event streams send them in today's shape (today's
+//! `type`, `schema_version` and `data`), over a real socket to a real
+//! WebSocket client. The streams' frames are built in one place for both
+//! WebSocket and SSE.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use allframe::store::MemoryStore;
+use allframe::{
+    Aggregate, App, Event, EventStore, ExpectedVersion, NewEvent, UpcastError, command,
+    command_handler,
+};
+use allframe_tests::http_request;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Today a reading carries its unit; version 1 (stored as `Measured`) was
+/// always in kWh and called the value `reading`.
+#[derive(Event, Debug, Clone, PartialEq)]
+enum MeterEvent {
+    #[event(version = 2, alias = "Measured", upcast(1 = with_unit))]
+    Read { value: u64, unit: String },
+}
+
+fn with_unit(data: Value) -> Result<Value, UpcastError> {
+    let value = data
+        .get("reading")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| UpcastError::new("no `reading`"))?;
+    Ok(json!({ "value": value, "unit": "kWh" }))
+}
+
+#[derive(Debug, Default)]
+struct Meter {
+    total: u64,
+}
+
+impl Aggregate for Meter {
+    type Event = MeterEvent;
+    const CATEGORY: &'static str = "meter";
+
+    fn apply(&mut self, event: &MeterEvent) {
+        let MeterEvent::Read { value, .. } = event;
+        self.total += value;
+    }
+}
+
+/// Records a reading; answers with the meter's new total in the event's
+/// unit field, so the test sees what the old events folded to.
+#[command(aggregate = Meter, id = meter_id)]
+#[derive(Debug, Clone, Serialize, Deserialize, garde::Validate)]
+struct ReadMeter {
+    #[garde(skip)]
+    meter_id: String,
+    #[garde(skip)]
+    value: u64,
+}
+
+#[command_handler]
+async fn read_meter(command: ReadMeter, meter: &Meter) -> Result<Vec<MeterEvent>, Infallible> {
+    Ok(vec![MeterEvent::Read {
+        value: command.value,
+        unit: format!("total {}", meter.total + command.value),
+    }])
+}
+
+async fn append(store: &dyn EventStore, stream: &str, event: NewEvent) {
+    store
+        .append(stream, ExpectedVersion::Any, vec![event])
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_events_reach_readers_in_todays_shape() {
+    let store = MemoryStore::new();
+    // As an earlier release wrote them: `Measured` at version 1.
+    let old = |reading: u64| {
+        NewEvent::new("Measured", &json!({ "reading": reading })).with_schema_version(1)
+    };
+    append(&store, "meter-1", old(3)).await;
+    append(&store, "meter-1", old(4)).await;
+    // An event of a category the app has no aggregate for, as stored.
+    append(
+        &store,
+        "audit-1",
+        NewEvent::new("Checked", &json!({"by": "x"})).with_schema_version(7),
+    )
+    .await;
+    // One written by a newer release: sent as stored.
+    append(
+        &store,
+        "meter-2",
+        NewEvent::new("Read", &json!({"value": 1, "unit": "kWh", "phase": 3}))
+            .with_schema_version(3),
+    )
+    .await;
+
+    let app = App::builder(&store).build().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app.router();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    // A command folds the old events (3 + 4) before deciding.
+    let answer = http_request(
+        addr,
+        "POST",
+        "/commands/read-meter",
+        &[("content-type", "application/json")],
+        br#"{"meter_id": "1", "value": 5}"#,
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let answer: Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(answer["events"][0]["data"]["unit"], "total 12", "{answer}");
+
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/events/ws?after=0"))
+        .await
+        .unwrap();
+    let mut frames = Vec::new();
+    while frames.len() < 5 {
+        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .expect("a frame in time")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(text) = message {
+            frames.push(serde_json::from_str::<Value>(&text).unwrap());
+        }
+    }
+    let shape = |frame: &Value| {
+        (
+            frame["type"].clone(),
+            frame["schema_version"].clone(),
+            frame["data"].clone(),
+        )
+    };
+    assert_eq!(
+        shape(&frames[0]),
+        (json!("Read"), json!(2), json!({"value": 3, "unit": "kWh"})),
+        "an old event in today's shape"
+    );
+    assert_eq!(frames[0]["position"], 1, "position and stream as stored");
+    assert_eq!(frames[0]["stream_id"], "meter-1");
+    assert_eq!(
+        shape(&frames[1]),
+        (json!("Read"), json!(2), json!({"value": 4, "unit": "kWh"}))
+    );
+    assert_eq!(
+        shape(&frames[2]),
+        (json!("Checked"), json!(7), json!({"by": "x"})),
+        "another category as stored"
+    );
+    assert_eq!(
+        shape(&frames[3]),
+        (
+            json!("Read"),
+            json!(3),
+            json!({"value": 1, "unit": "kWh", "phase": 3})
+        ),
+        "a newer version as stored"
+    );
+    assert_eq!(
+        shape(&frames[4]),
+        (
+            json!("Read"),
+            json!(2),
+            json!({"value": 5, "unit": "total 12"})
+        ),
+        "today's event as written"
+    );
+    // The stored originals are untouched.
+    let stored = store.read_stream("meter-1", 0, 10).await.unwrap();
+    assert_eq!(
+        (stored[0].event_type.as_str(), stored[0].schema_version),
+        ("Measured", 1)
+    );
+    server.abort();
+}
