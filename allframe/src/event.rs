@@ -442,6 +442,14 @@ pub struct DecodeError {
     pub kind: DecodeErrorKind,
 }
 
+impl DecodeError {
+    /// Whether the event was written by a newer release than this one: its
+    /// schema version is past the one this code knows (a rolling deploy).
+    pub fn is_newer_than_known(&self) -> bool {
+        matches!(self.kind, DecodeErrorKind::NewerSchemaVersion { .. })
+    }
+}
+
 /// `recorded_at` on the wire: RFC 3339 in UTC with exactly three fractional
 /// digits, e.g. `2026-11-26T12:00:00.123Z`.
 mod millis {

@@ -2,17 +2,20 @@
 //! old events, and the event streams send them in today's shape (today's
 //! `type`, `schema_version` and `data`), over a real socket to a real
 //! WebSocket client. The streams' frames are built in one place for both
-//! WebSocket and SSE.
+//! WebSocket and SSE. A command on a stream holding an event of a newer
+//! release (a rolling deploy) answers 503 `waiting-for-upgrade` with
+//! `Retry-After`; a projection meeting such an event pauses there with
+//! state `waiting-for-upgrade`, never skipping it.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use allframe::store::MemoryStore;
 use allframe::{
-    Aggregate, App, Event, EventStore, ExpectedVersion, NewEvent, UpcastError, command,
-    command_handler,
+    Aggregate, App, ApplyError, Change, Event, EventStore, ExpectedVersion, NewEvent, Projection,
+    RecordedEvent, UpcastError, command, command_handler,
 };
-use allframe_tests::http_request;
+use allframe_tests::{RawResponse, http_request};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -68,6 +71,55 @@ async fn read_meter(command: ReadMeter, meter: &Meter) -> Result<Vec<MeterEvent>
     }])
 }
 
+/// Each meter's total and the unit of its last reading.
+#[allframe::projection(name = "meters", key = meter_id)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MeterRow {
+    meter_id: String,
+    total: u64,
+    unit: String,
+}
+
+impl Projection for MeterRow {
+    type Source = Meter;
+
+    fn apply(
+        row: Option<&Self>,
+        event: &MeterEvent,
+        recorded: &RecordedEvent,
+    ) -> Result<Change<Self>, ApplyError> {
+        let MeterEvent::Read { value, unit } = event;
+        Ok(Change::Upsert(MeterRow {
+            meter_id: recorded.aggregate_id().to_owned(),
+            total: row.map_or(0, |row| row.total) + value,
+            unit: unit.clone(),
+        }))
+    }
+}
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, Option<String>, Value) {
+    let response = http_request(addr, "GET", path, &[], b"").await;
+    let body = serde_json::from_slice(&response.body).unwrap();
+    (
+        response.status,
+        response.header("retry-after").map(str::to_owned),
+        body,
+    )
+}
+
+/// Records a reading of `value` on meter `meter_id` over HTTP.
+async fn post_reading(addr: std::net::SocketAddr, meter_id: &str, value: u64) -> RawResponse {
+    let body = json!({ "meter_id": meter_id, "value": value }).to_string();
+    http_request(
+        addr,
+        "POST",
+        "/commands/read-meter",
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    )
+    .await
+}
+
 async fn append(store: &dyn EventStore, stream: &str, event: NewEvent) {
     store
         .append(stream, ExpectedVersion::Any, vec![event])
@@ -107,21 +159,15 @@ async fn old_events_reach_readers_in_todays_shape() {
     let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
 
     // A command folds the old events (3 + 4) before deciding.
-    let answer = http_request(
-        addr,
-        "POST",
-        "/commands/read-meter",
-        &[("content-type", "application/json")],
-        br#"{"meter_id": "1", "value": 5}"#,
-    )
-    .await;
+    let answer = post_reading(addr, "1", 5).await;
     assert_eq!(answer.status, 200);
     let answer: Value = serde_json::from_slice(&answer.body).unwrap();
     assert_eq!(answer["events"][0]["data"]["unit"], "total 12", "{answer}");
 
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/events/ws?after=0"))
-        .await
-        .unwrap();
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/events/ws?after=0"))
+            .await
+            .unwrap();
     let mut frames = Vec::new();
     while frames.len() < 5 {
         let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
@@ -174,6 +220,56 @@ async fn old_events_reach_readers_in_todays_shape() {
         ),
         "today's event as written"
     );
+    // A command on the stream a newer release wrote to waits for the
+    // upgrade rather than deciding on a state it cannot build.
+    let waiting = post_reading(addr, "2", 1).await;
+    assert_eq!(waiting.status, 503);
+    assert_eq!(waiting.header("retry-after"), Some("10"));
+    assert_eq!(
+        waiting.header("content-type"),
+        Some("application/problem+json")
+    );
+    let problem: Value = serde_json::from_slice(&waiting.body).unwrap();
+    assert_eq!(
+        problem["type"], "/problems/waiting-for-upgrade",
+        "{problem}"
+    );
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("meter-2") && detail.contains("schema version 3"),
+        "{detail}"
+    );
+    assert_eq!(
+        store.stream_version("meter-2").await.unwrap(),
+        1,
+        "nothing written"
+    );
+    // The projection applied the old events in today's shape, then paused
+    // at the newer release's event (position 4) instead of skipping it.
+    let (status, _, row) = get(addr, "/projections/meters/1").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (row["total"].clone(), row["unit"].clone()),
+        (json!(7), json!("kWh"))
+    );
+    let (status, retry, problem) = get(addr, "/projections/meters/1?min_position=5").await;
+    assert_eq!((status, retry.as_deref()), (503, Some("1")), "{problem}");
+    assert_eq!(problem["type"], "/problems/waiting-for-upgrade");
+    assert_eq!(
+        (problem["projection"].clone(), problem["position"].clone()),
+        (json!("meters"), json!(4))
+    );
+    let (_, _, admin) = get(addr, "/admin/projections").await;
+    let meters = admin
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "meters")
+        .unwrap_or_else(|| panic!("{admin}"));
+    assert_eq!(meters["state"], "waiting-for-upgrade", "{meters}");
+    // Its last event before the pause (position 3 is another category's).
+    assert_eq!(meters["checkpoint"], 2, "{meters}");
+    assert_eq!(meters["failed_position"], 4, "{meters}");
     // The stored originals are untouched.
     let stored = store.read_stream("meter-1", 0, 10).await.unwrap();
     assert_eq!(

@@ -153,6 +153,30 @@ async fn every_documented_status_is_produced_and_no_other() {
             post(&path).body(Body::from(fit(invalid))).unwrap(),
         )
         .await;
+        // 503: the stream holds an event of a newer release (in a store of
+        // its own, whose projection that event stops).
+        if name != "open-account" {
+            let upgrading = Faulty::new();
+            let router = bank::app(&upgrading).build().await.unwrap().router();
+            let upgraded = open(&router, initial_deposit).await;
+            let newer = allframe::NewEvent::new("MoneyDeposited", &json!({"amount": 1}))
+                .with_schema_version(99);
+            upgrading
+                .append(
+                    &format!("account-{upgraded}"),
+                    allframe::ExpectedVersion::Any,
+                    vec![newer],
+                )
+                .await
+                .unwrap();
+            let body = json!({"account_id": upgraded, "amount": 1});
+            seen.send(
+                &router,
+                &path,
+                post(&path).body(Body::from(fit(body))).unwrap(),
+            )
+            .await;
+        }
         // 500: the store is gone.
         store.set(Some(Fault::Unreachable));
         seen.send(&router, &path, post(&path).body(Body::from(ok)).unwrap())

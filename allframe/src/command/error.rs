@@ -195,6 +195,9 @@ impl<E: DomainError> CommandError<E> {
                 ..kinds::IDEMPOTENCY_KEY_IN_FLIGHT
             },
             Self::Store(error) if error.is_invalid_input() => kinds::INVALID_EVENT,
+            Self::Load(LoadError::Decode(error)) if error.is_newer_than_known() => {
+                kinds::WAITING_FOR_UPGRADE
+            }
             Self::MissingDependency(_)
             | Self::EventEncoding(_)
             | Self::Load(_)

@@ -161,7 +161,8 @@ pub(crate) struct Description {
     /// The aggregate's stream category.
     pub(crate) category: &'static str,
     /// Its events in today's shape (see [`crate::event::in_todays_shape`]).
-    pub(crate) todays_shape: fn(&crate::event::RecordedEvent) -> Option<crate::event::RecordedEvent>,
+    pub(crate) todays_shape:
+        fn(&crate::event::RecordedEvent) -> Option<crate::event::RecordedEvent>,
     /// The domain error's codes and statuses.
     pub(crate) refusals: &'static [(&'static str, u16)],
 }

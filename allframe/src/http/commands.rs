@@ -12,6 +12,7 @@ use tracing::Instrument;
 use super::correlation::CorrelationId;
 use super::errors::RequestError;
 use super::extract::PathParams;
+use super::kinds;
 use super::problem::Problem;
 use crate::command::{CommandError, Rejection};
 use crate::command::{CommandOutcome, DispatchOptions, Dispatcher, IfMatch};
@@ -47,8 +48,25 @@ pub(crate) async fn post_command(
     handle(&routes, &name, &headers, body, &correlation_id)
         .instrument(span)
         .await
-        .unwrap_or_else(IntoResponse::into_response)
+        .unwrap_or_else(refused)
 }
+
+/// The problem's answer; one waiting for an upgrade says when to retry.
+fn refused(problem: Problem) -> Response {
+    let retry = problem.is(kinds::WAITING_FOR_UPGRADE);
+    let mut response = problem.into_response();
+    if retry {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(UPGRADE_RETRY_AFTER_SECONDS),
+        );
+    }
+    response
+}
+
+/// How long a command on a stream written by a newer release is told to
+/// wait: about the time a rolling deploy takes to replace a node.
+const UPGRADE_RETRY_AFTER_SECONDS: &str = "10";
 
 async fn handle(
     routes: &CommandRoutes,

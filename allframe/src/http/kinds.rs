@@ -116,6 +116,10 @@ pub const TOO_MANY_CONNECTIONS: ProblemKind =
     kind(503, "too-many-connections", "Service unavailable");
 /// The service is shutting down (`Retry-After`).
 pub const SHUTTING_DOWN: ProblemKind = kind(503, "shutting-down", "Service unavailable");
+/// The aggregate's stream holds an event written by a newer release than
+/// this one (a rolling deploy in progress; `Retry-After`).
+pub const WAITING_FOR_UPGRADE: ProblemKind =
+    kind(503, "waiting-for-upgrade", "Waiting for an upgrade");
 /// The event store does not answer (`Retry-After`).
 pub const STORE_UNAVAILABLE: ProblemKind = kind(503, "store-unavailable", "Service unavailable");
 
@@ -145,7 +149,7 @@ pub(crate) mod routes {
         INTERNAL_ERROR,
     ];
     /// What a command on an existing aggregate adds to [`COMMAND`].
-    pub(crate) const COMMAND_ON_EXISTING: &[ProblemKind] = &[NOT_FOUND];
+    pub(crate) const COMMAND_ON_EXISTING: &[ProblemKind] = &[NOT_FOUND, WAITING_FOR_UPGRADE];
     /// What every read that may wait (`min_position`) can answer.
     pub(crate) const WAITING_READ: &[ProblemKind] = &[
         INVALID_QUERY_STRING,
@@ -155,6 +159,7 @@ pub(crate) mod routes {
         MIN_POSITION_BEYOND_HEAD,
         POSITION_NOT_REACHED,
         PROJECTION_FAILED,
+        WAITING_FOR_UPGRADE,
         INTERNAL_ERROR,
     ];
     /// What `GET /projections/{name}/{key}` adds to [`WAITING_READ`].

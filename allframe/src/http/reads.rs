@@ -223,6 +223,7 @@ impl HttpError for ProjectionError {
             Self::NotReached { .. } => kinds::POSITION_NOT_REACHED,
             Self::BeyondHead { .. } => kinds::MIN_POSITION_BEYOND_HEAD,
             Self::Failed { .. } => kinds::PROJECTION_FAILED,
+            Self::WaitingForUpgrade { .. } => kinds::WAITING_FOR_UPGRADE,
             _ => kinds::INTERNAL_ERROR,
         }
     }
@@ -248,6 +249,14 @@ impl HttpError for ProjectionError {
                     .with("projection", projection.as_str())
                     .with("position", *position)
                     .with("reason", short(reason));
+            }
+            Self::WaitingForUpgrade {
+                projection,
+                position,
+            } => {
+                problem = problem
+                    .with("projection", projection.as_str())
+                    .with("position", *position);
             }
             _ => {}
         }

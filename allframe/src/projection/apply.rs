@@ -19,6 +19,9 @@ use crate::store::projections::RowWrite;
 pub(super) struct Failure {
     pub(super) position: u64,
     pub(super) error: String,
+    /// The event was written by a newer release than this one: the
+    /// projection waits for the upgrade rather than having failed.
+    pub(super) newer: bool,
 }
 
 /// An event this projection reads, decoded, with the key of its row.
@@ -35,8 +38,13 @@ pub(super) fn target<P: Projection>(
 ) -> (Vec<Targeted<'_, P>>, Option<Failure>) {
     let mut targeted = Vec::with_capacity(events.len());
     for recorded in events {
+        let mut newer = false;
         let outcome = guard(|| {
-            let Some(event) = P::Source::decode(recorded).map_err(|e| e.to_string())? else {
+            let decoded = P::Source::decode(recorded).map_err(|e| {
+                newer = e.is_newer_than_known();
+                e.to_string()
+            });
+            let Some(event) = decoded? else {
                 return Ok(None);
             };
             Ok(P::row_key(&event, recorded).map(|key| (event, key)))
@@ -52,6 +60,7 @@ pub(super) fn target<P: Projection>(
                 let failure = Failure {
                     position: recorded.position,
                     error,
+                    newer,
                 };
                 return (targeted, Some(failure));
             }
@@ -106,6 +115,7 @@ pub(super) fn apply<P: Projection>(
         let fail = |error: String| Failure {
             position: recorded.position,
             error,
+            newer: false,
         };
         if !rows.contains_key(&key) {
             let row = match loaded
@@ -213,6 +223,7 @@ fn writes<P: Projection>(
                 Err(error) => Err(Failure {
                     position: current.changed_at.unwrap_or_default(),
                     error,
+                    newer: false,
                 }),
             }
         })

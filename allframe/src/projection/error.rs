@@ -83,6 +83,18 @@ pub enum ProjectionError {
         /// Why it failed, in short.
         reason: String,
     },
+    /// `wait_for` cannot reach the position yet: the projection is paused
+    /// at an event written by a newer release than this one (a rolling
+    /// deploy); a node running that release will carry on.
+    #[error(
+        "projection `{projection}` waits for an upgrade: the event at position {position} was written by a newer release"
+    )]
+    WaitingForUpgrade {
+        /// The projection.
+        projection: String,
+        /// The position of the event it paused at.
+        position: u64,
+    },
     /// A stored row does not deserialize into the row type (it changed
     /// since the row was written: rebuild the projection).
     #[error("a stored row of projection `{projection}` does not fit its type: {source}")]

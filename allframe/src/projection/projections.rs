@@ -401,10 +401,16 @@ async fn wait(
         lock(&slot.progress)
             .failure
             .as_ref()
-            .map(|failure| ProjectionError::Failed {
-                projection: slot.registration.name().to_owned(),
-                position: failure.position,
-                reason: failure.error.clone(),
+            .map(|failure| match failure.newer {
+                true => ProjectionError::WaitingForUpgrade {
+                    projection: slot.registration.name().to_owned(),
+                    position: failure.position,
+                },
+                false => ProjectionError::Failed {
+                    projection: slot.registration.name().to_owned(),
+                    position: failure.position,
+                    reason: failure.error.clone(),
+                },
             })
     };
     let mut checkpoint = slot.checkpoint.subscribe();
@@ -434,8 +440,11 @@ async fn wait(
 fn status_of(slot: &Slot, head: u64) -> ProjectionStatus {
     let checkpoint = *slot.checkpoint.borrow();
     let progress = lock(&slot.progress);
-    let state = if progress.failure.is_some() {
-        ProjectionState::Failed
+    let state = if let Some(failure) = &progress.failure {
+        match failure.newer {
+            true => ProjectionState::WaitingForUpgrade,
+            false => ProjectionState::Failed,
+        }
     } else if progress.rebuild.is_some() {
         ProjectionState::Rebuilding
     } else {

@@ -49,6 +49,11 @@ pub enum ProjectionState {
     Rebuilding,
     /// Stopped at an event its `apply` refused or panicked on.
     Failed,
+    /// Paused at an event written by a newer release than this one (a
+    /// rolling deploy): the event is never skipped, and a node running the
+    /// new release carries on from it.
+    #[serde(rename = "waiting-for-upgrade")]
+    WaitingForUpgrade,
 }
 
 /// A projection's progress, as the registry lists it.
@@ -160,12 +165,22 @@ pub(super) fn run<P: Projection>(slot: Arc<Slot>) -> BoxFuture<'static, ()> {
         loop {
             match work::<P>(&slot).await {
                 Ok(failure) => {
-                    tracing::error!(
-                        projection = slot.name(),
-                        position = failure.position,
-                        error = %failure.error,
-                        "projection failed and stopped"
-                    );
+                    let (position, error) = (failure.position, &failure.error);
+                    if failure.newer {
+                        tracing::warn!(
+                            projection = slot.name(),
+                            position,
+                            %error,
+                            "projection paused at an event of a newer release; waiting for the upgrade"
+                        );
+                    } else {
+                        tracing::error!(
+                            projection = slot.name(),
+                            position,
+                            %error,
+                            "projection failed and stopped"
+                        );
+                    }
                     slot.progress().failure = Some(failure);
                     // Readers waiting for a position learn at once that
                     // it will not come.

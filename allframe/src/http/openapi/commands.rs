@@ -58,6 +58,11 @@ pub(super) fn command_path(
     for (status, text) in failures(command) {
         responses.insert(status.to_string(), problem_response(&text));
     }
+    if let Some(unavailable) = responses.get_mut("503") {
+        unavailable["headers"] = json!({ "Retry-After": header_doc(
+            "Seconds to wait before retrying."
+        ) });
+    }
     let mut operation = json!({
         "operationId": command.name,
         "tags": [command.aggregate],
@@ -100,6 +105,10 @@ fn failures(command: &Description) -> BTreeMap<u16, String> {
             "JSON that does not fit the command's schema (`invalid-command`), validation failed (`errors` points at each field), or the `Idempotency-Key` was used before with a different body.",
         ),
         (500, "The service failed; the cause is logged, not sent."),
+        (
+            503,
+            "The aggregate's stream holds an event written by a newer release (`waiting-for-upgrade`, during a rolling deploy); `Retry-After` says when to try again.",
+        ),
     ];
     let lists: &[&[ProblemKind]] = if command.creates {
         &[routes::COMMAND]

@@ -234,7 +234,7 @@ fn read_responses(
         (500, "The service failed; the cause is logged, not sent."),
         (
             503,
-            "`min_position` was not reached: in time (`position-not-reached`, with `Retry-After`), or ever, because the projection failed before it (`projection-failed`, naming the `projection`, the `position` it failed at and a short `reason`).",
+            "`min_position` was not reached: in time (`position-not-reached`, with `Retry-After`), or ever, because the projection failed before it (`projection-failed`, naming the `projection`, the `position` it failed at and a short `reason`), or not until a newer release runs it, because it paused at an event that release wrote (`waiting-for-upgrade`, with `Retry-After`, naming the `projection` and the `position`).",
         ),
     ]);
     let mut responses = problem_responses(&[routes::WAITING_READ, kinds], &texts);
@@ -247,7 +247,7 @@ fn read_responses(
         }),
     );
     responses["503"]["headers"] = json!({ "Retry-After": header_doc(
-        "Seconds to wait before retrying (`position-not-reached` only)."
+        "Seconds to wait before retrying (`position-not-reached` and `waiting-for-upgrade`)."
     ) });
     responses
 }

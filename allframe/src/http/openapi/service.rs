@@ -171,7 +171,7 @@ fn status_schema() -> Value {
         "required": ["name", "state", "checkpoint", "head", "lag"],
         "properties": {
             "name": { "type": "string" },
-            "state": { "type": "string", "enum": ["running", "rebuilding", "failed"] },
+            "state": { "type": "string", "enum": ["running", "rebuilding", "failed", "waiting-for-upgrade"] },
             "checkpoint": { "type": "integer", "minimum": 0, "description": "The position readers' rows reflect." },
             "head": { "type": "integer", "minimum": 0, "description": "The position of the last event in the store." },
             "lag": { "type": "integer", "minimum": 0, "description": "`head - checkpoint`." },

@@ -108,12 +108,7 @@ impl Hub {
             let head = self.store.head_position().await?;
             *weak = Some(sender.downgrade());
             let events = self.store.subscribe(head, EventFilter::all());
-            tokio::spawn(feed(
-                events,
-                sender,
-                self.shapes.clone(),
-                self.stop.clone(),
-            ));
+            tokio::spawn(feed(events, sender, self.shapes.clone(), self.stop.clone()));
         }
         Ok(receiver)
     }
@@ -275,7 +270,10 @@ mod tests {
     fn hub(store: &MemoryStore, capacity: usize) -> (watch::Sender<bool>, Arc<Hub>) {
         let (stop, stopped) = watch::channel(false);
         let shapes = Arc::new(TodaysShapes::default());
-        (stop, Arc::new(Hub::new(store.shared(), shapes, capacity, stopped)))
+        (
+            stop,
+            Arc::new(Hub::new(store.shared(), shapes, capacity, stopped)),
+        )
     }
 
     #[tokio::test]

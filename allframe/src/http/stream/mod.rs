@@ -18,9 +18,9 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use crate::event::TodaysShapes;
 use crate::http::errors::{self, RequestError};
 use crate::http::problem::Problem;
-use crate::event::TodaysShapes;
 use crate::store::{EventStore, StoreError};
 use fanout::{Follower, Hub};
 use params::{ParamError, StreamParams};
