@@ -1,6 +1,7 @@
 //! The app: one builder call turns a store, the registered commands and the
 //! dependencies into an axum `Router`.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::command::registry::Description;
 use crate::command::{BuildError, DispatchConfig, Dispatcher};
 use crate::di::{Container, ContainerBuilder, DiError};
 use crate::event::TodaysShapes;
@@ -19,7 +21,7 @@ use crate::http::routes::Mounts;
 use crate::http::stream::{EventStreamConfig, EventStreams};
 use crate::projection::{ProjectionError, Projections, ProjectionsBuilder};
 use crate::query::{Queries, QueryRegistryError};
-use crate::store::EventStore;
+use crate::store::{EventFilter, EventStore, StoreError, StoredType};
 
 /// The default limit on a command body: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
@@ -203,7 +205,11 @@ impl AppBuilder {
 
     /// Runs the dependency factories, checks that every handler's
     /// dependencies are provided and that each command and query has one
-    /// handler, starts the projections and builds the router.
+    /// handler, checks that every kind of event the store holds in an
+    /// aggregate's category decodes into that aggregate's event type
+    /// ([`AppError::UndecodableEvents`] names each kind that does not, and
+    /// its count; the store must answer), starts the projections and
+    /// builds the router.
     pub async fn build(self) -> Result<App, AppError> {
         let container = self.dependencies.build().await?;
         let dispatcher = Arc::new(
@@ -212,6 +218,8 @@ impl AppBuilder {
                 .config(self.config)
                 .build()?,
         );
+        // Before anything reads the log: every kind of event in it decodes.
+        check_stored_events(&*self.store, &dispatcher.describe()).await?;
         let commands = CommandRoutes {
             dispatcher: dispatcher.clone(),
             body_limit: self.body_limit,
@@ -288,4 +296,96 @@ pub enum AppError {
     /// The query registry or its dependency check failed.
     #[error(transparent)]
     Queries(#[from] QueryRegistryError),
+    /// The store could not say which kinds of events it holds.
+    #[error("reading the kinds of stored events failed: {0}")]
+    Store(#[source] StoreError),
+    /// The store holds events that today's event types cannot decode
+    /// (an unknown type, or a schema version no upcast chain reaches).
+    #[error("{}", undecodable_message(.0))]
+    UndecodableEvents(Vec<Undecodable>),
+}
+
+/// Kinds of stored events today's code cannot decode, found at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Undecodable {
+    /// The kind: category, stored `type` and `schema_version`.
+    pub kind: StoredType,
+    /// How many events of that kind the log holds.
+    pub events: u64,
+}
+
+fn undecodable_message(found: &[Undecodable]) -> String {
+    let kinds: Vec<String> = found
+        .iter()
+        .map(|u| {
+            format!(
+                "`{}` schema version {} in category `{}` ({} events)",
+                u.kind.event_type, u.kind.schema_version, u.kind.category, u.events
+            )
+        })
+        .collect();
+    format!(
+        "the store holds events no event type of this app decodes: {}; declare the type (or an \
+         `alias`) and an upcast step from that version, or deploy the release that wrote them",
+        kinds.join(", ")
+    )
+}
+
+/// Checks that every kind of event the store holds in a category of one of
+/// `commands`' aggregates decodes into that aggregate's event type. Kinds
+/// newer than the type knows are let through with a warning: a newer
+/// release wrote them during a rolling deploy, and commands and projections
+/// that meet them wait for the upgrade.
+async fn check_stored_events(
+    store: &dyn EventStore,
+    commands: &[Description],
+) -> Result<(), AppError> {
+    let mut version_of: HashMap<&str, fn(&str) -> Option<u32>> = HashMap::new();
+    for command in commands {
+        version_of.insert(command.category, command.version_of);
+    }
+    let mut undecodable = Vec::new();
+    for kind in store.stored_types().await.map_err(AppError::Store)? {
+        let Some(version_of) = version_of.get(kind.category.as_str()) else {
+            continue;
+        };
+        match version_of(&kind.event_type) {
+            Some(today) if (1..=today).contains(&kind.schema_version) => {}
+            Some(today) if kind.schema_version > today => tracing::warn!(
+                category = %kind.category,
+                event_type = %kind.event_type,
+                schema_version = kind.schema_version,
+                today,
+                "the store holds events of a newer release; what meets them waits for the upgrade"
+            ),
+            _ => undecodable.push(kind),
+        }
+    }
+    if undecodable.is_empty() {
+        return Ok(());
+    }
+    let mut found = Vec::with_capacity(undecodable.len());
+    for kind in undecodable {
+        let events = count(store, &kind).await.map_err(AppError::Store)?;
+        found.push(Undecodable { kind, events });
+    }
+    Err(AppError::UndecodableEvents(found))
+}
+
+/// How many events of `kind` the log holds, read through the category and
+/// type filter (only when the start-up check fails).
+async fn count(store: &dyn EventStore, kind: &StoredType) -> Result<u64, StoreError> {
+    let filter = EventFilter::all()
+        .category(kind.category.clone())
+        .event_types([kind.event_type.clone()]);
+    let (mut after, mut events) = (0, 0);
+    loop {
+        let page = store.read_all(after, 1_000, &filter).await?;
+        let Some(last) = page.last() else {
+            return Ok(events);
+        };
+        after = last.position;
+        events += page.iter().filter(|e| kind.is(e)).count() as u64;
+    }
 }

@@ -42,6 +42,11 @@ pub trait Event: Sized + Send + Sync + 'static {
     /// when that is not one of today's names (an alias, another type's).
     fn current_version(event_type: &str) -> Option<u32>;
 
+    /// Today's schema version of the variant that decodes data stored as
+    /// `event_type` — under today's name or an alias — or `None` when no
+    /// variant does. Data stored at any version from 1 to that one decodes.
+    fn version_of(event_type: &str) -> Option<u32>;
+
     /// The stored `data`: this value's fields as a JSON object.
     fn to_data(&self) -> Result<Box<RawValue>, serde_json::Error>;
 

@@ -26,7 +26,7 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 pub use aggregate::{Aggregate, LoadError, Loaded, load, replay, stream_id};
-pub use app::{App, AppBuilder, AppError, DEFAULT_BODY_LIMIT};
+pub use app::{App, AppBuilder, AppError, DEFAULT_BODY_LIMIT, Undecodable};
 pub use command::{
     AggregateOf, BuildError, Command, CommandError, CommandHandler, CommandOutcome, Decision,
     DispatchConfig, DispatchOptions, Dispatcher, DispatcherBuilder, DomainError, EventOf,
@@ -45,7 +45,7 @@ pub use projection::{
 pub use query::{Queries, Query, QueryError, QueryHandler, QueryRegistryError};
 pub use schema::WireSchema;
 pub use serve::Serve;
-pub use store::log::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError};
+pub use store::log::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError, StoredType};
 pub use subscription::Subscription;
 
 #[cfg(feature = "macros")]

@@ -10,12 +10,12 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use allframe::store::MemoryStore;
+use allframe::store::{MemoryStore, PostgresStore, SqliteStore};
 use allframe::{
     Aggregate, App, ApplyError, Change, Event, EventStore, ExpectedVersion, NewEvent, Projection,
     RecordedEvent, UpcastError, command, command_handler,
 };
-use allframe_tests::{RawResponse, http_request};
+use allframe_tests::{RawResponse, fresh_schema, http_request, postgres_options};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -277,4 +277,115 @@ async fn old_events_reach_readers_in_todays_shape() {
         ("Measured", 1)
     );
     server.abort();
+}
+
+/// The app refuses to start on a store holding events it cannot decode,
+/// naming each kind and how many there are; old versions, aliases, newer
+/// versions (a rolling deploy) and categories of no aggregate of its are
+/// fine.
+async fn start_up_check(store: &dyn EventStore) {
+    let old = NewEvent::new("Measured", &json!({ "reading": 1 })).with_schema_version(1);
+    append(store, "meter-1", old).await;
+    let newer = NewEvent::new("Read", &json!({ "value": 1 })).with_schema_version(5);
+    append(store, "meter-1", newer).await;
+    append(store, "audit-1", NewEvent::new("Whatever", &json!({}))).await;
+    App::builder(store)
+        .build()
+        .await
+        .expect("every kind of event decodes");
+
+    for _ in 0..2 {
+        append(store, "meter-3", NewEvent::new("Exploded", &json!({}))).await;
+    }
+    // Today's name at an older version is decodable through the chain.
+    let older = NewEvent::new("Read", &json!({ "reading": 2 })).with_schema_version(1);
+    append(store, "meter-4", older).await;
+    let Err(error) = App::builder(store).build().await else {
+        panic!("an unknown event type must stop the start");
+    };
+    let allframe::AppError::UndecodableEvents(found) = &error else {
+        panic!("{error}");
+    };
+    assert_eq!(found.len(), 1, "{error}");
+    assert_eq!(
+        (
+            found[0].kind.category.as_str(),
+            found[0].kind.event_type.as_str(),
+            found[0].kind.schema_version,
+            found[0].events
+        ),
+        ("meter", "Exploded", 1, 2)
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("`Exploded` schema version 1 in category `meter` (2 events)"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_check_memory() {
+    start_up_check(&MemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_check_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("check.db"))
+        .await
+        .unwrap();
+    start_up_check(&store).await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_check_postgres() {
+    let Some(options) = postgres_options().await else {
+        return;
+    };
+    let store = PostgresStore::connect_with(options, Some(&fresh_schema()), 256)
+        .await
+        .unwrap();
+    start_up_check(&store).await;
+    store.close().await;
+}
+
+/// A database written before the kinds of events were kept: the migration
+/// fills the table from the events already stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kinds_of_events_already_stored_are_filled_in_on_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    append(
+        &store,
+        "meter-1",
+        NewEvent::new("Measured", &json!({"reading": 1})).with_schema_version(1),
+    )
+    .await;
+    append(&store, "audit-1", NewEvent::new("Checked", &json!({}))).await;
+    // As the previous release left the database: no table, no migration.
+    for statement in [
+        "DROP TABLE allframe_event_types",
+        "DELETE FROM _sqlx_migrations WHERE version = 5",
+    ] {
+        sqlx::query(statement).execute(store.pool()).await.unwrap();
+    }
+    store.close().await;
+    let store = SqliteStore::open(&path).await.unwrap();
+    let kinds: Vec<(String, String, u32)> = store
+        .stored_types()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.category, k.event_type, k.schema_version))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("audit".to_owned(), "Checked".to_owned(), 1),
+            ("meter".to_owned(), "Measured".to_owned(), 1)
+        ]
+    );
+    store.close().await;
 }

@@ -596,9 +596,10 @@ async fn a_failing_store_gives_503_health_and_opaque_500s() {
         entered: tokio::sync::Notify::new(),
         open: tokio::sync::Semaphore::new(0),
     };
-    let store = Faulty::with(Fault::Unreachable);
-    // Unreachable from the start, the store cannot even open projections:
-    // this app runs none.
+    let store = Faulty::new();
+    // The store goes away once the app has started (it checks the stored
+    // events at start-up, so it cannot start without one); unreachable, it
+    // cannot open projections either: this app runs none.
     let app = App::builder(&store)
         .projections(allframe::Projections::builder(&store).projections(vec![]))
         .provide(gate)
@@ -606,6 +607,7 @@ async fn a_failing_store_gives_503_health_and_opaque_500s() {
         .build()
         .await
         .unwrap();
+    store.set(Some(Fault::Unreachable));
     let router = app.router();
     let (response, bytes) = send(
         &router,

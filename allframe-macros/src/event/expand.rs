@@ -38,6 +38,10 @@ pub(super) fn expand(event: &Event<'_>) -> TokenStream {
         let (name, version) = (&variant.type_name, variant.version);
         quote!(#name => ::core::option::Option::Some(#version),)
     });
+    let decoded_arms = variants.iter().map(|(_, variant)| {
+        let (name, aliases, version) = (&variant.type_name, &variant.aliases, variant.version);
+        quote!(#name #(| #aliases)* => ::core::option::Option::Some(#version),)
+    });
     let encode_arms = variants
         .iter()
         .map(|(path, variant)| encode_arm(path, &variant.data));
@@ -73,6 +77,13 @@ pub(super) fn expand(event: &Event<'_>) -> TokenStream {
             fn current_version(__event_type: &str) -> ::core::option::Option<u32> {
                 match __event_type {
                     #(#current_arms)*
+                    _ => ::core::option::Option::None,
+                }
+            }
+
+            fn version_of(__event_type: &str) -> ::core::option::Option<u32> {
+                match __event_type {
+                    #(#decoded_arms)*
                     _ => ::core::option::Option::None,
                 }
             }
@@ -273,6 +284,10 @@ pub(super) fn stub(ident: &Ident, generics: &Generics) -> TokenStream {
             }
 
             fn current_version(_: &str) -> ::core::option::Option<u32> {
+                #unreachable
+            }
+
+            fn version_of(_: &str) -> ::core::option::Option<u32> {
                 #unreachable
             }
 

@@ -160,6 +160,8 @@ pub(crate) struct Description {
     pub(crate) events: Vec<(&'static str, WireSchema)>,
     /// The aggregate's stream category.
     pub(crate) category: &'static str,
+    /// [`crate::Event::version_of`] of its event type.
+    pub(crate) version_of: fn(&str) -> Option<u32>,
     /// Its events in today's shape (see [`crate::event::in_todays_shape`]).
     pub(crate) todays_shape:
         fn(&crate::event::RecordedEvent) -> Option<crate::event::RecordedEvent>,
@@ -196,6 +198,7 @@ impl<H: CommandHandler> ErasedHandler for Erased<H> {
             event: short_type_name::<Event<H>>(),
             events: <Event<H> as crate::event::Event>::data_schemas(),
             category: <Aggregate<H> as crate::aggregate::Aggregate>::CATEGORY,
+            version_of: <Event<H> as crate::event::Event>::version_of,
             todays_shape: crate::event::in_todays_shape::<Event<H>>,
             refusals: <H::Error as super::DomainError>::CODES,
         }

@@ -2,6 +2,7 @@
 //! [`ExpectedVersion`], reads by stream and in global order, and the head.
 //! These types are named from the crate root (`allframe::EventStore`).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -222,6 +223,24 @@ pub(crate) async fn append_completing(
     }
 }
 
+impl StoredType {
+    /// The kind of `event`.
+    pub(crate) fn of(event: &RecordedEvent) -> Self {
+        Self {
+            category: event.category().to_owned(),
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
+        }
+    }
+
+    /// Whether `event` is of this kind.
+    pub(crate) fn is(&self, event: &RecordedEvent) -> bool {
+        self.schema_version == event.schema_version
+            && self.event_type == event.event_type
+            && self.category == event.category()
+    }
+}
+
 impl StoreError {
     /// Whether this is an expected-version conflict (worth retrying a
     /// command over).
@@ -247,6 +266,18 @@ impl StoreError {
     pub(crate) fn backend(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Backend(Box::new(error))
     }
+}
+
+/// One kind of event the log holds: a stream category, a stored `type`
+/// and a `schema_version`, as [`EventStore::stored_types`] lists them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StoredType {
+    /// The category of the streams holding such events.
+    pub category: String,
+    /// The stored `type`.
+    pub event_type: String,
+    /// The stored `schema_version`.
+    pub schema_version: u32,
 }
 
 /// An append-only event log with streams and a global order.
@@ -290,6 +321,30 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The position of the last committed event (0 when the log is empty).
     fn head_position(&self) -> BoxFuture<'_, Result<u64>>;
+
+    /// Every distinct `(category, type, schema_version)` of the events in
+    /// the log, for the start-up check that all of them decode.
+    ///
+    /// The built-in backends answer from a small index kept with the
+    /// appends (the SQL ones in the same transaction, as a table their
+    /// migration filled from the events already stored), so the answer
+    /// costs nothing however long the log. This default reads the whole
+    /// log, page by page: correct for any backend, and worth replacing in
+    /// one with long logs.
+    fn stored_types(&self) -> BoxFuture<'_, Result<BTreeSet<StoredType>>> {
+        Box::pin(async move {
+            let mut types = BTreeSet::new();
+            let mut after = 0;
+            loop {
+                let page = self.read_all(after, 1_000, &EventFilter::all()).await?;
+                let Some(last) = page.last() else {
+                    return Ok(types);
+                };
+                after = last.position;
+                types.extend(page.iter().map(StoredType::of));
+            }
+        })
+    }
 
     /// A signal that changes when this store commits new events. Its value
     /// is a position known to be committed; it only wakes readers up, the

@@ -10,7 +10,7 @@
 //! the record written in the same critical section as its append's events
 //! (see [`super::idempotency`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use super::idempotency::{self, Decision, Seen, millis, validate_key};
 use super::projections::{MemoryProjectionStore, ProjectionStore};
 use super::{
     Appended, Claim, Completion, EventFilter, EventStore, ExpectedVersion, IdempotencyStore,
-    Result, StoreError, record_append, validate_append, validate_read,
+    Result, StoreError, StoredType, record_append, validate_append, validate_read,
 };
 use crate::event::{NewEvent, RecordedEvent, now_millis};
 
@@ -46,6 +46,8 @@ struct Log {
     streams: HashMap<String, Vec<usize>>,
     /// Idempotency records by key.
     keys: HashMap<String, KeyRecord>,
+    /// The kinds of events in `events`.
+    types: BTreeSet<StoredType>,
 }
 
 /// One idempotency record; times are Unix milliseconds.
@@ -142,6 +144,11 @@ impl MemoryStore {
                 idempotency::now_millis(),
             );
             debug_assert!(completed, "the token was checked under the same lock");
+        }
+        for event in &appended.events {
+            if !log.types.iter().any(|known| known.is(event)) {
+                log.types.insert(StoredType::of(event));
+            }
         }
         log.events.extend(appended.events.iter().cloned());
         let end = log.events.len();
@@ -277,6 +284,10 @@ impl EventStore for MemoryStore {
 
     fn head_position(&self) -> BoxFuture<'_, Result<u64>> {
         future::ready(Ok(self.read(|log| log.events.len() as u64))).boxed()
+    }
+
+    fn stored_types(&self) -> BoxFuture<'_, Result<BTreeSet<StoredType>>> {
+        future::ready(Ok(self.read(|log| log.types.clone()))).boxed()
     }
 
     fn watch_head(&self) -> watch::Receiver<u64> {

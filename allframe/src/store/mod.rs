@@ -47,7 +47,7 @@ mod validate;
 
 pub use connect::{ConnectError, ConnectOptions, connect, redact};
 pub use idempotency::{Claim, Completion, IdempotencyStore, MAX_DURATION};
-pub(crate) use log::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError};
+pub(crate) use log::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError, StoredType};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresDialect, PostgresStore};

@@ -259,14 +259,18 @@ impl Writer {
         if let Some(last) = rows.last() {
             let new_head = to_i64(last.position);
             round_trips += 1;
-            // One statement writes the events and moves the head.
+            // One statement writes the events, records their kinds and moves
+            // the head.
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "WITH inserted AS (INSERT INTO allframe_events ({INSERT_COLUMNS}) \
                  SELECT p, s, c, v, t, sv, d::jsonb, e, co, ca, cm, x::jsonb, $13 \
                  FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::text[], \
                              $6::int4[], $7::text[], $8::uuid[], $9::text[], $10::text[], \
                              $11::text[], $12::text[]) \
-                 AS r(p, s, c, v, t, sv, d, e, co, ca, cm, x)) \
+                 AS r(p, s, c, v, t, sv, d, e, co, ca, cm, x)), \
+                 kinds AS (INSERT INTO allframe_event_types (category, event_type, schema_version) \
+                 SELECT DISTINCT c, t, sv FROM UNNEST($3::text[], $5::text[], $6::int4[]) \
+                 AS k(c, t, sv) ON CONFLICT DO NOTHING) \
                  UPDATE allframe_head SET position = $14"
             )))
             .bind(rows.iter().map(|e| to_i64(e.position)).collect::<Vec<_>>())

@@ -22,6 +22,7 @@
 //! table locks of an in-memory database), and the write lock still orders
 //! it against other processes on the file. See [`super::idempotency`].
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -245,6 +246,38 @@ struct Writer {
     connection: SqliteConnection,
 }
 
+/// Adds the kinds of `events` to `allframe_event_types` (see
+/// [`EventStore::stored_types`]), in one statement.
+async fn record_kinds(connection: &mut SqliteConnection, events: &[&RecordedEvent]) -> Result<()> {
+    let kinds: BTreeSet<(&str, &str, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                category_of(&e.stream_id),
+                e.event_type.as_str(),
+                e.schema_version.to_string(),
+            )
+        })
+        .collect();
+    let (mut categories, mut types, mut versions) = (Vec::new(), Vec::new(), Vec::new());
+    for (category, event_type, version) in &kinds {
+        categories.push(*category);
+        types.push(*event_type);
+        versions.push(version.as_str());
+    }
+    let mut query = QueryBuilder::<Sqlite>::new(
+        "INSERT OR IGNORE INTO allframe_event_types (category, event_type, schema_version) \
+         SELECT c0, c1, CAST(c2 AS INTEGER) FROM ",
+    );
+    SqliteDialect::push_columns(&mut query, vec![categories, types, versions]);
+    query
+        .build()
+        .execute(&mut *connection)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
 impl Writer {
     async fn write_batch(&mut self, batch: &[Request]) -> Result<Vec<Result<Appended>>> {
         let mut tx = self
@@ -277,6 +310,10 @@ impl Writer {
             });
             round_trips += 1;
             insert.build().execute(&mut *tx).await.map_err(db_error)?;
+        }
+        if !rows.is_empty() {
+            round_trips += 1;
+            record_kinds(&mut tx, &rows).await?;
         }
         let now = idempotency::now_millis();
         for completed in &plan.completions {

@@ -38,6 +38,7 @@ macro_rules! store_conformance_tests {
             expected_version_semantics,
             append_records_events,
             failed_append_leaves_nothing,
+            stored_types_list_each_kind,
             invalid_input_is_a_typed_error,
             stream_reads,
             global_reads_and_filters,

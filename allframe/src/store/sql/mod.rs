@@ -9,7 +9,7 @@ pub(crate) use rows::{
     push_read_all, push_read_stream, stream_versions_query, to_i64,
 };
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -25,7 +25,9 @@ use super::group_commit::{BatchWriter, GroupCommit, Plan, Request, completion_ke
 use super::idempotency::SqlRecords;
 use super::projections::ProjectionStore;
 use super::projections::sql::SqlProjectionStore;
-use super::{Appended, EventFilter, EventStore, IdempotencyStore, Result, validate_read};
+use super::{
+    Appended, EventFilter, EventStore, IdempotencyStore, Result, StoredType, validate_read,
+};
 use crate::ExpectedVersion;
 use crate::event::{NewEvent, RecordedEvent};
 
@@ -304,6 +306,26 @@ where
 
     fn head_position(&self) -> BoxFuture<'_, Result<u64>> {
         Self::head_in(&self.inner.reads).boxed()
+    }
+
+    fn stored_types(&self) -> BoxFuture<'_, Result<BTreeSet<StoredType>>> {
+        async move {
+            let rows: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT category, event_type, CAST(schema_version AS BIGINT) FROM allframe_event_types",
+            )
+            .fetch_all(&self.inner.reads)
+            .await
+            .map_err(db_error)?;
+            Ok(rows
+                .into_iter()
+                .map(|(category, event_type, schema_version)| StoredType {
+                    category,
+                    event_type,
+                    schema_version: u32::try_from(schema_version).unwrap_or(u32::MAX),
+                })
+                .collect())
+        }
+        .boxed()
     }
 
     fn watch_head(&self) -> watch::Receiver<u64> {

@@ -204,6 +204,53 @@ pub async fn append_records_events(store: &dyn EventStore) {
     assert_eq!(store.head_position().await.unwrap(), 3);
 }
 
+/// `stored_types` lists each `(category, type, schema_version)` of the
+/// events appended, once, and nothing of a refused append.
+pub async fn stored_types_list_each_kind(store: &dyn EventStore) {
+    let kind = |category: &str, event_type: &str, schema_version: u32| crate::StoredType {
+        category: category.to_owned(),
+        event_type: event_type.to_owned(),
+        schema_version,
+    };
+    assert!(
+        store.stored_types().await.unwrap().is_empty(),
+        "an empty log"
+    );
+    store
+        .append("acct-1", ExpectedVersion::Any, events("Opened", 2))
+        .await
+        .unwrap();
+    let batch = vec![
+        event("Deposited", 1),
+        event("Deposited", 2).with_schema_version(3),
+        event("Deposited", 3),
+    ];
+    store
+        .append("acct-2", ExpectedVersion::Any, batch)
+        .await
+        .unwrap();
+    store
+        .append("ledger-9", ExpectedVersion::Any, events("Opened", 1))
+        .await
+        .unwrap();
+    let refused = store
+        .append(
+            "acct-1",
+            ExpectedVersion::Exact(0),
+            vec![event("Closed", 1).with_schema_version(9)],
+        )
+        .await;
+    assert!(refused.is_err(), "a wrong expected version is refused");
+    let expected = [
+        kind("acct", "Deposited", 1),
+        kind("acct", "Deposited", 3),
+        kind("acct", "Opened", 1),
+        kind("ledger", "Opened", 1),
+    ];
+    let listed: Vec<_> = store.stored_types().await.unwrap().into_iter().collect();
+    assert_eq!(listed, expected);
+}
+
 /// A refused append, for any reason, stores nothing at all.
 pub async fn failed_append_leaves_nothing(store: &dyn EventStore) {
     store
