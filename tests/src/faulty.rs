@@ -153,8 +153,8 @@ impl FaultyRows {
 }
 
 impl ProjectionStore for FaultyRows {
-    fn open<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<Generations>> {
-        guarded(self.fault(), || self.inner.open(projection))
+    fn open<'a>(&'a self, projection: &'a str, version: u32) -> BoxFuture<'a, Result<Generations>> {
+        guarded(self.fault(), || self.inner.open(projection, version))
     }
 
     fn load<'a>(
@@ -172,8 +172,14 @@ impl ProjectionStore for FaultyRows {
         guarded(self.fault(), || self.inner.commit(batch))
     }
 
-    fn begin_rebuild<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<Generation>> {
-        guarded(self.fault(), || self.inner.begin_rebuild(projection))
+    fn begin_rebuild<'a>(
+        &'a self,
+        projection: &'a str,
+        version: u32,
+    ) -> BoxFuture<'a, Result<Generation>> {
+        guarded(self.fault(), || {
+            self.inner.begin_rebuild(projection, version)
+        })
     }
 
     fn swap<'a>(&'a self, projection: &'a str, generation: u64) -> BoxFuture<'a, Result<bool>> {

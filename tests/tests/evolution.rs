@@ -10,12 +10,12 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use allframe::store::{MemoryStore, PostgresStore, SqliteStore};
+use allframe::store::{MemoryStore, SqliteStore};
 use allframe::{
     Aggregate, App, ApplyError, Change, Event, EventStore, ExpectedVersion, NewEvent, Projection,
     RecordedEvent, UpcastError, command, command_handler,
 };
-use allframe_tests::{RawResponse, fresh_schema, http_request, postgres_options};
+use allframe_tests::{RawResponse, http_request, postgres_store};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -340,12 +340,9 @@ async fn start_up_check_sqlite_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_check_postgres() {
-    let Some(options) = postgres_options().await else {
+    let Some(store) = postgres_store().await else {
         return;
     };
-    let store = PostgresStore::connect_with(options, Some(&fresh_schema()), 256)
-        .await
-        .unwrap();
     start_up_check(&store).await;
     store.close().await;
 }

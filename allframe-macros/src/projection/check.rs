@@ -28,6 +28,8 @@ pub(super) struct Projection<'a> {
     pub(super) key: (&'a Ident, &'a Type),
     /// The indexed fields, in the order written.
     pub(super) indexed: Vec<&'a Ident>,
+    /// `version = N`, if written.
+    pub(super) version: Option<u32>,
     /// Every field, for the row's schema.
     pub(super) fields: &'a FieldsNamed,
     /// The struct's doc comments and the serde options that shape rows.
@@ -95,17 +97,18 @@ pub(super) fn check<'a>(raw: &'a RawProjection<'a>, errors: &mut Errors) -> Opti
     let mut name = None;
     let mut key = None;
     let mut indexed_written: Vec<&Ident> = Vec::new();
+    let mut version = None;
     for RawOption { key: path, form } in options {
         let option = path
             .get_ident()
             .map(|i| i.unraw().to_string())
             .unwrap_or_default();
-        if !["name", "key", "indexed_by"].contains(&option.as_str()) {
+        if !["name", "key", "indexed_by", "version"].contains(&option.as_str()) {
             let written = quote!(#path).to_string().replace(' ', "");
             errors.at(
                 path,
                 format!(
-                    "unknown projection option `{written}`; expected `name`, `key` or `indexed_by`"
+                    "unknown projection option `{written}`; expected `name`, `key`, `indexed_by` or `version`"
                 ),
             );
             continue;
@@ -129,6 +132,8 @@ pub(super) fn check<'a>(raw: &'a RawProjection<'a>, errors: &mut Errors) -> Opti
                 path,
                 "expected `key = field`, the field holding the row's key",
             ),
+            ("version", Form::Value(value)) => version = projection_version(value, errors),
+            ("version", _) => errors.at(path, VERSION_EXAMPLE),
             (_, Form::List(items)) => {
                 for item in items {
                     match field_ident(item) {
@@ -173,9 +178,27 @@ pub(super) fn check<'a>(raw: &'a RawProjection<'a>, errors: &mut Errors) -> Opti
         name: name?,
         key: key?,
         indexed,
+        version,
         fields: named,
         schema_attrs: crate::schema::struct_attrs(&input.attrs),
     })
+}
+
+const VERSION_EXAMPLE: &str =
+    "expected `version = N`, a positive integer raised when the stored rows should be rebuilt";
+
+fn projection_version(value: &Expr, errors: &mut Errors) -> Option<u32> {
+    let parsed = match value {
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(lit),
+            ..
+        }) => lit.base10_parse::<u32>().ok().filter(|v| *v > 0),
+        _ => None,
+    };
+    if parsed.is_none() {
+        errors.at(value, VERSION_EXAMPLE);
+    }
+    parsed
 }
 
 fn field_ident(value: &Expr) -> Option<&Ident> {

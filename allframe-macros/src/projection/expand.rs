@@ -26,6 +26,7 @@ pub(super) fn expand(projection: &Projection<'_>) -> TokenStream {
         indexed,
         ..
     } = projection;
+    let version = projection.version.unwrap_or(1);
     let private = quote!(::allframe::__private);
     // Clients name the key and the filters as they see the fields: by
     // their serde names.
@@ -58,6 +59,7 @@ pub(super) fn expand(projection: &Projection<'_>) -> TokenStream {
             const NAME: &'static str = #name;
             const KEY: &'static str = #key_name;
             const INDEXED_BY: &'static [&'static str] = &[#(#indexed_names),*];
+            const VERSION: u32 = #version;
 
             fn key(&self) -> ::std::string::String {
                 #key_string

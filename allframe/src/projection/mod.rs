@@ -109,6 +109,14 @@ pub trait Row: Serialize + DeserializeOwned + Send + Sync + 'static {
     const KEY: &'static str;
     /// The fields rows can be looked up by, besides the key.
     const INDEXED_BY: &'static [&'static str];
+    /// The projection's version (`#[projection(version = N)]`, default 1).
+    /// Raise it when `apply` or the row changes what the stored rows
+    /// should hold: at start-up, a projection whose rows were built by
+    /// another version is rebuilt as a new generation beside the live one,
+    /// which keeps serving (so today's row type must still read its rows,
+    /// e.g. new fields with `#[serde(default)]`) until the new one has
+    /// caught up and is swapped in.
+    const VERSION: u32 = 1;
 
     /// This row's key.
     fn key(&self) -> String;

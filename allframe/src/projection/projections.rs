@@ -101,7 +101,20 @@ impl ProjectionsBuilder {
         };
         for (name, registration) in registrations {
             let storage = storage.clone();
-            let generations = storage.open(name).await?;
+            let version = registration.version();
+            let mut generations = storage.open(name, version).await?;
+            // Rows built by another version of the projection are rebuilt
+            // beside the live generation, which keeps serving meanwhile.
+            let rebuilt_by = generations.rebuilding.map(|g| g.version);
+            if generations.live.version != version && rebuilt_by != Some(version) {
+                tracing::info!(
+                    projection = name,
+                    from = generations.live.version,
+                    to = version,
+                    "the projection's version changed: rebuilding it beside the live rows"
+                );
+                generations.rebuilding = Some(storage.begin_rebuild(name, version).await?);
+            }
             let slot = Arc::new(Slot {
                 registration,
                 store: self.store.clone(),
@@ -202,7 +215,10 @@ impl Projections {
     /// restarted. Rebuilding one already being rebuilt changes nothing.
     pub async fn rebuild(&self, name: &str) -> Result<(), ProjectionError> {
         let slot = self.slot(name)?;
-        let generation = slot.storage.begin_rebuild(name).await?;
+        let generation = slot
+            .storage
+            .begin_rebuild(name, slot.registration.version())
+            .await?;
         {
             let mut progress = lock(&slot.progress);
             progress.rebuild.get_or_insert(generation.checkpoint);

@@ -21,6 +21,7 @@ pub struct ProjectionRegistration {
     row: &'static str,
     key: &'static str,
     indexed_by: &'static [&'static str],
+    version: u32,
     schema: fn() -> WireSchema,
     pub(super) run: fn(Arc<Slot>) -> BoxFuture<'static, ()>,
 }
@@ -34,6 +35,7 @@ impl ProjectionRegistration {
             row,
             key: P::KEY,
             indexed_by: P::INDEXED_BY,
+            version: P::VERSION,
             schema: P::schema,
             run: runner::run::<P>,
         }
@@ -52,6 +54,11 @@ impl ProjectionRegistration {
     /// The field holding the key.
     pub fn key(&self) -> &'static str {
         self.key
+    }
+
+    /// Its version (see [`Row::VERSION`](super::Row::VERSION)).
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
     /// The fields rows can be filtered by.

@@ -208,7 +208,8 @@ async fn work<P: Projection>(slot: &Slot) -> Result<Failure, Interrupt> {
     let name = slot.name();
     let filter = P::Source::filter();
     let mut head = slot.store.watch_head();
-    let generations = slot.storage.open(name).await?;
+    let version = slot.registration.version();
+    let generations = slot.storage.open(name, version).await?;
     // Rows of generations a swap left behind when the process died.
     slot.storage.drop_old(name).await?;
     let mut live = Cursor::from(generations.live);
@@ -218,7 +219,12 @@ async fn work<P: Projection>(slot: &Slot) -> Result<Failure, Interrupt> {
     loop {
         let took_request = std::mem::take(&mut slot.progress().rebuild_requested);
         if took_request && rebuild.is_none() {
-            rebuild = slot.storage.open(name).await?.rebuilding.map(Cursor::from);
+            rebuild = slot
+                .storage
+                .open(name, version)
+                .await?
+                .rebuilding
+                .map(Cursor::from);
         }
         let live_moved = step::<P>(slot, &mut live, &filter).await?;
         // Published even on a failure: the rows before it were committed.

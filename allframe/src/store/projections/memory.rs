@@ -26,6 +26,7 @@ struct Projection {
 #[derive(Default)]
 struct Rows {
     checkpoint: u64,
+    version: u32,
     rows: BTreeMap<String, String>,
     /// `(field, value)` → keys.
     index: BTreeMap<(String, String), BTreeSet<String>>,
@@ -33,22 +34,31 @@ struct Rows {
     entries: HashMap<String, Vec<(String, String)>>,
 }
 
+impl Rows {
+    fn empty(version: u32) -> Self {
+        Self {
+            version,
+            ..Self::default()
+        }
+    }
+}
+
 impl Projection {
-    fn new() -> Self {
+    fn new(version: u32) -> Self {
         Self {
             live: 1,
             rebuilding: None,
-            generations: BTreeMap::from([(1, Rows::default())]),
+            generations: BTreeMap::from([(1, Rows::empty(version))]),
         }
     }
 
     fn generations(&self) -> Generations {
         let generation = |number| {
+            let rows = self.generations.get(&number);
             Generation::new(
                 number,
-                self.generations
-                    .get(&number)
-                    .map_or(0, |rows| rows.checkpoint),
+                rows.map_or(0, |rows| rows.checkpoint),
+                rows.map_or(1, |rows| rows.version),
             )
         };
         Generations {
@@ -172,11 +182,11 @@ impl std::fmt::Debug for MemoryProjectionStore {
 }
 
 impl ProjectionStore for MemoryProjectionStore {
-    fn open<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<Generations>> {
+    fn open<'a>(&'a self, projection: &'a str, version: u32) -> BoxFuture<'a, Result<Generations>> {
         let generations = self.write(|projections| {
             projections
                 .entry(projection.to_owned())
-                .or_insert_with(Projection::new)
+                .or_insert_with(|| Projection::new(version))
                 .generations()
         });
         future::ready(Ok(generations)).boxed()
@@ -206,21 +216,29 @@ impl ProjectionStore for MemoryProjectionStore {
         future::ready(Ok(self.commit_now(batch))).boxed()
     }
 
-    fn begin_rebuild<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<Generation>> {
+    fn begin_rebuild<'a>(
+        &'a self,
+        projection: &'a str,
+        version: u32,
+    ) -> BoxFuture<'a, Result<Generation>> {
         let generation = self.write(|projections| {
             let p = projections
                 .entry(projection.to_owned())
-                .or_insert_with(Projection::new);
+                .or_insert_with(|| Projection::new(version));
             let number = match p.rebuilding {
-                Some(number) => number,
-                None => {
+                Some(number) if p.generations[&number].version == version => number,
+                other => {
+                    if let Some(abandoned) = other {
+                        p.generations.remove(&abandoned);
+                    }
                     let number = p.generations.keys().next_back().copied().unwrap_or(0) + 1;
-                    p.generations.insert(number, Rows::default());
+                    p.generations.insert(number, Rows::empty(version));
                     p.rebuilding = Some(number);
                     number
                 }
             };
-            Generation::new(number, p.generations[&number].checkpoint)
+            let rows = &p.generations[&number];
+            Generation::new(number, rows.checkpoint, rows.version)
         });
         future::ready(Ok(generation)).boxed()
     }

@@ -53,12 +53,19 @@ pub struct Generation {
     pub number: u64,
     /// The position of the last event its rows reflect.
     pub checkpoint: u64,
+    /// The projection's version (`#[projection(version = N)]`) its rows
+    /// were built by.
+    pub version: u32,
 }
 
 impl Generation {
-    /// A generation numbered `number` at `checkpoint`.
-    pub fn new(number: u64, checkpoint: u64) -> Self {
-        Self { number, checkpoint }
+    /// A generation numbered `number` at `checkpoint`, built by `version`.
+    pub fn new(number: u64, checkpoint: u64, version: u32) -> Self {
+        Self {
+            number,
+            checkpoint,
+            version,
+        }
     }
 }
 
@@ -202,8 +209,9 @@ impl RowQuery {
 /// bytewise in every backend.
 pub trait ProjectionStore: Send + Sync + 'static {
     /// The projection's generations, creating generation 1 at checkpoint 0
-    /// if it has never run.
-    fn open<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<Generations>>;
+    /// built by `version` if it has never run. (Generations written before
+    /// projections had versions count as version 1.)
+    fn open<'a>(&'a self, projection: &'a str, version: u32) -> BoxFuture<'a, Result<Generations>>;
 
     /// The rows (JSON) of `generation` under the given keys; missing keys
     /// are absent from the map.
@@ -218,10 +226,15 @@ pub trait ProjectionStore: Send + Sync + 'static {
     /// [`Batch::from`].
     fn commit<'a>(&'a self, batch: Batch<'a>) -> BoxFuture<'a, Result<Committed>>;
 
-    /// Starts a rebuild: a new, empty generation at checkpoint 0 beside the
-    /// live one. When one is already being rebuilt, that one is returned
-    /// and keeps its progress.
-    fn begin_rebuild<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<Generation>>;
+    /// Starts a rebuild by `version`: a new, empty generation at checkpoint
+    /// 0 beside the live one. When one is already being rebuilt by the
+    /// same version, that one is returned and keeps its progress; one
+    /// being rebuilt by another version is dropped and replaced.
+    fn begin_rebuild<'a>(
+        &'a self,
+        projection: &'a str,
+        version: u32,
+    ) -> BoxFuture<'a, Result<Generation>>;
 
     /// Makes the rebuilt `generation` live, atomically for readers, and
     /// forgets the old generation's checkpoint (its rows are dropped by

@@ -82,20 +82,24 @@ where
         }
     }
 
-    /// Starts `generation` of `projection` with its checkpoint at 0.
+    /// Starts `generation` of `projection`, built by `version`, with its
+    /// checkpoint at 0.
     async fn start_generation(
         connection: &mut <D::Db as Database>::Connection,
         projection: &str,
         generation: i64,
+        version: u32,
     ) -> Result<()> {
         QueryBuilder::<D::Db>::new(
-            "INSERT INTO allframe_projection_checkpoints (projection, generation, position) \
+            "INSERT INTO allframe_projection_checkpoints (projection, generation, position, version) \
              VALUES (",
         )
         .push_bind(projection)
         .push(", ")
         .push_bind(generation)
-        .push(", 0)")
+        .push(", 0, ")
+        .push_bind(i64::from(version))
+        .push(")")
         .build()
         .execute(connection)
         .await
@@ -103,13 +107,17 @@ where
         Ok(())
     }
 
-    async fn open_now(&self, projection: &str) -> Result<Generations> {
+    async fn open_now(&self, projection: &str, version: u32) -> Result<Generations> {
         let projection = projection.to_owned();
-        self.write(move |connection| Self::open_in(connection, projection).boxed())
+        self.write(move |connection| Self::open_in(connection, projection, version).boxed())
             .await
     }
 
-    async fn open_in(connection: &mut Conn<D>, projection: String) -> Result<Generations> {
+    async fn open_in(
+        connection: &mut Conn<D>,
+        projection: String,
+        version: u32,
+    ) -> Result<Generations> {
         let projection = projection.as_str();
         let mut tx = connection.begin_with(D::BEGIN).await.map_err(db_error)?;
         let created = QueryBuilder::<D::Db>::new(
@@ -122,15 +130,18 @@ where
         .await
         .map_err(db_error)?;
         if D::rows_affected(&created) == 1 {
-            Self::start_generation(&mut tx, projection, 1).await?;
+            Self::start_generation(&mut tx, projection, 1, version).await?;
         }
-        let (live, rebuilding, live_at, rebuilding_at): (
+        #[allow(clippy::type_complexity)]
+        let (live, rebuilding, live_at, rebuilding_at, live_version, rebuilding_version): (
             i64,
             Option<i64>,
             Option<i64>,
             Option<i64>,
+            Option<i64>,
+            Option<i64>,
         ) = QueryBuilder::<D::Db>::new(
-            "SELECT p.generation, p.rebuilding, l.position, r.position \
+            "SELECT p.generation, p.rebuilding, l.position, r.position, l.version, r.version \
                      FROM allframe_projections p \
                      LEFT JOIN allframe_projection_checkpoints l \
                        ON l.projection = p.name AND l.generation = p.generation \
@@ -144,11 +155,17 @@ where
         .await
         .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
-        let generation =
-            |number: i64, at: Option<i64>| Generation::new(number as u64, at.unwrap_or(0) as u64);
+        let generation = |number: i64, at: Option<i64>, version: Option<i64>| {
+            Generation::new(
+                number as u64,
+                at.unwrap_or(0) as u64,
+                version.map_or(1, |v| u32::try_from(v).unwrap_or(u32::MAX)),
+            )
+        };
         Ok(Generations {
-            live: generation(live, live_at),
-            rebuilding: rebuilding.map(|number| generation(number, rebuilding_at)),
+            live: generation(live, live_at, live_version),
+            rebuilding: rebuilding
+                .map(|number| generation(number, rebuilding_at, rebuilding_version)),
         })
     }
 
@@ -312,14 +329,20 @@ where
         Ok(Committed::Done)
     }
 
-    async fn begin_rebuild_now(&self, projection: &str) -> Result<Generation> {
-        self.open_now(projection).await?;
+    async fn begin_rebuild_now(&self, projection: &str, version: u32) -> Result<Generation> {
+        self.open_now(projection, version).await?;
         let projection = projection.to_owned();
-        self.write(move |connection| Self::begin_rebuild_in(connection, projection).boxed())
-            .await
+        self.write(move |connection| {
+            Self::begin_rebuild_in(connection, projection, version).boxed()
+        })
+        .await
     }
 
-    async fn begin_rebuild_in(connection: &mut Conn<D>, projection: String) -> Result<Generation> {
+    async fn begin_rebuild_in(
+        connection: &mut Conn<D>,
+        projection: String,
+        version: u32,
+    ) -> Result<Generation> {
         let projection = projection.as_str();
         let mut tx = connection.begin_with(D::BEGIN).await.map_err(db_error)?;
         let (live, rebuilding): (i64, Option<i64>) = QueryBuilder::<D::Db>::new(
@@ -332,22 +355,40 @@ where
         .await
         .map_err(db_error)?;
         if let Some(number) = rebuilding {
-            let at: i64 = QueryBuilder::<D::Db>::new(
-                "SELECT position FROM allframe_projection_checkpoints WHERE projection = ",
+            let (at, built_by): (i64, i64) = QueryBuilder::<D::Db>::new(
+                "SELECT position, version FROM allframe_projection_checkpoints WHERE projection = ",
             )
             .push_bind(projection)
             .push(" AND generation = ")
             .push_bind(number)
-            .build_query_scalar()
+            .build_query_as()
             .fetch_one(&mut *tx)
             .await
             .map_err(db_error)?;
-            tx.commit().await.map_err(db_error)?;
-            return Ok(Generation::new(number as u64, at as u64));
+            if built_by == i64::from(version) {
+                tx.commit().await.map_err(db_error)?;
+                return Ok(Generation::new(number as u64, at as u64, version));
+            }
+            // Built by another version: dropped; a runner still working
+            // it fails its checkpoint's compare-and-set and starts over.
+            for table in [
+                "allframe_projection_index",
+                "allframe_projection_rows",
+                "allframe_projection_checkpoints",
+            ] {
+                QueryBuilder::<D::Db>::new(std::format!("DELETE FROM {table} WHERE projection = "))
+                    .push_bind(projection)
+                    .push(" AND generation = ")
+                    .push_bind(number)
+                    .build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+            }
         }
-        // Every older generation is below the live one, so this
-        // number was never used.
-        let number = live + 1;
+        // Every older generation is below the live one (or the rebuild
+        // just dropped), so this number was never used.
+        let number = live.max(rebuilding.unwrap_or(0)) + 1;
         QueryBuilder::<D::Db>::new("UPDATE allframe_projections SET rebuilding = ")
             .push_bind(number)
             .push(" WHERE name = ")
@@ -356,9 +397,9 @@ where
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        Self::start_generation(&mut tx, projection, number).await?;
+        Self::start_generation(&mut tx, projection, number, version).await?;
         tx.commit().await.map_err(db_error)?;
-        Ok(Generation::new(number as u64, 0))
+        Ok(Generation::new(number as u64, 0, version))
     }
 
     async fn swap_now(&self, projection: &str, generation: u64) -> Result<bool> {
@@ -509,8 +550,8 @@ where
     for<'t> String: Encode<'t, D::Db> + Decode<'t, D::Db> + Type<D::Db>,
     usize: ColumnIndex<<D::Db as Database>::Row>,
 {
-    fn open<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<Generations>> {
-        FutureExt::boxed(self.open_now(projection))
+    fn open<'a>(&'a self, projection: &'a str, version: u32) -> BoxFuture<'a, Result<Generations>> {
+        FutureExt::boxed(self.open_now(projection, version))
     }
 
     fn load<'a>(
@@ -526,8 +567,12 @@ where
         FutureExt::boxed(self.commit_now(batch))
     }
 
-    fn begin_rebuild<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<Generation>> {
-        FutureExt::boxed(self.begin_rebuild_now(projection))
+    fn begin_rebuild<'a>(
+        &'a self,
+        projection: &'a str,
+        version: u32,
+    ) -> BoxFuture<'a, Result<Generation>> {
+        FutureExt::boxed(self.begin_rebuild_now(projection, version))
     }
 
     fn swap<'a>(&'a self, projection: &'a str, generation: u64) -> BoxFuture<'a, Result<bool>> {
