@@ -102,6 +102,7 @@ async fn open_accounts(store: &dyn EventStore) -> Vec<String> {
         let opened = AccountEvent::AccountOpened {
             owner: "Ada".into(),
             email: "ada@example.com".into(),
+            currency: "EUR".into(),
         };
         store
             .append(

@@ -33,6 +33,7 @@ async fn accounts_follow_commands() {
             owner: owner.into(),
             email: format!("{}@example.com", owner.to_lowercase()),
             initial_deposit: deposit,
+            currency: None,
         };
         let opened = dispatcher
             .dispatch(open, DispatchOptions::default())
@@ -55,6 +56,7 @@ async fn accounts_follow_commands() {
                 email: format!("{}@example.com", owner.to_lowercase()),
                 balance: deposit,
                 open: true,
+                currency: "EUR".into(),
             })
         );
         ids.push(opened.aggregate_id);

@@ -14,6 +14,7 @@ async fn open(dispatcher: &Dispatcher) -> String {
         owner: "Ada".into(),
         email: "ada@example.com".into(),
         initial_deposit: 0,
+        currency: None,
     };
     dispatcher
         .dispatch(open, DispatchOptions::default())

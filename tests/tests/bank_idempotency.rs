@@ -99,6 +99,7 @@ fn open_command() -> OpenAccount {
         owner: "Ada".into(),
         email: "ada@example.com".into(),
         initial_deposit: 10,
+        currency: None,
     }
 }
 

@@ -193,8 +193,9 @@ async fn create_returns_201_with_the_outcome_and_an_etag() {
     assert_eq!(events[0]["type"], "AccountOpened");
     assert_eq!(
         events[0]["data"],
-        json!({"owner": "Ada", "email": "ada@example.com"})
+        json!({"owner": "Ada", "email": "ada@example.com", "currency": "EUR"})
     );
+    assert_eq!(events[0]["schema_version"], 2);
     assert_eq!(events[1]["data"], json!({"amount": 100}));
     assert_eq!(events[0]["metadata"]["command"], "open-account");
     let correlation = response.headers()["x-correlation-id"].to_str().unwrap();
@@ -203,6 +204,24 @@ async fn create_returns_201_with_the_outcome_and_an_etag() {
         "a generated correlation id is echoed"
     );
     assert_eq!(f.store.head_position().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn accounts_open_in_the_currency_asked_for_or_euros() {
+    let f = fixture(allframe::DEFAULT_BODY_LIMIT).await;
+    let mut body = open_body();
+    body["currency"] = json!("NOK");
+    let (response, outcome) = command(&f.router, "open-account", body.clone()).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(outcome["events"][0]["data"]["currency"], "NOK");
+    for bad in [json!("nok"), json!("EURO"), json!("E1R"), json!(978)] {
+        body["currency"] = bad.clone();
+        let (response, problem) = command(&f.router, "open-account", body.clone()).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        if bad.is_string() {
+            assert_eq!(problem["errors"][0]["pointer"], "/currency", "{problem}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -82,7 +82,7 @@ async fn rows_by_key_pages_and_their_failures() {
     assert!(position(&headers) >= last);
     assert_eq!(
         row,
-        json!({"account_id": ada, "owner": "Ada", "email": "x@example.com", "balance": 100, "open": true})
+        json!({"account_id": ada, "owner": "Ada", "email": "x@example.com", "balance": 100, "open": true, "currency": "EUR"})
     );
 
     let (status, headers, body) = call(&app, "GET", "/projections/accounts/nobody", None).await;

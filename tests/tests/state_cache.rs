@@ -18,6 +18,7 @@ async fn open(dispatcher: &Dispatcher) -> String {
                 owner: "Ada".into(),
                 email: "ada@example.com".into(),
                 initial_deposit: 0,
+                currency: None,
             },
             DispatchOptions::default(),
         )

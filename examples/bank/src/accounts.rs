@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Account, AccountEvent};
 
 /// An account as clients read it: `GET /projections/accounts/{account_id}`.
-#[projection(name = "accounts", key = account_id, indexed_by(owner))]
+///
+/// Version 2 added `currency`; rows written by version 1 read as euros
+/// while version 2 rebuilds them.
+#[projection(name = "accounts", key = account_id, indexed_by(owner), version = 2)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountRow {
     /// The account's id.
@@ -22,6 +25,13 @@ pub struct AccountRow {
     pub balance: u64,
     /// Whether it is open.
     pub open: bool,
+    /// Its currency (ISO 4217).
+    #[serde(default = "default_currency")]
+    pub currency: String,
+}
+
+fn default_currency() -> String {
+    crate::domain::DEFAULT_CURRENCY.to_owned()
 }
 
 impl Projection for AccountRow {
@@ -32,13 +42,19 @@ impl Projection for AccountRow {
         event: &AccountEvent,
         recorded: &RecordedEvent,
     ) -> Result<Change<Self>, ApplyError> {
-        if let AccountEvent::AccountOpened { owner, email } = event {
+        if let AccountEvent::AccountOpened {
+            owner,
+            email,
+            currency,
+        } = event
+        {
             return Ok(Change::Upsert(AccountRow {
                 account_id: recorded.aggregate_id().to_owned(),
                 owner: owner.clone(),
                 email: email.clone(),
                 balance: 0,
                 open: true,
+                currency: currency.clone(),
             }));
         }
         // The aggregate refuses every command on an account that was never
@@ -142,13 +158,19 @@ mod tests {
         let opened = AccountEvent::AccountOpened {
             owner: "Ada".into(),
             email: "ada@example.com".into(),
+            currency: "NOK".into(),
         };
         let Change::Upsert(row) = apply(None, opened) else {
             panic!("opening stores a row")
         };
         assert_eq!(
-            (row.account_id.as_str(), row.balance, row.open),
-            ("a1", 0, true)
+            (
+                row.account_id.as_str(),
+                row.balance,
+                row.open,
+                row.currency.as_str()
+            ),
+            ("a1", 0, true, "NOK")
         );
         let Change::Upsert(row) = apply(Some(&row), AccountEvent::MoneyDeposited { amount: 70 })
         else {
@@ -165,5 +187,15 @@ mod tests {
         assert!(!row.open);
         let deposit = AccountEvent::MoneyDeposited { amount: 1 };
         assert!(AccountRow::apply(None, &deposit, &recorded(&deposit)).is_err());
+    }
+
+    #[test]
+    fn rows_of_the_first_version_read_as_euros() {
+        let v1: AccountRow = serde_json::from_value(serde_json::json!({
+            "account_id": "a1", "owner": "Ada", "email": "ada@example.com",
+            "balance": 5, "open": true
+        }))
+        .unwrap();
+        assert_eq!(v1.currency, "EUR");
     }
 }

@@ -3,18 +3,21 @@
 
 use std::convert::Infallible;
 
-use allframe::{Aggregate, DomainError, Event, command, command_handler};
+use allframe::{Aggregate, DomainError, Event, UpcastError, command, command_handler};
 use serde::{Deserialize, Serialize};
 
 /// Everything that can happen to an account.
 #[derive(Event, Debug, Clone, PartialEq)]
 pub enum AccountEvent {
     /// The account was opened.
+    #[event(version = 2, upcast(1 = opened_in_euros))]
     AccountOpened {
         /// Who owns it.
         owner: String,
         /// Where to reach them.
         email: String,
+        /// Its currency (ISO 4217, e.g. `EUR`).
+        currency: String,
     },
     /// Money was paid in.
     MoneyDeposited {
@@ -29,6 +32,19 @@ pub enum AccountEvent {
     /// The account was closed.
     AccountClosed {},
 }
+
+/// Version 1 of `AccountOpened` had no currency: every account was in
+/// euros.
+fn opened_in_euros(mut data: serde_json::Value) -> Result<serde_json::Value, UpcastError> {
+    data.as_object_mut()
+        .ok_or_else(|| UpcastError::new("the data is not a JSON object"))?
+        .insert("currency".into(), serde_json::Value::from(DEFAULT_CURRENCY));
+    Ok(data)
+}
+
+/// The currency of accounts opened without one, and of every account
+/// opened before accounts had currencies.
+pub const DEFAULT_CURRENCY: &str = "EUR";
 
 /// What the account's history adds up to.
 #[derive(Debug, Default)]
@@ -99,6 +115,11 @@ pub struct OpenAccount {
     #[serde(default)]
     #[garde(range(max = 1_000_000_000))]
     pub initial_deposit: u64,
+    /// The account's currency (ISO 4217: three capital letters; default
+    /// `EUR`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(pattern(r"^[A-Z]{3}$"))]
+    pub currency: Option<String>,
 }
 
 /// Pays money in.
@@ -142,6 +163,9 @@ async fn open_account(command: OpenAccount, _: &Account) -> Result<Vec<AccountEv
     let mut events = vec![AccountEvent::AccountOpened {
         owner: command.owner,
         email: command.email,
+        currency: command
+            .currency
+            .unwrap_or_else(|| DEFAULT_CURRENCY.to_owned()),
     }];
     if command.initial_deposit > 0 {
         events.push(AccountEvent::MoneyDeposited {
@@ -208,7 +232,39 @@ mod tests {
         AccountEvent::AccountOpened {
             owner: "Ada".into(),
             email: "ada@example.com".into(),
+            currency: "EUR".into(),
         }
+    }
+
+    #[tokio::test]
+    async fn an_account_opens_in_the_currency_asked_for() {
+        let open = OpenAccount {
+            owner: "Ada".into(),
+            email: "ada@example.com".into(),
+            initial_deposit: 0,
+            currency: Some("NOK".into()),
+        };
+        given::<Account>([])
+            .when(open)
+            .await
+            .then([AccountEvent::AccountOpened {
+                owner: "Ada".into(),
+                email: "ada@example.com".into(),
+                currency: "NOK".into(),
+            }]);
+    }
+
+    #[test]
+    fn accounts_opened_before_currencies_are_in_euros() {
+        let v1 = serde_json::value::to_raw_value(
+            &serde_json::json!({"owner": "Ada", "email": "ada@example.com"}),
+        )
+        .unwrap();
+        assert_eq!(
+            AccountEvent::from_data("AccountOpened", 1, &v1).unwrap(),
+            opened()
+        );
+        assert_eq!(opened().schema_version(), 2);
     }
 
     fn id() -> String {
@@ -221,6 +277,7 @@ mod tests {
             owner: "Ada".into(),
             email: "ada@example.com".into(),
             initial_deposit,
+            currency: None,
         };
         given::<Account>([]).when(open(0)).await.then([opened()]);
         given::<Account>([])
@@ -235,6 +292,7 @@ mod tests {
             owner: String::new(),
             email: "not-an-email".into(),
             initial_deposit: 0,
+            currency: Some("eur".into()),
         };
         let outcome = given::<Account>([]).when(bad).await.result();
         let Err(allframe::CommandError::Validation(errors)) = outcome else {
@@ -242,7 +300,7 @@ mod tests {
         };
         let mut pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
         pointers.sort_unstable();
-        assert_eq!(pointers, ["/email", "/owner"]);
+        assert_eq!(pointers, ["/currency", "/email", "/owner"]);
     }
 
     #[tokio::test]
@@ -327,6 +385,7 @@ mod tests {
             owner: "Ada".into(),
             email: "ada@example.com".into(),
             initial_deposit: 18_446_744_073_709_551_610,
+            currency: None,
         };
         given::<Account>([])
             .when(huge)
