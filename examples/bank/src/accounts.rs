@@ -9,9 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Account, AccountEvent};
 
 /// An account as clients read it: `GET /projections/accounts/{account_id}`.
-///
-/// Version 2 added `currency`; rows written by version 1 read as euros
-/// while version 2 rebuilds them.
+// Version 2 added `currency`; rows written by version 1 read as euros
+// while version 2 rebuilds them.
 #[projection(name = "accounts", key = account_id, indexed_by(owner), version = 2)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountRow {
