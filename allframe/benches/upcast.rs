@@ -7,6 +7,8 @@
 //! decodes/s and the ratio of the medians (`ALLFRAME_BENCH_ROUNDS`,
 //! default 5).
 
+// This bench runs no store: it leaves the helpers for those unused.
+#[allow(dead_code)]
 mod common;
 
 use std::hint::black_box;
