@@ -213,3 +213,40 @@ async fn the_old_generation_serves_until_the_new_one_has_caught_up() {
     assert_eq!((new.count, new.doubled), (3, 6));
     projections.stop().await;
 }
+
+/// A rebuild begun by another version of the projection (another node of
+/// a rolling deploy) is left to that version: rows built by other code are
+/// never swapped in under its number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_for_another_version_is_left_alone() {
+    let store = MemoryStore::new();
+    count(&store, "a", 3).await;
+    assert_eq!(run::<TalliesV1>(&store).await, (1, 1));
+    let storage = store.projection_store().unwrap();
+    let begun = storage.begin_rebuild("tallies", 2).await.unwrap();
+    assert_eq!((begun.number, begun.version, begun.checkpoint), (2, 2, 0));
+    count(&store, "a", 1).await;
+    assert_eq!(
+        run::<TalliesV1>(&store).await,
+        (1, 1),
+        "version 1 keeps its own"
+    );
+    let untouched = storage
+        .open("tallies", 1)
+        .await
+        .unwrap()
+        .rebuilding
+        .unwrap();
+    assert_eq!(
+        (untouched.number, untouched.checkpoint),
+        (2, 0),
+        "not worked"
+    );
+    assert_eq!(
+        run::<TalliesV2>(&store).await,
+        (2, 2),
+        "version 2 finishes it"
+    );
+    let row = rows::<TalliesV2>(&store, "a").await;
+    assert_eq!((row.count, row.doubled), (4, 8));
+}

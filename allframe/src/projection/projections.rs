@@ -122,7 +122,10 @@ impl ProjectionsBuilder {
                 batch_size: self.batch_size,
                 checkpoint: watch::Sender::new(generations.live.checkpoint),
                 progress: Mutex::new(Progress {
-                    rebuild: generations.rebuilding.map(|g| g.checkpoint),
+                    rebuild: generations
+                        .rebuilding
+                        .filter(|g| g.version == version)
+                        .map(|g| g.checkpoint),
                     ..Progress::default()
                 }),
                 wake: Notify::new(),

@@ -213,7 +213,10 @@ async fn work<P: Projection>(slot: &Slot) -> Result<Failure, Interrupt> {
     // Rows of generations a swap left behind when the process died.
     slot.storage.drop_old(name).await?;
     let mut live = Cursor::from(generations.live);
-    let mut rebuild = generations.rebuilding.map(Cursor::from);
+    // A rebuild is worked only by the version it is built for: rows built
+    // by other code must not be swapped in under its version.
+    let ours = |generation: &Generation| generation.version == version;
+    let mut rebuild = generations.rebuilding.filter(ours).map(Cursor::from);
     slot.publish(live.covered);
     slot.progress().rebuild = rebuild.as_ref().map(|r| r.covered);
     loop {
@@ -224,6 +227,7 @@ async fn work<P: Projection>(slot: &Slot) -> Result<Failure, Interrupt> {
                 .open(name, version)
                 .await?
                 .rebuilding
+                .filter(ours)
                 .map(Cursor::from);
         }
         let live_moved = step::<P>(slot, &mut live, &filter).await?;
