@@ -4,7 +4,9 @@
 //!
 //! Every stored event is decoded through [`RecordedEvent::decode`], the one
 //! place where a stored `(type, schema_version, data)` triple becomes a typed
-//! value, so upcasting can later hook in there without touching callers.
+//! value: data stored at an older version, or under an older name, goes
+//! through the upcast chain its type declares (see `#[derive(Event)]`), so
+//! every reader sees today's shape.
 
 use std::collections::HashMap;
 
