@@ -21,6 +21,7 @@ use crate::http::routes::Mounts;
 use crate::http::stream::{EventStreamConfig, EventStreams};
 use crate::projection::{ProjectionError, Projections, ProjectionsBuilder};
 use crate::query::{Queries, QueryRegistryError};
+use crate::store::log::each_page;
 use crate::store::{EventFilter, EventStore, StoreError, StoredType};
 
 /// The default limit on a command body: 1 MiB.
@@ -218,8 +219,9 @@ impl AppBuilder {
                 .config(self.config)
                 .build()?,
         );
+        let described = dispatcher.describe();
         // Before anything reads the log: every kind of event in it decodes.
-        check_stored_events(&*self.store, &dispatcher.describe()).await?;
+        check_stored_events(&*self.store, &described).await?;
         let commands = CommandRoutes {
             dispatcher: dispatcher.clone(),
             body_limit: self.body_limit,
@@ -232,7 +234,6 @@ impl AppBuilder {
             .await?;
         let queries = Queries::new(projections.clone(), container.clone())?;
         let (routes, base) = self.routes.unwrap_or_default().split_for_parts();
-        let described = dispatcher.describe();
         let openapi = Document::build(&described, base).with_reads(&projections, &queries);
         let mut shapes = TodaysShapes::default();
         for command in &described {
@@ -379,13 +380,10 @@ async fn count(store: &dyn EventStore, kind: &StoredType) -> Result<u64, StoreEr
     let filter = EventFilter::all()
         .category(kind.category.clone())
         .event_types([kind.event_type.clone()]);
-    let (mut after, mut events) = (0, 0);
-    loop {
-        let page = store.read_all(after, 1_000, &filter).await?;
-        let Some(last) = page.last() else {
-            return Ok(events);
-        };
-        after = last.position;
+    let mut events = 0;
+    each_page(store, &filter, |page| {
         events += page.iter().filter(|e| kind.is(e)).count() as u64;
-    }
+    })
+    .await?;
+    Ok(events)
 }

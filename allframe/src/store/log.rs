@@ -223,6 +223,24 @@ pub(crate) async fn append_completing(
     }
 }
 
+/// Reads every event of `store`'s log that passes `filter`, a page at a
+/// time, handing each page to `each`.
+pub(crate) async fn each_page<S: EventStore + ?Sized>(
+    store: &S,
+    filter: &EventFilter,
+    mut each: impl FnMut(&[RecordedEvent]),
+) -> Result<()> {
+    let mut after = 0;
+    loop {
+        let page = store.read_all(after, 1_000, filter).await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = last.position;
+        each(&page);
+    }
+}
+
 impl StoredType {
     /// The kind of `event`.
     pub(crate) fn of(event: &RecordedEvent) -> Self {
@@ -334,15 +352,11 @@ pub trait EventStore: Send + Sync + 'static {
     fn stored_types(&self) -> BoxFuture<'_, Result<BTreeSet<StoredType>>> {
         Box::pin(async move {
             let mut types = BTreeSet::new();
-            let mut after = 0;
-            loop {
-                let page = self.read_all(after, 1_000, &EventFilter::all()).await?;
-                let Some(last) = page.last() else {
-                    return Ok(types);
-                };
-                after = last.position;
+            each_page(self, &EventFilter::all(), |page| {
                 types.extend(page.iter().map(StoredType::of));
-            }
+            })
+            .await?;
+            Ok(types)
         })
     }
 
