@@ -1,7 +1,10 @@
 //! Aggregates: state rebuilt from one stream of events, `{category}-{id}`.
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::event::{DecodeError, Event};
-use crate::store::{EventStore, StoreError};
+use crate::store::{EventStore, Snapshot, SnapshotStore, StoreError};
 
 /// How many events one read of an aggregate's stream fetches.
 const PAGE: usize = 1_000;
@@ -52,6 +55,212 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     fn memory_size(&self) -> usize {
         std::mem::size_of::<Self>()
     }
+
+    /// When to snapshot this aggregate's state: [`Snapshots::every`] N
+    /// events. `None` (the default): never, every load replays the whole
+    /// stream (after the dispatcher's state cache misses).
+    fn snapshots() -> Option<Snapshots<Self>> {
+        None
+    }
+}
+
+/// An aggregate's snapshot policy, returned by [`Aggregate::snapshots`]:
+/// how often its state is kept beside its stream and which snapshots
+/// today's code may use.
+///
+/// A command that commits the state at a stream version `N` or more past
+/// the last snapshot writes a new one, after the commit and off the
+/// command's path (a failure is logged and counted, never the command's).
+/// A load reads the snapshot and replays only the events after it.
+///
+/// A snapshot is used only if it was taken by the same [state
+/// version](Snapshots::state_version) and has the same
+/// [fingerprint](Snapshots::fingerprint): a hash of the category, the
+/// shape of the default state's JSON (its field names and kinds of value)
+/// and the schema version of every event type. So adding, removing or
+/// renaming a field of the state, or raising an event's version, retires
+/// old snapshots by itself; raise the state version when `apply` changes
+/// what it computes, or a field changes type inside an `Option` or a
+/// collection. A snapshot that is not used, or does not decode, is
+/// ignored: the stream is replayed and the snapshot replaced.
+///
+/// ```
+/// use allframe::{Aggregate, Event, Snapshots};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Event)]
+/// enum CounterEvent { Incremented { by: u64 } }
+///
+/// #[derive(Default, Serialize, Deserialize)]
+/// struct Counter { total: u64 }
+///
+/// impl Aggregate for Counter {
+///     type Event = CounterEvent;
+///     const CATEGORY: &'static str = "counter";
+///     fn apply(&mut self, event: &CounterEvent) {
+///         let CounterEvent::Incremented { by } = event;
+///         self.total += by;
+///     }
+///     fn snapshots() -> Option<Snapshots<Self>> {
+///         Some(Snapshots::every(100))
+///     }
+/// }
+/// ```
+pub struct Snapshots<A> {
+    every: u64,
+    state_version: u32,
+    encode: fn(&A) -> serde_json::Result<String>,
+    decode: fn(&str) -> serde_json::Result<A>,
+}
+
+impl<A> Clone for Snapshots<A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A> Copy for Snapshots<A> {}
+
+impl<A> std::fmt::Debug for Snapshots<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshots")
+            .field("every", &self.every)
+            .field("state_version", &self.state_version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Aggregate + Serialize + DeserializeOwned> Snapshots<A> {
+    /// A snapshot every `events` events (0 counts as 1), as JSON, at state
+    /// version 1.
+    pub fn every(events: u64) -> Self {
+        Self {
+            every: events.max(1),
+            state_version: 1,
+            encode: |state| serde_json::to_string(state),
+            decode: |text| serde_json::from_str(text),
+        }
+    }
+}
+
+impl<A: Aggregate> Snapshots<A> {
+    /// Declares the state version (1 unless set): raise it when `apply`
+    /// changes what the state holds in a way the
+    /// [fingerprint](Snapshots::fingerprint) cannot see, and every older
+    /// snapshot is ignored.
+    pub fn state_version(mut self, version: u32) -> Self {
+        self.state_version = version;
+        self
+    }
+
+    /// How many events apart snapshots are taken.
+    pub fn interval(&self) -> u64 {
+        self.every
+    }
+
+    /// The declared state version.
+    pub fn declared_state_version(&self) -> u32 {
+        self.state_version
+    }
+
+    /// The hex SHA-256 of what a snapshot must have been folded under to
+    /// be used: the aggregate's category, the shape of its default state's
+    /// JSON (object keys, sorted, and the kind of each value) and each of
+    /// its event types with today's schema version.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        hash.update(A::CATEGORY.as_bytes());
+        hash.update([0]);
+        match (self.encode)(&A::default()).and_then(|text| serde_json::from_str(&text)) {
+            Ok(state) => shape(&state, &mut hash),
+            // A default state that does not encode cannot be snapshotted
+            // either: every write fails and is counted.
+            Err(_) => hash.update(b"?"),
+        }
+        for event_type in A::Event::event_types() {
+            hash.update([0]);
+            hash.update(event_type.as_bytes());
+            let version = A::Event::version_of(event_type).unwrap_or(0);
+            hash.update(version.to_be_bytes());
+        }
+        crate::hex(&hash.finalize())
+    }
+
+    /// Whether `loaded` is far enough past its last snapshot to take one.
+    pub(crate) fn due(&self, loaded: &Loaded<A>) -> bool {
+        loaded.version >= loaded.snapshot.saturating_add(self.every)
+    }
+
+    /// A snapshot of `loaded` for `stream`.
+    pub(crate) fn take(&self, stream: &str, loaded: &Loaded<A>) -> serde_json::Result<Snapshot> {
+        Ok(Snapshot::new(
+            stream,
+            loaded.version,
+            loaded.position,
+            self.state_version,
+            self.fingerprint(),
+            (self.encode)(&loaded.state)?,
+        ))
+    }
+
+    /// The state `snapshot` holds, if today's code may use it.
+    fn restore(&self, snapshot: &Snapshot) -> Result<A, SnapshotRead> {
+        if snapshot.version == 0
+            || snapshot.state_version != self.state_version
+            || snapshot.fingerprint != self.fingerprint()
+        {
+            tracing::debug!(stream_id = %snapshot.stream_id, "a snapshot of other code is ignored; the stream is replayed and the snapshot replaced");
+            return Err(SnapshotRead::Stale);
+        }
+        (self.decode)(&snapshot.state).map_err(|error| {
+            tracing::warn!(stream_id = %snapshot.stream_id, %error, "a snapshot does not decode; the stream is replayed and the snapshot replaced");
+            SnapshotRead::Undecodable
+        })
+    }
+}
+
+/// Feeds the shape of `value` to `hash`: object keys in sorted order with
+/// the shape of their values, and the kind of every other value.
+fn shape(value: &serde_json::Value, hash: &mut sha2::Sha256) {
+    use serde_json::Value;
+    use sha2::Digest;
+    match value {
+        Value::Null => hash.update(b"z"),
+        Value::Bool(_) => hash.update(b"b"),
+        Value::Number(_) => hash.update(b"n"),
+        Value::String(_) => hash.update(b"s"),
+        Value::Array(_) => hash.update(b"a"),
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            hash.update(b"{");
+            for key in keys {
+                hash.update(key.as_bytes());
+                hash.update(b":");
+                shape(&map[key], hash);
+                hash.update(b",");
+            }
+            hash.update(b"}");
+        }
+    }
+}
+
+/// How a load used the aggregate's snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SnapshotRead {
+    /// The aggregate has no policy, or the store keeps no snapshots.
+    Off,
+    /// The stream has none.
+    Missing,
+    /// The load started from it.
+    Used,
+    /// Taken by other code (state version or fingerprint differ).
+    Stale,
+    /// It did not decode.
+    Undecodable,
+    /// The store could not read it.
+    Unreadable,
 }
 
 /// The stream id of the aggregate instance `id`.
@@ -67,6 +276,12 @@ pub struct Loaded<A> {
     pub state: A,
     /// The version of the last applied event; 0 when the stream is empty.
     pub version: u64,
+    /// The global position of the last applied event, when known (0
+    /// otherwise).
+    pub(crate) position: u64,
+    /// The stream version of the latest snapshot known to be kept (or on
+    /// its way); 0 when none is.
+    pub(crate) snapshot: u64,
 }
 
 impl<A> Loaded<A> {
@@ -88,11 +303,55 @@ pub enum LoadError {
     Decode(#[from] DecodeError),
 }
 
-/// Loads an aggregate by replaying its whole stream.
+/// Loads an aggregate: from its snapshot and the events after it when it
+/// has a snapshot policy ([`Aggregate::snapshots`]) and the store keeps a
+/// usable snapshot, else by replaying its whole stream.
 pub async fn load<A: Aggregate>(store: &dyn EventStore, id: &str) -> Result<Loaded<A>, LoadError> {
+    Ok(load_stream(store, &stream_id::<A>(id)).await?.0)
+}
+
+/// [`load`] of the aggregate's stream `stream`, telling how the snapshot
+/// was used.
+pub(crate) async fn load_stream<A: Aggregate>(
+    store: &dyn EventStore,
+    stream: &str,
+) -> Result<(Loaded<A>, SnapshotRead), LoadError> {
     let mut loaded = Loaded::<A>::default();
-    catch_up(store, &stream_id::<A>(id), &mut loaded).await?;
-    Ok(loaded)
+    let read = match (A::snapshots(), store.snapshots()) {
+        (Some(policy), Some(snapshots)) => restore(&policy, snapshots, stream, &mut loaded).await,
+        _ => SnapshotRead::Off,
+    };
+    catch_up(store, stream, &mut loaded).await?;
+    Ok((loaded, read))
+}
+
+/// Starts `loaded` from the snapshot of `stream` if there is a usable one.
+async fn restore<A: Aggregate>(
+    policy: &Snapshots<A>,
+    snapshots: &dyn SnapshotStore,
+    stream: &str,
+    loaded: &mut Loaded<A>,
+) -> SnapshotRead {
+    let snapshot = match snapshots.load_snapshot(stream).await {
+        Ok(Some(snapshot)) => snapshot,
+        Ok(None) => return SnapshotRead::Missing,
+        Err(error) => {
+            tracing::warn!(stream_id = %stream, %error, "could not read a snapshot; the stream is replayed");
+            return SnapshotRead::Unreadable;
+        }
+    };
+    match policy.restore(&snapshot) {
+        Ok(state) => {
+            *loaded = Loaded {
+                state,
+                version: snapshot.version,
+                position: snapshot.position,
+                snapshot: snapshot.version,
+            };
+            SnapshotRead::Used
+        }
+        Err(read) => read,
+    }
 }
 
 /// Applies the events of `stream` after `loaded.version` to `loaded`.
@@ -122,6 +381,7 @@ pub(crate) fn apply_recorded<A: Aggregate>(
     for recorded in events {
         loaded.state.apply(&recorded.decode::<A::Event>()?);
         loaded.version = recorded.version;
+        loaded.position = recorded.position;
     }
     Ok(())
 }

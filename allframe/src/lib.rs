@@ -25,12 +25,18 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic with a non-string payload".to_owned())
 }
 
-pub use aggregate::{Aggregate, LoadError, Loaded, load, replay, stream_id};
+/// `bytes` in lowercase hexadecimal.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+pub use aggregate::{Aggregate, LoadError, Loaded, Snapshots, load, replay, stream_id};
 pub use app::{App, AppBuilder, AppError, DEFAULT_BODY_LIMIT, Undecodable};
 pub use command::{
     AggregateOf, BuildError, Command, CommandError, CommandHandler, CommandOutcome, Decision,
     DispatchConfig, DispatchOptions, Dispatcher, DispatcherBuilder, DomainError, EventOf,
-    FieldError, HandlerRegistration, IfMatch, RegistryError, Rejection, StateCacheUsage,
+    FieldError, HandlerRegistration, IfMatch, RegistryError, Rejection, SnapshotStats,
+    StateCacheUsage,
 };
 pub use di::{Container, ContainerBuilder, Dep, Dependency, DiError};
 pub use event::{

@@ -26,6 +26,8 @@ const ENTRY_OVERHEAD: usize = 96;
 
 struct Entry {
     version: u64,
+    position: u64,
+    snapshot: u64,
     bytes: usize,
     /// When it was last put, in [`Lru::tick`]s; its key in
     /// [`Lru::recency`].
@@ -88,6 +90,8 @@ impl StateCache {
         Some(Loaded {
             state: *state,
             version: entry.version,
+            position: entry.position,
+            snapshot: entry.snapshot,
         })
     }
 
@@ -126,6 +130,8 @@ impl StateCache {
             stream.to_owned(),
             Entry {
                 version: loaded.version,
+                position: loaded.position,
+                snapshot: loaded.snapshot,
                 bytes,
                 used,
                 state: Box::new(loaded.state),

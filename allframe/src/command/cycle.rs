@@ -15,8 +15,7 @@ use super::{
     AggregateOf, Command, CommandError, CommandHandler, CommandOutcome, DispatchOptions, EventOf,
     field_errors_for,
 };
-use crate::Aggregate;
-use crate::aggregate::{Loaded, apply_recorded, catch_up, load, stream_id};
+use crate::aggregate::{Loaded, apply_recorded, catch_up, stream_id};
 use crate::event::{Metadata, NewEvent};
 use crate::store::log::{append_completing, records};
 use crate::store::{Claim, ExpectedVersion, StoreError};
@@ -207,7 +206,7 @@ async fn attempt<H: CommandHandler>(
         return queued::<H>(dispatcher, command, options, aggregate_id, stream).await;
     }
     let _turn = dispatcher.turn(&stream).lock().await;
-    let mut current = match dispatcher.cache.take(&stream) {
+    let mut current = match dispatcher.states.take(&stream) {
         Some(loaded) => Current {
             loaded,
             read: false,
@@ -218,7 +217,7 @@ async fn attempt<H: CommandHandler>(
             read: false,
         },
         None => Current {
-            loaded: load(&*dispatcher.store, &aggregate_id).await?,
+            loaded: dispatcher.states.load(&stream).await?,
             read: true,
         },
     };
@@ -232,8 +231,7 @@ async fn attempt<H: CommandHandler>(
         &mut current,
     )
     .await;
-    let bytes = current.loaded.state.memory_size();
-    dispatcher.cache.put(&stream, current.loaded, bytes);
+    dispatcher.states.keep(&stream, current.loaded);
     outcome
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::cache::{StateCache, StateCacheUsage};
 use super::registry::{self, HandlerRegistration, Registered, RegistryError};
 use super::rounds::{Queues, Server};
+use super::states::{SnapshotStats, States};
 use super::{Command, CommandError, CommandOutcome, DispatchConfig, DispatchOptions};
 use crate::di::{Container, DiError};
 use crate::store::EventStore;
@@ -49,8 +50,9 @@ pub struct Dispatcher {
     handlers: BTreeMap<&'static str, Registered>,
     pub(super) config: DispatchConfig,
     turns: Box<[Arc<tokio::sync::Mutex<()>>]>,
-    /// Folded states of recently commanded aggregates.
-    pub(super) cache: Arc<StateCache>,
+    /// Folded states of recently commanded aggregates, and their
+    /// snapshots.
+    pub(super) states: Arc<States>,
     /// Plain commands waiting for their aggregate's next round.
     pub(super) queues: Arc<Queues>,
     hasher: std::hash::RandomState,
@@ -105,13 +107,16 @@ impl DispatcherBuilder {
                 .flat_map(|registered| registered.erased.dependencies().iter().copied()),
         )?;
         Ok(Dispatcher {
-            store: self.store,
+            store: self.store.clone(),
             container: Arc::new(self.container),
             handlers,
             turns: (0..STRIPES).map(|_| Arc::default()).collect(),
-            cache: Arc::new(StateCache::new(
-                self.config.state_cache_entries,
-                self.config.state_cache_bytes,
+            states: Arc::new(States::new(
+                self.store.clone(),
+                StateCache::new(
+                    self.config.state_cache_entries,
+                    self.config.state_cache_bytes,
+                ),
             )),
             queues: Arc::default(),
             config: self.config,
@@ -163,7 +168,13 @@ impl Dispatcher {
     /// bytes (bounded by [`DispatchConfig::state_cache_entries`] and
     /// [`DispatchConfig::state_cache_bytes`]).
     pub fn state_cache_usage(&self) -> StateCacheUsage {
-        self.cache.usage()
+        self.states.usage()
+    }
+
+    /// How snapshots were used and written since this dispatcher was
+    /// built (see [`Aggregate::snapshots`](crate::Aggregate::snapshots)).
+    pub fn snapshot_stats(&self) -> SnapshotStats {
+        self.states.snapshot_stats()
     }
 
     /// The dependency container.
@@ -234,7 +245,7 @@ impl Dispatcher {
     pub(super) fn server(&self) -> Server {
         Server {
             store: self.store.clone(),
-            cache: self.cache.clone(),
+            states: self.states.clone(),
             queues: self.queues.clone(),
             max_retries: self.config.max_retries,
         }

@@ -159,11 +159,7 @@ pub(super) fn fingerprint<C: Command>(
         hash.update([0]);
         hash.update(&if_match);
     }
-    Ok(hash
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect())
+    Ok(crate::hex(&hash.finalize()))
 }
 
 /// `value` with the keys of every object in sorted order. `serde_json`'s

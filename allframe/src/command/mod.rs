@@ -24,12 +24,14 @@ mod idempotency;
 mod options;
 pub(crate) mod registry;
 mod rounds;
+mod states;
 
 pub use cache::StateCacheUsage;
 pub use dispatch::{BuildError, Dispatcher, DispatcherBuilder};
 pub use error::{CommandError, DomainError, FieldError, Rejection};
 pub use options::{CommandOutcome, DispatchConfig, DispatchOptions, IfMatch};
 pub use registry::{HandlerRegistration, RegistryError};
+pub use states::SnapshotStats;
 
 /// Validation errors of a command, with pointers in its wire field names.
 pub(crate) fn field_errors_for<C: Command>(report: &garde::Report) -> Vec<FieldError> {

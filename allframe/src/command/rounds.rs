@@ -37,10 +37,10 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 
-use super::cache::StateCache;
 use super::cycle::Current;
+use super::states::States;
 use super::{CommandError, CommandOutcome};
-use crate::aggregate::{Aggregate, Loaded, catch_up, load};
+use crate::aggregate::{Aggregate, Loaded, catch_up};
 use crate::event::NewEvent;
 use crate::store::{EventStore, ExpectedVersion, MAX_EVENTS_PER_APPEND, StoreError};
 
@@ -133,7 +133,7 @@ impl Drop for Serving<'_> {
 #[derive(Clone)]
 pub(super) struct Server {
     pub(super) store: Arc<dyn EventStore>,
-    pub(super) cache: Arc<StateCache>,
+    pub(super) states: Arc<States>,
     pub(super) queues: Arc<Queues>,
     pub(super) max_retries: u32,
 }
@@ -164,7 +164,7 @@ pub(super) async fn serve<A: Aggregate>(
             serving.done = true;
             return;
         }
-        let mut slot = server.cache.take::<A>(&stream).map(|loaded| Current {
+        let mut slot = server.states.take::<A>(&stream).map(|loaded| Current {
             loaded,
             read: false,
         });
@@ -184,8 +184,7 @@ pub(super) async fn serve<A: Aggregate>(
             }
         };
         if let Some(current) = slot {
-            let bytes = current.loaded.state.memory_size();
-            server.cache.put(&stream, current.loaded, bytes);
+            server.states.keep(&stream, current.loaded);
         }
         for (answer, reply) in answers.into_iter().zip(replies) {
             // A caller that went away has nothing to be told.
@@ -219,7 +218,7 @@ impl Round<'_> {
         match slot.take() {
             Some(current) => Ok(current),
             None => Ok(Current {
-                loaded: load(&*self.server.store, self.aggregate_id).await?,
+                loaded: self.server.states.load(self.stream).await?,
                 read: true,
             }),
         }
@@ -318,6 +317,7 @@ impl Round<'_> {
                 Ok(appended) => {
                     let answers = self.answers::<A>(decisions, from, Some(&appended.events));
                     current.read = true;
+                    current.loaded.position = appended.position;
                     *slot = Some(current);
                     return Some(answers);
                 }

@@ -295,7 +295,6 @@ impl<C: Send + 'static> GroupCommit<C> {
     /// Runs `work` on the writer's connection, after the jobs queued
     /// before it, and waits for its outcome. `work` begins and commits its
     /// own transaction; while it runs, nothing else of this store writes.
-    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) async fn run<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
-use super::{IdempotencyStore, MAX_EVENTS_PER_APPEND, Result, projections};
+use super::{IdempotencyStore, MAX_EVENTS_PER_APPEND, Result, SnapshotStore, projections};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::subscription::Subscription;
 
@@ -397,6 +397,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// `None` for a backend without one (projections then need storage of
     /// their own).
     fn projection_store(&self) -> Option<Arc<dyn projections::ProjectionStore>> {
+        None
+    }
+
+    /// Where aggregate snapshots are kept beside this log; `None` (the
+    /// default) for a backend that keeps none, where every load replays
+    /// the whole stream and snapshot policies have no effect.
+    fn snapshots(&self) -> Option<&dyn SnapshotStore> {
         None
     }
 }

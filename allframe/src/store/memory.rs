@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use super::idempotency::{self, Decision, Seen, millis, validate_key};
 use super::projections::{MemoryProjectionStore, ProjectionStore};
+use super::snapshots::{MemorySnapshots, SnapshotStore};
 use super::{
     Appended, Claim, Completion, EventFilter, EventStore, ExpectedVersion, IdempotencyStore,
     Result, StoreError, StoredType, record_append, validate_append, validate_read,
@@ -36,6 +37,8 @@ struct Inner {
     head: watch::Sender<u64>,
     /// The rows of projections over this store.
     projections: MemoryProjectionStore,
+    /// The aggregate snapshots kept beside the log.
+    snapshots: MemorySnapshots,
 }
 
 #[derive(Default)]
@@ -89,6 +92,7 @@ impl MemoryStore {
                 log: RwLock::new(Log::default()),
                 head: watch::Sender::new(0),
                 projections: MemoryProjectionStore::new(),
+                snapshots: MemorySnapshots::default(),
             }),
         }
     }
@@ -300,6 +304,10 @@ impl EventStore for MemoryStore {
 
     fn projection_store(&self) -> Option<Arc<dyn ProjectionStore>> {
         Some(Arc::new(self.inner.projections.clone()))
+    }
+
+    fn snapshots(&self) -> Option<&dyn SnapshotStore> {
+        Some(&self.inner.snapshots)
     }
 }
 

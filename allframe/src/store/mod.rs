@@ -24,9 +24,12 @@
 //!   replayed to retries; without them, commands with a key are refused;
 //! - projection storage ([`EventStore::projection_store`]): rows that commit
 //!   with their checkpoint; without it, projections run in memory and are
-//!   rebuilt from the log at start.
+//!   rebuilt from the log at start;
+//! - snapshots ([`EventStore::snapshots`], a [`SnapshotStore`]): aggregate
+//!   states kept beside their streams, so a long stream loads as a
+//!   snapshot and the events after it; without them, every load replays.
 //!
-//! Snapshots, timers and leases are to come the same way.
+//! Timers and leases are to come the same way.
 
 use crate::event::{NewEvent, RecordedEvent};
 
@@ -39,6 +42,7 @@ mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 pub mod projections;
+pub mod snapshots;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -51,6 +55,7 @@ pub(crate) use log::{Appended, EventFilter, EventStore, ExpectedVersion, StoreEr
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresDialect, PostgresStore};
+pub use snapshots::{Snapshot, SnapshotStore};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::{Dialect, SqlStore};
 #[cfg(feature = "sqlite")]

@@ -53,6 +53,11 @@ macro_rules! store_conformance_tests {
             idempotency_release,
             idempotency_stale_tokens_are_refused,
             idempotency_invalid_keys,
+            snapshot_save_and_load,
+            snapshot_later_version_stays,
+            snapshot_of_other_code_is_replaced,
+            snapshot_concurrent_saves,
+            snapshot_invalid_stream_ids,
         );
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn subscription_handover_with_concurrent_writers() {

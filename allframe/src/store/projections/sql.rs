@@ -24,15 +24,12 @@ use tracing::Instrument;
 use super::{Batch, Committed, Generation, Generations, ProjectionStore, RowQuery};
 use crate::store::Result;
 use crate::store::group_commit::GroupCommit;
-use crate::store::sql::{Dialect, db_error};
+use crate::store::sql::{Conn, Dialect, db_error, write_on};
 
 /// `u64` positions and generations as SQL `BIGINT`.
 pub(super) fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
-
-/// The connection type of a dialect's database.
-type Conn<D> = <<D as Dialect>::Db as Database>::Connection;
 
 /// A projection store over a SQL connection pool: the one definition for
 /// SQLite and PostgreSQL, which differ only in the [`Dialect`] strings.
@@ -73,13 +70,7 @@ where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut Conn<D>) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
-        match &self.writer {
-            Some(writer) => writer.run(work).await,
-            None => {
-                let mut connection = self.pool.acquire().await.map_err(db_error)?;
-                work(&mut connection).await
-            }
-        }
+        write_on::<D, _, _>(&self.pool, self.writer.as_ref(), work).await
     }
 
     /// Starts `generation` of `projection`, built by `version`, with its

@@ -26,7 +26,8 @@ use super::idempotency::SqlRecords;
 use super::projections::ProjectionStore;
 use super::projections::sql::SqlProjectionStore;
 use super::{
-    Appended, EventFilter, EventStore, IdempotencyStore, Result, StoredType, validate_read,
+    Appended, EventFilter, EventStore, IdempotencyStore, Result, SnapshotStore, StoredType,
+    validate_read,
 };
 use crate::ExpectedVersion;
 use crate::event::{NewEvent, RecordedEvent};
@@ -108,6 +109,31 @@ pub trait Dialect: sealed::Sealed + Sized + Send + Sync + 'static {
 
     /// Decodes the rows of [`SELECT_EVENTS`](Self::SELECT_EVENTS).
     fn events(rows: Vec<<Self::Db as Database>::Row>) -> Result<Vec<RecordedEvent>>;
+}
+
+/// The connection type of a dialect's database.
+pub(crate) type Conn<D> = <<D as Dialect>::Db as Database>::Connection;
+
+/// Runs `work` (which begins and commits its own transaction) on the
+/// store's writer connection when given one (where the database has one
+/// write lock for everything: see [`Dialect::ONE_WRITER`]), else on a
+/// connection of `pool`.
+pub(crate) async fn write_on<D: Dialect, T, F>(
+    pool: &Pool<D::Db>,
+    writer: Option<&GroupCommit<Conn<D>>>,
+    work: F,
+) -> Result<T>
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut Conn<D>) -> BoxFuture<'c, Result<T>> + Send + 'static,
+{
+    match writer {
+        Some(writer) => writer.run(work).await,
+        None => {
+            let mut connection = pool.acquire().await.map_err(db_error)?;
+            work(&mut connection).await
+        }
+    }
 }
 
 pub(crate) mod sealed {
@@ -338,6 +364,10 @@ where
 
     fn close(&self) -> BoxFuture<'_, ()> {
         self.inner.close().boxed()
+    }
+
+    fn snapshots(&self) -> Option<&dyn SnapshotStore> {
+        Some(self)
     }
 
     fn projection_store(&self) -> Option<Arc<dyn ProjectionStore>> {

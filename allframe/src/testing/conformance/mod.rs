@@ -1,12 +1,17 @@
 //! The checks every [`EventStore`] must pass.
 
 mod idempotency;
+mod snapshots;
 
 pub use idempotency::{
     idempotency_claim_complete_replay, idempotency_completion_is_atomic_with_append,
     idempotency_concurrent_claims, idempotency_expiry_and_purge, idempotency_invalid_keys,
     idempotency_lease_take_over, idempotency_mismatch, idempotency_release,
     idempotency_stale_tokens_are_refused,
+};
+pub use snapshots::{
+    snapshot_concurrent_saves, snapshot_invalid_stream_ids, snapshot_later_version_stays,
+    snapshot_of_other_code_is_replaced, snapshot_save_and_load,
 };
 
 use std::collections::HashSet;
