@@ -162,7 +162,7 @@ impl Lru {
 mod tests {
     use super::*;
 
-    #[derive(Debug, PartialEq)]
+    #[derive(Debug, Default, PartialEq)]
     struct Counter {
         total: u64,
         note: String,
@@ -181,6 +181,7 @@ mod tests {
                 note: String::new(),
             },
             version,
+            ..Loaded::default()
         }
     }
 
@@ -239,6 +240,7 @@ mod tests {
                 note: "x".repeat(1_000),
             },
             version: 1,
+            ..Loaded::default()
         };
         put(&cache, "counter-1", big);
         put(&cache, "counter-2", counter(2, 1));
@@ -254,6 +256,7 @@ mod tests {
                 note: "x".repeat(1 << 20),
             },
             version: 1,
+            ..Loaded::default()
         };
         put(&cache, "counter-4", huge);
         assert!(cache.take::<Counter>("counter-4").is_none());
