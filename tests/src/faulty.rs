@@ -1,10 +1,11 @@
 //! A store that fails on demand, around a real memory store: every
 //! operation gone (an unreachable database, projection rows included), or
 //! every append refused as a concurrency conflict (a stream hotter than the
-//! retries). It can also hold back reads of old history, standing in for a
-//! catch-up over a log too large to finish during a test, and hold back
-//! appends, standing in for a slow disk. It counts the
-//! reads of streams and the appends, so tests can see what a command did.
+//! retries), or its snapshots broken. It can also hold back reads of old
+//! history, standing in for a catch-up over a log too large to finish
+//! during a test, and hold back appends or snapshot writes, standing in
+//! for a slow disk. It counts the reads of streams, the events they
+//! returned and the appends, so tests can see what a command did.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,9 @@ use std::collections::HashMap;
 use allframe::store::projections::{
     Batch, Committed, Generation, Generations, ProjectionStore, RowQuery,
 };
-use allframe::store::{Claim, Completion, IdempotencyStore, MemoryStore, Result};
+use allframe::store::{
+    Claim, Completion, IdempotencyStore, MemoryStore, Result, Snapshot, SnapshotStore,
+};
 use allframe::{
     Appended, EventFilter, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
 };
@@ -29,6 +32,9 @@ pub enum Fault {
     Unreachable,
     /// Every append is refused with a wrong expected version.
     Conflict,
+    /// Every snapshot read and write fails with a backend error; the log
+    /// works.
+    Snapshots,
 }
 
 /// A memory store with a switchable [`Fault`].
@@ -40,8 +46,12 @@ pub struct Faulty {
     held_below: Arc<tokio::sync::watch::Sender<Option<u64>>>,
     /// Appends wait while this is true.
     appends_held: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Snapshot writes wait while this is true.
+    snapshot_writes_held: Arc<tokio::sync::watch::Sender<bool>>,
     /// How many times a stream was read.
     stream_reads: Arc<AtomicU64>,
+    /// How many events those reads returned.
+    stream_events_read: Arc<AtomicU64>,
     /// How many appends reached the store.
     appends: Arc<AtomicU64>,
 }
@@ -60,7 +70,9 @@ impl Faulty {
             fault: Arc::default(),
             held_below: Arc::new(tokio::sync::watch::Sender::new(None)),
             appends_held: Arc::new(tokio::sync::watch::Sender::new(false)),
+            snapshot_writes_held: Arc::new(tokio::sync::watch::Sender::new(false)),
             stream_reads: Arc::default(),
+            stream_events_read: Arc::default(),
             appends: Arc::default(),
         }
     }
@@ -73,6 +85,22 @@ impl Faulty {
     /// How many times a stream has been read ([`EventStore::read_stream`]).
     pub fn stream_reads(&self) -> u64 {
         self.stream_reads.load(Ordering::SeqCst)
+    }
+
+    /// How many events reads of streams have returned.
+    pub fn stream_events_read(&self) -> u64 {
+        self.stream_events_read.load(Ordering::SeqCst)
+    }
+
+    /// Makes every snapshot write wait until
+    /// [`release_snapshot_writes`](Self::release_snapshot_writes).
+    pub fn hold_snapshot_writes(&self) {
+        self.snapshot_writes_held.send_replace(true);
+    }
+
+    /// Lets held snapshot writes go on.
+    pub fn release_snapshot_writes(&self) {
+        self.snapshot_writes_held.send_replace(false);
     }
 
     /// Makes every read of the global log that starts below `position`
@@ -230,7 +258,14 @@ impl EventStore for Faulty {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<RecordedEvent>>> {
         self.stream_reads.fetch_add(1, Ordering::SeqCst);
-        self.guard(move |s| s.read_stream(stream_id, from_version, limit))
+        Box::pin(async move {
+            let events = self
+                .guard(move |s| s.read_stream(stream_id, from_version, limit))
+                .await?;
+            self.stream_events_read
+                .fetch_add(events.len() as u64, Ordering::SeqCst);
+            Ok(events)
+        })
     }
     fn read_all<'a>(
         &'a self,
@@ -263,8 +298,47 @@ impl EventStore for Faulty {
         }))
     }
 
+    fn snapshots(&self) -> Option<&dyn SnapshotStore> {
+        Some(self)
+    }
+
     fn shared(&self) -> Arc<dyn EventStore> {
         Arc::new(self.clone())
+    }
+}
+
+impl Faulty {
+    /// Runs `operation` on the inner store's snapshots unless they (or
+    /// the whole store) are broken.
+    fn snapshots_guard<'a, T: Send + 'a>(
+        &'a self,
+        operation: impl FnOnce(&'a dyn SnapshotStore) -> BoxFuture<'a, Result<T>>,
+    ) -> BoxFuture<'a, Result<T>> {
+        let fault = match self.fault() {
+            Some(Fault::Snapshots) => Some(Fault::Unreachable),
+            other => other,
+        };
+        let snapshots = self
+            .inner
+            .snapshots()
+            .expect("the memory store keeps snapshots");
+        guarded(fault, || operation(snapshots))
+    }
+}
+
+impl SnapshotStore for Faulty {
+    fn load_snapshot<'a>(&'a self, stream_id: &'a str) -> BoxFuture<'a, Result<Option<Snapshot>>> {
+        self.snapshots_guard(move |s| s.load_snapshot(stream_id))
+    }
+
+    fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<bool>> {
+        let mut held = self.snapshot_writes_held.subscribe();
+        Box::pin(async move {
+            // Only an error can end this early: the sender lives in `self`.
+            let _ = held.wait_for(|held| !held).await;
+            self.snapshots_guard(move |s| s.save_snapshot(snapshot))
+                .await
+        })
     }
 }
 

@@ -116,3 +116,42 @@ async fn postgres_concurrent_deposits_from_two_nodes() {
     ];
     concurrent_deposits(&dispatchers, &node_a).await;
 }
+
+/// An account is snapshotted every 100 events, and loads from the
+/// snapshot read back the balance the whole history adds up to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_an_account_is_snapshotted_every_100_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("bank.db")).await.unwrap();
+    let dispatcher = Dispatcher::builder(&store).build().unwrap();
+    let account_id = open(&dispatcher).await;
+    for amount in 1..=204 {
+        let deposit = Deposit {
+            account_id: account_id.clone(),
+            amount,
+        };
+        dispatcher
+            .dispatch(deposit, DispatchOptions::default())
+            .await
+            .unwrap();
+    }
+    let stream = format!("account-{account_id}");
+    let snapshots = store.snapshots().unwrap();
+    let mut kept = None;
+    for _ in 0..500 {
+        kept = snapshots.load_snapshot(&stream).await.unwrap();
+        if kept.as_ref().is_some_and(|kept| kept.version == 200) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let kept = kept.expect("a snapshot");
+    assert_eq!(kept.version, 200, "due at 100 and at 200");
+    assert_eq!(dispatcher.snapshot_stats().written, 2);
+    let state: bank::domain::Account = serde_json::from_str(&kept.state).unwrap();
+    assert_eq!((state.open, state.balance), (true, 199 * 200 / 2));
+    let loaded = allframe::load::<bank::domain::Account>(&store, &account_id)
+        .await
+        .unwrap();
+    assert_eq!((loaded.version, loaded.state.balance), (205, 204 * 205 / 2));
+}

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 
-use allframe::{Aggregate, DomainError, Event, UpcastError, command, command_handler};
+use allframe::{Aggregate, DomainError, Event, Snapshots, UpcastError, command, command_handler};
 use serde::{Deserialize, Serialize};
 
 /// Everything that can happen to an account.
@@ -46,8 +46,9 @@ fn opened_in_euros(mut data: serde_json::Value) -> Result<serde_json::Value, Upc
 /// opened before accounts had currencies.
 pub const DEFAULT_CURRENCY: &str = "EUR";
 
-/// What the account's history adds up to.
-#[derive(Debug, Default)]
+/// What the account's history adds up to. Snapshotted every
+/// [`SNAPSHOT_EVERY`] events.
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Account {
     /// Whether it is open.
     pub open: bool,
@@ -55,9 +56,16 @@ pub struct Account {
     pub balance: u64,
 }
 
+/// How many events apart an account's state is snapshotted.
+pub const SNAPSHOT_EVERY: u64 = 100;
+
 impl Aggregate for Account {
     type Event = AccountEvent;
     const CATEGORY: &'static str = "account";
+
+    fn snapshots() -> Option<Snapshots<Self>> {
+        Some(Snapshots::every(SNAPSHOT_EVERY))
+    }
 
     fn apply(&mut self, event: &AccountEvent) {
         match event {
