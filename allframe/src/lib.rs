@@ -10,6 +10,7 @@ pub mod http;
 mod projection;
 mod query;
 pub mod router;
+pub mod saga;
 mod schema;
 mod serve;
 pub mod store;
@@ -49,6 +50,7 @@ pub use projection::{
     ProjectionsBuilder, Row, Source,
 };
 pub use query::{Queries, Query, QueryError, QueryHandler, QueryRegistryError};
+pub use saga::{Saga, Sagas};
 pub use schema::WireSchema;
 pub use serve::Serve;
 pub use store::log::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError, StoredType};

@@ -427,7 +427,12 @@ fn metadata<C: Command>(command_id: &str, options: &DispatchOptions) -> Metadata
             .clone()
             .unwrap_or_else(|| command_id.to_owned()),
     );
-    metadata.causation_id = Some(command_id.to_owned());
+    metadata.causation_id = Some(
+        options
+            .causation_id
+            .clone()
+            .unwrap_or_else(|| command_id.to_owned()),
+    );
     metadata.command = Some(C::NAME.to_owned());
     metadata.extra = options.metadata.clone();
     metadata

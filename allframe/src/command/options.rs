@@ -85,6 +85,10 @@ pub struct DispatchOptions {
     /// Flows into every event's `metadata.correlation_id` (default: the
     /// command's own id).
     pub correlation_id: Option<String>,
+    /// Flows into every event's `metadata.causation_id` (default: the
+    /// command's own id): the message that caused this command, such as
+    /// the event a saga reacted to.
+    pub causation_id: Option<String>,
     /// Makes the call idempotent: a repeat returns the first result.
     pub idempotency_key: Option<String>,
     /// Fails with a precondition error (the handler does not run) unless
@@ -98,6 +102,12 @@ impl DispatchOptions {
     /// Sets the correlation id.
     pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
         self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the causation id.
+    pub fn causation_id(mut self, id: impl Into<String>) -> Self {
+        self.causation_id = Some(id.into());
         self
     }
 

@@ -13,6 +13,7 @@ use utoipa::{OpenApi, ToSchema};
 
 pub mod accounts;
 pub mod domain;
+pub mod transfer;
 
 /// The bank's own part of the OpenAPI document.
 #[derive(OpenApi)]

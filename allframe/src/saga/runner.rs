@@ -1,0 +1,590 @@
+//! The runner of each saga type and the read side of instances.
+
+use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use futures_util::future::{BoxFuture, FutureExt, join_all};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{CATEGORY, Decision, End, Input, Record, STEP_EVENT_TYPE, Saga, Sent, stream_id};
+use crate::command::{CommandError, CommandOutcome, DispatchOptions, Dispatcher};
+use crate::event::{NewEvent, RecordedEvent};
+use crate::store::projections::{Batch, Committed, ProjectionStore};
+use crate::store::{EventFilter, EventStore, ExpectedVersion, StoreError};
+
+/// How many events a runner takes at once; the instances among them are
+/// worked concurrently.
+const BATCH: usize = 256;
+/// The longest a runner waits between attempts after a failure.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The first wait before sending a command again.
+const FIRST_RETRY: Duration = Duration::from_millis(20);
+
+/// Why sagas could not be started or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SagaError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store keeps no projection storage, where a runner keeps its
+    /// checkpoint.
+    #[error("sagas need a store that keeps checkpoints (projection storage)")]
+    NoCheckpoints,
+    /// No saga is registered under this name.
+    #[error("there is no saga `{0}`")]
+    UnknownSaga(String),
+    /// The first event does not encode.
+    #[error("the saga's first event does not encode: {0}")]
+    Encoding(#[from] serde_json::Error),
+}
+
+/// One saga instance as `GET /sagas/{name}/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[non_exhaustive]
+pub struct SagaView {
+    /// The instance's id.
+    pub id: String,
+    /// The saga's name.
+    pub name: String,
+    /// `running` until it ends; then the status its last decision named
+    /// (`completed`, `refunded`, `rejected`, …), or `failed` when it could
+    /// not go on (see `reason`).
+    pub status: String,
+    /// How many decisions it has recorded.
+    pub steps: u64,
+    /// When it was started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Why it ended so (a refusal's code, what failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub reason: Option<String>,
+}
+
+type Run = fn(Arc<Shared>) -> BoxFuture<'static, ()>;
+
+/// Which sagas to run: [`Sagas::builder`].
+pub struct SagasBuilder {
+    store: Arc<dyn EventStore>,
+    dispatcher: Arc<Dispatcher>,
+    runners: Vec<(&'static str, Run)>,
+}
+
+impl SagasBuilder {
+    /// Runs saga `S`.
+    pub fn saga<S: Saga>(mut self) -> Self {
+        self.runners
+            .push((S::NAME, |shared| run::<S>(shared).boxed()));
+        self
+    }
+
+    /// Starts a runner per saga, each from its stored checkpoint.
+    pub async fn start(self) -> Result<Sagas, SagaError> {
+        let storage = self
+            .store
+            .projection_store()
+            .ok_or(SagaError::NoCheckpoints)?;
+        let shared = Arc::new(Shared {
+            store: self.store,
+            dispatcher: self.dispatcher,
+            storage,
+        });
+        let tasks = self
+            .runners
+            .iter()
+            .map(|(_, run)| tokio::spawn(run(shared.clone())))
+            .collect();
+        Ok(Sagas {
+            shared,
+            names: self.runners.iter().map(|(name, _)| *name).collect(),
+            tasks: Mutex::new(tasks),
+        })
+    }
+}
+
+/// What every runner shares.
+struct Shared {
+    store: Arc<dyn EventStore>,
+    dispatcher: Arc<Dispatcher>,
+    storage: Arc<dyn ProjectionStore>,
+}
+
+/// The running sagas. Dropping it (or [`stop`](Self::stop)) stops their
+/// runners; what they were doing is done again from the checkpoint at the
+/// next start.
+pub struct Sagas {
+    shared: Arc<Shared>,
+    names: Vec<&'static str>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Sagas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sagas")
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Sagas {
+    fn drop(&mut self) {
+        for task in self.tasks.get_mut().unwrap_or_else(|e| e.into_inner()) {
+            task.abort();
+        }
+    }
+}
+
+impl Sagas {
+    /// Sagas over `store`, sending their commands through `dispatcher`.
+    pub fn builder(store: &dyn EventStore, dispatcher: Arc<Dispatcher>) -> SagasBuilder {
+        SagasBuilder {
+            store: store.shared(),
+            dispatcher,
+            runners: Vec::new(),
+        }
+    }
+
+    /// Starts an instance of `S` by recording `first` as the first event
+    /// of a new stream; returns the instance's id. A runner of `S` (in
+    /// this process or another on the same store) takes it from there.
+    pub async fn start<S: Saga>(
+        store: &dyn EventStore,
+        first: &S::Event,
+    ) -> Result<String, SagaError> {
+        let id = Uuid::now_v7().to_string();
+        let mut event = NewEvent::from_event(first)?;
+        event.metadata_mut().correlation_id = Some(id.clone());
+        store
+            .append(&stream_id::<S>(&id), ExpectedVersion::NoStream, vec![event])
+            .await?;
+        Ok(id)
+    }
+
+    /// The names of the sagas it runs.
+    pub fn names(&self) -> &[&'static str] {
+        &self.names
+    }
+
+    /// Instance `id` of saga `name`, or `None` when there is no such
+    /// instance.
+    pub async fn view(&self, name: &str, id: &str) -> Result<Option<SagaView>, SagaError> {
+        if !self.names.contains(&name) {
+            return Err(SagaError::UnknownSaga(name.to_owned()));
+        }
+        let stream = format!("{CATEGORY}-{name}-{id}");
+        if crate::store::validate_stream_id(&stream).is_err() {
+            return Ok(None);
+        }
+        let events = read_stream(&*self.shared.store, &stream).await?;
+        let Some(first) = events.first() else {
+            return Ok(None);
+        };
+        let mut view = SagaView {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            status: "running".into(),
+            steps: 0,
+            started_at: first.recorded_at,
+            ended_at: None,
+            reason: None,
+        };
+        for event in events.iter().filter(|e| e.event_type == STEP_EVENT_TYPE) {
+            view.steps += 1;
+            if let Ok(Record { end: Some(end), .. }) = serde_json::from_str(event.data.get()) {
+                view.status = end.status;
+                view.reason = end.reason;
+                view.ended_at = Some(event.recorded_at);
+            }
+        }
+        Ok(Some(view))
+    }
+
+    /// Stops every runner and waits until each has stopped.
+    pub async fn stop(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            task.abort();
+            // An error says it was cancelled (or had panicked): stopped.
+            let _ = task.await;
+        }
+    }
+}
+
+/// Every event of `stream`, in order.
+async fn read_stream(
+    store: &dyn EventStore,
+    stream: &str,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut events = Vec::new();
+    loop {
+        let page = store
+            .read_stream(stream, events.len() as u64 + 1, 1_000)
+            .await?;
+        let done = page.len() < 1_000;
+        events.extend(page);
+        if done {
+            return Ok(events);
+        }
+    }
+}
+
+/// Why working an event stopped short.
+#[derive(Debug, thiserror::Error)]
+enum Interrupt {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("another runner moved the checkpoint")]
+    Moved,
+    #[error("{0}")]
+    WaitingForUpgrade(String),
+}
+
+/// The runner of saga `S`: works until stopped, starting over from the
+/// stored checkpoint after any interruption.
+async fn run<S: Saga>(shared: Arc<Shared>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Err(interrupt) = work::<S>(&shared).await;
+        match &interrupt {
+            Interrupt::WaitingForUpgrade(_) => {
+                tracing::warn!(saga = S::NAME, %interrupt, "saga runner paused at an event of a newer release; waiting for the upgrade");
+            }
+            _ => {
+                tracing::warn!(saga = S::NAME, %interrupt, "saga runner interrupted; starting over from its checkpoint")
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Follows the saga category from the checkpoint, working each batch's
+/// instances concurrently (each instance's events in order) and moving
+/// the checkpoint past the batch once all of it is done.
+async fn work<S: Saga>(shared: &Shared) -> Result<std::convert::Infallible, Interrupt> {
+    let checkpoint = format!("saga:{}", S::NAME);
+    let live = shared.storage.open(&checkpoint, 1).await?.live;
+    let mut stored = live.checkpoint;
+    let mut subscription = shared
+        .store
+        .subscribe(stored, EventFilter::all().category(CATEGORY));
+    let prefix = format!("{CATEGORY}-{}-", S::NAME);
+    loop {
+        let Some(first) = subscription.next().await else {
+            return Err(StoreError::Closed.into());
+        };
+        let mut batch = vec![first?];
+        while batch.len() < BATCH {
+            match subscription.next().now_or_never() {
+                Some(Some(event)) => batch.push(event?),
+                _ => break,
+            }
+        }
+        let last = batch.last().map_or(stored, |event| event.position);
+        let mut order: Vec<&str> = Vec::new();
+        let mut instances: HashMap<&str, Vec<&RecordedEvent>> = HashMap::new();
+        for event in &batch {
+            let Some(id) = event.stream_id.strip_prefix(&prefix) else {
+                continue;
+            };
+            instances
+                .entry(id)
+                .or_insert_with(|| {
+                    order.push(id);
+                    Vec::new()
+                })
+                .push(event);
+        }
+        let worked = join_all(order.iter().map(|id| {
+            let events = &instances[id];
+            async move {
+                for event in events {
+                    handle::<S>(shared, id, event).await?;
+                }
+                Ok::<_, Interrupt>(())
+            }
+        }))
+        .await;
+        worked.into_iter().collect::<Result<Vec<()>, _>>()?;
+        let moved = Batch::new(&checkpoint, live.number, stored, last, false, &[]);
+        if shared.storage.commit(moved).await? == Committed::Moved {
+            return Err(Interrupt::Moved);
+        }
+        stored = last;
+    }
+}
+
+/// Works one event of instance `id`: the first event is decided on; a
+/// step record's commands are sent and their answers decided on.
+async fn handle<S: Saga>(
+    shared: &Shared,
+    id: &str,
+    event: &RecordedEvent,
+) -> Result<(), Interrupt> {
+    if event.event_type == STEP_EVENT_TYPE {
+        let record: Record = match serde_json::from_str(event.data.get()) {
+            Ok(record) => record,
+            Err(error) => {
+                tracing::error!(saga = S::NAME, id, position = event.position, %error, "an unreadable saga step record; skipped");
+                return Ok(());
+            }
+        };
+        for send in &record.sends {
+            answer::<S>(shared, id, event, send).await?;
+        }
+        Ok(())
+    } else if event.version == 1 {
+        let first = match event.decode::<S::Event>() {
+            Ok(first) => first,
+            Err(error) if error.is_newer_than_known() => {
+                return Err(Interrupt::WaitingForUpgrade(error.to_string()));
+            }
+            Err(error) => {
+                let reason = format!("its first event does not decode: {error}");
+                let failed = |_: &S| Decision::end("failed").because(reason.clone());
+                return record::<S>(shared, id, event, "start", failed).await;
+            }
+        };
+        record::<S>(shared, id, event, "start", |saga| {
+            saga.decide(Input::Started(&first))
+        })
+        .await
+    } else {
+        // The saga's own events, recorded with a decision.
+        Ok(())
+    }
+}
+
+/// An instance as its stream has it.
+struct Instance<S> {
+    state: S,
+    version: u64,
+    /// The inputs already decided on.
+    handled: HashSet<String>,
+    /// The step names already used.
+    steps: HashSet<String>,
+    ended: bool,
+    /// Why its own events cannot be folded, if they cannot.
+    broken: Option<String>,
+}
+
+async fn load<S: Saga>(store: &dyn EventStore, stream: &str) -> Result<Instance<S>, Interrupt> {
+    let mut instance = Instance {
+        state: S::default(),
+        version: 0,
+        handled: HashSet::new(),
+        steps: HashSet::new(),
+        ended: false,
+        broken: None,
+    };
+    for event in read_stream(store, stream).await? {
+        instance.version = event.version;
+        if event.event_type == STEP_EVENT_TYPE {
+            if let Ok(record) = serde_json::from_str::<Record>(event.data.get()) {
+                instance.handled.insert(record.input);
+                instance
+                    .steps
+                    .extend(record.sends.into_iter().map(|send| send.step));
+                instance.ended |= record.end.is_some();
+            }
+            continue;
+        }
+        match event.decode::<S::Event>() {
+            Ok(own) if instance.broken.is_none() => instance.state.evolve(&own),
+            Ok(_) => {}
+            Err(error) if error.is_newer_than_known() => {
+                return Err(Interrupt::WaitingForUpgrade(error.to_string()));
+            }
+            Err(error) => instance.broken = Some(error.to_string()),
+        }
+    }
+    Ok(instance)
+}
+
+/// The answer to a command a saga sent.
+enum Answer {
+    Done(CommandOutcome),
+    Refused { code: &'static str, message: String },
+    TimedOut,
+}
+
+/// Sends the command of `send` (recorded by `step_event`) and records the
+/// saga's decision about its answer, unless that is recorded already.
+async fn answer<S: Saga>(
+    shared: &Shared,
+    id: &str,
+    step_event: &RecordedEvent,
+    send: &Sent,
+) -> Result<(), Interrupt> {
+    let input = format!("answer:{}", send.step);
+    let instance = load::<S>(&*shared.store, &stream_id::<S>(id)).await?;
+    if instance.ended || instance.handled.contains(&input) {
+        return Ok(());
+    }
+    let answer = dispatch::<S>(shared, id, step_event, send).await?;
+    let step = send.step.as_str();
+    record::<S>(shared, id, step_event, &input, |saga| match &answer {
+        Answer::Done(outcome) => saga.decide(Input::Done { step, outcome }),
+        Answer::Refused { code, message } => saga.decide(Input::Refused {
+            step,
+            code,
+            message,
+        }),
+        Answer::TimedOut => saga.decide(Input::TimedOut { step }),
+    })
+    .await
+}
+
+/// Sends a step's command under its idempotency key until it is answered
+/// or its timeout (counted from when the step was recorded) has passed.
+async fn dispatch<S: Saga>(
+    shared: &Shared,
+    id: &str,
+    step_event: &RecordedEvent,
+    send: &Sent,
+) -> Result<Answer, Interrupt> {
+    let body = serde_json::to_vec(&send.body).unwrap_or_default();
+    let timeout =
+        chrono::TimeDelta::milliseconds(i64::try_from(send.timeout_ms).unwrap_or(i64::MAX));
+    let deadline = step_event.recorded_at.checked_add_signed(timeout);
+    let mut backoff = FIRST_RETRY;
+    loop {
+        let options = DispatchOptions::default()
+            .idempotency_key(format!("saga:{}:{id}:{}", S::NAME, send.step))
+            .correlation_id(id)
+            .causation_id(step_event.metadata.event_id.to_string());
+        let error = match shared
+            .dispatcher
+            .dispatch_json(&send.command, &body, options)
+            .await
+        {
+            Ok(outcome) => return Ok(Answer::Done(outcome)),
+            Err(error) => error,
+        };
+        match &error {
+            // Nothing can be recorded while the store is down, and a key
+            // in flight is another attempt's (a crashed process's, until
+            // its lease runs out): its outcome is not known yet.
+            CommandError::Store(_) | CommandError::IdempotencyInFlight(_) => {}
+            error if error.code() == "conflict" || error.is_internal() => {
+                if deadline.is_some_and(|deadline| Utc::now() >= deadline) {
+                    tracing::warn!(saga = S::NAME, id, step = send.step, %error, "a saga step timed out");
+                    return Ok(Answer::TimedOut);
+                }
+            }
+            refusal => {
+                return Ok(Answer::Refused {
+                    code: refusal.code(),
+                    message: refusal.to_string(),
+                });
+            }
+        }
+        tracing::debug!(saga = S::NAME, id, step = send.step, %error, "a saga's command failed; sending it again");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Records the decision `decide` makes about `input` (caused by `cause`)
+/// on the instance as stored, unless the input was decided on already or
+/// the instance has ended; retried on a concurrent append.
+async fn record<S: Saga>(
+    shared: &Shared,
+    id: &str,
+    cause: &RecordedEvent,
+    input: &str,
+    decide: impl Fn(&S) -> Decision<S>,
+) -> Result<(), Interrupt> {
+    let stream = stream_id::<S>(id);
+    loop {
+        let instance = load::<S>(&*shared.store, &stream).await?;
+        if instance.ended || instance.handled.contains(input) {
+            return Ok(());
+        }
+        let decision = match &instance.broken {
+            Some(broken) => {
+                Decision::end("failed").because(format!("its events do not decode: {broken}"))
+            }
+            None => std::panic::catch_unwind(AssertUnwindSafe(|| decide(&instance.state)))
+                .unwrap_or_else(|panic| {
+                    Decision::end("failed").because(format!(
+                        "its decision panicked: {}",
+                        crate::panic_message(&*panic)
+                    ))
+                }),
+        };
+        let events = encode::<S>(decision, &instance, input, id, cause);
+        match shared
+            .store
+            .append(&stream, ExpectedVersion::Exact(instance.version), events)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(error) if error.is_conflict() => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// The events that record `decision`: its own events, then the step
+/// record. A decision that cannot be recorded as it is (a command that
+/// does not encode, a step name used before, an event that does not
+/// encode) ends the instance as `failed` instead, saying why.
+fn encode<S: Saga>(
+    decision: Decision<S>,
+    instance: &Instance<S>,
+    input: &str,
+    id: &str,
+    cause: &RecordedEvent,
+) -> Vec<NewEvent> {
+    let mut seen = HashSet::new();
+    let reused = decision
+        .sends
+        .iter()
+        .find(|send| instance.steps.contains(&send.step) || !seen.insert(send.step.as_str()))
+        .map(|send| format!("it sent step `{}` twice", send.step));
+    let own: Result<Vec<NewEvent>, _> = decision.events.iter().map(NewEvent::from_event).collect();
+    let invalid = decision.invalid.or(reused).or_else(|| {
+        own.as_ref()
+            .err()
+            .map(|error| format!("an event does not encode: {error}"))
+    });
+    let (mut events, record) = match invalid {
+        Some(why) => (
+            Vec::new(),
+            Record {
+                input: input.to_owned(),
+                sends: Vec::new(),
+                end: Some(End {
+                    status: "failed".into(),
+                    reason: Some(why),
+                }),
+            },
+        ),
+        None => (
+            own.unwrap_or_default(),
+            Record {
+                input: input.to_owned(),
+                sends: decision.sends,
+                end: decision.end,
+            },
+        ),
+    };
+    let record = serde_json::to_value(&record).expect("a step record always serializes");
+    events.push(NewEvent::new(STEP_EVENT_TYPE, &record));
+    for event in &mut events {
+        let metadata = event.metadata_mut();
+        metadata.correlation_id = Some(id.to_owned());
+        metadata.causation_id = Some(cause.metadata.event_id.to_string());
+    }
+    events
+}

@@ -1,0 +1,116 @@
+//! Moving money between two accounts: the `transfer-money` saga.
+//!
+//! It withdraws from the payer, then deposits to the payee. A refused
+//! withdrawal (insufficient funds, a closed or unknown payer) ends it as
+//! `rejected` with the refusal's code; a refused deposit (a closed or
+//! unknown payee) pays the money back to the payer and ends it as
+//! `refunded` with the deposit's refusal code; otherwise it ends as
+//! `completed`. A step that gets no answer within its timeout counts as
+//! refused with the code `timed-out`.
+
+use allframe::Event;
+use allframe::saga::{Decision, Input, Saga};
+
+use crate::domain::{Deposit, Withdraw};
+
+/// What a transfer records in its own stream.
+#[derive(Event, Debug, Clone, PartialEq)]
+pub enum TransferEvent {
+    /// A transfer was asked for: its first event.
+    TransferRequested {
+        /// The payer.
+        from_account_id: String,
+        /// The payee.
+        to_account_id: String,
+        /// How much, in cents.
+        amount: u64,
+    },
+    /// The payee refused the deposit: the money goes back.
+    DepositRefused {
+        /// The refusal's code.
+        code: String,
+    },
+}
+
+/// What a transfer's history adds up to.
+#[derive(Debug, Default)]
+pub struct Transfer {
+    /// The payer, the payee and the amount.
+    pub requested: Option<(String, String, u64)>,
+    /// Why the payee refused the deposit, once it has.
+    pub refused: Option<String>,
+}
+
+/// The reason a step that timed out is given.
+pub const TIMED_OUT: &str = "timed-out";
+
+impl Saga for Transfer {
+    const NAME: &'static str = "transfer-money";
+    type Event = TransferEvent;
+
+    fn evolve(&mut self, event: &TransferEvent) {
+        match event {
+            TransferEvent::TransferRequested {
+                from_account_id,
+                to_account_id,
+                amount,
+            } => {
+                self.requested = Some((from_account_id.clone(), to_account_id.clone(), *amount));
+            }
+            TransferEvent::DepositRefused { code } => self.refused = Some(code.clone()),
+        }
+    }
+
+    fn decide(&self, input: Input<'_, Self>) -> Decision<Self> {
+        let Some((from, to, amount)) = &self.requested else {
+            return Decision::end("failed").because("no transfer was requested");
+        };
+        let withdraw = || Withdraw {
+            account_id: from.clone(),
+            amount: *amount,
+        };
+        let deposit = |account_id: &String| Deposit {
+            account_id: account_id.clone(),
+            amount: *amount,
+        };
+        let refund = |code: &str| {
+            Decision::send("refund", &deposit(from)).record(TransferEvent::DepositRefused {
+                code: code.to_owned(),
+            })
+        };
+        match input {
+            Input::Started(_) => Decision::send("withdraw", &withdraw()),
+            Input::Done {
+                step: "withdraw", ..
+            } => Decision::send("deposit", &deposit(to)),
+            Input::Refused {
+                step: "withdraw",
+                code,
+                ..
+            } => Decision::end("rejected").because(code),
+            Input::TimedOut { step: "withdraw" } => Decision::end("rejected").because(TIMED_OUT),
+            Input::Done {
+                step: "deposit", ..
+            } => Decision::end("completed"),
+            Input::Refused {
+                step: "deposit",
+                code,
+                ..
+            } => refund(code),
+            Input::TimedOut { step: "deposit" } => refund(TIMED_OUT),
+            Input::Done { step: "refund", .. } => {
+                let reason = self.refused.clone().unwrap_or_default();
+                Decision::end("refunded").because(reason)
+            }
+            Input::Refused {
+                step: "refund",
+                code,
+                ..
+            } => Decision::end("failed").because(format!("the refund was refused: {code}")),
+            Input::TimedOut { step: "refund" } => {
+                Decision::end("failed").because("the refund timed out")
+            }
+            _ => Decision::end("failed").because("an answer to a step it never sent"),
+        }
+    }
+}

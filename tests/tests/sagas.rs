@@ -1,0 +1,352 @@
+//! The bank's `transfer-money` saga run for real on every backend: each
+//! ending (completed, rejected, refunded), commands that carry the saga's
+//! ids, decisions that are never made twice when a runner reads its
+//! events again, a command that ran before a crash not running again, and
+//! many concurrent transfers conserving money.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use allframe::saga::{SagaView, stream_id};
+use allframe::store::{MemoryStore, SqliteStore};
+use allframe::{DispatchOptions, Dispatcher, EventFilter, EventStore, Sagas, load};
+use bank::domain::{Account, CloseAccount, OpenAccount, Withdraw};
+use bank::transfer::{Transfer, TransferEvent};
+use futures_util::future::join_all;
+
+struct Bank {
+    dispatcher: Arc<Dispatcher>,
+    sagas: Sagas,
+}
+
+async fn bank(store: &dyn EventStore) -> Bank {
+    let dispatcher = Arc::new(Dispatcher::builder(store).build().unwrap());
+    let sagas = Sagas::builder(store, dispatcher.clone())
+        .saga::<Transfer>()
+        .start()
+        .await
+        .unwrap();
+    Bank { dispatcher, sagas }
+}
+
+async fn open(dispatcher: &Dispatcher, initial_deposit: u64) -> String {
+    let open = OpenAccount {
+        owner: "Ada".into(),
+        email: "ada@example.com".into(),
+        initial_deposit,
+        currency: None,
+    };
+    dispatcher
+        .dispatch(open, DispatchOptions::default())
+        .await
+        .unwrap()
+        .aggregate_id
+}
+
+async fn balance(store: &dyn EventStore, id: &str) -> u64 {
+    load::<Account>(store, id).await.unwrap().state.balance
+}
+
+async fn transfer(store: &dyn EventStore, from: &str, to: &str, amount: u64) -> String {
+    let requested = TransferEvent::TransferRequested {
+        from_account_id: from.into(),
+        to_account_id: to.into(),
+        amount,
+    };
+    Sagas::start::<Transfer>(store, &requested).await.unwrap()
+}
+
+/// The instance once it has ended.
+async fn ended(sagas: &Sagas, id: &str) -> SagaView {
+    for _ in 0..1_500 {
+        let view = sagas.view("transfer-money", id).await.unwrap().unwrap();
+        if view.status != "running" {
+            return view;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("transfer {id} did not end within 30 s");
+}
+
+async fn endings(store: &dyn EventStore) {
+    let Bank { dispatcher, sagas } = bank(store).await;
+    let (a, b) = (open(&dispatcher, 100).await, open(&dispatcher, 0).await);
+
+    let done = transfer(store, &a, &b, 30).await;
+    let view = ended(&sagas, &done).await;
+    assert_eq!((view.status.as_str(), view.reason), ("completed", None));
+    assert_eq!(view.steps, 3, "withdraw, deposit, end");
+    assert!(view.ended_at.is_some());
+    assert_eq!(
+        (balance(store, &a).await, balance(store, &b).await),
+        (70, 30)
+    );
+
+    // The commands carried the saga's id as correlation id, and a step's
+    // record as causation.
+    let moved = store
+        .read_all(0, 1_000, &EventFilter::all().category("account"))
+        .await
+        .unwrap();
+    let by_saga: Vec<_> = moved
+        .iter()
+        .filter(|event| event.metadata.correlation_id.as_deref() == Some(done.as_str()))
+        .collect();
+    assert_eq!(by_saga.len(), 2, "the withdrawal and the deposit");
+    let saga_events = store
+        .read_stream(&stream_id::<Transfer>(&done), 1, 100)
+        .await
+        .unwrap();
+    for event in by_saga {
+        let cause = event.metadata.causation_id.as_deref().unwrap();
+        assert!(
+            saga_events
+                .iter()
+                .any(|step| step.event_type == "SagaStep"
+                    && step.metadata.event_id.to_string() == cause),
+            "caused by a step record"
+        );
+    }
+
+    let rejected = transfer(store, &a, &b, 1_000).await;
+    let view = ended(&sagas, &rejected).await;
+    assert_eq!(view.status, "rejected");
+    assert_eq!(view.reason.as_deref(), Some("insufficient-funds"));
+    let unknown_payer = transfer(store, "nobody", &b, 5).await;
+    let view = ended(&sagas, &unknown_payer).await;
+    assert_eq!(
+        (view.status.as_str(), view.reason.as_deref()),
+        ("rejected", Some("not-found"))
+    );
+
+    let unknown_payee = transfer(store, &a, "nobody", 5).await;
+    let view = ended(&sagas, &unknown_payee).await;
+    assert_eq!(
+        (view.status.as_str(), view.reason.as_deref()),
+        ("refunded", Some("not-found"))
+    );
+    let c = open(&dispatcher, 0).await;
+    dispatcher
+        .dispatch(
+            CloseAccount {
+                account_id: c.clone(),
+            },
+            DispatchOptions::default(),
+        )
+        .await
+        .unwrap();
+    let closed_payee = transfer(store, &a, &c, 5).await;
+    let view = ended(&sagas, &closed_payee).await;
+    assert_eq!(
+        (view.status.as_str(), view.reason.as_deref()),
+        ("refunded", Some("account-closed"))
+    );
+    assert_eq!(view.steps, 4, "withdraw, deposit refused, refund, end");
+    assert_eq!(
+        (balance(store, &a).await, balance(store, &b).await),
+        (70, 30)
+    );
+
+    assert!(
+        sagas
+            .view("transfer-money", "no-such-id")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(sagas.view("no-such-saga", &done).await.is_err());
+    sagas.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_endings() {
+    endings(&MemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_endings() {
+    let dir = tempfile::tempdir().unwrap();
+    endings(&SqliteStore::open(dir.path().join("bank.db")).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_endings() {
+    let Some(store) = allframe_tests::postgres_store().await else {
+        return;
+    };
+    endings(&store).await;
+}
+
+/// A runner that reads its events again from the start (its checkpoint
+/// lost, as after a crash before the checkpoint moved) decides nothing
+/// twice and sends nothing twice; and a command that ran before a crash
+/// (its decision not yet recorded) is answered from its idempotency
+/// record when sent again.
+async fn nothing_twice(store: &dyn EventStore) {
+    let dispatcher = Arc::new(Dispatcher::builder(store).build().unwrap());
+    let (a, b) = (open(&dispatcher, 100).await, open(&dispatcher, 0).await);
+    let id = transfer(store, &a, &b, 40).await;
+    // The withdrawal ran under the saga's key, and then the process died
+    // before the saga recorded its answer (or even its first step).
+    let withdraw = Withdraw {
+        account_id: a.clone(),
+        amount: 40,
+    };
+    let key =
+        DispatchOptions::default().idempotency_key(format!("saga:transfer-money:{id}:withdraw"));
+    dispatcher.dispatch(withdraw, key).await.unwrap();
+    assert_eq!(balance(store, &a).await, 60);
+
+    let sagas = Sagas::builder(store, dispatcher.clone())
+        .saga::<Transfer>()
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(ended(&sagas, &id).await.status, "completed");
+    assert_eq!(
+        (balance(store, &a).await, balance(store, &b).await),
+        (60, 40)
+    );
+    sagas.stop().await;
+    let head = store.head_position().await.unwrap();
+
+    // Read everything again from the start: a fresh checkpoint.
+    let checkpoints = store.projection_store().unwrap();
+    let live = checkpoints
+        .open("saga:transfer-money", 1)
+        .await
+        .unwrap()
+        .live;
+    let rewind = allframe::store::projections::Batch::new(
+        "saga:transfer-money",
+        live.number,
+        live.checkpoint,
+        0,
+        false,
+        &[],
+    );
+    checkpoints.commit(rewind).await.unwrap();
+    let again = Sagas::builder(store, dispatcher.clone())
+        .saga::<Transfer>()
+        .start()
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if checkpoints.checkpoint("saga:transfer-money").await.unwrap() >= head {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        checkpoints.checkpoint("saga:transfer-money").await.unwrap(),
+        head
+    );
+    assert_eq!(
+        store.head_position().await.unwrap(),
+        head,
+        "nothing new was written"
+    );
+    assert_eq!(
+        (balance(store, &a).await, balance(store, &b).await),
+        (60, 40)
+    );
+    again.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_nothing_twice() {
+    nothing_twice(&MemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    nothing_twice(&SqliteStore::open(dir.path().join("bank.db")).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_nothing_twice() {
+    let Some(store) = allframe_tests::postgres_store().await else {
+        return;
+    };
+    nothing_twice(&store).await;
+}
+
+/// 100 transfers at once among four accounts: every one ends, money is
+/// conserved, and the balances are what the completed ones add up to.
+async fn concurrent_transfers(store: &dyn EventStore) {
+    let Bank { dispatcher, sagas } = bank(store).await;
+    let mut accounts = Vec::new();
+    for _ in 0..4 {
+        accounts.push(open(&dispatcher, 500).await);
+    }
+    let starts = (0..100usize).map(|i| {
+        let (from, to) = (&accounts[i % 4], &accounts[(i + 1 + i / 4 % 3) % 4]);
+        let amount = 10 + (i as u64 * 37) % 90;
+        async move {
+            (
+                transfer(store, from, to, amount).await,
+                from.clone(),
+                to.clone(),
+                amount,
+            )
+        }
+    });
+    let started = join_all(starts).await;
+    let mut expected: std::collections::HashMap<&String, i64> =
+        accounts.iter().map(|account| (account, 500)).collect();
+    for (id, from, to, amount) in &started {
+        let view = ended(&sagas, id).await;
+        match view.status.as_str() {
+            "completed" => {
+                *expected.get_mut(from).unwrap() -= *amount as i64;
+                *expected.get_mut(to).unwrap() += *amount as i64;
+            }
+            "rejected" => assert_eq!(view.reason.as_deref(), Some("insufficient-funds")),
+            other => panic!("transfer {id} ended {other}: {:?}", view.reason),
+        }
+    }
+    let mut total = 0;
+    for account in &accounts {
+        let balance = balance(store, account).await;
+        assert_eq!(balance as i64, expected[account], "{account}");
+        total += balance;
+    }
+    assert_eq!(total, 2_000, "money is conserved");
+    // Each completed transfer moved money once: one withdrawal and one
+    // deposit per saga id.
+    let moved = store
+        .read_all(0, 100_000, &EventFilter::all().category("account"))
+        .await
+        .unwrap();
+    for (id, ..) in &started {
+        let count = moved
+            .iter()
+            .filter(|event| event.metadata.correlation_id.as_deref() == Some(id.as_str()))
+            .count();
+        assert!(
+            count == 0 || count == 2,
+            "transfer {id} moved money {count} times"
+        );
+    }
+    sagas.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_concurrent_transfers() {
+    concurrent_transfers(&MemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_transfers() {
+    let dir = tempfile::tempdir().unwrap();
+    concurrent_transfers(&SqliteStore::open(dir.path().join("bank.db")).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_transfers() {
+    let Some(store) = allframe_tests::postgres_store().await else {
+        return;
+    };
+    concurrent_transfers(&store).await;
+}
