@@ -350,3 +350,63 @@ async fn postgres_concurrent_transfers() {
     };
     concurrent_transfers(&store).await;
 }
+
+/// The transfer's decisions for each answer, timeouts included.
+#[test]
+fn transfer_decisions() {
+    use allframe::Saga;
+    use allframe::saga::Input;
+    let requested = TransferEvent::TransferRequested {
+        from_account_id: "a".into(),
+        to_account_id: "b".into(),
+        amount: 5,
+    };
+    let mut transfer = Transfer::default();
+    transfer.evolve(&requested);
+    let sends = |decision: &allframe::saga::Decision<Transfer>| {
+        decision
+            .sends()
+            .map(|(step, command, body)| (step.to_owned(), command.to_owned(), body.clone()))
+            .collect::<Vec<_>>()
+    };
+    let body = |account: &str| serde_json::json!({"account_id": account, "amount": 5});
+    let started = transfer.decide(Input::Started(&requested));
+    assert_eq!(sends(&started), [("withdraw".into(), "withdraw".into(), body("a"))]);
+    let outcome: allframe::CommandOutcome = serde_json::from_value(serde_json::json!({
+        "stream_id": "account-a", "aggregate_id": "a", "version": 2, "position": 9, "events": []
+    }))
+    .unwrap();
+    let withdrawn = transfer.decide(Input::Done {
+        step: "withdraw",
+        outcome: &outcome,
+    });
+    assert_eq!(sends(&withdrawn), [("deposit".into(), "deposit".into(), body("b"))]);
+    let late = transfer.decide(Input::TimedOut { step: "withdraw" });
+    assert_eq!(late.ending(), Some(("rejected", Some("timed-out"))));
+    assert!(sends(&late).is_empty());
+
+    // A deposit that times out is paid back, like a refused one.
+    let unanswered = transfer.decide(Input::TimedOut { step: "deposit" });
+    assert_eq!(sends(&unanswered), [("refund".into(), "deposit".into(), body("a"))]);
+    assert_eq!(
+        unanswered.events(),
+        [TransferEvent::DepositRefused {
+            code: "timed-out".into()
+        }]
+    );
+    transfer.evolve(&unanswered.events()[0]);
+    let refunded = transfer.decide(Input::Done {
+        step: "refund",
+        outcome: &outcome,
+    });
+    assert_eq!(refunded.ending(), Some(("refunded", Some("timed-out"))));
+    let stuck = transfer.decide(Input::Refused {
+        step: "refund",
+        code: "account-closed",
+        message: "closed",
+    });
+    assert_eq!(
+        stuck.ending(),
+        Some(("failed", Some("the refund was refused: account-closed")))
+    );
+}

@@ -109,8 +109,10 @@ pub(crate) struct Sent {
     pub(crate) command: String,
     /// Its JSON body.
     pub(crate) body: serde_json::Value,
-    /// How long it may go unanswered, in milliseconds.
-    pub(crate) timeout_ms: u64,
+    /// How long it may go unanswered, in milliseconds; `None`: the
+    /// runner's step timeout ([`SagasBuilder::step_timeout`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) timeout_ms: Option<u64>,
 }
 
 /// How an instance ended.
@@ -180,7 +182,8 @@ impl<S: Saga> Decision<S> {
     }
 
     /// Sends `command` as the step `step` (a name unique within the
-    /// instance), to be answered within [`DEFAULT_STEP_TIMEOUT`].
+    /// instance), to be answered within the runner's step timeout
+    /// ([`SagasBuilder::step_timeout`], default [`DEFAULT_STEP_TIMEOUT`]).
     pub fn send<C: Command>(step: impl Into<String>, command: &C) -> Self {
         Self::default().and_send(step, command)
     }
@@ -198,16 +201,25 @@ impl<S: Saga> Decision<S> {
 
     /// Also sends `command` as the step `step`.
     pub fn and_send<C: Command>(self, step: impl Into<String>, command: &C) -> Self {
-        self.and_send_within(step, command, DEFAULT_STEP_TIMEOUT)
+        self.sending(step, command, None)
     }
 
     /// Also sends `command` as the step `step`, to be answered within
-    /// `timeout`.
+    /// `timeout` rather than the runner's step timeout.
     pub fn and_send_within<C: Command>(
-        mut self,
+        self,
         step: impl Into<String>,
         command: &C,
         timeout: Duration,
+    ) -> Self {
+        self.sending(step, command, Some(timeout))
+    }
+
+    fn sending<C: Command>(
+        mut self,
+        step: impl Into<String>,
+        command: &C,
+        timeout: Option<Duration>,
     ) -> Self {
         let step = step.into();
         match serde_json::to_value(command) {
@@ -215,7 +227,8 @@ impl<S: Saga> Decision<S> {
                 step,
                 command: C::NAME.to_owned(),
                 body,
-                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                timeout_ms: timeout
+                    .map(|timeout| u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
             }),
             Err(error) => {
                 self.invalid = Some(format!(
@@ -233,6 +246,32 @@ impl<S: Saga> Decision<S> {
             reason: None,
         });
         self
+    }
+
+    /// The events it records, in order.
+    pub fn events(&self) -> &[S::Event] {
+        &self.events
+    }
+
+    /// The commands it sends: each step's name, the command's name and its
+    /// JSON body, in order.
+    pub fn sends(&self) -> impl Iterator<Item = (&str, &str, &serde_json::Value)> {
+        self.sends
+            .iter()
+            .map(|send| (send.step.as_str(), send.command.as_str(), &send.body))
+    }
+
+    /// The status it ends the instance with, and why, if it ends it.
+    pub fn ending(&self) -> Option<(&str, Option<&str>)> {
+        self.end
+            .as_ref()
+            .map(|end| (end.status.as_str(), end.reason.as_deref()))
+    }
+
+    /// Why it cannot be recorded as it is, if it cannot (a command that
+    /// does not encode): the instance would end as `failed`.
+    pub fn invalid(&self) -> Option<&str> {
+        self.invalid.as_deref()
     }
 
     /// Gives the end a reason (a refusal's code, …).

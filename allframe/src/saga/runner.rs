@@ -11,7 +11,10 @@ use futures_util::future::{BoxFuture, FutureExt, join_all};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{CATEGORY, Decision, End, Input, Record, STEP_EVENT_TYPE, Saga, Sent, stream_id};
+use super::{
+    CATEGORY, DEFAULT_STEP_TIMEOUT, Decision, End, Input, Record, STEP_EVENT_TYPE, Saga, Sent,
+    stream_id,
+};
 use crate::command::{CommandError, CommandOutcome, DispatchOptions, Dispatcher};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::store::projections::{Batch, Committed, ProjectionStore};
@@ -77,9 +80,18 @@ pub struct SagasBuilder {
     store: Arc<dyn EventStore>,
     dispatcher: Arc<Dispatcher>,
     runners: Vec<(&'static str, Run)>,
+    step_timeout: Duration,
 }
 
 impl SagasBuilder {
+    /// How long a step's command may go unanswered before the saga gets
+    /// [`Input::TimedOut`](super::Input::TimedOut), unless its decision
+    /// set a timeout of its own (default [`DEFAULT_STEP_TIMEOUT`]).
+    pub fn step_timeout(mut self, timeout: Duration) -> Self {
+        self.step_timeout = timeout;
+        self
+    }
+
     /// Runs saga `S`.
     pub fn saga<S: Saga>(mut self) -> Self {
         self.runners
@@ -97,6 +109,7 @@ impl SagasBuilder {
             store: self.store,
             dispatcher: self.dispatcher,
             storage,
+            step_timeout: self.step_timeout,
         });
         let tasks = self
             .runners
@@ -116,6 +129,7 @@ struct Shared {
     store: Arc<dyn EventStore>,
     dispatcher: Arc<Dispatcher>,
     storage: Arc<dyn ProjectionStore>,
+    step_timeout: Duration,
 }
 
 /// The running sagas. Dropping it (or [`stop`](Self::stop)) stops their
@@ -150,6 +164,7 @@ impl Sagas {
             store: store.shared(),
             dispatcher,
             runners: Vec::new(),
+            step_timeout: DEFAULT_STEP_TIMEOUT,
         }
     }
 
@@ -453,9 +468,12 @@ async fn dispatch<S: Saga>(
     send: &Sent,
 ) -> Result<Answer, Interrupt> {
     let body = serde_json::to_vec(&send.body).unwrap_or_default();
-    let timeout =
-        chrono::TimeDelta::milliseconds(i64::try_from(send.timeout_ms).unwrap_or(i64::MAX));
-    let deadline = step_event.recorded_at.checked_add_signed(timeout);
+    let timeout = send
+        .timeout_ms
+        .map_or(shared.step_timeout, Duration::from_millis);
+    let deadline = chrono::TimeDelta::from_std(timeout)
+        .ok()
+        .and_then(|timeout| step_event.recorded_at.checked_add_signed(timeout));
     let mut backoff = FIRST_RETRY;
     loop {
         let options = DispatchOptions::default()
