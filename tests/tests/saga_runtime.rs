@@ -137,7 +137,10 @@ async fn a_decision_that_panics_fails_the_instance_only() {
     let view = run("decide-panic").await;
     assert_eq!(view.status, "failed");
     assert!(
-        view.reason.as_deref().unwrap().contains("no decision today"),
+        view.reason
+            .as_deref()
+            .unwrap()
+            .contains("no decision today"),
         "{view:?}"
     );
 }
@@ -147,7 +150,10 @@ async fn a_step_sent_twice_fails_the_instance() {
     let view = run("twice").await;
     assert_eq!(view.status, "failed");
     assert!(
-        view.reason.as_deref().unwrap().contains("step `poke` twice"),
+        view.reason
+            .as_deref()
+            .unwrap()
+            .contains("step `poke` twice"),
         "{view:?}"
     );
 }
@@ -159,7 +165,10 @@ fn decisions_can_be_read_back() {
     let asked = ChoreEvent::Asked { what: "x".into() };
     let decision = chore.decide(Input::Started(&asked));
     let sends: Vec<_> = decision.sends().collect();
-    assert_eq!(sends, vec![("poke", "poke", &serde_json::json!({"id": "x"}))]);
+    assert_eq!(
+        sends,
+        vec![("poke", "poke", &serde_json::json!({"id": "x"}))]
+    );
     assert_eq!(decision.ending(), None);
     let refused = chore.decide(Input::Refused {
         step: "poke",

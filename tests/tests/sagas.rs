@@ -371,7 +371,10 @@ fn transfer_decisions() {
     };
     let body = |account: &str| serde_json::json!({"account_id": account, "amount": 5});
     let started = transfer.decide(Input::Started(&requested));
-    assert_eq!(sends(&started), [("withdraw".into(), "withdraw".into(), body("a"))]);
+    assert_eq!(
+        sends(&started),
+        [("withdraw".into(), "withdraw".into(), body("a"))]
+    );
     let outcome: allframe::CommandOutcome = serde_json::from_value(serde_json::json!({
         "stream_id": "account-a", "aggregate_id": "a", "version": 2, "position": 9, "events": []
     }))
@@ -380,14 +383,20 @@ fn transfer_decisions() {
         step: "withdraw",
         outcome: &outcome,
     });
-    assert_eq!(sends(&withdrawn), [("deposit".into(), "deposit".into(), body("b"))]);
+    assert_eq!(
+        sends(&withdrawn),
+        [("deposit".into(), "deposit".into(), body("b"))]
+    );
     let late = transfer.decide(Input::TimedOut { step: "withdraw" });
     assert_eq!(late.ending(), Some(("rejected", Some("timed-out"))));
     assert!(sends(&late).is_empty());
 
     // A deposit that times out is paid back, like a refused one.
     let unanswered = transfer.decide(Input::TimedOut { step: "deposit" });
-    assert_eq!(sends(&unanswered), [("refund".into(), "deposit".into(), body("a"))]);
+    assert_eq!(
+        sends(&unanswered),
+        [("refund".into(), "deposit".into(), body("a"))]
+    );
     assert_eq!(
         unanswered.events(),
         [TransferEvent::DepositRefused {

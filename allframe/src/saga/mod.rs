@@ -42,7 +42,7 @@ use crate::event::Event;
 
 mod runner;
 
-pub use runner::{SagaError, SagaView, Sagas, SagasBuilder};
+pub use runner::{SagaError, SagaView, Sagas, SagasBuilder, view};
 
 /// The stored type of the record appended with each decision.
 pub const STEP_EVENT_TYPE: &str = "SagaStep";

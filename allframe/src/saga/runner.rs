@@ -189,38 +189,12 @@ impl Sagas {
         &self.names
     }
 
-    /// Instance `id` of saga `name`, or `None` when there is no such
-    /// instance.
+    /// Instance `id` of saga `name` ([`view`]), for a saga this runs.
     pub async fn view(&self, name: &str, id: &str) -> Result<Option<SagaView>, SagaError> {
         if !self.names.contains(&name) {
             return Err(SagaError::UnknownSaga(name.to_owned()));
         }
-        let stream = format!("{CATEGORY}-{name}-{id}");
-        if crate::store::validate_stream_id(&stream).is_err() {
-            return Ok(None);
-        }
-        let events = read_stream(&*self.shared.store, &stream).await?;
-        let Some(first) = events.first() else {
-            return Ok(None);
-        };
-        let mut view = SagaView {
-            id: id.to_owned(),
-            name: name.to_owned(),
-            status: "running".into(),
-            steps: 0,
-            started_at: first.recorded_at,
-            ended_at: None,
-            reason: None,
-        };
-        for event in events.iter().filter(|e| e.event_type == STEP_EVENT_TYPE) {
-            view.steps += 1;
-            if let Ok(Record { end: Some(end), .. }) = serde_json::from_str(event.data.get()) {
-                view.status = end.status;
-                view.reason = end.reason;
-                view.ended_at = Some(event.recorded_at);
-            }
-        }
-        Ok(Some(view))
+        Ok(view(&*self.shared.store, name, id).await?)
     }
 
     /// Stops every runner and waits until each has stopped.
@@ -232,6 +206,41 @@ impl Sagas {
             let _ = task.await;
         }
     }
+}
+
+/// Instance `id` of saga `name` as its stream has it, or `None` when
+/// there is no such instance.
+pub async fn view(
+    store: &dyn EventStore,
+    name: &str,
+    id: &str,
+) -> Result<Option<SagaView>, StoreError> {
+    let stream = format!("{CATEGORY}-{name}-{id}");
+    if crate::store::validate_stream_id(&stream).is_err() {
+        return Ok(None);
+    }
+    let events = read_stream(store, &stream).await?;
+    let Some(first) = events.first() else {
+        return Ok(None);
+    };
+    let mut view = SagaView {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        status: "running".into(),
+        steps: 0,
+        started_at: first.recorded_at,
+        ended_at: None,
+        reason: None,
+    };
+    for event in events.iter().filter(|e| e.event_type == STEP_EVENT_TYPE) {
+        view.steps += 1;
+        if let Ok(Record { end: Some(end), .. }) = serde_json::from_str(event.data.get()) {
+            view.status = end.status;
+            view.reason = end.reason;
+            view.ended_at = Some(event.recorded_at);
+        }
+    }
+    Ok(Some(view))
 }
 
 /// Every event of `stream`, in order.
