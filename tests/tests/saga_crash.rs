@@ -54,7 +54,7 @@ async fn start_round(store: &dyn EventStore, accounts: &[String], round: usize) 
             0 => "nobody".to_owned(),
             _ => accounts[(n + 1 + n / ACCOUNTS % (ACCOUNTS - 1)) % ACCOUNTS].clone(),
         };
-        let amount = if n % 11 == 0 {
+        let amount = if n.is_multiple_of(11) {
             5_000
         } else {
             1 + (n as u64 * 37) % 200
