@@ -21,6 +21,7 @@ use crate::http::routes::Mounts;
 use crate::http::stream::{EventStreamConfig, EventStreams};
 use crate::projection::{ProjectionError, Projections, ProjectionsBuilder};
 use crate::query::{Queries, QueryRegistryError};
+use crate::saga::{Saga, SagaError, Sagas, SagasBuilder};
 use crate::store::log::each_page;
 use crate::store::{EventFilter, EventStore, StoreError, StoredType};
 
@@ -36,6 +37,7 @@ pub struct App {
     events: Arc<EventStreams>,
     projections: Projections,
     queries: Queries,
+    sagas: Arc<Sagas>,
 }
 
 impl App {
@@ -50,6 +52,8 @@ impl App {
             events: EventStreamConfig::default(),
             projections: None,
             read_wait: DEFAULT_READ_WAIT,
+            sagas: Vec::new(),
+            saga_step_timeout: crate::saga::DEFAULT_STEP_TIMEOUT,
         }
     }
 
@@ -83,6 +87,11 @@ impl App {
         &self.queries
     }
 
+    /// The running sagas (read an instance's status from Rust).
+    pub fn sagas(&self) -> &Sagas {
+        &self.sagas
+    }
+
     /// The dispatcher, to run commands from Rust.
     pub fn dispatcher(&self) -> &Arc<Dispatcher> {
         &self.dispatcher
@@ -100,12 +109,13 @@ impl App {
         self.events.shutdown().await;
     }
 
-    /// Stops the projections and closes the event store's connections
+    /// Stops the sagas and the projections and closes the event store's connections
     /// (SQLite checkpoints and removes its WAL). [`App::serve`] calls it
     /// once it has stopped serving; serving the router yourself, call it
     /// last, after `axum::serve(..)` returns, since commands and reads fail
     /// from here on.
     pub async fn close(&self) {
+        self.sagas.stop().await;
         self.projections.stop().await;
         self.dispatcher.store().close().await;
     }
@@ -124,9 +134,27 @@ pub struct AppBuilder {
     /// `None`: every linked projection with default settings.
     projections: Option<ProjectionsBuilder>,
     read_wait: Duration,
+    /// Adds each saga to the runners' builder.
+    sagas: Vec<fn(SagasBuilder) -> SagasBuilder>,
+    saga_step_timeout: Duration,
 }
 
 impl AppBuilder {
+    /// Runs saga `S` (see [`Saga`]): its runner follows the log from its
+    /// checkpoint, `GET /sagas/{name}/{id}` shows its instances, and its
+    /// create-commands answer `202` with the new instance's id.
+    pub fn saga<S: Saga>(mut self) -> Self {
+        self.sagas.push(SagasBuilder::saga::<S>);
+        self
+    }
+
+    /// How long a saga's step may go unanswered before the saga is told
+    /// it timed out (default 30 s; see [`SagasBuilder::step_timeout`]).
+    pub fn saga_step_timeout(mut self, timeout: Duration) -> Self {
+        self.saga_step_timeout = timeout;
+        self
+    }
+
     /// Provides `Dep<T>` to command handlers and axum handlers.
     pub fn provide<T: Send + Sync + 'static>(mut self, value: T) -> Self {
         self.dependencies = self.dependencies.provide(value);
@@ -233,8 +261,20 @@ impl AppBuilder {
             .start()
             .await?;
         let queries = Queries::new(projections.clone(), container.clone())?;
+        let sagas = self
+            .sagas
+            .iter()
+            .fold(
+                Sagas::builder(&*self.store, dispatcher.clone())
+                    .step_timeout(self.saga_step_timeout),
+                |builder, add| add(builder),
+            )
+            .start()
+            .await?;
+        let sagas = Arc::new(sagas);
         let (routes, base) = self.routes.unwrap_or_default().split_for_parts();
-        let openapi = Document::build(&described, base).with_reads(&projections, &queries);
+        let openapi =
+            Document::build(&described, sagas.names(), base).with_reads(&projections, &queries);
         let mut shapes = TodaysShapes::default();
         for command in &described {
             shapes.insert(command.category, command.todays_shape);
@@ -250,6 +290,7 @@ impl AppBuilder {
             },
             document: openapi.clone(),
             streams: events.clone(),
+            sagas: sagas.clone(),
         });
         // After the user's routes, so the 405 covers theirs too (a custom
         // method fallback of theirs is kept) and the 404 covers every path.
@@ -266,6 +307,7 @@ impl AppBuilder {
             events,
             projections,
             queries,
+            sagas,
         })
     }
 }
@@ -297,6 +339,9 @@ pub enum AppError {
     /// The query registry or its dependency check failed.
     #[error(transparent)]
     Queries(#[from] QueryRegistryError),
+    /// The sagas could not start.
+    #[error(transparent)]
+    Sagas(#[from] SagaError),
     /// The store could not say which kinds of events it holds.
     #[error("reading the kinds of stored events failed: {0}")]
     Store(#[source] StoreError),

@@ -85,7 +85,13 @@ async fn every_documented_status_is_produced_and_no_other() {
     let router = app.router();
     let mut seen = Seen::default();
 
-    for name in ["open-account", "deposit", "withdraw", "close-account"] {
+    for name in [
+        "open-account",
+        "deposit",
+        "withdraw",
+        "close-account",
+        "transfer-money",
+    ] {
         let path = format!("/commands/{name}");
         // Close needs an empty account; withdraw needs money.
         let initial_deposit = if name == "close-account" { 0 } else { 5 };
@@ -98,9 +104,11 @@ async fn every_documented_status_is_produced_and_no_other() {
             body.retain(|field, _| fields.contains(field));
             Value::Object(body).to_string()
         };
-        let ok =
-            fit(json!({"account_id": id, "owner": "Ada", "email": "ada@example.com", "amount": 1}));
-        // 200 or 201.
+        let ok = fit(json!({
+            "account_id": id, "owner": "Ada", "email": "ada@example.com", "amount": 1,
+            "from_account_id": id, "to_account_id": "someone-else",
+        }));
+        // 200, 201 or (starting a saga) 202.
         seen.send(
             &router,
             &path,
@@ -111,7 +119,8 @@ async fn every_documented_status_is_produced_and_no_other() {
         seen.send(&router, &path, post(&path).body(Body::from("{")).unwrap())
             .await;
         // 404: no such account (create-commands cannot miss one).
-        let missing = json!({"account_id": "nope", "amount": 1, "owner": "A", "email": "a@b.c"});
+        let missing = json!({"account_id": "nope", "amount": 1, "owner": "A", "email": "a@b.c",
+                             "from_account_id": "nope", "to_account_id": "nope-2"});
         seen.send(
             &router,
             &path,
@@ -120,7 +129,8 @@ async fn every_documented_status_is_produced_and_no_other() {
         .await;
         // 409: a conflict on every attempt.
         let fresh = open(&router, initial_deposit).await;
-        let conflicting = json!({"account_id": fresh, "amount": 1, "owner": "A", "email": "a@b.c"});
+        let conflicting = json!({"account_id": fresh, "amount": 1, "owner": "A", "email": "a@b.c",
+                                 "from_account_id": fresh, "to_account_id": "someone-else"});
         store.set(Some(Fault::Conflict));
         seen.send(
             &router,
@@ -146,7 +156,8 @@ async fn every_documented_status_is_produced_and_no_other() {
         // 422: invalid fields, or (closing an account with money in it) a
         // refusal.
         let rich = open(&router, 5).await;
-        let invalid = json!({"account_id": rich, "amount": 0, "owner": "", "email": "no"});
+        let invalid = json!({"account_id": rich, "amount": 0, "owner": "", "email": "no",
+                             "from_account_id": rich, "to_account_id": "someone-else"});
         seen.send(
             &router,
             &path,
@@ -155,7 +166,7 @@ async fn every_documented_status_is_produced_and_no_other() {
         .await;
         // 503: the stream holds an event of a newer release (in a store of
         // its own, whose projection that event stops).
-        if name != "open-account" {
+        if !["open-account", "transfer-money"].contains(&name) {
             let upgrading = Faulty::new();
             let router = bank::app(&upgrading).build().await.unwrap().router();
             let upgraded = open(&router, initial_deposit).await;
@@ -185,6 +196,7 @@ async fn every_documented_status_is_produced_and_no_other() {
     }
 
     let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+    sagas(&store, &router, &mut seen).await;
     seen.send(&router, "/health", get("/health")).await;
     seen.send(&router, "/about", get("/about")).await;
     store.set(Some(Fault::Unreachable));
@@ -214,6 +226,31 @@ async fn every_documented_status_is_produced_and_no_other() {
         only_documented.is_empty() && only_seen.is_empty(),
         "documented but never produced: {only_documented:?}\nproduced but not documented: {only_seen:?}"
     );
+}
+
+/// Every status of `GET /sagas/{name}/{id}`.
+async fn sagas(store: &Faulty, router: &axum::Router, seen: &mut Seen) {
+    let path = "/sagas/{name}/{id}";
+    let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+    let (a, b) = (open(router, 5).await, open(router, 0).await);
+    let transfer = json!({"from_account_id": a, "to_account_id": b, "amount": 1});
+    let started = router
+        .clone()
+        .oneshot(
+            post("/commands/transfer-money")
+                .body(Body::from(transfer.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let location = started.headers()["location"].to_str().unwrap().to_owned();
+    seen.send(router, path, get(&location)).await;
+    seen.send(router, path, get("/sagas/transfer-money/nope"))
+        .await;
+    seen.send(router, path, get("/sagas/nope/nope")).await;
+    store.set(Some(Fault::Unreachable));
+    seen.send(router, path, get(&location)).await;
+    store.set(None);
 }
 
 /// Every status of the projection, query and admin routes.

@@ -60,13 +60,16 @@ struct Chore {
     what: String,
 }
 
-impl Saga for Chore {
-    const NAME: &'static str = "chore";
+impl Aggregate for Chore {
     type Event = ChoreEvent;
-    fn evolve(&mut self, event: &ChoreEvent) {
+    const CATEGORY: &'static str = "saga-chore";
+    fn apply(&mut self, event: &ChoreEvent) {
         let ChoreEvent::Asked { what } = event;
         self.what = what.clone();
     }
+}
+
+impl Saga for Chore {
     fn decide(&self, input: Input<'_, Self>) -> Decision<Self> {
         let poke = Poke {
             id: self.what.clone(),
@@ -161,7 +164,7 @@ async fn a_step_sent_twice_fails_the_instance() {
 #[test]
 fn decisions_can_be_read_back() {
     let mut chore = Chore::default();
-    chore.evolve(&ChoreEvent::Asked { what: "x".into() });
+    chore.apply(&ChoreEvent::Asked { what: "x".into() });
     let asked = ChoreEvent::Asked { what: "x".into() };
     let decision = chore.decide(Input::Started(&asked));
     let sends: Vec<_> = decision.sends().collect();

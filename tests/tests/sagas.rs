@@ -354,15 +354,15 @@ async fn postgres_concurrent_transfers() {
 /// The transfer's decisions for each answer, timeouts included.
 #[test]
 fn transfer_decisions() {
-    use allframe::Saga;
     use allframe::saga::Input;
+    use allframe::{Aggregate, Saga};
     let requested = TransferEvent::TransferRequested {
         from_account_id: "a".into(),
         to_account_id: "b".into(),
         amount: 5,
     };
     let mut transfer = Transfer::default();
-    transfer.evolve(&requested);
+    transfer.apply(&requested);
     let sends = |decision: &allframe::saga::Decision<Transfer>| {
         decision
             .sends()
@@ -403,7 +403,7 @@ fn transfer_decisions() {
             code: "timed-out".into()
         }]
     );
-    transfer.evolve(&unanswered.events()[0]);
+    transfer.apply(&unanswered.events()[0]);
     let refunded = transfer.decide(Input::Done {
         step: "refund",
         outcome: &outcome,

@@ -151,6 +151,14 @@ impl Dispatcher {
             .map(|registered| registered.erased.creates())
     }
 
+    /// The saga the command registered as `name` starts, by name: a
+    /// create-command on a saga (see [`Saga`](crate::Saga)).
+    pub fn starts_saga(&self, name: &str) -> Option<&'static str> {
+        let registered = self.handlers.get(name)?;
+        let erased = &registered.erased;
+        crate::saga::started_by(erased.creates(), erased.category())
+    }
+
     /// Every command, sorted by name, as the OpenAPI document describes it.
     pub(crate) fn describe(&self) -> Vec<super::registry::Description> {
         self.handlers

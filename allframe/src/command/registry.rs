@@ -125,6 +125,9 @@ pub(crate) trait ErasedHandler: Send + Sync + 'static {
     /// Whether its command creates its aggregate.
     fn creates(&self) -> bool;
 
+    /// Its aggregate's stream category.
+    fn category(&self) -> &'static str;
+
     /// What the OpenAPI document says about its command.
     fn describe(&self) -> Description;
 
@@ -160,6 +163,8 @@ pub(crate) struct Description {
     pub(crate) events: Vec<(&'static str, WireSchema)>,
     /// The aggregate's stream category.
     pub(crate) category: &'static str,
+    /// The saga it starts (a create-command on a saga), by name.
+    pub(crate) saga: Option<&'static str>,
     /// [`crate::Event::version_of`] of its event type.
     pub(crate) version_of: fn(&str) -> Option<u32>,
     /// Its events in today's shape (see [`crate::event::in_todays_shape`]).
@@ -187,6 +192,10 @@ impl<H: CommandHandler> ErasedHandler for Erased<H> {
         <H::Command as Command>::CREATE
     }
 
+    fn category(&self) -> &'static str {
+        <<H::Command as Command>::Aggregate as crate::aggregate::Aggregate>::CATEGORY
+    }
+
     fn describe(&self) -> Description {
         type Aggregate<H> = <<H as CommandHandler>::Command as Command>::Aggregate;
         type Event<H> = <Aggregate<H> as crate::aggregate::Aggregate>::Event;
@@ -198,6 +207,10 @@ impl<H: CommandHandler> ErasedHandler for Erased<H> {
             event: short_type_name::<Event<H>>(),
             events: <Event<H> as crate::event::Event>::data_schemas(),
             category: <Aggregate<H> as crate::aggregate::Aggregate>::CATEGORY,
+            saga: crate::saga::started_by(
+                <H::Command as Command>::CREATE,
+                <Aggregate<H> as crate::aggregate::Aggregate>::CATEGORY,
+            ),
             version_of: <Event<H> as crate::event::Event>::version_of,
             todays_shape: crate::event::in_todays_shape::<Event<H>>,
             refusals: <H::Error as super::DomainError>::CODES,

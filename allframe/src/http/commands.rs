@@ -91,7 +91,30 @@ async fn handle(
         .dispatcher
         .dispatch_json(name, &body, options)
         .await?;
-    Ok(success(&outcome, creates))
+    Ok(match routes.dispatcher.starts_saga(name) {
+        Some(saga) => started(&outcome, saga),
+        None => success(&outcome, creates),
+    })
+}
+
+/// `202 {saga_id}` with the saga's `Location`: the saga goes on in the
+/// background, and will reach an end even if the process dies.
+fn started(outcome: &CommandOutcome, saga: &str) -> Response {
+    let body = crate::saga::SagaStarted {
+        saga_id: outcome.aggregate_id.clone(),
+    };
+    let mut response = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
+    let headers = response.headers_mut();
+    // Ids are checked stream ids; one that is not a valid header is left
+    // without a `Location` rather than failing the accepted command.
+    if let Ok(location) = HeaderValue::from_str(&format!("/sagas/{saga}/{}", outcome.aggregate_id))
+    {
+        headers.insert(header::LOCATION, location);
+    }
+    if outcome.replayed {
+        headers.insert(IDEMPOTENCY_REPLAYED, HeaderValue::from_static("true"));
+    }
+    response
 }
 
 fn success(outcome: &CommandOutcome, creates: bool) -> Response {

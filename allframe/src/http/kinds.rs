@@ -106,6 +106,11 @@ pub const UNKNOWN_QUERY: ProblemKind = kind(404, "unknown-query", "Unknown query
 pub const INVALID_QUERY_PARAMETERS: ProblemKind =
     kind(400, "invalid-query-parameters", "Bad request");
 
+/// No saga has the name.
+pub const UNKNOWN_SAGA: ProblemKind = kind(404, "unknown-saga", "Not found");
+/// The saga has no instance with the id.
+pub const SAGA_NOT_FOUND: ProblemKind = kind(404, "saga-not-found", "Not found");
+
 /// A bad event-stream parameter.
 pub const INVALID_PARAMETER: ProblemKind = kind(400, "invalid-parameter", "Bad request");
 /// `GET /events/ws` without a WebSocket handshake.
@@ -177,6 +182,8 @@ pub(crate) mod routes {
     pub(crate) const QUERY: &[ProblemKind] = &[INVALID_QUERY_PARAMETERS, VALIDATION_FAILED];
     /// `GET /admin/projections`.
     pub(crate) const ADMIN_LIST: &[ProblemKind] = &[INTERNAL_ERROR];
+    /// `GET /sagas/{name}/{id}`.
+    pub(crate) const SAGA: &[ProblemKind] = &[UNKNOWN_SAGA, SAGA_NOT_FOUND, STORE_UNAVAILABLE];
     /// `POST /admin/projections/{name}/rebuild` and `.../restart`.
     pub(crate) const ADMIN_ACTION: &[ProblemKind] = &[UNKNOWN_PROJECTION, INTERNAL_ERROR];
     /// `GET /health`.

@@ -15,6 +15,7 @@ pub(crate) mod problem;
 mod queries;
 pub(crate) mod reads;
 pub(crate) mod routes;
+mod sagas;
 pub(crate) mod stream;
 
 pub use commands::{CORRELATION_ID, IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED};

@@ -11,8 +11,9 @@ use super::commands::{CommandRoutes, post_command};
 use super::openapi::Document;
 use super::reads::ReadRoutes;
 use super::stream::EventStreams;
-use super::{admin, health, queries, reads, stream};
+use super::{admin, health, queries, reads, sagas, stream};
 use crate::projection::Projections;
+use crate::saga::Sagas;
 
 /// The state each route family needs.
 pub(crate) struct Mounts {
@@ -26,6 +27,8 @@ pub(crate) struct Mounts {
     pub(crate) document: Document,
     /// `GET /events/ws` and `GET /events/sse`.
     pub(crate) streams: Arc<EventStreams>,
+    /// `GET /sagas/{name}/{id}`.
+    pub(crate) sagas: Arc<Sagas>,
 }
 
 /// The framework's routes; the app adds the user's, the fallbacks and the
@@ -51,6 +54,10 @@ pub(crate) fn router(mounts: Mounts) -> Router {
                 .route("/admin/projections/{name}/rebuild", post(admin::rebuild))
                 .route("/admin/projections/{name}/restart", post(admin::restart))
                 .with_state(mounts.reads),
+        )
+        .route(
+            "/sagas/{name}/{id}",
+            get(sagas::get).with_state(mounts.sagas),
         )
         .merge(
             Router::new()

@@ -2,8 +2,9 @@
 //! compensate and survive crashes.
 //!
 //! A saga instance is a stream of its own, `saga-{name}-{id}`, started by
-//! appending its first event ([`Sagas::start`]). Its state is folded from
-//! its own events like an aggregate's ([`Saga::evolve`]). For each input —
+//! a create-command on it (or [`Sagas::start`]), which records its first
+//! event. A saga is an aggregate over that stream: its state is folded
+//! from its own events by [`Aggregate::apply`]. For each input —
 //! the first event, the answer to a command it sent, a step that timed out
 //! — [`Saga::decide`] returns a [`Decision`]: events to record, commands to
 //! send (each a named step) and, optionally, the end. The decision is
@@ -36,9 +37,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Command;
 use crate::command::CommandOutcome;
-use crate::event::Event;
+use crate::{Aggregate, Command};
 
 mod runner;
 
@@ -54,28 +54,57 @@ pub const CATEGORY: &str = "saga";
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A workflow across aggregates. See the [module docs](self).
-pub trait Saga: Default + Send + Sync + 'static {
-    /// Its name: instances live in streams `saga-{NAME}-{id}`. Lowercase
-    /// letters, digits and `-`.
-    const NAME: &'static str;
-
-    /// Its own events, folded into its state. The first one, recorded by
-    /// [`Sagas::start`], starts an instance.
-    type Event: Event;
-
-    /// Applies one of its own events to the state.
-    fn evolve(&mut self, event: &Self::Event);
-
+///
+/// A saga is an [`Aggregate`] over its own stream: its events are the
+/// aggregate's events, folded by [`Aggregate::apply`], and its
+/// `CATEGORY` is `saga-{name}` (lowercase letters, digits and `-` after
+/// `saga-`), so instance `id` lives in the stream `saga-{name}-{id}`. A
+/// create-command on it starts an instance: over HTTP it answers `202`
+/// with the saga's id.
+pub trait Saga: Aggregate {
     /// Decides what to do about `input`, on the state folded so far.
     fn decide(&self, input: Input<'_, Self>) -> Decision<Self>;
 }
 
+/// The name of saga `S`: its category after `saga-`.
+pub fn name<S: Saga>() -> &'static str {
+    S::CATEGORY
+        .strip_prefix(STREAM_PREFIX)
+        .unwrap_or(S::CATEGORY)
+}
+
+/// What every saga's category starts with.
+pub const STREAM_PREFIX: &str = "saga-";
+
+/// The saga a command starts: the name in its aggregate's `category`
+/// when it `creates` and the category is a saga's.
+pub(crate) fn started_by(creates: bool, category: &'static str) -> Option<&'static str> {
+    (creates && is_saga_category(category)).then(|| &category[STREAM_PREFIX.len()..])
+}
+
+/// What a command that starts a saga answers over HTTP (`202`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SagaStarted {
+    /// The new instance's id: `GET /sagas/{name}/{saga_id}` follows it.
+    pub saga_id: String,
+}
+
+/// Whether `category` names a saga: `saga-` and then lowercase letters,
+/// digits and `-`, starting with a letter.
+pub(crate) fn is_saga_category(category: &str) -> bool {
+    category.strip_prefix(STREAM_PREFIX).is_some_and(|name| {
+        name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    })
+}
+
 /// What a saga decides about.
-#[derive(Debug)]
 #[non_exhaustive]
 pub enum Input<'a, S: Saga> {
     /// The instance's first event: it was just started.
-    Started(&'a S::Event),
+    Started(&'a <S as Aggregate>::Event),
     /// The command sent as `step` was carried out.
     Done {
         /// The step's name.
@@ -139,13 +168,15 @@ pub(crate) struct Record {
 ///
 /// ```
 /// # use allframe::saga::{Decision, Saga, Input};
-/// # use allframe::Event;
+/// # use allframe::{Aggregate, Event};
 /// # #[derive(Event)] enum TripEvent { Booked {} }
 /// # #[derive(Default)] struct Trip;
-/// # impl Saga for Trip {
-/// #     const NAME: &'static str = "trip";
+/// # impl Aggregate for Trip {
 /// #     type Event = TripEvent;
-/// #     fn evolve(&mut self, _: &TripEvent) {}
+/// #     const CATEGORY: &'static str = "saga-trip";
+/// #     fn apply(&mut self, _: &TripEvent) {}
+/// # }
+/// # impl Saga for Trip {
 /// #     fn decide(&self, input: Input<'_, Self>) -> Decision<Self> {
 /// match input {
 ///     Input::Refused { code, .. } => Decision::end("rejected").because(code),
@@ -154,14 +185,43 @@ pub(crate) struct Record {
 /// #     }
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct Decision<S: Saga> {
-    pub(crate) events: Vec<S::Event>,
+    pub(crate) events: Vec<<S as Aggregate>::Event>,
     pub(crate) sends: Vec<Sent>,
     pub(crate) end: Option<End>,
     /// Why the decision cannot be recorded as it is (a command that does
     /// not encode): the instance then ends as `failed`.
     pub(crate) invalid: Option<String>,
+}
+
+impl<S: Saga> std::fmt::Debug for Input<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Started(_) => f.write_str("Started"),
+            Self::Done { step, outcome } => f
+                .debug_struct("Done")
+                .field("step", step)
+                .field("version", &outcome.version)
+                .finish_non_exhaustive(),
+            Self::Refused { step, code, .. } => f
+                .debug_struct("Refused")
+                .field("step", step)
+                .field("code", code)
+                .finish_non_exhaustive(),
+            Self::TimedOut { step } => f.debug_struct("TimedOut").field("step", step).finish(),
+        }
+    }
+}
+
+impl<S: Saga> std::fmt::Debug for Decision<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decision")
+            .field("events", &self.events.len())
+            .field("sends", &self.sends)
+            .field("end", &self.end)
+            .field("invalid", &self.invalid)
+            .finish()
+    }
 }
 
 impl<S: Saga> Default for Decision<S> {
@@ -194,7 +254,7 @@ impl<S: Saga> Decision<S> {
     }
 
     /// Also records `event` in the saga's stream.
-    pub fn record(mut self, event: S::Event) -> Self {
+    pub fn record(mut self, event: <S as Aggregate>::Event) -> Self {
         self.events.push(event);
         self
     }
@@ -249,7 +309,7 @@ impl<S: Saga> Decision<S> {
     }
 
     /// The events it records, in order.
-    pub fn events(&self) -> &[S::Event] {
+    pub fn events(&self) -> &[<S as Aggregate>::Event] {
         &self.events
     }
 
@@ -283,7 +343,7 @@ impl<S: Saga> Decision<S> {
     }
 }
 
-/// The stream id of instance `id` of saga `S`.
+/// The stream id of instance `id` of saga `S`: `saga-{name}-{id}`.
 pub fn stream_id<S: Saga>(id: &str) -> String {
-    format!("{CATEGORY}-{}-{id}", S::NAME)
+    crate::aggregate::stream_id::<S>(id)
 }

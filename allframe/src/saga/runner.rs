@@ -13,8 +13,9 @@ use uuid::Uuid;
 
 use super::{
     CATEGORY, DEFAULT_STEP_TIMEOUT, Decision, End, Input, Record, STEP_EVENT_TYPE, Saga, Sent,
-    stream_id,
+    name, stream_id,
 };
+use crate::Aggregate;
 use crate::command::{CommandError, CommandOutcome, DispatchOptions, Dispatcher};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::store::projections::{Batch, Committed, ProjectionStore};
@@ -35,10 +36,11 @@ pub enum SagaError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The store keeps no projection storage, where a runner keeps its
-    /// checkpoint.
-    #[error("sagas need a store that keeps checkpoints (projection storage)")]
-    NoCheckpoints,
+    /// A saga's category is not `saga-{name}`.
+    #[error(
+        "saga `{0}`: its category must be `saga-` and a name of lowercase letters, digits and `-`"
+    )]
+    Misnamed(&'static str),
     /// No saga is registered under this name.
     #[error("there is no saga `{0}`")]
     UnknownSaga(String),
@@ -95,16 +97,27 @@ impl SagasBuilder {
     /// Runs saga `S`.
     pub fn saga<S: Saga>(mut self) -> Self {
         self.runners
-            .push((S::NAME, |shared| run::<S>(shared).boxed()));
+            .push((S::CATEGORY, |shared| run::<S>(shared).boxed()));
         self
     }
 
     /// Starts a runner per saga, each from its stored checkpoint.
     pub async fn start(self) -> Result<Sagas, SagaError> {
+        if let Some((misnamed, _)) = self
+            .runners
+            .iter()
+            .find(|(category, _)| !super::is_saga_category(category))
+        {
+            return Err(SagaError::Misnamed(misnamed));
+        }
+        // A store without projection storage keeps the checkpoints in
+        // memory, like its projections' rows: after a restart the runners
+        // read the log from the start again, which decides and sends
+        // nothing twice, only takes longer.
         let storage = self
             .store
             .projection_store()
-            .ok_or(SagaError::NoCheckpoints)?;
+            .unwrap_or_else(|| Arc::new(crate::store::projections::MemoryProjectionStore::new()));
         let shared = Arc::new(Shared {
             store: self.store,
             dispatcher: self.dispatcher,
@@ -118,7 +131,11 @@ impl SagasBuilder {
             .collect();
         Ok(Sagas {
             shared,
-            names: self.runners.iter().map(|(name, _)| *name).collect(),
+            names: self
+                .runners
+                .iter()
+                .map(|(category, _)| &category[super::STREAM_PREFIX.len()..])
+                .collect(),
             tasks: Mutex::new(tasks),
         })
     }
@@ -280,10 +297,10 @@ async fn run<S: Saga>(shared: Arc<Shared>) {
         let Err(interrupt) = work::<S>(&shared).await;
         match &interrupt {
             Interrupt::WaitingForUpgrade(_) => {
-                tracing::warn!(saga = S::NAME, %interrupt, "saga runner paused at an event of a newer release; waiting for the upgrade");
+                tracing::warn!(saga = name::<S>(), %interrupt, "saga runner paused at an event of a newer release; waiting for the upgrade");
             }
             _ => {
-                tracing::warn!(saga = S::NAME, %interrupt, "saga runner interrupted; starting over from its checkpoint")
+                tracing::warn!(saga = name::<S>(), %interrupt, "saga runner interrupted; starting over from its checkpoint")
             }
         }
         tokio::time::sleep(backoff).await;
@@ -295,13 +312,13 @@ async fn run<S: Saga>(shared: Arc<Shared>) {
 /// instances concurrently (each instance's events in order) and moving
 /// the checkpoint past the batch once all of it is done.
 async fn work<S: Saga>(shared: &Shared) -> Result<std::convert::Infallible, Interrupt> {
-    let checkpoint = format!("saga:{}", S::NAME);
+    let checkpoint = format!("saga:{}", name::<S>());
     let live = shared.storage.open(&checkpoint, 1).await?.live;
     let mut stored = live.checkpoint;
     let mut subscription = shared
         .store
         .subscribe(stored, EventFilter::all().category(CATEGORY));
-    let prefix = format!("{CATEGORY}-{}-", S::NAME);
+    let prefix = format!("{CATEGORY}-{}-", name::<S>());
     loop {
         let Some(first) = subscription.next().await else {
             return Err(StoreError::Closed.into());
@@ -358,7 +375,7 @@ async fn handle<S: Saga>(
         let record: Record = match serde_json::from_str(event.data.get()) {
             Ok(record) => record,
             Err(error) => {
-                tracing::error!(saga = S::NAME, id, position = event.position, %error, "an unreadable saga step record; skipped");
+                tracing::error!(saga = name::<S>(), id, position = event.position, %error, "an unreadable saga step record; skipped");
                 return Ok(());
             }
         };
@@ -367,7 +384,7 @@ async fn handle<S: Saga>(
         }
         Ok(())
     } else if event.version == 1 {
-        let first = match event.decode::<S::Event>() {
+        let first = match event.decode::<<S as Aggregate>::Event>() {
             Ok(first) => first,
             Err(error) if error.is_newer_than_known() => {
                 return Err(Interrupt::WaitingForUpgrade(error.to_string()));
@@ -422,8 +439,8 @@ async fn load<S: Saga>(store: &dyn EventStore, stream: &str) -> Result<Instance<
             }
             continue;
         }
-        match event.decode::<S::Event>() {
-            Ok(own) if instance.broken.is_none() => instance.state.evolve(&own),
+        match event.decode::<<S as Aggregate>::Event>() {
+            Ok(own) if instance.broken.is_none() => instance.state.apply(&own),
             Ok(_) => {}
             Err(error) if error.is_newer_than_known() => {
                 return Err(Interrupt::WaitingForUpgrade(error.to_string()));
@@ -486,7 +503,7 @@ async fn dispatch<S: Saga>(
     let mut backoff = FIRST_RETRY;
     loop {
         let options = DispatchOptions::default()
-            .idempotency_key(format!("saga:{}:{id}:{}", S::NAME, send.step))
+            .idempotency_key(format!("saga:{}:{id}:{}", name::<S>(), send.step))
             .correlation_id(id)
             .causation_id(step_event.metadata.event_id.to_string());
         let error = match shared
@@ -504,7 +521,7 @@ async fn dispatch<S: Saga>(
             CommandError::Store(_) | CommandError::IdempotencyInFlight(_) => {}
             error if error.code() == "conflict" || error.is_internal() => {
                 if deadline.is_some_and(|deadline| Utc::now() >= deadline) {
-                    tracing::warn!(saga = S::NAME, id, step = send.step, %error, "a saga step timed out");
+                    tracing::warn!(saga = name::<S>(), id, step = send.step, %error, "a saga step timed out");
                     return Ok(Answer::TimedOut);
                 }
             }
@@ -515,7 +532,7 @@ async fn dispatch<S: Saga>(
                 });
             }
         }
-        tracing::debug!(saga = S::NAME, id, step = send.step, %error, "a saga's command failed; sending it again");
+        tracing::debug!(saga = name::<S>(), id, step = send.step, %error, "a saga's command failed; sending it again");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }

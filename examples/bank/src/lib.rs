@@ -3,7 +3,8 @@
 //! [`domain`] is everything the bank knows about accounts — events, the
 //! account aggregate, commands, their handlers and the refusals — written
 //! with AllFrame's macros and nothing else; [`accounts`] is the read model
-//! of them and the query over it. [`app`] starts the service's builder with
+//! of them and the query over it; [`transfer`] moves money between
+//! accounts, a saga. [`app`] starts the service's builder with
 //! its one plain route, `GET /about`; building it starts the projections.
 use allframe::Dep;
 use allframe::router::{OpenApiRouter, routes};
@@ -51,6 +52,7 @@ async fn about(about: Dep<About>) -> Json<About> {
 pub fn app(store: &dyn allframe::EventStore) -> allframe::AppBuilder {
     allframe::App::builder(store)
         .projections(allframe::Projections::builder(store).projection::<accounts::AccountRow>())
+        .saga::<transfer::Transfer>()
         .provide(About {
             name: env!("CARGO_PKG_NAME"),
             version: env!("CARGO_PKG_VERSION"),

@@ -30,6 +30,15 @@ struct Args {
         default_value = "sqlite://bank.db"
     )]
     database_url: String,
+    /// How long a transfer's step (its withdrawal, its deposit) may go
+    /// unanswered before the transfer is rejected or paid back.
+    #[arg(
+        long,
+        env = "BANK_TRANSFER_STEP_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 30
+    )]
+    transfer_step_timeout: u64,
 }
 
 #[tokio::main]
@@ -53,7 +62,10 @@ async fn main() -> ExitCode {
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let store = allframe::store::connect(&args.database_url).await?;
     // Also starts every projection (the bank's `accounts`).
-    let app = bank::app(&*store).build().await?;
+    let app = bank::app(&*store)
+        .saga_step_timeout(std::time::Duration::from_secs(args.transfer_step_timeout))
+        .build()
+        .await?;
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
     // Listens for Ctrl-C and SIGTERM from here on, before it says it is up.
@@ -65,8 +77,9 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         allframe::store::redact(&args.database_url)
     );
     println!(
-        "  commands: POST http://{addr}/commands/{{open-account,deposit,withdraw,close-account}}"
+        "  commands: POST http://{addr}/commands/{{open-account,deposit,withdraw,close-account,transfer-money}}"
     );
+    println!("  sagas:    GET  http://{addr}/sagas/transfer-money/{{saga_id}}");
     println!("  docs:     http://{addr}/docs  (OpenAPI: http://{addr}/openapi.json)");
     println!("  events:   ws://{addr}/events/ws?after=0  ·  GET http://{addr}/events/sse?after=0");
     println!(
@@ -106,6 +119,8 @@ mod tests {
             assert_eq!(parsed.addr.to_string(), "127.0.0.1:3000");
             assert_eq!(parsed.database_url, "sqlite://bank.db");
         }
+        let parsed = args(&["--transfer-step-timeout", "5"]).unwrap();
+        assert_eq!(parsed.transfer_step_timeout, 5);
         let parsed = args(&["--addr", "0.0.0.0:8080", "--database-url", "memory"]).unwrap();
         assert_eq!(
             (parsed.addr.port(), parsed.database_url.as_str()),

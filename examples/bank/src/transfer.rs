@@ -8,8 +8,9 @@
 //! `completed`. A step that gets no answer within its timeout counts as
 //! refused with the code `timed-out`.
 
-use allframe::Event;
 use allframe::saga::{Decision, Input, Saga};
+use allframe::{Aggregate, DomainError, Event, command, command_handler};
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{Deposit, Withdraw};
 
@@ -44,11 +45,11 @@ pub struct Transfer {
 /// The reason a step that timed out is given.
 pub const TIMED_OUT: &str = "timed-out";
 
-impl Saga for Transfer {
-    const NAME: &'static str = "transfer-money";
+impl Aggregate for Transfer {
     type Event = TransferEvent;
+    const CATEGORY: &'static str = "saga-transfer-money";
 
-    fn evolve(&mut self, event: &TransferEvent) {
+    fn apply(&mut self, event: &TransferEvent) {
         match event {
             TransferEvent::TransferRequested {
                 from_account_id,
@@ -60,7 +61,9 @@ impl Saga for Transfer {
             TransferEvent::DepositRefused { code } => self.refused = Some(code.clone()),
         }
     }
+}
 
+impl Saga for Transfer {
     fn decide(&self, input: Input<'_, Self>) -> Decision<Self> {
         let Some((from, to, amount)) = &self.requested else {
             return Decision::end("failed").because("no transfer was requested");
@@ -113,4 +116,44 @@ impl Saga for Transfer {
             _ => Decision::end("failed").because("an answer to a step it never sent"),
         }
     }
+}
+
+/// Moves money from one account to another: starts a `transfer-money`
+/// saga. Over HTTP it answers `202` with the saga's id.
+#[command(aggregate = Transfer, create, name = "transfer-money")]
+#[derive(Debug, Clone, Serialize, Deserialize, garde::Validate)]
+#[serde(deny_unknown_fields)]
+pub struct TransferMoney {
+    /// The payer.
+    #[garde(length(chars, min = 1, max = 100))]
+    pub from_account_id: String,
+    /// The payee.
+    #[garde(length(chars, min = 1, max = 100))]
+    pub to_account_id: String,
+    /// How much, in cents.
+    #[garde(range(min = 1, max = 1_000_000_000))]
+    pub amount: u64,
+}
+
+/// Why a transfer is refused before it starts.
+#[derive(Debug, thiserror::Error, DomainError)]
+pub enum TransferError {
+    /// Paying an account into itself.
+    #[error("the payer and the payee are the same account")]
+    SameAccount,
+}
+
+#[command_handler]
+async fn transfer_money(
+    command: TransferMoney,
+    _: &Transfer,
+) -> Result<Vec<TransferEvent>, TransferError> {
+    if command.from_account_id == command.to_account_id {
+        return Err(TransferError::SameAccount);
+    }
+    Ok(vec![TransferEvent::TransferRequested {
+        from_account_id: command.from_account_id,
+        to_account_id: command.to_account_id,
+        amount: command.amount,
+    }])
 }

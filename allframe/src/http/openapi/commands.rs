@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::service::to_json;
+use super::service::{derived, to_json};
 use super::{
     ProblemKind, component_name, header_doc, problem_response, reference, routes, split_description,
 };
 use crate::command::CommandOutcome;
 use crate::command::registry::Description;
+use crate::saga::SagaStarted;
 
 /// `open-account` → `OpenAccount`.
 fn pascal_case(name: &str) -> String {
@@ -34,27 +35,50 @@ pub(super) fn command_path(
     let (summary, description) = split_description(&body);
     let body_name = pascal_case(command.name);
     schemas.insert(body_name.clone(), body);
-    let outcome = outcome_schema(command, schemas);
-    let success = if command.creates { "201" } else { "200" };
     let mut responses = BTreeMap::new();
-    responses.insert(
-        success.to_owned(),
-        json!({
-            "description": if command.creates {
-                "Created: the new aggregate's id and its recorded events."
-            } else {
-                "Done: the recorded events (none when nothing changed)."
-            },
-            "headers": {
-                "ETag": header_doc("The stream's version after the command, quoted."),
-                "Idempotency-Replayed": header_doc(
-                    "`true` when this is the stored response to an earlier call with the same `Idempotency-Key`.",
-                ),
-                "X-Correlation-Id": header_doc("The request's correlation id."),
-            },
-            "content": { "application/json": { "schema": reference(&outcome) } },
-        }),
-    );
+    match command.saga {
+        Some(saga) => {
+            derived::<SagaStarted>(schemas);
+            responses.insert(
+                "202".to_owned(),
+                json!({
+                    "description": format!(
+                        "Accepted: a `{saga}` saga was started and will reach an end even if the service stops; `Location` (`/sagas/{saga}/{{saga_id}}`) follows it."
+                    ),
+                    "headers": {
+                        "Location": header_doc("The new saga instance's status."),
+                        "Idempotency-Replayed": header_doc(
+                            "`true` when this is the stored response to an earlier call with the same `Idempotency-Key`.",
+                        ),
+                        "X-Correlation-Id": header_doc("The request's correlation id."),
+                    },
+                    "content": { "application/json": { "schema": reference("SagaStarted") } },
+                }),
+            );
+        }
+        None => {
+            let outcome = outcome_schema(command, schemas);
+            let success = if command.creates { "201" } else { "200" };
+            responses.insert(
+                success.to_owned(),
+                json!({
+                    "description": if command.creates {
+                        "Created: the new aggregate's id and its recorded events."
+                    } else {
+                        "Done: the recorded events (none when nothing changed)."
+                    },
+                    "headers": {
+                        "ETag": header_doc("The stream's version after the command, quoted."),
+                        "Idempotency-Replayed": header_doc(
+                            "`true` when this is the stored response to an earlier call with the same `Idempotency-Key`.",
+                        ),
+                        "X-Correlation-Id": header_doc("The request's correlation id."),
+                    },
+                    "content": { "application/json": { "schema": reference(&outcome) } },
+                }),
+            );
+        }
+    }
     for (status, text) in failures(command) {
         responses.insert(status.to_string(), problem_response(&text));
     }
@@ -83,6 +107,37 @@ pub(super) fn command_path(
         format!("/commands/{}", command.name),
         json!({ "post": operation }),
     )
+}
+
+/// `GET /sagas/{name}/{id}` for the sagas `names`, adding its schema to
+/// `schemas`.
+pub(super) fn saga_path(names: &[&str], schemas: &mut Map<String, Value>) -> Value {
+    const TEXTS: &[(u16, &str)] = &[
+        (
+            404,
+            "There is no saga by this name (`unknown-saga`), or it has no instance with this id (`saga-not-found`).",
+        ),
+        (503, "The event store does not answer."),
+    ];
+    derived::<crate::saga::SagaView>(schemas);
+    let mut responses = super::problem_responses(&[routes::SAGA], TEXTS);
+    responses.insert(
+        "200".into(),
+        json!({ "description": "The instance: its status, how many decisions it recorded, when it started and ended, and why it ended so.",
+                "content": { "application/json": { "schema": reference("SagaView") } } }),
+    );
+    json!({ "get": {
+        "operationId": "get-saga",
+        "tags": ["sagas"],
+        "summary": "One saga instance's status.",
+        "parameters": [
+            { "name": "name", "in": "path", "required": true,
+              "schema": { "type": "string", "enum": names } },
+            { "name": "id", "in": "path", "required": true,
+              "schema": { "type": "string", "minLength": 1 } },
+        ],
+        "responses": responses,
+    }})
 }
 
 /// Every failure status the command route can answer with, and why: the

@@ -19,7 +19,7 @@ mod commands;
 mod reads;
 mod service;
 
-use commands::command_path;
+use commands::{command_path, saga_path};
 use service::{event_stream_paths, health_path, shared_schemas};
 
 /// The built document, serialized once.
@@ -31,7 +31,11 @@ pub(crate) struct Document {
 
 impl Document {
     /// The document for `commands` added to the user's `base` document.
-    pub(crate) fn build(commands: &[Description], base: utoipa::openapi::OpenApi) -> Self {
+    pub(crate) fn build(
+        commands: &[Description],
+        sagas: &[&str],
+        base: utoipa::openapi::OpenApi,
+    ) -> Self {
         let mut document = serde_json::to_value(&base).expect("a utoipa document serializes");
         document["openapi"] = json!("3.1.0");
         fill_info(&mut document);
@@ -43,6 +47,9 @@ impl Document {
         for command in commands {
             let (path, item) = command_path(command, &mut schemas);
             paths.insert(path, item);
+        }
+        if !sagas.is_empty() {
+            paths.insert("/sagas/{name}/{id}".into(), saga_path(sagas, &mut schemas));
         }
         document["paths"] = Value::Object(paths);
         document["components"]["schemas"] = Value::Object(schemas);

@@ -150,7 +150,7 @@ pub(super) fn shared_schemas() -> Map<String, Value> {
 }
 
 /// Adds `T`'s derived schema under its name, and every schema it refers to.
-fn derived<T: utoipa::ToSchema>(schemas: &mut Map<String, Value>) {
+pub(super) fn derived<T: utoipa::ToSchema>(schemas: &mut Map<String, Value>) {
     let mut referenced = Vec::new();
     T::schemas(&mut referenced);
     for (name, schema) in referenced {

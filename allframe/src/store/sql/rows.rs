@@ -78,13 +78,15 @@ pub(crate) fn push_read_stream<DB>(
     for<'t> i64: Encode<'t, DB> + Type<DB>,
     for<'t> String: Encode<'t, DB> + Type<DB>,
 {
+    // Versions start at 1: reading from 0 reads from the first.
+    let from = from_version.max(1);
     query
         .push(" WHERE stream_id = ")
         .push_bind(stream_id.to_owned())
         .push(" AND version BETWEEN ")
-        .push_bind(to_i64(from_version))
+        .push_bind(to_i64(from))
         .push(" AND ")
-        .push_bind(to_i64(from_version.saturating_add(limit as u64 - 1)))
+        .push_bind(to_i64(from.saturating_add(limit as u64 - 1)))
         .push(" ORDER BY version LIMIT ")
         .push(limit_literal(limit));
 }

@@ -382,6 +382,12 @@ pub async fn stream_reads(store: &dyn EventStore) {
         6,
         "versions are 1-based: from 1 is from the start"
     );
+    let first_page = store.read_stream("a-1", 0, 3).await.unwrap();
+    assert_eq!(
+        first_page.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "a page from 0 is a whole page from the start"
+    );
     let tail = store.read_stream("a-1", 4, 2).await.unwrap();
     assert_eq!(tail.iter().map(|e| e.version).collect::<Vec<_>>(), [4, 5]);
     assert!(store.read_stream("a-1", 7, 10).await.unwrap().is_empty());

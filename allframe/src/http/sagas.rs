@@ -1,0 +1,30 @@
+//! `GET /sagas/{name}/{id}`: one saga instance's status.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+
+use super::errors::store_unavailable;
+use super::extract::PathParams;
+use super::kinds;
+use super::problem::Problem;
+use crate::saga::{SagaError, Sagas};
+
+pub(super) async fn get(
+    State(sagas): State<Arc<Sagas>>,
+    PathParams((name, id)): PathParams<(String, String)>,
+) -> Response {
+    match sagas.view(&name, &id).await {
+        Ok(Some(view)) => axum::Json(view).into_response(),
+        Ok(None) => Problem::of(
+            kinds::SAGA_NOT_FOUND,
+            format!("saga `{name}` has no instance `{id}`"),
+        )
+        .into_response(),
+        Err(SagaError::UnknownSaga(name)) => {
+            Problem::of(kinds::UNKNOWN_SAGA, format!("there is no saga `{name}`")).into_response()
+        }
+        Err(error) => store_unavailable("reading a saga", &error).into_response(),
+    }
+}
