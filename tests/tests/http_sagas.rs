@@ -143,6 +143,17 @@ async fn transfers_over_http() {
         (status, problem["type"].as_str()),
         (404, Some("/problems/unknown-saga"))
     );
+    let (status, list) = get(&server, "/admin/sagas").await;
+    assert_eq!(status, 200);
+    assert_eq!(list[0]["name"], "transfer-money");
+    assert_eq!(list[0]["state"], "running");
+    assert_eq!(list[0]["overdue"], json!([]));
+    assert_eq!(
+        list[0]["counts"],
+        json!({"completed": 1, "rejected": 1, "refunded": 1}),
+        "{list}"
+    );
+    assert!(list[0]["checkpoint"].as_u64().unwrap() > 0);
     let response = http_request(server.addr, "GET", "/sagas/transfer-money/x", &[], b"").await;
     assert_eq!(
         response.header("content-type"),

@@ -248,8 +248,10 @@ async fn sagas(store: &Faulty, router: &axum::Router, seen: &mut Seen) {
     seen.send(router, path, get("/sagas/transfer-money/nope"))
         .await;
     seen.send(router, path, get("/sagas/nope/nope")).await;
+    seen.send(router, "/admin/sagas", get("/admin/sagas")).await;
     store.set(Some(Fault::Unreachable));
     seen.send(router, path, get(&location)).await;
+    seen.send(router, "/admin/sagas", get("/admin/sagas")).await;
     store.set(None);
 }
 

@@ -182,3 +182,109 @@ fn decisions_can_be_read_back() {
     assert!(refused.events().is_empty());
     assert!(refused.invalid().is_none());
 }
+
+#[tokio::test]
+async fn the_admin_tally_names_overdue_instances_and_a_paused_runner() {
+    let store = MemoryStore::new();
+    let dispatcher = Arc::new(Dispatcher::builder(&store).build().unwrap());
+    let sagas = Sagas::builder(&store, dispatcher.clone())
+        .saga::<Chore>()
+        .step_timeout(Duration::from_millis(100))
+        .start()
+        .await
+        .unwrap();
+    // A runner that is not running leaves a started instance waiting.
+    sagas.stop().await;
+    let asked = ChoreEvent::Asked {
+        what: "fine".into(),
+    };
+    let id = Sagas::start::<Chore>(&store, &asked).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let status = sagas.status().await.unwrap();
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0].name, "chore");
+    assert_eq!(status[0].overdue, [id.clone()]);
+    assert_eq!(status[0].counts.get("running"), Some(&1));
+
+    // An instance whose first event is of a newer release pauses the
+    // runner, which says so.
+    let newer =
+        allframe::NewEvent::new("Asked", &serde_json::json!({"what": "x"})).with_schema_version(99);
+    store
+        .append(
+            "saga-chore-from-the-future",
+            allframe::ExpectedVersion::NoStream,
+            vec![newer],
+        )
+        .await
+        .unwrap();
+    let paused = Sagas::builder(&store, dispatcher)
+        .saga::<Chore>()
+        .start()
+        .await
+        .unwrap();
+    let mut state = String::new();
+    for _ in 0..250 {
+        let status = paused.status().await.unwrap();
+        state = status[0].state.clone();
+        if state == "waiting-for-upgrade" {
+            assert!(status[0].error.as_deref().unwrap().contains("99"));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(state, "waiting-for-upgrade");
+    // The event was not skipped: nothing was decided about it.
+    let stream = store
+        .read_stream("saga-chore-from-the-future", 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(stream.len(), 1);
+}
+
+#[tokio::test]
+async fn ambiguous_or_misnamed_sagas_are_refused_at_start() {
+    #[derive(Default)]
+    struct Odd;
+    impl Aggregate for Odd {
+        type Event = ChoreEvent;
+        const CATEGORY: &'static str = "chores";
+        fn apply(&mut self, _: &ChoreEvent) {}
+    }
+    impl Saga for Odd {
+        fn decide(&self, _: Input<'_, Self>) -> Decision<Self> {
+            Decision::wait()
+        }
+    }
+    #[derive(Default)]
+    struct Longer;
+    impl Aggregate for Longer {
+        type Event = ChoreEvent;
+        const CATEGORY: &'static str = "saga-chore-later";
+        fn apply(&mut self, _: &ChoreEvent) {}
+    }
+    impl Saga for Longer {
+        fn decide(&self, _: Input<'_, Self>) -> Decision<Self> {
+            Decision::wait()
+        }
+    }
+    let store = MemoryStore::new();
+    let dispatcher = Arc::new(Dispatcher::builder(&store).build().unwrap());
+    let misnamed = Sagas::builder(&store, dispatcher.clone())
+        .saga::<Odd>()
+        .start()
+        .await;
+    assert!(matches!(
+        misnamed,
+        Err(allframe::saga::SagaError::Misnamed("chores"))
+    ));
+    let ambiguous = Sagas::builder(&store, dispatcher)
+        .saga::<Chore>()
+        .saga::<Longer>()
+        .start()
+        .await;
+    assert!(
+        matches!(ambiguous, Err(allframe::saga::SagaError::Ambiguous(..))),
+        "{ambiguous:?}"
+    );
+}

@@ -182,6 +182,8 @@ pub(crate) mod routes {
     pub(crate) const QUERY: &[ProblemKind] = &[INVALID_QUERY_PARAMETERS, VALIDATION_FAILED];
     /// `GET /admin/projections`.
     pub(crate) const ADMIN_LIST: &[ProblemKind] = &[INTERNAL_ERROR];
+    /// `GET /admin/sagas`.
+    pub(crate) const ADMIN_SAGAS: &[ProblemKind] = &[STORE_UNAVAILABLE];
     /// `GET /sagas/{name}/{id}`.
     pub(crate) const SAGA: &[ProblemKind] = &[UNKNOWN_SAGA, SAGA_NOT_FOUND, STORE_UNAVAILABLE];
     /// `POST /admin/projections/{name}/rebuild` and `.../restart`.

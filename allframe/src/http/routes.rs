@@ -55,9 +55,11 @@ pub(crate) fn router(mounts: Mounts) -> Router {
                 .route("/admin/projections/{name}/restart", post(admin::restart))
                 .with_state(mounts.reads),
         )
-        .route(
-            "/sagas/{name}/{id}",
-            get(sagas::get).with_state(mounts.sagas),
+        .merge(
+            Router::new()
+                .route("/sagas/{name}/{id}", get(sagas::get))
+                .route("/admin/sagas", get(sagas::list))
+                .with_state(mounts.sagas),
         )
         .merge(
             Router::new()

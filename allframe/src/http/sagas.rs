@@ -1,4 +1,5 @@
-//! `GET /sagas/{name}/{id}`: one saga instance's status.
+//! `GET /sagas/{name}/{id}`: one saga instance's status;
+//! `GET /admin/sagas`: every saga's runner and a tally of its instances.
 
 use std::sync::Arc;
 
@@ -26,5 +27,12 @@ pub(super) async fn get(
             Problem::of(kinds::UNKNOWN_SAGA, format!("there is no saga `{name}`")).into_response()
         }
         Err(error) => store_unavailable("reading a saga", &error).into_response(),
+    }
+}
+
+pub(super) async fn list(State(sagas): State<Arc<Sagas>>) -> Response {
+    match sagas.status().await {
+        Ok(status) => axum::Json(status).into_response(),
+        Err(error) => store_unavailable("listing the sagas", &error).into_response(),
     }
 }

@@ -42,7 +42,7 @@ use crate::{Aggregate, Command};
 
 mod runner;
 
-pub use runner::{SagaError, SagaView, Sagas, SagasBuilder, view};
+pub use runner::{SagaError, SagaStatus, SagaView, Sagas, SagasBuilder, view};
 
 /// The stored type of the record appended with each decision.
 pub const STEP_EVENT_TYPE: &str = "SagaStep";
@@ -58,7 +58,9 @@ pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// A saga is an [`Aggregate`] over its own stream: its events are the
 /// aggregate's events, folded by [`Aggregate::apply`], and its
 /// `CATEGORY` is `saga-{name}` (lowercase letters, digits and `-` after
-/// `saga-`), so instance `id` lives in the stream `saga-{name}-{id}`. A
+/// `saga-`), so instance `id` lives in the stream `saga-{name}-{id}`. No
+/// saga's name may be another's followed by `-` (`transfer` beside
+/// `transfer-money`): their streams could not be told apart. A
 /// create-command on it starts an instance: over HTTP it answers `202`
 /// with the saga's id.
 pub trait Saga: Aggregate {

@@ -1,6 +1,6 @@
 //! The runner of each saga type and the read side of instances.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,6 +41,10 @@ pub enum SagaError {
         "saga `{0}`: its category must be `saga-` and a name of lowercase letters, digits and `-`"
     )]
     Misnamed(&'static str),
+    /// One saga's name starts another's stream ids (`transfer` and
+    /// `transfer-money`): their runners could not tell their streams apart.
+    #[error("sagas `{0}` and `{1}`: one name followed by `-` starts the other")]
+    Ambiguous(&'static str, &'static str),
     /// No saga is registered under this name.
     #[error("there is no saga `{0}`")]
     UnknownSaga(String),
@@ -75,6 +79,37 @@ pub struct SagaView {
     pub reason: Option<String>,
 }
 
+/// One saga's runner and instances, as `GET /admin/sagas` lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[non_exhaustive]
+pub struct SagaStatus {
+    /// The saga's name.
+    pub name: String,
+    /// Its runner: `running`, `waiting-for-upgrade` (it met an event of a
+    /// newer release and waits for a node that knows it) or `retrying`
+    /// (the store failed; it starts over from its checkpoint).
+    pub state: String,
+    /// Why it is not `running`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub error: Option<String>,
+    /// The position up to which the runner has done everything the log
+    /// asked of it.
+    pub checkpoint: u64,
+    /// How many instances have each status (`running`, `completed`, …).
+    pub counts: BTreeMap<String, u64>,
+    /// Running instances whose latest step has waited longer than the
+    /// step timeout, oldest first (at most 100).
+    pub overdue: Vec<String>,
+}
+
+/// What a runner last said about itself.
+#[derive(Debug, Clone)]
+struct RunnerState {
+    state: &'static str,
+    error: Option<String>,
+}
+
 type Run = fn(Arc<Shared>) -> BoxFuture<'static, ()>;
 
 /// Which sagas to run: [`Sagas::builder`].
@@ -94,10 +129,16 @@ impl SagasBuilder {
         self
     }
 
-    /// Runs saga `S`.
+    /// Runs saga `S` (once, however often it is named).
     pub fn saga<S: Saga>(mut self) -> Self {
-        self.runners
-            .push((S::CATEGORY, |shared| run::<S>(shared).boxed()));
+        if !self
+            .runners
+            .iter()
+            .any(|(category, _)| *category == S::CATEGORY)
+        {
+            self.runners
+                .push((S::CATEGORY, |shared| run::<S>(shared).boxed()));
+        }
         self
     }
 
@@ -109,6 +150,13 @@ impl SagasBuilder {
             .find(|(category, _)| !super::is_saga_category(category))
         {
             return Err(SagaError::Misnamed(misnamed));
+        }
+        for (a, _) in &self.runners {
+            for (b, _) in &self.runners {
+                if b.len() > a.len() && b.starts_with(a) && b[a.len()..].starts_with('-') {
+                    return Err(SagaError::Ambiguous(a, b));
+                }
+            }
         }
         // A store without projection storage keeps the checkpoints in
         // memory, like its projections' rows: after a restart the runners
@@ -123,6 +171,7 @@ impl SagasBuilder {
             dispatcher: self.dispatcher,
             storage,
             step_timeout: self.step_timeout,
+            states: Mutex::default(),
         });
         let tasks = self
             .runners
@@ -147,6 +196,17 @@ struct Shared {
     dispatcher: Arc<Dispatcher>,
     storage: Arc<dyn ProjectionStore>,
     step_timeout: Duration,
+    /// Each runner's state, by saga name.
+    states: Mutex<HashMap<&'static str, RunnerState>>,
+}
+
+impl Shared {
+    fn set_state(&self, name: &'static str, state: &'static str, error: Option<String>) {
+        self.states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name, RunnerState { state, error });
+    }
 }
 
 /// The running sagas. Dropping it (or [`stop`](Self::stop)) stops their
@@ -214,6 +274,67 @@ impl Sagas {
         Ok(view(&*self.shared.store, name, id).await?)
     }
 
+    /// Every saga's runner and a tally of its instances, sorted by name.
+    ///
+    /// The tally reads every saga stream of the log (an admin's view, not
+    /// for a hot path).
+    pub async fn status(&self) -> Result<Vec<SagaStatus>, SagaError> {
+        let mut tallies: BTreeMap<&str, Tally> = self
+            .names
+            .iter()
+            .map(|name| (*name, Tally::default()))
+            .collect();
+        let filter = EventFilter::all().category(CATEGORY);
+        let mut after = 0;
+        loop {
+            let page = self.shared.store.read_all(after, 1_000, &filter).await?;
+            let Some(last) = page.last() else { break };
+            after = last.position;
+            for event in &page {
+                let Some(rest) = event.stream_id.strip_prefix(super::STREAM_PREFIX) else {
+                    continue;
+                };
+                // The longest name that fits: `transfer-money` before `transfer`.
+                let name = self
+                    .names
+                    .iter()
+                    .filter(|name| {
+                        rest.strip_prefix(**name)
+                            .is_some_and(|r| r.starts_with('-'))
+                    })
+                    .max_by_key(|name| name.len());
+                if let Some(name) = name
+                    && let Some(tally) = tallies.get_mut(name)
+                {
+                    tally.add(&rest[name.len() + 1..], event);
+                }
+            }
+        }
+        let now = Utc::now();
+        let timeout =
+            chrono::TimeDelta::from_std(self.shared.step_timeout).unwrap_or(chrono::TimeDelta::MAX);
+        let states = self
+            .shared
+            .states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut list = Vec::new();
+        for (name, tally) in tallies {
+            let runner = states.get(name).cloned().unwrap_or(RunnerState {
+                state: "running",
+                error: None,
+            });
+            let checkpoint = self
+                .shared
+                .storage
+                .checkpoint(&format!("saga:{name}"))
+                .await?;
+            list.push(tally.status(name, runner, checkpoint, now, timeout));
+        }
+        Ok(list)
+    }
+
     /// Stops every runner and waits until each has stopped.
     pub async fn stop(&self) {
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
@@ -260,6 +381,56 @@ pub async fn view(
     Ok(Some(view))
 }
 
+/// The instances of one saga, as [`Sagas::status`] reads them.
+#[derive(Default)]
+struct Tally {
+    /// Each instance's status and when its latest step was recorded.
+    instances: HashMap<String, (String, DateTime<Utc>)>,
+}
+
+impl Tally {
+    fn add(&mut self, id: &str, event: &RecordedEvent) {
+        let entry = self
+            .instances
+            .entry(id.to_owned())
+            .or_insert_with(|| ("running".to_owned(), event.recorded_at));
+        if event.event_type != STEP_EVENT_TYPE {
+            return;
+        }
+        entry.1 = event.recorded_at;
+        if let Ok(Record { end: Some(end), .. }) = serde_json::from_str(event.data.get()) {
+            entry.0 = end.status;
+        }
+    }
+
+    fn status(
+        self,
+        name: &str,
+        runner: RunnerState,
+        checkpoint: u64,
+        now: DateTime<Utc>,
+        timeout: chrono::TimeDelta,
+    ) -> SagaStatus {
+        let mut counts = BTreeMap::new();
+        let mut overdue = Vec::new();
+        for (id, (status, latest)) in self.instances {
+            if status == "running" && latest + timeout < now {
+                overdue.push((latest, id));
+            }
+            *counts.entry(status).or_insert(0) += 1;
+        }
+        overdue.sort();
+        SagaStatus {
+            name: name.to_owned(),
+            state: runner.state.to_owned(),
+            error: runner.error,
+            checkpoint,
+            counts,
+            overdue: overdue.into_iter().take(100).map(|(_, id)| id).collect(),
+        }
+    }
+}
+
 /// Every event of `stream`, in order.
 async fn read_stream(
     store: &dyn EventStore,
@@ -294,7 +465,13 @@ enum Interrupt {
 async fn run<S: Saga>(shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(50);
     loop {
+        shared.set_state(name::<S>(), "running", None);
         let Err(interrupt) = work::<S>(&shared).await;
+        let state = match interrupt {
+            Interrupt::WaitingForUpgrade(_) => "waiting-for-upgrade",
+            _ => "retrying",
+        };
+        shared.set_state(name::<S>(), state, Some(interrupt.to_string()));
         match &interrupt {
             Interrupt::WaitingForUpgrade(_) => {
                 tracing::warn!(saga = name::<S>(), %interrupt, "saga runner paused at an event of a newer release; waiting for the upgrade");

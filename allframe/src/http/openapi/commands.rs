@@ -109,6 +109,25 @@ pub(super) fn command_path(
     )
 }
 
+/// `GET /admin/sagas`, adding its schema to `schemas`.
+pub(super) fn admin_sagas_path(schemas: &mut Map<String, Value>) -> Value {
+    derived::<crate::saga::SagaStatus>(schemas);
+    let texts = [(503, "The event store does not answer.")];
+    let mut responses = super::problem_responses(&[routes::ADMIN_SAGAS], &texts);
+    responses.insert(
+        "200".into(),
+        json!({ "description": "Every saga, sorted by name: its runner's state and checkpoint, its instances by status, and those overdue.",
+                "content": { "application/json": { "schema": {
+                    "type": "array", "items": reference("SagaStatus") } } } }),
+    );
+    json!({ "get": {
+        "operationId": "list-sagas",
+        "tags": ["admin"],
+        "summary": "Every saga's runner and a tally of its instances.",
+        "responses": responses,
+    }})
+}
+
 /// `GET /sagas/{name}/{id}` for the sagas `names`, adding its schema to
 /// `schemas`.
 pub(super) fn saga_path(names: &[&str], schemas: &mut Map<String, Value>) -> Value {

@@ -19,7 +19,7 @@ mod commands;
 mod reads;
 mod service;
 
-use commands::{command_path, saga_path};
+use commands::{admin_sagas_path, command_path, saga_path};
 use service::{event_stream_paths, health_path, shared_schemas};
 
 /// The built document, serialized once.
@@ -51,6 +51,7 @@ impl Document {
         if !sagas.is_empty() {
             paths.insert("/sagas/{name}/{id}".into(), saga_path(sagas, &mut schemas));
         }
+        paths.insert("/admin/sagas".into(), admin_sagas_path(&mut schemas));
         document["paths"] = Value::Object(paths);
         document["components"]["schemas"] = Value::Object(schemas);
         let mut bytes = serde_json::to_vec_pretty(&document).expect("JSON values serialize");
