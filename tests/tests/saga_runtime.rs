@@ -203,7 +203,7 @@ async fn the_admin_tally_names_overdue_instances_and_a_paused_runner() {
     let status = sagas.status().await.unwrap();
     assert_eq!(status.len(), 1);
     assert_eq!(status[0].name, "chore");
-    assert_eq!(status[0].overdue, [id.clone()]);
+    assert_eq!(status[0].overdue, [id]);
     assert_eq!(status[0].counts.get("running"), Some(&1));
 
     // An instance whose first event is of a newer release pauses the
