@@ -3,11 +3,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use futures_util::future::{BoxFuture, FutureExt, join_all};
+use futures_util::future::{BoxFuture, FutureExt};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -21,9 +21,10 @@ use crate::event::{NewEvent, RecordedEvent};
 use crate::store::projections::{Batch, Committed, ProjectionStore};
 use crate::store::{EventFilter, EventStore, ExpectedVersion, StoreError};
 
-/// How many events a runner takes at once; the instances among them are
-/// worked concurrently.
-const BATCH: usize = 256;
+/// How many events a runner works at once, over all its instances.
+const IN_FLIGHT: usize = 512;
+/// How often, at most, a busy runner moves its checkpoint.
+const COMMIT_EVERY: Duration = Duration::from_millis(100);
 /// The longest a runner waits between attempts after a failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// The first wait before sending a command again.
@@ -458,6 +459,8 @@ enum Interrupt {
     Moved,
     #[error("{0}")]
     WaitingForUpgrade(String),
+    #[error("a saga's task failed: {0}")]
+    Panicked(String),
 }
 
 /// The runner of saga `S`: works until stopped, starting over from the
@@ -485,10 +488,13 @@ async fn run<S: Saga>(shared: Arc<Shared>) {
     }
 }
 
-/// Follows the saga category from the checkpoint, working each batch's
-/// instances concurrently (each instance's events in order) and moving
-/// the checkpoint past the batch once all of it is done.
-async fn work<S: Saga>(shared: &Shared) -> Result<std::convert::Infallible, Interrupt> {
+/// Follows the saga category from the checkpoint. Each instance's events
+/// are worked in order by a task of its own, instances concurrently (at
+/// most [`IN_FLIGHT`] events at once), so a slow instance holds up only
+/// itself. The checkpoint moves to just before the oldest event still
+/// being worked (or to the last one read, when none is), so everything
+/// before it is done.
+async fn work<S: Saga>(shared: &Arc<Shared>) -> Result<std::convert::Infallible, Interrupt> {
     let checkpoint = format!("saga:{}", name::<S>());
     let live = shared.storage.open(&checkpoint, 1).await?.live;
     let mut stored = live.checkpoint;
@@ -496,48 +502,65 @@ async fn work<S: Saga>(shared: &Shared) -> Result<std::convert::Infallible, Inte
         .store
         .subscribe(stored, EventFilter::all().category(CATEGORY));
     let prefix = format!("{CATEGORY}-{}-", name::<S>());
+    // Dropped on any return, which cancels the tasks still working.
+    let mut workers = tokio::task::JoinSet::new();
+    let mut queues: HashMap<String, std::collections::VecDeque<RecordedEvent>> = HashMap::new();
+    let mut pending = std::collections::BTreeSet::new();
+    let mut read = stored;
+    let mut committed_at = Instant::now();
+    let spawn = |workers: &mut tokio::task::JoinSet<_>, id: String, event: RecordedEvent| {
+        let shared = shared.clone();
+        workers.spawn(async move {
+            let worked = handle::<S>(&shared, &id, &event).await;
+            worked.map(|()| (id, event.position))
+        });
+    };
     loop {
-        let Some(first) = subscription.next().await else {
-            return Err(StoreError::Closed.into());
-        };
-        let mut batch = vec![first?];
-        while batch.len() < BATCH {
-            match subscription.next().now_or_never() {
-                Some(Some(event)) => batch.push(event?),
-                _ => break,
-            }
-        }
-        let last = batch.last().map_or(stored, |event| event.position);
-        let mut order: Vec<&str> = Vec::new();
-        let mut instances: HashMap<&str, Vec<&RecordedEvent>> = HashMap::new();
-        for event in &batch {
-            let Some(id) = event.stream_id.strip_prefix(&prefix) else {
-                continue;
-            };
-            instances
-                .entry(id)
-                .or_insert_with(|| {
-                    order.push(id);
-                    Vec::new()
-                })
-                .push(event);
-        }
-        let worked = join_all(order.iter().map(|id| {
-            let events = &instances[id];
-            async move {
-                for event in events {
-                    handle::<S>(shared, id, event).await?;
+        tokio::select! {
+            next = subscription.next(), if pending.len() < IN_FLIGHT => {
+                let Some(event) = next else {
+                    return Err(StoreError::Closed.into());
+                };
+                let event = event?;
+                read = event.position;
+                if let Some(id) = event.stream_id.strip_prefix(&prefix) {
+                    pending.insert(event.position);
+                    match queues.get_mut(id) {
+                        // Its worker takes it when done with the one before.
+                        Some(queue) => queue.push_back(event),
+                        None => {
+                            queues.insert(id.to_owned(), Default::default());
+                            spawn(&mut workers, id.to_owned(), event);
+                        }
+                    }
                 }
-                Ok::<_, Interrupt>(())
             }
-        }))
-        .await;
-        worked.into_iter().collect::<Result<Vec<()>, _>>()?;
-        let moved = Batch::new(&checkpoint, live.number, stored, last, false, &[]);
-        if shared.storage.commit(moved).await? == Committed::Moved {
-            return Err(Interrupt::Moved);
+            Some(done) = workers.join_next() => {
+                let (id, position) = match done {
+                    Ok(worked) => worked?,
+                    Err(panic) => return Err(Interrupt::Panicked(panic.to_string())),
+                };
+                pending.remove(&position);
+                match queues.get_mut(&id).and_then(|queue| queue.pop_front()) {
+                    Some(next) => spawn(&mut workers, id, next),
+                    None => {
+                        queues.remove(&id);
+                    }
+                }
+            }
+            // Never: what is pending is being worked or queued behind work.
+            else => return Err(Interrupt::Panicked("a runner with nothing to do and no room".into())),
         }
-        stored = last;
+        let done_up_to = pending.first().map_or(read, |oldest| oldest - 1);
+        let due = pending.is_empty() || committed_at.elapsed() >= COMMIT_EVERY;
+        if done_up_to > stored && due {
+            let moved = Batch::new(&checkpoint, live.number, stored, done_up_to, false, &[]);
+            if shared.storage.commit(moved).await? == Committed::Moved {
+                return Err(Interrupt::Moved);
+            }
+            stored = done_up_to;
+            committed_at = Instant::now();
+        }
     }
 }
 
@@ -549,17 +572,7 @@ async fn handle<S: Saga>(
     event: &RecordedEvent,
 ) -> Result<(), Interrupt> {
     if event.event_type == STEP_EVENT_TYPE {
-        let record: Record = match serde_json::from_str(event.data.get()) {
-            Ok(record) => record,
-            Err(error) => {
-                tracing::error!(saga = name::<S>(), id, position = event.position, %error, "an unreadable saga step record; skipped");
-                return Ok(());
-            }
-        };
-        for send in &record.sends {
-            answer::<S>(shared, id, event, send).await?;
-        }
-        Ok(())
+        follow::<S>(shared, id, event.clone()).await
     } else if event.version == 1 {
         let first = match event.decode::<<S as Aggregate>::Event>() {
             Ok(first) => first,
@@ -569,17 +582,46 @@ async fn handle<S: Saga>(
             Err(error) => {
                 let reason = format!("its first event does not decode: {error}");
                 let failed = |_: &S| Decision::end("failed").because(reason.clone());
-                return record::<S>(shared, id, event, "start", failed).await;
+                record::<S>(shared, id, event, "start", failed).await?;
+                return Ok(());
             }
         };
-        record::<S>(shared, id, event, "start", |saga| {
+        let recorded = record::<S>(shared, id, event, "start", |saga| {
             saga.decide(Input::Started(&first))
         })
-        .await
+        .await?;
+        match recorded {
+            Some(step) => follow::<S>(shared, id, step).await,
+            None => Ok(()),
+        }
     } else {
         // The saga's own events, recorded with a decision.
         Ok(())
     }
+}
+
+/// Sends the commands of the step record `step`, records the decisions
+/// about their answers, and goes on with the steps those record, until
+/// the instance waits or ends. The runner reads these records from the
+/// log later too, and finds them handled: working them here only saves
+/// that round through the log.
+async fn follow<S: Saga>(shared: &Shared, id: &str, step: RecordedEvent) -> Result<(), Interrupt> {
+    let mut steps = std::collections::VecDeque::from([step]);
+    while let Some(step) = steps.pop_front() {
+        let record: Record = match serde_json::from_str(step.data.get()) {
+            Ok(record) => record,
+            Err(error) => {
+                tracing::error!(saga = name::<S>(), id, position = step.position, %error, "an unreadable saga step record; skipped");
+                continue;
+            }
+        };
+        for send in &record.sends {
+            if let Some(next) = answer::<S>(shared, id, &step, send).await? {
+                steps.push_back(next);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An instance as its stream has it.
@@ -636,17 +678,18 @@ enum Answer {
 }
 
 /// Sends the command of `send` (recorded by `step_event`) and records the
-/// saga's decision about its answer, unless that is recorded already.
+/// saga's decision about its answer, unless that is recorded already;
+/// returns the step record it appended.
 async fn answer<S: Saga>(
     shared: &Shared,
     id: &str,
     step_event: &RecordedEvent,
     send: &Sent,
-) -> Result<(), Interrupt> {
+) -> Result<Option<RecordedEvent>, Interrupt> {
     let input = format!("answer:{}", send.step);
     let instance = load::<S>(&*shared.store, &stream_id::<S>(id)).await?;
     if instance.ended || instance.handled.contains(&input) {
-        return Ok(());
+        return Ok(None);
     }
     let answer = dispatch::<S>(shared, id, step_event, send).await?;
     let step = send.step.as_str();
@@ -717,19 +760,20 @@ async fn dispatch<S: Saga>(
 
 /// Records the decision `decide` makes about `input` (caused by `cause`)
 /// on the instance as stored, unless the input was decided on already or
-/// the instance has ended; retried on a concurrent append.
+/// the instance has ended; retried on a concurrent append. Returns the
+/// step record it appended.
 async fn record<S: Saga>(
     shared: &Shared,
     id: &str,
     cause: &RecordedEvent,
     input: &str,
     decide: impl Fn(&S) -> Decision<S>,
-) -> Result<(), Interrupt> {
+) -> Result<Option<RecordedEvent>, Interrupt> {
     let stream = stream_id::<S>(id);
     loop {
         let instance = load::<S>(&*shared.store, &stream).await?;
         if instance.ended || instance.handled.contains(input) {
-            return Ok(());
+            return Ok(None);
         }
         let decision = match &instance.broken {
             Some(broken) => {
@@ -749,7 +793,7 @@ async fn record<S: Saga>(
             .append(&stream, ExpectedVersion::Exact(instance.version), events)
             .await
         {
-            Ok(_) => return Ok(()),
+            Ok(appended) => return Ok(appended.events.into_iter().last()),
             Err(error) if error.is_conflict() => continue,
             Err(error) => return Err(error.into()),
         }

@@ -1,0 +1,228 @@
+//! Transfers (the `transfer-money` saga) beside deposits, in one run, on
+//! SQLite and PostgreSQL: `cargo bench -p allframe-tests --bench transfers`.
+//!
+//! `ALLFRAME_BENCH_CALLERS` (64) callers work for `ALLFRAME_BENCH_SECONDS`
+//! (4) per phase over 16 accounts. A deposit phase counts commands per
+//! second; a transfer phase has each caller start a transfer through the
+//! dispatcher (what `POST /commands/transfer-money` does before answering
+//! `202`) and wait until the saga has completed, so it counts completed
+//! transfers per second and times each from its `202` to `completed`.
+//! Phases alternate for `ALLFRAME_BENCH_ROUNDS` (3) rounds; medians are
+//! reported, latencies over every transfer of the run.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use allframe::store::SqliteStore;
+use allframe::{DispatchOptions, Dispatcher, EventFilter, EventStore, Sagas};
+use bank::domain::{Deposit, OpenAccount};
+use bank::transfer::{Transfer, TransferMoney};
+use futures_util::StreamExt;
+use tokio::sync::oneshot;
+
+const ACCOUNTS: usize = 16;
+
+fn env_number(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Who is waiting for which saga to end.
+type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>;
+
+/// Wakes the waiter of each saga whose ending step is recorded.
+fn watch_endings(store: &dyn EventStore, after: u64, waiters: Waiters) {
+    let mut endings = store.subscribe(after, EventFilter::all().category("saga"));
+    tokio::spawn(async move {
+        while let Some(Ok(event)) = endings.next().await {
+            if event.event_type != allframe::saga::STEP_EVENT_TYPE
+                || !event.data.get().contains("\"end\"")
+            {
+                continue;
+            }
+            let Some(id) = event.stream_id.strip_prefix("saga-transfer-money-") else {
+                continue;
+            };
+            if let Some(waiter) = waiters.lock().unwrap().remove(id) {
+                let _ = waiter.send(());
+            }
+        }
+    });
+}
+
+async fn deposits(dispatcher: &Arc<Dispatcher>, accounts: &Arc<Vec<String>>, seconds: f64) -> f64 {
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    let callers = env_number("ALLFRAME_BENCH_CALLERS", 64.0) as usize;
+    let tasks: Vec<_> = (0..callers)
+        .map(|caller| {
+            let (dispatcher, accounts) = (dispatcher.clone(), accounts.clone());
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                while Instant::now() < until {
+                    let deposit = Deposit {
+                        account_id: accounts[(caller + done as usize) % ACCOUNTS].clone(),
+                        amount: 1,
+                    };
+                    dispatcher
+                        .dispatch(deposit, DispatchOptions::default())
+                        .await
+                        .unwrap();
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    total as f64 / seconds
+}
+
+async fn transfers(
+    dispatcher: &Arc<Dispatcher>,
+    accounts: &Arc<Vec<String>>,
+    waiters: &Waiters,
+    seconds: f64,
+    latencies: &mut Vec<Duration>,
+) -> f64 {
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    let callers = env_number("ALLFRAME_BENCH_CALLERS", 64.0) as usize;
+    let tasks: Vec<_> = (0..callers)
+        .map(|caller| {
+            let (dispatcher, accounts, waiters) =
+                (dispatcher.clone(), accounts.clone(), waiters.clone());
+            tokio::spawn(async move {
+                let mut times = Vec::new();
+                let mut n = caller;
+                while Instant::now() < until {
+                    let transfer = TransferMoney {
+                        from_account_id: accounts[n % ACCOUNTS].clone(),
+                        to_account_id: accounts[(n + 1) % ACCOUNTS].clone(),
+                        amount: 1,
+                    };
+                    n += callers;
+                    let outcome = dispatcher
+                        .dispatch(transfer, DispatchOptions::default())
+                        .await
+                        .unwrap();
+                    let accepted = Instant::now();
+                    let (done, ended) = oneshot::channel();
+                    waiters
+                        .lock()
+                        .unwrap()
+                        .insert(outcome.aggregate_id.clone(), done);
+                    // The saga may have ended before the waiter was in place.
+                    let view = allframe::saga::view(
+                        &*dispatcher.store().clone(),
+                        "transfer-money",
+                        &outcome.aggregate_id,
+                    )
+                    .await
+                    .unwrap()
+                    .unwrap();
+                    if view.status == "running" {
+                        ended.await.unwrap();
+                    } else {
+                        waiters.lock().unwrap().remove(&outcome.aggregate_id);
+                        assert_eq!(view.status, "completed");
+                    }
+                    times.push(accepted.elapsed());
+                }
+                times
+            })
+        })
+        .collect();
+    let mut completed = 0;
+    for task in tasks {
+        let times = task.await.unwrap();
+        completed += times.len();
+        latencies.extend(times);
+    }
+    completed as f64 / seconds
+}
+
+fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+async fn report(backend: &str, store: Arc<dyn EventStore>) {
+    let seconds = env_number("ALLFRAME_BENCH_SECONDS", 4.0);
+    let rounds = env_number("ALLFRAME_BENCH_ROUNDS", 3.0) as usize;
+    let dispatcher = Arc::new(Dispatcher::builder(&*store).build().unwrap());
+    let mut accounts = Vec::new();
+    for _ in 0..ACCOUNTS {
+        let open = OpenAccount {
+            owner: "Ada".into(),
+            email: "ada@example.com".into(),
+            initial_deposit: 1_000_000_000,
+            currency: None,
+        };
+        accounts.push(
+            dispatcher
+                .dispatch(open, DispatchOptions::default())
+                .await
+                .unwrap()
+                .aggregate_id,
+        );
+    }
+    let accounts = Arc::new(accounts);
+    let sagas = Sagas::builder(&*store, dispatcher.clone())
+        .saga::<Transfer>()
+        .start()
+        .await
+        .unwrap();
+    let waiters: Waiters = Arc::default();
+    watch_endings(
+        &*store,
+        store.head_position().await.unwrap(),
+        waiters.clone(),
+    );
+    let (mut deposit_rates, mut transfer_rates, mut latencies) =
+        (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for phase in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
+            if phase == 0 {
+                deposit_rates.push(deposits(&dispatcher, &accounts, seconds).await);
+            } else {
+                transfer_rates.push(
+                    transfers(&dispatcher, &accounts, &waiters, seconds, &mut latencies).await,
+                );
+            }
+        }
+    }
+    sagas.stop().await;
+    latencies.sort();
+    let (d, t) = (median(&mut deposit_rates), median(&mut transfer_rates));
+    println!(
+        "| {backend} | {d:.0} | {t:.0} | {:.2} | {:.1} ms | {:.1} ms |",
+        t / d,
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    println!("## Transfers beside deposits (64 callers, medians of interleaved rounds)\n");
+    println!(
+        "| backend | deposits/s | transfers completed/s | transfers / deposits | 202 → completed p50 | p99 |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let sqlite = SqliteStore::open(dir.path().join("bank.db")).await.unwrap();
+    report("SQLite", Arc::new(sqlite)).await;
+    match allframe_tests::postgres_store().await {
+        Some(postgres) => report("PostgreSQL", Arc::new(postgres)).await,
+        None => println!("\n!!! PostgreSQL SKIPPED: the server is not reachable"),
+    }
+}
