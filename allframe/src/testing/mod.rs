@@ -1,5 +1,5 @@
-//! Testing support: the given/when/then harness for command handlers and
-//! the event store conformance suite.
+//! Testing support: the given/when/then harnesses for command handlers
+//! and for sagas, and the event store conformance suite.
 //!
 //! Every backend in this crate passes the same checks, and a new backend can
 //! prove itself the same way. Each check takes a fresh, empty store and
@@ -15,8 +15,10 @@
 //! [`store_conformance_tests!`](crate::store_conformance_tests) writes one
 //! `#[tokio::test]` per check.
 
+mod saga_scenario;
 mod scenario;
 
+pub use saga_scenario::{SagaScenario, SagaThen, given_saga};
 pub use scenario::{Scenario, Then, given};
 
 pub mod conformance;

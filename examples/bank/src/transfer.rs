@@ -157,3 +157,93 @@ async fn transfer_money(
         amount: command.amount,
     }])
 }
+
+#[cfg(test)]
+mod tests {
+    use allframe::testing::given_saga;
+
+    use super::*;
+
+    fn requested() -> TransferEvent {
+        TransferEvent::TransferRequested {
+            from_account_id: "a".into(),
+            to_account_id: "b".into(),
+            amount: 5,
+        }
+    }
+
+    fn withdraw() -> Withdraw {
+        Withdraw {
+            account_id: "a".into(),
+            amount: 5,
+        }
+    }
+
+    fn deposit(account_id: &str) -> Deposit {
+        Deposit {
+            account_id: account_id.into(),
+            amount: 5,
+        }
+    }
+
+    #[test]
+    fn it_withdraws_then_deposits_then_completes() {
+        given_saga::<Transfer>([requested()])
+            .when_started()
+            .then_sends("withdraw", &withdraw())
+            .then_records([])
+            .then_goes_on();
+        given_saga::<Transfer>([requested()])
+            .when_done("withdraw")
+            .then_sends("deposit", &deposit("b"))
+            .then_goes_on();
+        given_saga::<Transfer>([requested()])
+            .when_done("deposit")
+            .then_sends_nothing()
+            .then_ends("completed", None);
+    }
+
+    #[test]
+    fn a_refused_or_unanswered_withdrawal_rejects_it() {
+        given_saga::<Transfer>([requested()])
+            .when_refused("withdraw", "insufficient-funds")
+            .then_sends_nothing()
+            .then_ends("rejected", Some("insufficient-funds"));
+        given_saga::<Transfer>([requested()])
+            .when_timed_out("withdraw")
+            .then_ends("rejected", Some(TIMED_OUT));
+    }
+
+    #[test]
+    fn a_refused_or_unanswered_deposit_pays_the_money_back() {
+        for (when, code) in [("refused", "account-closed"), ("timed out", TIMED_OUT)] {
+            let scenario = given_saga::<Transfer>([requested()]);
+            let then = match when {
+                "refused" => scenario.when_refused("deposit", code),
+                _ => scenario.when_timed_out("deposit"),
+            };
+            then.then_sends("refund", &deposit("a"))
+                .then_records([TransferEvent::DepositRefused { code: code.into() }])
+                .then_goes_on();
+        }
+        let refused = TransferEvent::DepositRefused {
+            code: "not-found".into(),
+        };
+        given_saga::<Transfer>([requested(), refused.clone()])
+            .when_done("refund")
+            .then_ends("refunded", Some("not-found"));
+        given_saga::<Transfer>([requested(), refused])
+            .when_refused("refund", "account-closed")
+            .then_ends("failed", Some("the refund was refused: account-closed"));
+    }
+
+    #[test]
+    fn an_answer_to_a_step_it_never_sent_fails_it() {
+        given_saga::<Transfer>([requested()])
+            .when_done("lottery")
+            .then_ends("failed", Some("an answer to a step it never sent"));
+        given_saga::<Transfer>([])
+            .when_done("withdraw")
+            .then_ends("failed", Some("no transfer was requested"));
+    }
+}
