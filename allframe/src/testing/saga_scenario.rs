@@ -32,6 +32,7 @@ impl<S: Saga> SagaScenario<S> {
     }
 
     /// It was just started: its first given event is the input.
+    #[must_use = "assert on the decision with the `then_…` methods"]
     pub fn when_started(self) -> SagaThen<S> {
         self.decide(|saga, history| {
             let first = history
@@ -42,6 +43,7 @@ impl<S: Saga> SagaScenario<S> {
     }
 
     /// The command sent as `step` was carried out (recording no events).
+    #[must_use = "assert on the decision with the `then_…` methods"]
     pub fn when_done(self, step: &str) -> SagaThen<S> {
         let outcome = CommandOutcome {
             stream_id: String::new(),
@@ -60,6 +62,7 @@ impl<S: Saga> SagaScenario<S> {
     }
 
     /// The command sent as `step` was refused with `code`.
+    #[must_use = "assert on the decision with the `then_…` methods"]
     pub fn when_refused(self, step: &str, code: &str) -> SagaThen<S> {
         self.decide(|saga, _| {
             saga.decide(Input::Refused {
@@ -71,6 +74,7 @@ impl<S: Saga> SagaScenario<S> {
     }
 
     /// The command sent as `step` got no answer in time.
+    #[must_use = "assert on the decision with the `then_…` methods"]
     pub fn when_timed_out(self, step: &str) -> SagaThen<S> {
         self.decide(|saga, _| saga.decide(Input::TimedOut { step }))
     }
@@ -78,7 +82,6 @@ impl<S: Saga> SagaScenario<S> {
 
 /// What a saga decided, to assert on; each assertion returns it for the
 /// next.
-#[must_use = "assert on the decision with the `then_…` methods"]
 pub struct SagaThen<S: Saga> {
     decision: Decision<S>,
 }
