@@ -60,7 +60,8 @@ impl App {
     /// The router: `POST /commands/{name}`, `GET /projections/{name}`,
     /// `GET /projections/{name}/{key}`, `GET /queries/{name}`,
     /// `GET /admin/projections`, `POST /admin/projections/{name}/rebuild`
-    /// and `.../restart`, `GET /health`,
+    /// and `.../restart`, `GET /sagas/{name}/{id}`, `GET /admin/sagas`,
+    /// `GET /health`,
     /// `GET /openapi.json`, `GET /docs` (with the `swagger-ui` feature),
     /// `GET /events/ws`, `GET /events/sse` and the routes added with
     /// [`AppBuilder::routes`]. A plain axum `Router`: merge it, nest it
