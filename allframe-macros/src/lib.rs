@@ -22,6 +22,7 @@ mod handler;
 mod projection;
 mod query;
 mod query_handler;
+mod saga;
 mod schema;
 
 /// Implements `allframe::Event` for an enum (one stored `type` per variant)
@@ -475,4 +476,39 @@ pub fn query(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn query_handler(args: TokenStream, item: TokenStream) -> TokenStream {
     query_handler::attribute(args.into(), item.into()).into()
+}
+
+/// Registers a saga: put it on the saga's `impl Saga for T` block, and
+/// every app built into a program that links it runs it.
+///
+/// ```
+/// use allframe::saga::{Decision, Input};
+/// use allframe::{Aggregate, Event, Saga};
+///
+/// #[derive(Event)]
+/// enum TripEvent { Booked {} }
+///
+/// #[derive(Default)]
+/// struct Trip;
+///
+/// impl Aggregate for Trip {
+///     type Event = TripEvent;
+///     const CATEGORY: &'static str = "saga-trip";
+///     fn apply(&mut self, _: &TripEvent) {}
+/// }
+///
+/// #[allframe::saga]
+/// impl Saga for Trip {
+///     fn decide(&self, _: Input<'_, Self>) -> Decision<Self> {
+///         Decision::end("completed")
+///     }
+/// }
+/// ```
+///
+/// The type's `CATEGORY` must be `saga-` followed by the saga's name
+/// (lowercase letters, digits and `-`, starting with a letter): anything
+/// else fails to compile. Generic sagas and options are rejected.
+#[proc_macro_attribute]
+pub fn saga(args: TokenStream, item: TokenStream) -> TokenStream {
+    saga::attribute(args.into(), item.into()).into()
 }

@@ -143,7 +143,9 @@ pub struct AppBuilder {
 impl AppBuilder {
     /// Runs saga `S` (see [`Saga`]): its runner follows the log from its
     /// checkpoint, `GET /sagas/{name}/{id}` shows its instances, and its
-    /// create-commands answer `202` with the new instance's id.
+    /// create-commands answer `202` with the new instance's id. Every saga
+    /// registered with `#[saga]` and linked into the program runs without
+    /// this; it is for sagas implemented by hand.
     pub fn saga<S: Saga>(mut self) -> Self {
         self.sagas.push(SagasBuilder::saga::<S>);
         self
@@ -266,8 +268,10 @@ impl AppBuilder {
             .sagas
             .iter()
             .fold(
-                Sagas::builder(&*self.store, dispatcher.clone())
-                    .step_timeout(self.saga_step_timeout),
+                crate::saga::linked(
+                    Sagas::builder(&*self.store, dispatcher.clone())
+                        .step_timeout(self.saga_step_timeout),
+                ),
                 |builder, add| add(builder),
             )
             .start()

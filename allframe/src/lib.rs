@@ -58,7 +58,7 @@ pub use subscription::Subscription;
 
 #[cfg(feature = "macros")]
 pub use allframe_macros::{
-    DomainError, Event, command, command_handler, projection, query, query_handler,
+    DomainError, Event, command, command_handler, projection, query, query_handler, saga,
 };
 
 /// The traits most programs implement or call, and the macros, in one
@@ -70,7 +70,7 @@ pub mod prelude {
         QueryHandler,
     };
     #[cfg(feature = "macros")]
-    pub use allframe_macros::{command, command_handler, projection, query, query_handler};
+    pub use allframe_macros::{command, command_handler, projection, query, query_handler, saga};
 }
 
 /// Support for generated code. Not public API: it may change in any release.
@@ -81,6 +81,7 @@ pub mod __private {
     pub use crate::event::{DecodeErrorKind, Event, UpcastError, upcast};
     pub use crate::projection::{ProjectionRegistration, Row, index_value};
     pub use crate::query::{QueryHandler, QueryRegistration};
+    pub use crate::saga::{SagaRegistration, assert_saga_category};
     pub use crate::schema::{Constraint, LengthMode, WireSchema};
     pub use futures_util::future::BoxFuture;
     pub use garde;

@@ -78,6 +78,65 @@ pub fn name<S: Saga>() -> &'static str {
 /// What every saga's category starts with.
 pub const STREAM_PREFIX: &str = "saga-";
 
+/// One saga linked into the program, registered by `#[saga]` on its
+/// `impl Saga` block. An app runs every linked saga.
+#[derive(Clone, Copy)]
+pub struct SagaRegistration {
+    category: &'static str,
+    add: fn(SagasBuilder) -> SagasBuilder,
+}
+
+impl SagaRegistration {
+    /// The registration of saga `S`.
+    pub const fn new<S: Saga>() -> Self {
+        Self {
+            category: S::CATEGORY,
+            add: SagasBuilder::saga::<S>,
+        }
+    }
+
+    /// The saga's category, `saga-{name}`.
+    pub fn category(&self) -> &'static str {
+        self.category
+    }
+}
+
+inventory::collect!(SagaRegistration);
+
+/// Adds every saga linked into the program to `builder`.
+pub(crate) fn linked(builder: SagasBuilder) -> SagasBuilder {
+    inventory::iter::<SagaRegistration>
+        .into_iter()
+        .fold(builder, |builder, registration| (registration.add)(builder))
+}
+
+/// Stops compilation unless `category` is a saga's (see
+/// [`is_saga_category`]); `#[saga]` calls it in a constant.
+#[doc(hidden)]
+pub const fn assert_saga_category(category: &str) {
+    let bytes = category.as_bytes();
+    let prefix = STREAM_PREFIX.as_bytes();
+    let mut i = 0;
+    while i < prefix.len() {
+        if i >= bytes.len() || bytes[i] != prefix[i] {
+            panic!("a saga's CATEGORY must be `saga-` followed by its name");
+        }
+        i += 1;
+    }
+    if i >= bytes.len() || !bytes[i].is_ascii_lowercase() {
+        panic!("a saga's name (its CATEGORY after `saga-`) must start with a lowercase letter");
+    }
+    while i < bytes.len() {
+        let c = bytes[i];
+        if !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
+            panic!(
+                "a saga's name (its CATEGORY after `saga-`) takes lowercase letters, digits and `-` only"
+            );
+        }
+        i += 1;
+    }
+}
+
 /// The saga a command starts: the name in its aggregate's `category`
 /// when it `creates` and the category is a saga's.
 pub(crate) fn started_by(creates: bool, category: &'static str) -> Option<&'static str> {

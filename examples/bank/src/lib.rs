@@ -52,7 +52,6 @@ async fn about(about: Dep<About>) -> Json<About> {
 pub fn app(store: &dyn allframe::EventStore) -> allframe::AppBuilder {
     allframe::App::builder(store)
         .projections(allframe::Projections::builder(store).projection::<accounts::AccountRow>())
-        .saga::<transfer::Transfer>()
         .provide(About {
             name: env!("CARGO_PKG_NAME"),
             version: env!("CARGO_PKG_VERSION"),

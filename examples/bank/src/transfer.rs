@@ -63,6 +63,7 @@ impl Aggregate for Transfer {
     }
 }
 
+#[allframe::saga]
 impl Saga for Transfer {
     fn decide(&self, input: Input<'_, Self>) -> Decision<Self> {
         let Some((from, to, amount)) = &self.requested else {
