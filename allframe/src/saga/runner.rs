@@ -23,7 +23,8 @@ use crate::store::{EventFilter, EventStore, ExpectedVersion, StoreError};
 
 /// How many events a runner works at once, over all its instances.
 const IN_FLIGHT: usize = 512;
-/// How often, at most, a busy runner moves its checkpoint.
+/// How often, at most, a runner writes its checkpoint (a checkpoint that
+/// is behind is written this long after the last write at the latest).
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
 /// The longest a runner waits between attempts after a failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -548,12 +549,14 @@ async fn work<S: Saga>(shared: &Arc<Shared>) -> Result<std::convert::Infallible,
                     }
                 }
             }
+            // A checkpoint that is behind is written at the latest this
+            // long after the last one.
+            () = tokio::time::sleep_until((committed_at + COMMIT_EVERY).into()), if done_up_to(&pending, read) > stored => {}
             // Never: what is pending is being worked or queued behind work.
             else => return Err(Interrupt::Panicked("a runner with nothing to do and no room".into())),
         }
-        let done_up_to = pending.first().map_or(read, |oldest| oldest - 1);
-        let due = pending.is_empty() || committed_at.elapsed() >= COMMIT_EVERY;
-        if done_up_to > stored && due {
+        let done_up_to = done_up_to(&pending, read);
+        if done_up_to > stored && committed_at.elapsed() >= COMMIT_EVERY {
             let moved = Batch::new(&checkpoint, live.number, stored, done_up_to, false, &[]);
             if shared.storage.commit(moved).await? == Committed::Moved {
                 return Err(Interrupt::Moved);
@@ -562,6 +565,12 @@ async fn work<S: Saga>(shared: &Arc<Shared>) -> Result<std::convert::Infallible,
             committed_at = Instant::now();
         }
     }
+}
+
+/// The position up to which every event read is done: just before the
+/// oldest still `pending`, or the last `read` when none is.
+fn done_up_to(pending: &std::collections::BTreeSet<u64>, read: u64) -> u64 {
+    pending.first().map_or(read, |oldest| oldest - 1)
 }
 
 /// Works one event of instance `id`: the first event is decided on; a
