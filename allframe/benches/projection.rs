@@ -142,19 +142,8 @@ const TABLES: [&str; 4] = [
 
 #[cfg(feature = "postgres")]
 async fn postgres(events: usize, accounts: usize, batches: &[usize], rounds: usize) {
-    use std::str::FromStr;
-
-    use allframe::store::PostgresStore;
-    let url = std::env::var("ALLFRAME_BENCH_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let options = sqlx::postgres::PgConnectOptions::from_str(&url).expect("a PostgreSQL URL");
-    let schema = format!("allframe_bench_{}", uuid::Uuid::now_v7().simple());
-    let store = match PostgresStore::connect_with(options, Some(&schema), 256).await {
-        Ok(store) => store,
-        Err(error) => {
-            println!("\n!!! PostgreSQL SKIPPED: cannot reach {url}: {error}");
-            return;
-        }
+    let Some((store, schema)) = common::postgres_store().await else {
+        return;
     };
     populate(&store, events, accounts).await;
     // Statistics of the log, as autovacuum gathers them within a minute of
@@ -178,12 +167,7 @@ async fn postgres(events: usize, accounts: usize, batches: &[usize], rounds: usi
         }
     })
     .await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA \"{schema}\" CASCADE"
-    )))
-    .execute(store.pool())
-    .await
-    .expect("drop the bench schema");
+    common::drop_schema(&store, &schema).await;
 }
 
 /// Writes `events` events: each account opened, then deposits and

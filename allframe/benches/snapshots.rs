@@ -133,27 +133,11 @@ fn main() {
 
 #[cfg(feature = "postgres")]
 async fn postgres(history: u64, rounds: usize) {
-    use std::str::FromStr;
-
-    use allframe::store::PostgresStore;
-    let url = std::env::var("ALLFRAME_BENCH_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let options = sqlx::postgres::PgConnectOptions::from_str(&url).expect("a PostgreSQL URL");
-    let schema = format!("allframe_bench_{}", uuid::Uuid::now_v7().simple());
-    let store = match PostgresStore::connect_with(options, Some(&schema), 256).await {
-        Ok(store) => store,
-        Err(error) => {
-            println!("\n!!! PostgreSQL SKIPPED: cannot reach {url}: {error}");
-            return;
-        }
+    let Some((store, schema)) = common::postgres_store().await else {
+        return;
     };
     report("postgres", &store, history, rounds).await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA \"{schema}\" CASCADE"
-    )))
-    .execute(store.pool())
-    .await
-    .expect("drop the bench schema");
+    common::drop_schema(&store, &schema).await;
 }
 
 /// Writes `events` deposits of 1 to `account-{id}`, 1,000 per append.

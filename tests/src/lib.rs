@@ -77,6 +77,28 @@ pub async fn postgres_store_in(schema: &str, max_batch: usize) -> Option<Postgre
     )
 }
 
+/// The store a crash test's child process works on, from its arguments:
+/// `sqlite PATH` or `postgres SCHEMA` (16 appends per group commit, like
+/// the parent's). Panics on anything else: the parent wrote them.
+pub async fn child_store(backend: &str, place: &str) -> std::sync::Arc<dyn allframe::EventStore> {
+    match backend {
+        "sqlite" => std::sync::Arc::new(
+            allframe::store::SqliteStore::open(place)
+                .await
+                .expect("open SQLite"),
+        ),
+        "postgres" => {
+            let options = postgres_options().await.expect("PostgreSQL is reachable");
+            std::sync::Arc::new(
+                PostgresStore::connect_with(options, Some(place), 16)
+                    .await
+                    .expect("open PostgreSQL"),
+            )
+        }
+        other => panic!("unknown backend {other}"),
+    }
+}
+
 /// Drops test schemas more than an hour old, left by runs that were killed
 /// before they could clean up.
 async fn drop_stale_schemas(pool: &sqlx::PgPool) {

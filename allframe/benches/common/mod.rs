@@ -30,3 +30,36 @@ pub(crate) fn run_on_two_workers<F: std::future::Future>(bench: F) -> F::Output 
         .expect("tokio runtime")
         .block_on(bench)
 }
+
+/// A PostgreSQL store in a fresh schema at `ALLFRAME_BENCH_POSTGRES_URL`
+/// (default `postgres://postgres@127.0.0.1:5432/test`) and the schema's
+/// name; `None`, said loudly, when the server cannot be reached. Drop the
+/// schema with [`drop_schema`] when done.
+#[cfg(feature = "postgres")]
+#[allow(dead_code)] // Only the benchmarks with a PostgreSQL part use it.
+pub(crate) async fn postgres_store() -> Option<(allframe::store::PostgresStore, String)> {
+    use std::str::FromStr;
+    let url = std::env::var("ALLFRAME_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let options = sqlx::postgres::PgConnectOptions::from_str(&url).expect("a PostgreSQL URL");
+    let schema = format!("allframe_bench_{}", uuid::Uuid::now_v7().simple());
+    match allframe::store::PostgresStore::connect_with(options, Some(&schema), 256).await {
+        Ok(store) => Some((store, schema)),
+        Err(error) => {
+            println!("\n!!! PostgreSQL SKIPPED: cannot reach {url}: {error}");
+            None
+        }
+    }
+}
+
+/// Drops a schema [`postgres_store`] made.
+#[cfg(feature = "postgres")]
+#[allow(dead_code)] // Only the benchmarks with a PostgreSQL part use it.
+pub(crate) async fn drop_schema(store: &allframe::store::PostgresStore, schema: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(store.pool())
+    .await
+    .expect("drop the bench schema");
+}

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use allframe::store::{PostgresStore, SqliteStore};
 use allframe::{DispatchConfig, Dispatcher, EventStore, Sagas};
 use bank::transfer::Transfer;
 
@@ -36,20 +35,6 @@ async fn main() {
     let [backend, place] = &args[..] else {
         panic!("usage: saga_child sqlite|postgres PATH|SCHEMA");
     };
-    match backend.as_str() {
-        "sqlite" => {
-            let store = SqliteStore::open(place).await.expect("open SQLite");
-            run_forever(&store).await;
-        }
-        "postgres" => {
-            let options = allframe_tests::postgres_options()
-                .await
-                .expect("PostgreSQL is reachable");
-            let store = PostgresStore::connect_with(options, Some(place), 16)
-                .await
-                .expect("open PostgreSQL");
-            run_forever(&store).await;
-        }
-        other => panic!("unknown backend {other}"),
-    }
+    let store = allframe_tests::child_store(backend, place).await;
+    run_forever(&*store).await;
 }
