@@ -509,10 +509,11 @@ async fn work<S: Saga>(shared: &Arc<Shared>) -> Result<std::convert::Infallible,
     let mut pending = std::collections::BTreeSet::new();
     let mut read = stored;
     let mut committed_at = Instant::now();
+    let followed = Followed::default();
     let spawn = |workers: &mut tokio::task::JoinSet<_>, id: String, event: RecordedEvent| {
-        let shared = shared.clone();
+        let (shared, followed) = (shared.clone(), followed.clone());
         workers.spawn(async move {
-            let worked = handle::<S>(&shared, &id, &event).await;
+            let worked = handle::<S>(&shared, &followed, &id, &event).await;
             worked.map(|()| (id, event.position))
         });
     };
@@ -573,16 +574,29 @@ fn done_up_to(pending: &std::collections::BTreeSet<u64>, read: u64) -> u64 {
     pending.first().map_or(read, |oldest| oldest - 1)
 }
 
+/// The positions of step records that [`follow`] appended and worked in
+/// full: the runner skips them when it reads them from the log.
+type Followed = Arc<Mutex<HashSet<u64>>>;
+
 /// Works one event of instance `id`: the first event is decided on; a
 /// step record's commands are sent and their answers decided on.
 async fn handle<S: Saga>(
     shared: &Shared,
+    followed: &Followed,
     id: &str,
     event: &RecordedEvent,
 ) -> Result<(), Interrupt> {
     if event.event_type == STEP_EVENT_TYPE {
-        follow::<S>(shared, id, event.clone()).await
+        let worked = followed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&event.position);
+        if worked {
+            return Ok(());
+        }
+        follow::<S>(shared, followed, id, None, event.clone(), false).await
     } else if event.version == 1 {
+        let mut instance = Instance::load(&*shared.store, &stream_id::<S>(id)).await?;
         let first = match event.decode::<<S as Aggregate>::Event>() {
             Ok(first) => first,
             Err(error) if error.is_newer_than_known() => {
@@ -591,16 +605,16 @@ async fn handle<S: Saga>(
             Err(error) => {
                 let reason = format!("its first event does not decode: {error}");
                 let failed = |_: &S| Decision::end("failed").because(reason.clone());
-                record::<S>(shared, id, event, "start", failed).await?;
+                record::<S>(shared, id, &mut instance, event, "start", failed).await?;
                 return Ok(());
             }
         };
-        let recorded = record::<S>(shared, id, event, "start", |saga| {
+        let recorded = record::<S>(shared, id, &mut instance, event, "start", |saga| {
             saga.decide(Input::Started(&first))
         })
         .await?;
         match recorded {
-            Some(step) => follow::<S>(shared, id, step).await,
+            Some(step) => follow::<S>(shared, followed, id, Some(instance), step, true).await,
             None => Ok(()),
         }
     } else {
@@ -611,23 +625,42 @@ async fn handle<S: Saga>(
 
 /// Sends the commands of the step record `step`, records the decisions
 /// about their answers, and goes on with the steps those record, until
-/// the instance waits or ends. The runner reads these records from the
-/// log later too, and finds them handled: working them here only saves
-/// that round through the log.
-async fn follow<S: Saga>(shared: &Shared, id: &str, step: RecordedEvent) -> Result<(), Interrupt> {
-    let mut steps = std::collections::VecDeque::from([step]);
-    while let Some(step) = steps.pop_front() {
-        let record: Record = match serde_json::from_str(step.data.get()) {
-            Ok(record) => record,
+/// the instance waits or ends. `instance` is the instance as it is known
+/// (it is read from the store when not); `appended` says whether `step`
+/// was appended by this task. The runner reads the records appended here
+/// from the log later too; working them here saves that round through the
+/// log, and marking them [`Followed`] saves reading them again.
+async fn follow<S: Saga>(
+    shared: &Shared,
+    followed: &Followed,
+    id: &str,
+    instance: Option<Instance<S>>,
+    step: RecordedEvent,
+    appended: bool,
+) -> Result<(), Interrupt> {
+    let mut instance = match instance {
+        Some(instance) => instance,
+        None => Instance::load(&*shared.store, &stream_id::<S>(id)).await?,
+    };
+    let mut steps = std::collections::VecDeque::from([(step, appended)]);
+    while let Some((step, appended)) = steps.pop_front() {
+        match serde_json::from_str::<Record>(step.data.get()) {
+            Ok(record) => {
+                for send in &record.sends {
+                    if let Some(next) = answer::<S>(shared, id, &mut instance, &step, send).await? {
+                        steps.push_back((next, true));
+                    }
+                }
+            }
             Err(error) => {
                 tracing::error!(saga = name::<S>(), id, position = step.position, %error, "an unreadable saga step record; skipped");
-                continue;
             }
-        };
-        for send in &record.sends {
-            if let Some(next) = answer::<S>(shared, id, &step, send).await? {
-                steps.push_back(next);
-            }
+        }
+        if appended {
+            followed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(step.position);
         }
     }
     Ok(())
@@ -646,37 +679,45 @@ struct Instance<S> {
     broken: Option<String>,
 }
 
-async fn load<S: Saga>(store: &dyn EventStore, stream: &str) -> Result<Instance<S>, Interrupt> {
-    let mut instance = Instance {
-        state: S::default(),
-        version: 0,
-        handled: HashSet::new(),
-        steps: HashSet::new(),
-        ended: false,
-        broken: None,
-    };
-    for event in read_stream(store, stream).await? {
-        instance.version = event.version;
+impl<S: Saga> Instance<S> {
+    /// The instance as its stream has it.
+    async fn load(store: &dyn EventStore, stream: &str) -> Result<Self, Interrupt> {
+        let mut instance = Self {
+            state: S::default(),
+            version: 0,
+            handled: HashSet::new(),
+            steps: HashSet::new(),
+            ended: false,
+            broken: None,
+        };
+        for event in read_stream(store, stream).await? {
+            instance.fold(&event)?;
+        }
+        Ok(instance)
+    }
+
+    /// Folds the instance's next event in.
+    fn fold(&mut self, event: &RecordedEvent) -> Result<(), Interrupt> {
+        self.version = event.version;
         if event.event_type == STEP_EVENT_TYPE {
             if let Ok(record) = serde_json::from_str::<Record>(event.data.get()) {
-                instance.handled.insert(record.input);
-                instance
-                    .steps
+                self.handled.insert(record.input);
+                self.steps
                     .extend(record.sends.into_iter().map(|send| send.step));
-                instance.ended |= record.end.is_some();
+                self.ended |= record.end.is_some();
             }
-            continue;
+            return Ok(());
         }
         match event.decode::<<S as Aggregate>::Event>() {
-            Ok(own) if instance.broken.is_none() => instance.state.apply(&own),
+            Ok(own) if self.broken.is_none() => self.state.apply(&own),
             Ok(_) => {}
             Err(error) if error.is_newer_than_known() => {
                 return Err(Interrupt::WaitingForUpgrade(error.to_string()));
             }
-            Err(error) => instance.broken = Some(error.to_string()),
+            Err(error) => self.broken = Some(error.to_string()),
         }
+        Ok(())
     }
-    Ok(instance)
 }
 
 /// The answer to a command a saga sent.
@@ -692,25 +733,32 @@ enum Answer {
 async fn answer<S: Saga>(
     shared: &Shared,
     id: &str,
+    instance: &mut Instance<S>,
     step_event: &RecordedEvent,
     send: &Sent,
 ) -> Result<Option<RecordedEvent>, Interrupt> {
     let input = format!("answer:{}", send.step);
-    let instance = load::<S>(&*shared.store, &stream_id::<S>(id)).await?;
     if instance.ended || instance.handled.contains(&input) {
         return Ok(None);
     }
     let answer = dispatch::<S>(shared, id, step_event, send).await?;
     let step = send.step.as_str();
-    record::<S>(shared, id, step_event, &input, |saga| match &answer {
-        Answer::Done(outcome) => saga.decide(Input::Done { step, outcome }),
-        Answer::Refused { code, message } => saga.decide(Input::Refused {
-            step,
-            code,
-            message,
-        }),
-        Answer::TimedOut => saga.decide(Input::TimedOut { step }),
-    })
+    record::<S>(
+        shared,
+        id,
+        instance,
+        step_event,
+        &input,
+        |saga| match &answer {
+            Answer::Done(outcome) => saga.decide(Input::Done { step, outcome }),
+            Answer::Refused { code, message } => saga.decide(Input::Refused {
+                step,
+                code,
+                message,
+            }),
+            Answer::TimedOut => saga.decide(Input::TimedOut { step }),
+        },
+    )
     .await
 }
 
@@ -768,19 +816,20 @@ async fn dispatch<S: Saga>(
 }
 
 /// Records the decision `decide` makes about `input` (caused by `cause`)
-/// on the instance as stored, unless the input was decided on already or
-/// the instance has ended; retried on a concurrent append. Returns the
-/// step record it appended.
+/// on `instance`, unless the input was decided on already or the instance
+/// has ended; on a concurrent append, reads the instance again and
+/// retries. Returns the step record it appended; `instance` then includes
+/// what it appended.
 async fn record<S: Saga>(
     shared: &Shared,
     id: &str,
+    instance: &mut Instance<S>,
     cause: &RecordedEvent,
     input: &str,
     decide: impl Fn(&S) -> Decision<S>,
 ) -> Result<Option<RecordedEvent>, Interrupt> {
     let stream = stream_id::<S>(id);
     loop {
-        let instance = load::<S>(&*shared.store, &stream).await?;
         if instance.ended || instance.handled.contains(input) {
             return Ok(None);
         }
@@ -796,14 +845,21 @@ async fn record<S: Saga>(
                     ))
                 }),
         };
-        let events = encode::<S>(decision, &instance, input, id, cause);
+        let events = encode::<S>(decision, instance, input, id, cause);
         match shared
             .store
             .append(&stream, ExpectedVersion::Exact(instance.version), events)
             .await
         {
-            Ok(appended) => return Ok(appended.events.into_iter().last()),
-            Err(error) if error.is_conflict() => continue,
+            Ok(appended) => {
+                for event in &appended.events {
+                    instance.fold(event)?;
+                }
+                return Ok(appended.events.into_iter().last());
+            }
+            Err(error) if error.is_conflict() => {
+                *instance = Instance::load(&*shared.store, &stream).await?;
+            }
             Err(error) => return Err(error.into()),
         }
     }
