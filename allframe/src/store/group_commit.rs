@@ -14,12 +14,11 @@
 //! serialized too; positions are therefore assigned in commit order.
 //!
 //! An append may carry an idempotency [`Completion`]: the writer reads the
-//! tokens of the in-flight records of the batch's keys inside the
-//! transaction (locked against claims), [`plan`] refuses an append whose
-//! completion's token no longer holds its key (like a wrong expected
-//! version: that append writes nothing, the rest of the batch commits) and
-//! builds the responses of the accepted ones, and the writer stores them in
-//! the same transaction as the events. Responses are built anew whenever
+//! records of the batch's keys inside the transaction (locked against
+//! claims), [`plan`] refuses an append whose completion no longer holds its
+//! key (like a wrong expected version: that append writes nothing, the rest
+//! of the batch commits) and builds the responses of the accepted ones, and
+//! the writer stores them in the same transaction as the events. Responses are built anew whenever
 //! an append is planned again (the one-by-one retry gives it new
 //! positions), so the stored response always describes the events that
 //! committed.
@@ -41,6 +40,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
+use super::idempotency::Holder;
 use super::{Appended, Claim, Completion, ExpectedVersion, Result, StoreError, record_append};
 use crate::event::NewEvent;
 
@@ -135,11 +135,13 @@ pub(crate) trait BatchWriter: Send + 'static {
     }
 }
 
-/// One accepted completion: the record of `key`, in flight with `token`
-/// when the batch read it, becomes completed with `response`.
+/// One accepted completion: the record of `key` becomes completed with
+/// `response` — the record in flight with the holder's token when the
+/// batch read it, or a new record when the holder is nobody (the batch
+/// read none).
 pub(crate) struct Completed<'b> {
     pub(crate) key: &'b str,
-    pub(crate) token: &'b str,
+    pub(crate) holder: &'b Holder,
     pub(crate) response: String,
 }
 
@@ -165,19 +167,20 @@ pub(crate) fn completion_keys(batch: &[Request]) -> Vec<&str> {
 }
 
 /// Decides every append of a batch against the stream versions, the log
-/// head and the tokens of the in-flight idempotency records (`held`: key →
-/// token, for the batch's [`completion_keys`]) read inside the transaction,
-/// in queue order, so later appends in the batch see the earlier ones, and
-/// builds the responses of their completions. An append whose completion's
-/// token does not hold its key is refused with
-/// [`StoreError::IdempotencyKeyLost`] before its expected version is
-/// checked; one whose response builder fails is refused too. Refused
-/// appends use up no position.
+/// head and the idempotency records of the batch's [`completion_keys`]
+/// (`records`: key → the token it is in flight with, `None` when it is not
+/// in flight; keys without a record are absent) read inside the
+/// transaction, in queue order, so later appends in the batch see the
+/// earlier ones, and builds the responses of their completions. An append
+/// whose completion does not hold its key ([`Completion::holds`]) is
+/// refused with [`StoreError::IdempotencyKeyLost`] before its expected
+/// version is checked; one whose response builder fails is refused too.
+/// Refused appends use up no position.
 pub(crate) fn plan<'b>(
     batch: &'b [Request],
     mut head: u64,
     mut versions: HashMap<String, u64>,
-    mut held: HashMap<String, String>,
+    mut records: HashMap<String, Option<String>>,
     recorded_at: DateTime<Utc>,
 ) -> Plan<'b> {
     let mut completions = Vec::new();
@@ -185,7 +188,7 @@ pub(crate) fn plan<'b>(
         .iter()
         .map(|request| {
             if let Some(completion) = &request.completion
-                && held.get(completion.key()).map(String::as_str) != Some(completion.token())
+                && !completion.holds(records.get(completion.key()).map(|token| token.as_deref()))
             {
                 return Err(completion.lost());
             }
@@ -207,10 +210,10 @@ pub(crate) fn plan<'b>(
             if let Some(completion) = &request.completion {
                 let response = completion.respond(&appended)?;
                 // Completed now: later completions of the key are refused.
-                held.remove(completion.key());
+                records.insert(completion.key().to_owned(), None);
                 completions.push(Completed {
                     key: completion.key(),
-                    token: completion.token(),
+                    holder: completion.holder(),
                     response,
                 });
             }

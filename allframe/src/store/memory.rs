@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures_util::future::{self, BoxFuture, FutureExt};
 use tokio::sync::watch;
 
-use super::idempotency::{self, Decision, Seen, millis, validate_key};
+use super::idempotency::{self, Decision, Holder, Seen, millis, validate_key};
 use super::projections::{MemoryProjectionStore, ProjectionStore};
 use super::snapshots::{MemorySnapshots, SnapshotStore};
 use super::{
@@ -119,10 +119,14 @@ impl MemoryStore {
     ) -> Result<Appended> {
         validate_append(stream_id, &events, completion.as_ref())?;
         let mut log = self.inner.log.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(completion) = &completion
-            && log.held(completion.key(), completion.token()).is_none()
-        {
-            return Err(completion.lost());
+        if let Some(completion) = &completion {
+            let record = log
+                .keys
+                .get(completion.key())
+                .map(|record| record.response.is_none().then_some(record.token.as_str()));
+            if !completion.holds(record) {
+                return Err(completion.lost());
+            }
         }
         let actual = log.streams.get(stream_id).map_or(0, |s| s.len() as u64);
         if !expected.accepts(actual) {
@@ -141,13 +145,23 @@ impl MemoryStore {
             .map(|completion| completion.respond(&appended))
             .transpose()?;
         if let (Some(completion), Some(response)) = (&completion, response) {
-            let completed = log.complete(
-                completion.key(),
-                completion.token(),
-                response,
-                idempotency::now_millis(),
-            );
-            debug_assert!(completed, "the token was checked under the same lock");
+            let now = idempotency::now_millis();
+            match completion.holder() {
+                Holder::Claim(token) => {
+                    let completed = log.complete(completion.key(), token, response, now);
+                    debug_assert!(completed, "the token was checked under the same lock");
+                }
+                Holder::Nobody(fingerprint) => {
+                    let record = KeyRecord {
+                        fingerprint: fingerprint.clone(),
+                        token: idempotency::new_token(),
+                        response: Some(response),
+                        created_at: now,
+                        lease_until: now,
+                    };
+                    log.keys.insert(completion.key().to_owned(), record);
+                }
+            }
         }
         for event in &appended.events {
             if !log.types.iter().any(|known| known.is(event)) {

@@ -57,6 +57,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row};
 
 use super::group_commit::{BatchWriter, Request, log_batch};
+use super::idempotency::Holder;
 use super::sql::{
     Dialect, EventRow, INSERT_COLUMNS, SqlStore, accepted_events, db_error, extra_column, to_i64,
 };
@@ -75,6 +76,14 @@ pub(crate) const COMPLETE_KEYS: &str = "UPDATE allframe_idempotency AS i \
      SET state = 'completed', response = c.r, lease_until = clock_timestamp() \
      FROM UNNEST($1::text[], $2::text[], $3::bytea[]) AS c(k, t, r) \
      WHERE i.key = c.k AND i.token = c.t AND i.state = 'in_flight'";
+/// Creates completed records for keys nobody claimed, where they have none;
+/// affects one row per key that has none. Binds: keys (distinct),
+/// fingerprints, responses, tokens.
+const CREATE_COMPLETED_KEYS: &str = "INSERT INTO allframe_idempotency \
+     (key, fingerprint, state, response, created_at, lease_until, token) \
+     SELECT k, f, 'completed', r, clock_timestamp(), clock_timestamp(), t \
+     FROM UNNEST($1::text[], $2::bytea[], $3::bytea[], $4::text[]) AS c(k, f, r, t) \
+     ON CONFLICT (key) DO NOTHING";
 
 /// Starts every transaction that writes; see the module docs.
 const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
@@ -247,8 +256,37 @@ struct Writer {
     options: PgConnectOptions,
 }
 
+/// How often a batch is written again when a claim created the record of a
+/// key that one of its completions nobody claimed was about to create.
+const RACED_ATTEMPTS: usize = 3;
+
 impl Writer {
+    /// Writes a batch; a batch that lost a race for a key nobody claimed is
+    /// rolled back and planned again, which refuses the append that lost
+    /// (the claim's record is committed by then: the insert that found it
+    /// waited for it).
     async fn write_batch(&mut self, batch: &[Request]) -> Result<Vec<Result<Appended>>> {
+        for _ in 1..RACED_ATTEMPTS {
+            if let Some(outcomes) = self.try_write_batch(batch).await? {
+                return Ok(outcomes);
+            }
+            tracing::debug!(
+                "a batch raced a claim for an unclaimed idempotency key; planning it again"
+            );
+        }
+        self.try_write_batch(batch).await?.ok_or_else(|| {
+            StoreError::Backend(
+                "idempotency keys kept being claimed while their appends were written".into(),
+            )
+        })
+    }
+
+    /// One attempt of [`write_batch`](Self::write_batch): `None` when it
+    /// raced a claim (and wrote nothing).
+    async fn try_write_batch(
+        &mut self,
+        batch: &[Request],
+    ) -> Result<Option<Vec<Result<Appended>>>> {
         let mut tx = self.connection.begin_with(BEGIN).await.map_err(db_error)?;
         // Takes the lock that orders all writers; see the module docs.
         let recorded_at = now_millis();
@@ -323,28 +361,54 @@ impl Writer {
             .await
             .map_err(db_error)?;
         }
-        if !plan.completions.is_empty() {
-            let completions = &plan.completions;
+        // (key, token or fingerprint, response) of each kind of completion.
+        let mut claimed: Vec<(&str, &str, &[u8])> = Vec::new();
+        let mut unclaimed: Vec<(&str, &[u8], &[u8])> = Vec::new();
+        for c in &plan.completions {
+            match c.holder {
+                Holder::Claim(token) => claimed.push((c.key, token, c.response.as_bytes())),
+                Holder::Nobody(fingerprint) => {
+                    unclaimed.push((c.key, fingerprint.as_bytes(), c.response.as_bytes()))
+                }
+            }
+        }
+        if !claimed.is_empty() {
             round_trips += 1;
             let written = sqlx::query(COMPLETE_KEYS)
-                .bind(completions.iter().map(|c| c.key).collect::<Vec<_>>())
-                .bind(completions.iter().map(|c| c.token).collect::<Vec<_>>())
-                .bind(
-                    completions
-                        .iter()
-                        .map(|c| c.response.as_bytes())
-                        .collect::<Vec<_>>(),
-                )
+                .bind(claimed.iter().map(|c| c.0).collect::<Vec<_>>())
+                .bind(claimed.iter().map(|c| c.1).collect::<Vec<_>>())
+                .bind(claimed.iter().map(|c| c.2).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
-            if written.rows_affected() != completions.len() as u64 {
+            if written.rows_affected() != claimed.len() as u64 {
                 // The records were locked when their tokens were read, so
                 // this means the database changed behind the store's back;
                 // failing the transaction writes none of the batch.
                 return Err(StoreError::Backend(
                     "idempotency records changed while their appends were written".into(),
                 ));
+            }
+        }
+        if !unclaimed.is_empty() {
+            round_trips += 1;
+            let written = sqlx::query(CREATE_COMPLETED_KEYS)
+                .bind(unclaimed.iter().map(|c| c.0).collect::<Vec<_>>())
+                .bind(unclaimed.iter().map(|c| c.1).collect::<Vec<_>>())
+                .bind(unclaimed.iter().map(|c| c.2).collect::<Vec<_>>())
+                .bind(
+                    unclaimed
+                        .iter()
+                        .map(|_| super::idempotency::new_token())
+                        .collect::<Vec<_>>(),
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            if written.rows_affected() != unclaimed.len() as u64 {
+                // A key without a record has nothing to lock in advance: a
+                // claim created its record meanwhile. Rolled back.
+                return Ok(None);
             }
         }
         tx.commit().await.map_err(|error| match error {
@@ -354,7 +418,7 @@ impl Writer {
             other => StoreError::CommitUnknown(Box::new(other)),
         })?;
         log_batch(batch.len(), rows.len(), round_trips);
-        Ok(plan.outcomes)
+        Ok(Some(plan.outcomes))
     }
 }
 

@@ -35,7 +35,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 
 use super::group_commit::{BatchWriter, KeyOp, KeyOutcome, Request, log_batch};
-use super::idempotency::{self, Decision, Seen, millis, response_text};
+use super::idempotency::{self, Decision, Holder, Seen, millis, response_text};
 use super::sql::{
     Dialect, EventRow, INSERT_COLUMNS, SqlStore, accepted_events, db_error, extra_column, to_i64,
 };
@@ -62,6 +62,11 @@ const SELECT_EVENTS: &str = "SELECT json_group_array(json_array(position, stream
 const COMPLETE_KEY: &str = "UPDATE allframe_idempotency \
      SET state = 'completed', response = ?3, lease_until = ?4 \
      WHERE key = ?1 AND token = ?2 AND state = 'in_flight'";
+/// Creates a completed record for a key nobody claimed, if it has none;
+/// affects one row or none. Binds: key, fingerprint, response, now, token.
+const CREATE_COMPLETED_KEY: &str = "INSERT INTO allframe_idempotency \
+     (key, fingerprint, state, response, created_at, lease_until, token) \
+     VALUES (?1, ?2, 'completed', ?3, ?4, ?4, ?5) ON CONFLICT (key) DO NOTHING";
 
 /// The SQL SQLite speaks where it differs from the other backends.
 #[derive(Debug)]
@@ -318,16 +323,24 @@ impl Writer {
         let now = idempotency::now_millis();
         for completed in &plan.completions {
             round_trips += 1;
-            let written = sqlx::query(COMPLETE_KEY)
-                .bind(completed.key)
-                .bind(completed.token)
-                .bind(completed.response.as_bytes())
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
+            let written = match completed.holder {
+                Holder::Claim(token) => sqlx::query(COMPLETE_KEY)
+                    .bind(completed.key)
+                    .bind(token.as_str())
+                    .bind(completed.response.as_bytes())
+                    .bind(now),
+                Holder::Nobody(fingerprint) => sqlx::query(CREATE_COMPLETED_KEY)
+                    .bind(completed.key)
+                    .bind(fingerprint.as_bytes())
+                    .bind(completed.response.as_bytes())
+                    .bind(now)
+                    .bind(idempotency::new_token()),
+            }
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
             if written.rows_affected() != 1 {
-                // The write lock was held since the tokens were read, so
+                // The write lock was held since the records were read, so
                 // this means the database changed behind the store's back;
                 // failing the transaction writes none of the batch.
                 return Err(StoreError::Backend(

@@ -43,6 +43,12 @@
 //!   a key (one after the other's lease ran out) at most one commits its
 //!   events, and a completed record is final. The token is checked before
 //!   the append's expected version.
+//! - A completion that belongs to no claim ([`Completion::unclaimed`])
+//!   commits only if its key has no record at all, checked in the append's
+//!   transaction, and creates the record completed; otherwise it is
+//!   refused with [`StoreError::IdempotencyKeyLost`] and nothing is
+//!   written. Of any number of such appends of one key, at most one
+//!   commits.
 //! - A release deletes the record only while it is in flight with the
 //!   releaser's token: a caller whose lease ran out cannot drop the claim
 //!   of the caller that took over, and a completed record is never deleted.
@@ -79,7 +85,10 @@
 //!   claims on any node agree. The group-commit transaction of an append
 //!   locks the records of its completions (`SELECT … FOR UPDATE`) and
 //!   checks their tokens before inserting any event, so no claim can take a
-//!   key over between the check and the commit. Completing without events
+//!   key over between the check and the commit. A key nobody claimed has
+//!   no record to lock: its completed record is inserted `ON CONFLICT DO
+//!   NOTHING`, and if a claim inserted one meanwhile, the transaction is
+//!   rolled back and the batch planned again, which refuses that append. Completing without events
 //!   and releasing are single conditional statements (`… WHERE token = …
 //!   AND state = 'in_flight'`).
 
@@ -146,9 +155,11 @@ impl Claim {
 /// Marks an idempotency key completed, written in the same transaction as
 /// an append, with a response built from the append's outcome.
 ///
-/// The append is refused with [`StoreError::IdempotencyKeyLost`] (nothing
-/// is written) unless the key is still in flight with the completion's
-/// token, i.e. still held by the claim that returned it.
+/// A completion either belongs to a claim ([`Completion::new`]: the append
+/// is refused unless the key is still in flight with the claim's token) or
+/// to none ([`Completion::unclaimed`]: the append is refused if the key has
+/// any record). Refused appends fail with
+/// [`StoreError::IdempotencyKeyLost`] and write nothing.
 ///
 /// The response builder may run more than once (a SQL backend retries the
 /// appends of a failed group-commit transaction one by one, and the retried
@@ -159,8 +170,18 @@ impl Claim {
 /// stored.
 pub struct Completion {
     key: String,
-    token: String,
+    holder: Holder,
     respond: Box<dyn Fn(&Appended) -> String + Send + Sync>,
+}
+
+/// Who a [`Completion`] completes a key for.
+#[derive(Debug)]
+pub(crate) enum Holder {
+    /// The claim that returned this token.
+    Claim(String),
+    /// Nobody: the key must have no record; this is the request's
+    /// fingerprint.
+    Nobody(String),
 }
 
 impl Completion {
@@ -174,7 +195,27 @@ impl Completion {
     ) -> Self {
         Self {
             key: key.into(),
-            token: token.into(),
+            holder: Holder::Claim(token.into()),
+            respond: Box::new(respond),
+        }
+    }
+
+    /// A completion of `key` that nobody claimed: the append commits only
+    /// if the key has no record at all (none in flight, completed, or
+    /// expired but not yet purged), and then creates it, completed, for a
+    /// request with this `fingerprint`, in the same transaction. It saves
+    /// the claim's own write where running the command twice concurrently
+    /// is harmless and only its effect must happen once: of two appends
+    /// completing the same key this way, at most one commits. A refused
+    /// caller claims the key to learn its fate (a completed key replays).
+    pub fn unclaimed(
+        key: impl Into<String>,
+        fingerprint: impl Into<String>,
+        respond: impl Fn(&Appended) -> String + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            key: key.into(),
+            holder: Holder::Nobody(fingerprint.into()),
             respond: Box::new(respond),
         }
     }
@@ -184,9 +225,38 @@ impl Completion {
         &self.key
     }
 
-    /// The token of the claim this completion belongs to.
-    pub fn token(&self) -> &str {
-        &self.token
+    /// The token of the claim this completion belongs to, or `None` when
+    /// it belongs to no claim ([`Completion::unclaimed`]).
+    pub fn token(&self) -> Option<&str> {
+        match &self.holder {
+            Holder::Claim(token) => Some(token),
+            Holder::Nobody(_) => None,
+        }
+    }
+
+    /// The fingerprint the record is created with, for a completion that
+    /// belongs to no claim ([`Completion::unclaimed`]).
+    pub fn fingerprint(&self) -> Option<&str> {
+        match &self.holder {
+            Holder::Claim(_) => None,
+            Holder::Nobody(fingerprint) => Some(fingerprint),
+        }
+    }
+
+    /// Who it completes the key for.
+    pub(crate) fn holder(&self) -> &Holder {
+        &self.holder
+    }
+
+    /// Whether this completion may commit, given the key's record as the
+    /// append's transaction reads it: `None` when there is none, else the
+    /// token it is in flight with (`Some(None)` when it is not in flight).
+    pub(crate) fn holds(&self, record: Option<Option<&str>>) -> bool {
+        match (&self.holder, record) {
+            (Holder::Claim(token), Some(Some(held))) => token == held,
+            (Holder::Claim(_), _) => false,
+            (Holder::Nobody(_), record) => record.is_none(),
+        }
     }
 
     /// The error refusing this completion: its claim no longer holds the key.
@@ -216,7 +286,7 @@ impl std::fmt::Debug for Completion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Completion")
             .field("key", &self.key)
-            .field("token", &self.token)
+            .field("holder", &self.holder)
             .finish_non_exhaustive()
     }
 }
@@ -325,9 +395,11 @@ pub trait IdempotencyStore: Send + Sync {
     /// [`EventStore::append`](crate::EventStore::append), and when `completion` is given, marks its
     /// idempotency key completed with the response it builds from the
     /// append, in the same transaction as the events: both are stored or
-    /// neither is. Unless the key is still in flight with the completion's
-    /// token, the append is refused with [`StoreError::IdempotencyKeyLost`]
-    /// (checked before the expected version). A refused append (lost key,
+    /// neither is. Unless the completion holds the key (its claim's token
+    /// still holds it in flight, or, for [`Completion::unclaimed`], the key
+    /// has no record), the append is refused with
+    /// [`StoreError::IdempotencyKeyLost`] (checked before the expected
+    /// version). A refused append (lost key,
     /// wrong expected version, invalid input) writes no event and leaves
     /// the idempotency record untouched.
     fn append_with<'a>(

@@ -5,7 +5,7 @@
 mod rows;
 
 pub(crate) use rows::{
-    EventRow, INSERT_COLUMNS, accepted_events, db_error, extra_column, held_tokens_query,
+    EventRow, INSERT_COLUMNS, accepted_events, db_error, extra_column, key_records_query,
     push_read_all, push_read_stream, stream_versions_query, to_i64,
 };
 
@@ -249,19 +249,19 @@ where
                 .filter_map(|(stream_id, version)| Some((stream_id, version? as u64)))
                 .collect();
         let keys = completion_keys(batch);
-        let held: HashMap<String, String> = if keys.is_empty() {
+        let records: HashMap<String, Option<String>> = if keys.is_empty() {
             HashMap::new()
         } else {
             *round_trips += 1;
-            held_tokens_query::<D>(keys)
-                .build_query_as::<(String, String)>()
+            key_records_query::<D>(keys)
+                .build_query_as::<(String, Option<String>)>()
                 .fetch_all(&mut *connection)
                 .await
                 .map_err(db_error)?
                 .into_iter()
                 .collect()
         };
-        Ok(plan(batch, head as u64, versions, held, recorded_at))
+        Ok(plan(batch, head as u64, versions, records, recorded_at))
     }
 
     async fn stream_version_now(&self, stream_id: &str) -> Result<u64> {

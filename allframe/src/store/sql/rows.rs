@@ -113,18 +113,19 @@ pub(crate) fn stream_versions_query<'s, D: Dialect>(
     query
 }
 
-/// `SELECT key, token … WHERE state = 'in_flight' AND key IN (…)` for the
-/// idempotency keys a batch completes (see
-/// [`completion_keys`](crate::store::group_commit::completion_keys)), bound
-/// as one list like [`stream_versions_query`]'s, followed by [`Dialect::LOCK`]
-/// (PostgreSQL locks the rows). Rows without a token (claimed before tokens
-/// existed) are left out: no completion holds them.
-pub(crate) fn held_tokens_query<'k, D: Dialect>(
+/// `SELECT key, token-while-in-flight … WHERE key IN (…)`: the records of
+/// the idempotency keys a batch completes (see
+/// [`completion_keys`](crate::store::group_commit::completion_keys)), with
+/// the token of each in-flight one (`NULL` for the others, and for records
+/// claimed before tokens existed, which no completion holds), bound as one
+/// list like [`stream_versions_query`]'s, followed by [`Dialect::LOCK`]
+/// (PostgreSQL locks the rows).
+pub(crate) fn key_records_query<'k, D: Dialect>(
     keys: impl IntoIterator<Item = &'k str>,
 ) -> QueryBuilder<D::Db> {
     let mut query = QueryBuilder::new(
-        "SELECT key, token FROM allframe_idempotency \
-         WHERE state = 'in_flight' AND token IS NOT NULL AND key",
+        "SELECT key, CASE WHEN state = 'in_flight' THEN token END \
+         FROM allframe_idempotency WHERE key",
     );
     D::push_in(&mut query, keys.into_iter().collect());
     query.push(" ORDER BY key").push(D::LOCK);

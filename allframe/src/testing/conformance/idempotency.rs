@@ -447,6 +447,135 @@ pub async fn idempotency_completion_is_atomic_with_append(store: &dyn EventStore
     }
 }
 
+/// A completion nobody claimed ([`Completion::unclaimed`]) commits only
+/// on a key without a record, and creates it completed for its
+/// fingerprint; on any record (completed, in flight) it is refused and
+/// writes nothing, and of concurrent ones of one key (in one batch or
+/// racing a claim) exactly one wins.
+pub async fn idempotency_unclaimed_completion(store: &dyn EventStore) {
+    let unclaimed = |key: &str| Some(Completion::unclaimed(key, "fp", describe));
+    let done = records(store)
+        .append_with(
+            "acct-1",
+            ExpectedVersion::NoStream,
+            events("Opened", 2),
+            unclaimed("free"),
+        )
+        .await
+        .expect("a key without a record completes");
+    assert_eq!(
+        claim(store, "free", "fp").await,
+        Claim::Completed(describe(&done))
+    );
+    assert_eq!(claim(store, "free", "other").await, Claim::Mismatch);
+    let again = records(store)
+        .append_with(
+            "acct-1",
+            ExpectedVersion::Any,
+            events("Deposited", 1),
+            unclaimed("free"),
+        )
+        .await;
+    assert_lost(again, "free", "a completed key");
+
+    let token = acquire(store, "held", "fp").await;
+    let stolen = records(store)
+        .append_with(
+            "acct-1",
+            ExpectedVersion::Any,
+            events("Deposited", 1),
+            unclaimed("held"),
+        )
+        .await;
+    assert_lost(stolen, "held", "a key in flight");
+    assert_eq!(claim(store, "held", "fp").await, Claim::InFlight);
+    let held = records(store)
+        .append_with(
+            "acct-1",
+            ExpectedVersion::Exact(2),
+            events("Deposited", 1),
+            Some(Completion::new("held", token, describe)),
+        )
+        .await
+        .expect("the claim still holds its key");
+    assert_eq!(
+        claim(store, "held", "fp").await,
+        Claim::Completed(describe(&held))
+    );
+
+    let refused = records(store)
+        .append_with(
+            "acct-1",
+            ExpectedVersion::Exact(9),
+            events("Deposited", 1),
+            unclaimed("refused"),
+        )
+        .await;
+    assert_conflict(refused, 3);
+    acquire(store, "refused", "fp").await;
+    assert_eq!(
+        everything(store).await.len(),
+        3,
+        "refused appends store nothing"
+    );
+
+    // Six appends of each of four keys at once, one stream each: one per
+    // key commits, the others are refused and write nothing.
+    const KEYS: usize = 4;
+    let race = |i: usize| async move {
+        let key = format!("race-{}", i % KEYS);
+        let outcome = records(store)
+            .append_with(
+                &format!("race-{i}"),
+                ExpectedVersion::NoStream,
+                events("Placed", 1),
+                unclaimed(&key),
+            )
+            .await;
+        (key, outcome)
+    };
+    let outcomes = futures_util::future::join_all((0..KEYS * 6).map(race)).await;
+    for k in 0..KEYS {
+        let key = format!("race-{k}");
+        let mut won = Vec::new();
+        for (_, outcome) in outcomes.iter().filter(|(of, _)| *of == key) {
+            match outcome {
+                Ok(appended) => won.push(appended),
+                Err(StoreError::IdempotencyKeyLost { key: lost }) => assert_eq!(*lost, key),
+                Err(other) => panic!("{key}: {other:?}"),
+            }
+        }
+        assert_eq!(won.len(), 1, "{key}: exactly one append wins");
+        assert_eq!(
+            claim(store, &key, "fp").await,
+            Claim::Completed(describe(won[0]))
+        );
+    }
+    assert_eq!(everything(store).await.len(), 3 + KEYS);
+
+    // Racing a claim of the same key: exactly one of them gets it.
+    for i in 0..16 {
+        let key = format!("contested-{i}");
+        let stream = key.clone();
+        let (claimed, appended) = tokio::join!(
+            claim(store, &key, "fp"),
+            records(store).append_with(
+                &stream,
+                ExpectedVersion::NoStream,
+                events("Placed", 1),
+                unclaimed(&key),
+            )
+        );
+        match (claimed, appended) {
+            (Claim::Acquired { .. }, appended) => assert_lost(appended, &key, "after a claim"),
+            (Claim::Completed(response), Ok(appended)) => {
+                assert_eq!(response, describe(&appended), "{key}")
+            }
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+}
+
 /// Of many concurrent claims of one key exactly one acquires it: a new
 /// key, an in-flight key whose lease ran out, and an expired record.
 pub async fn idempotency_concurrent_claims(store: &dyn EventStore) {
