@@ -17,7 +17,8 @@ use bank::domain::{Deposit, OpenAccount, Withdraw};
 use serde::{Deserialize, Serialize};
 
 /// A slow domain: a jar that coins are added to by a handler that takes
-/// as long as the command says, refusing to fill the jar past its limit.
+/// as long as the command says, refusing to fill the jar past its limit
+/// (adding no coins decides on no events).
 #[derive(allframe::Event, Debug, PartialEq)]
 enum JarEvent {
     JarPlaced {},
@@ -68,6 +69,9 @@ async fn add_coins_slowly(command: AddCoinsSlowly, jar: &Jar) -> Result<Vec<JarE
     tokio::time::sleep(Duration::from_millis(command.millis)).await;
     if jar.coins + command.coins > command.limit {
         return Err(JarError::Full);
+    }
+    if command.coins == 0 {
+        return Ok(Vec::new());
     }
     Ok(vec![JarEvent::CoinsAdded {
         coins: command.coins,
@@ -444,6 +448,165 @@ async fn maps_fingerprint_in_any_order(store: &dyn EventStore) {
     assert_eq!(store.stream_version("jar-j2").await.unwrap(), 2);
 }
 
+fn unclaimed(key: &str) -> DispatchOptions {
+    DispatchOptions::default().unclaimed_idempotency_key(key)
+}
+
+/// A key recorded with the command's events instead of claimed first:
+/// the effect still happens once — a repeat replays even where running the
+/// handler again would now be refused (the money is gone), a command
+/// without events and a refused one consult the record, a reused key with
+/// another command is refused, a key another caller holds is in flight,
+/// and concurrent duplicates write once.
+async fn unclaimed_keys_take_effect_once(store: &dyn EventStore) {
+    let dispatcher = Arc::new(Dispatcher::builder(store).build().unwrap());
+    let opened = dispatcher
+        .dispatch(open_command(), DispatchOptions::default())
+        .await
+        .unwrap();
+    let account_id = opened.aggregate_id.clone();
+    let everything = || Withdraw {
+        account_id: account_id.clone(),
+        amount: 10,
+    };
+    let first = dispatcher
+        .dispatch(everything(), unclaimed("u-1"))
+        .await
+        .unwrap();
+    assert!(!first.replayed);
+    let again = dispatcher
+        .dispatch(everything(), unclaimed("u-1"))
+        .await
+        .expect("the repeat replays instead of being refused for lack of money");
+    assert!(again.replayed);
+    assert_eq!(again.position, first.position);
+    let claimed_again = dispatcher
+        .dispatch(everything(), keyed("u-1"))
+        .await
+        .unwrap();
+    assert!(claimed_again.replayed, "a claim finds the record too");
+    assert_eq!(first.version, opened.version + 1);
+    assert_eq!(
+        store.stream_version(&opened.stream_id).await.unwrap(),
+        first.version
+    );
+
+    let other = dispatcher
+        .dispatch(
+            Deposit {
+                account_id: account_id.clone(),
+                amount: 1,
+            },
+            unclaimed("u-1"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(other, CommandError::IdempotencyMismatch(ref key) if key == "u-1"),
+        "{other:?}"
+    );
+
+    // Refused with nothing to replay: the refusal stands, and the key is
+    // free afterwards.
+    let refused = dispatcher
+        .dispatch(everything(), unclaimed("u-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "insufficient-funds", "{refused:?}");
+    dispatcher
+        .dispatch(
+            Deposit {
+                account_id: account_id.clone(),
+                amount: 10,
+            },
+            DispatchOptions::default(),
+        )
+        .await
+        .unwrap();
+    let now_enough = dispatcher
+        .dispatch(everything(), unclaimed("u-2"))
+        .await
+        .unwrap();
+    assert!(!now_enough.replayed);
+
+    // A command deciding on no events stores its answer too.
+    place_jar(store, "u").await;
+    let none = AddCoinsSlowly {
+        jar: "u".into(),
+        coins: 0,
+        limit: 10,
+        millis: 0,
+        labels: HashMap::new(),
+    };
+    let nothing = dispatcher
+        .dispatch(none.clone(), unclaimed("u-3"))
+        .await
+        .unwrap();
+    assert!(nothing.events.is_empty() && !nothing.replayed);
+    assert!(
+        dispatcher
+            .dispatch(none, unclaimed("u-3"))
+            .await
+            .unwrap()
+            .replayed
+    );
+
+    // A key claimed by a caller that died before finishing (its task
+    // dropped mid-handler): in flight until its lease runs out.
+    let slow = AddCoinsSlowly {
+        jar: "u".into(),
+        coins: 1,
+        limit: 10,
+        millis: 300,
+        labels: HashMap::new(),
+    };
+    let holder = {
+        let (dispatcher, slow) = (dispatcher.clone(), slow.clone());
+        tokio::spawn(async move { dispatcher.dispatch(slow, keyed("u-4")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    holder.abort();
+    assert!(holder.await.unwrap_err().is_cancelled());
+    let busy = dispatcher
+        .dispatch(slow, unclaimed("u-4"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(busy, CommandError::IdempotencyInFlight(_)),
+        "{busy:?}"
+    );
+    assert_eq!(store.stream_version("jar-u").await.unwrap(), 1);
+
+    // Concurrent duplicates may each run the handler; one writes.
+    let racers = (0..16).map(|_| {
+        let dispatcher = dispatcher.clone();
+        let account_id = account_id.clone();
+        tokio::spawn(async move {
+            dispatcher
+                .dispatch(
+                    Deposit {
+                        account_id,
+                        amount: 7,
+                    },
+                    unclaimed("u-5"),
+                )
+                .await
+        })
+    });
+    let outcomes: Vec<CommandOutcome> = futures_util::future::join_all(racers)
+        .await
+        .into_iter()
+        .map(|outcome| outcome.unwrap().unwrap())
+        .collect();
+    assert_eq!(outcomes.iter().filter(|o| !o.replayed).count(), 1);
+    assert!(outcomes.iter().all(|o| o.position == outcomes[0].position));
+    // The first withdrawal, a deposit, the second withdrawal, the race.
+    assert_eq!(
+        store.stream_version(&opened.stream_id).await.unwrap(),
+        first.version + 3
+    );
+}
+
 macro_rules! on_every_backend {
     ($($check:ident),*) => {
         mod memory {
@@ -478,5 +641,6 @@ on_every_backend!(
     records_expire,
     taken_over_key_runs_once_unlimited,
     taken_over_key_runs_once_when_the_retry_would_be_refused,
-    maps_fingerprint_in_any_order
+    maps_fingerprint_in_any_order,
+    unclaimed_keys_take_effect_once
 );

@@ -100,7 +100,7 @@ async fn kill_and_check(store: Arc<dyn EventStore>, backend: &str, place: &str) 
             );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        let wait = (kill * 7919 + std::process::id() as usize) % 60;
+        let wait = (kill * 7919 + std::process::id() as usize) % 20;
         tokio::time::sleep(Duration::from_millis(wait as u64)).await;
         process.kill().expect("SIGKILL the child");
         process.wait().unwrap();

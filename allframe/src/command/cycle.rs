@@ -73,19 +73,23 @@ pub(crate) async fn run<H: CommandHandler>(
     let config = &dispatcher.config;
     dispatcher.purge_if_due().await;
     let fingerprint = fingerprint(&command, options.if_match.as_ref())?;
-    let claim = records(store)?
-        .claim_idempotency_key(
-            key,
-            &fingerprint,
-            config.idempotency_lease,
-            config.idempotency_retention,
-        )
-        .await?;
-    let token = match claim {
-        Claim::Acquired { token } => token,
-        Claim::Completed(response) => return replay(&response),
-        Claim::InFlight => return Err(CommandError::IdempotencyInFlight(key.to_owned())),
-        Claim::Mismatch => return Err(CommandError::IdempotencyMismatch(key.to_owned())),
+    let token = if options.unclaimed_idempotency {
+        None
+    } else {
+        let claim = records(store)?
+            .claim_idempotency_key(
+                key,
+                &fingerprint,
+                config.idempotency_lease,
+                config.idempotency_retention,
+            )
+            .await?;
+        match claim {
+            Claim::Acquired { token } => Some(token),
+            Claim::Completed(response) => return replay(&response),
+            Claim::InFlight => return Err(CommandError::IdempotencyInFlight(key.to_owned())),
+            Claim::Mismatch => return Err(CommandError::IdempotencyMismatch(key.to_owned())),
+        }
     };
     let mut hold = Hold {
         key: key.to_owned(),
@@ -103,13 +107,21 @@ pub(crate) async fn run<H: CommandHandler>(
         // dispatch committed them and this is its outcome).
         return Ok(outcome);
     }
-    // A command that decided on no events completes its key on its own.
+    // A command that decided on no events completes its key on its own,
+    // claiming it first if it was not.
     let text = response(&outcome);
     loop {
-        match records(store)?
-            .complete_idempotency_key(key, &hold.token, text.clone())
-            .await
-        {
+        let completed = match &hold.token {
+            Some(token) => {
+                records(store)?
+                    .complete_idempotency_key(key, token, text.clone())
+                    .await
+            }
+            None => Err(StoreError::IdempotencyKeyLost {
+                key: key.to_owned(),
+            }),
+        };
+        match completed {
             Ok(()) => return Ok(outcome),
             Err(lost @ StoreError::IdempotencyKeyLost { .. }) => {
                 match hold.reclaim(dispatcher, lost).await? {

@@ -14,8 +14,10 @@ use crate::store::{Appended, Claim, Completion, StoreError};
 pub(super) struct Hold {
     pub(super) key: String,
     pub(super) fingerprint: String,
-    /// The token of the claim that holds the key.
-    pub(super) token: String,
+    /// The token of the claim that holds the key; `None` when it was not
+    /// claimed ([`DispatchOptions::unclaimed_idempotency`](super::DispatchOptions::unclaimed_idempotency)):
+    /// the append then creates its record.
+    pub(super) token: Option<String>,
     /// When the key was claimed, to tell whether the lease may have run out.
     pub(super) claimed_at: Instant,
     /// Whether the key was already claimed again after it was lost: a
@@ -38,27 +40,29 @@ impl Hold {
     /// replays.
     pub(super) fn completion(&self, aggregate_id: &str) -> Completion {
         let aggregate_id = aggregate_id.to_owned();
-        Completion::new(
-            self.key.clone(),
-            self.token.clone(),
-            move |appended: &Appended| {
-                response(&CommandOutcome {
-                    stream_id: appended.stream_id.clone(),
-                    aggregate_id: aggregate_id.clone(),
-                    version: appended.version,
-                    position: Some(appended.position),
-                    events: appended.events.clone(),
-                    replayed: false,
-                })
-            },
-        )
+        let respond = move |appended: &Appended| {
+            response(&CommandOutcome {
+                stream_id: appended.stream_id.clone(),
+                aggregate_id: aggregate_id.clone(),
+                version: appended.version,
+                position: Some(appended.position),
+                events: appended.events.clone(),
+                replayed: false,
+            })
+        };
+        match &self.token {
+            Some(token) => Completion::new(self.key.clone(), token.clone(), respond),
+            None => Completion::unclaimed(self.key.clone(), self.fingerprint.clone(), respond),
+        }
     }
 
     /// Claims the key again after a completion was refused with `lost`
     /// ([`StoreError::IdempotencyKeyLost`]): its lease ran out and another
-    /// dispatch took it over. A key completed meanwhile replays; one still
-    /// in flight is [`CommandError::IdempotencyInFlight`]; one that is free
-    /// again is held anew. Anything else, or a second time, is `lost`.
+    /// dispatch took it over, or (unclaimed) the key has a record. A key
+    /// completed meanwhile replays; one still in flight is
+    /// [`CommandError::IdempotencyInFlight`]; one used by another request
+    /// is [`CommandError::IdempotencyMismatch`]; one that is free (again)
+    /// is held anew. A second time, it is `lost`.
     pub(super) async fn reclaim(
         &mut self,
         dispatcher: &Dispatcher,
@@ -81,27 +85,45 @@ impl Hold {
             Claim::Completed(response) => Ok(Reclaimed::Replay(replay(&response)?)),
             Claim::InFlight => Err(CommandError::IdempotencyInFlight(self.key.clone())),
             Claim::Acquired { token } => {
-                self.token = token;
+                self.token = Some(token);
                 self.claimed_at = Instant::now();
                 Ok(Reclaimed::Acquired)
             }
-            _ => Err(lost.into()),
+            Claim::Mismatch => Err(CommandError::IdempotencyMismatch(self.key.clone())),
         }
     }
 
     /// Gives the key back after a failed command. If the lease may have
     /// run out meanwhile, another dispatch may have taken the key over and
     /// completed it: then its outcome is the answer, not `error`.
+    ///
+    /// A key that was never claimed is claimed now, because the command
+    /// may have been carried out before under it (by a dispatch that
+    /// crashed before its caller heard), and its effects may be what fails
+    /// it now: a completed key replays, one in flight or used by another
+    /// request is that error, and a free one is released and `error`
+    /// stands.
     pub(super) async fn give_up(
         mut self,
         dispatcher: &Dispatcher,
         error: CommandError,
     ) -> Result<CommandOutcome, CommandError> {
         let store = &*dispatcher.store;
-        if !self.reclaimed && self.claimed_at.elapsed() >= dispatcher.config.idempotency_lease {
-            let lost = StoreError::IdempotencyKeyLost {
-                key: self.key.clone(),
-            };
+        let lost = StoreError::IdempotencyKeyLost {
+            key: self.key.clone(),
+        };
+        if self.token.is_none() {
+            // Claimed once already (and found in flight or used by another
+            // request, which is `error`): nothing more to learn.
+            if self.reclaimed {
+                return Err(error);
+            }
+            if let Reclaimed::Replay(outcome) = self.reclaim(dispatcher, lost).await? {
+                return Ok(outcome);
+            }
+        } else if !self.reclaimed
+            && self.claimed_at.elapsed() >= dispatcher.config.idempotency_lease
+        {
             match self.reclaim(dispatcher, lost).await {
                 Ok(Reclaimed::Replay(outcome)) => return Ok(outcome),
                 // Held again (under a new token): released below.
@@ -111,13 +133,10 @@ impl Hold {
                 Err(_) => return Err(error),
             }
         }
-        let released = match records(store) {
-            Ok(records) => {
-                records
-                    .release_idempotency_key(&self.key, &self.token)
-                    .await
-            }
-            Err(error) => Err(error),
+        let released = match (records(store), &self.token) {
+            (Ok(records), Some(token)) => records.release_idempotency_key(&self.key, token).await,
+            (Ok(_), None) => Ok(()),
+            (Err(error), _) => Err(error),
         };
         if let Err(release) = released {
             tracing::warn!(%release, key = %self.key, "could not release an idempotency key; it frees up when its lease runs out");

@@ -91,6 +91,16 @@ pub struct DispatchOptions {
     pub causation_id: Option<String>,
     /// Makes the call idempotent: a repeat returns the first result.
     pub idempotency_key: Option<String>,
+    /// Runs an idempotent call without claiming its key first: the key's
+    /// record is created with the command's events, in the same write,
+    /// instead of in a write of its own before the handler runs (see
+    /// [`Completion::unclaimed`](crate::store::Completion::unclaimed)).
+    /// The command still takes effect at most once, but a duplicate sent
+    /// while the first is running is not refused as in flight: both run
+    /// the handler, one commits, and the other returns its stored result.
+    /// For callers that do not send duplicates at once, such as a saga
+    /// sending a step's command again after a crash.
+    pub unclaimed_idempotency: bool,
     /// Fails with a precondition error (the handler does not run) unless
     /// the aggregate's version is one this accepts: HTTP's `If-Match`.
     pub if_match: Option<IfMatch>,
@@ -114,6 +124,14 @@ impl DispatchOptions {
     /// Sets the idempotency key.
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets the idempotency key, to be recorded with the command's events
+    /// rather than claimed first ([`unclaimed_idempotency`](Self::unclaimed_idempotency)).
+    pub fn unclaimed_idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self.unclaimed_idempotency = true;
         self
     }
 

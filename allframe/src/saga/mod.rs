@@ -17,8 +17,11 @@
 //! the store's projection storage, beside the projections' own). For each
 //! `SagaStep` it reads, it sends the step's commands through the
 //! dispatcher and appends the next decision. Every command carries an
-//! idempotency key made of the saga's name, id and step, the saga id as its
-//! correlation id and the `SagaStep` event as its causation. The checkpoint
+//! idempotency key made of the saga's name, id and step (recorded with the
+//! command's events rather than claimed first:
+//! [`DispatchOptions::unclaimed_idempotency`](crate::DispatchOptions::unclaimed_idempotency)),
+//! the saga id as its correlation id and the `SagaStep` event as its
+//! causation. The checkpoint
 //! passes an event only once everything it asked for is recorded, so after
 //! a crash the runner reads it again: an input whose decision is already
 //! in the stream is not decided again, and a command sent again under its

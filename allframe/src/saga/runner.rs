@@ -780,7 +780,7 @@ async fn dispatch<S: Saga>(
     let mut backoff = FIRST_RETRY;
     loop {
         let options = DispatchOptions::default()
-            .idempotency_key(format!("saga:{}:{id}:{}", name::<S>(), send.step))
+            .unclaimed_idempotency_key(format!("saga:{}:{id}:{}", name::<S>(), send.step))
             .correlation_id(id)
             .causation_id(step_event.metadata.event_id.to_string());
         let error = match shared
