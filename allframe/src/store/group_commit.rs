@@ -155,6 +155,32 @@ pub(crate) struct Plan<'b> {
     pub(crate) completions: Vec<Completed<'b>>,
 }
 
+/// A completion of a claimed key as a writer stores it: key, token,
+/// response.
+pub(crate) type ClaimedRow<'p> = (&'p str, &'p str, &'p [u8]);
+/// A completion of a key nobody claimed as a writer stores it: key,
+/// fingerprint, response.
+pub(crate) type UnclaimedRow<'p> = (&'p str, &'p [u8], &'p [u8]);
+
+impl Plan<'_> {
+    /// The completions to write, by kind: records to mark completed, and
+    /// records to create completed.
+    pub(crate) fn completion_rows(&self) -> (Vec<ClaimedRow<'_>>, Vec<UnclaimedRow<'_>>) {
+        let (mut claimed, mut unclaimed) = (Vec::new(), Vec::new());
+        for c in &self.completions {
+            match c.holder {
+                Holder::Claim(token) => {
+                    claimed.push((c.key, token.as_str(), c.response.as_bytes()))
+                }
+                Holder::Nobody(fingerprint) => {
+                    unclaimed.push((c.key, fingerprint.as_bytes(), c.response.as_bytes()))
+                }
+            }
+        }
+        (claimed, unclaimed)
+    }
+}
+
 /// The distinct idempotency keys the completions of a batch complete, whose
 /// records the writer reads (and locks) before planning.
 pub(crate) fn completion_keys(batch: &[Request]) -> Vec<&str> {

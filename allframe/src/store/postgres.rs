@@ -57,7 +57,6 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row};
 
 use super::group_commit::{BatchWriter, Request, log_batch};
-use super::idempotency::Holder;
 use super::sql::{
     Dialect, EventRow, INSERT_COLUMNS, SqlStore, accepted_events, db_error, extra_column, to_i64,
 };
@@ -361,17 +360,7 @@ impl Writer {
             .await
             .map_err(db_error)?;
         }
-        // (key, token or fingerprint, response) of each kind of completion.
-        let mut claimed: Vec<(&str, &str, &[u8])> = Vec::new();
-        let mut unclaimed: Vec<(&str, &[u8], &[u8])> = Vec::new();
-        for c in &plan.completions {
-            match c.holder {
-                Holder::Claim(token) => claimed.push((c.key, token, c.response.as_bytes())),
-                Holder::Nobody(fingerprint) => {
-                    unclaimed.push((c.key, fingerprint.as_bytes(), c.response.as_bytes()))
-                }
-            }
-        }
+        let (claimed, unclaimed) = plan.completion_rows();
         if !claimed.is_empty() {
             round_trips += 1;
             let written = sqlx::query(COMPLETE_KEYS)

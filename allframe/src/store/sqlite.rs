@@ -35,7 +35,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 
 use super::group_commit::{BatchWriter, KeyOp, KeyOutcome, Request, log_batch};
-use super::idempotency::{self, Decision, Holder, Seen, millis, response_text};
+use super::idempotency::{self, Decision, Seen, millis, response_text};
 use super::sql::{
     Dialect, EventRow, INSERT_COLUMNS, SqlStore, accepted_events, db_error, extra_column, to_i64,
 };
@@ -62,11 +62,9 @@ const SELECT_EVENTS: &str = "SELECT json_group_array(json_array(position, stream
 const COMPLETE_KEY: &str = "UPDATE allframe_idempotency \
      SET state = 'completed', response = ?3, lease_until = ?4 \
      WHERE key = ?1 AND token = ?2 AND state = 'in_flight'";
-/// Creates a completed record for a key nobody claimed, if it has none;
-/// affects one row or none. Binds: key, fingerprint, response, now, token.
-const CREATE_COMPLETED_KEY: &str = "INSERT INTO allframe_idempotency \
-     (key, fingerprint, state, response, created_at, lease_until, token) \
-     VALUES (?1, ?2, 'completed', ?3, ?4, ?4, ?5) ON CONFLICT (key) DO NOTHING";
+/// How many completions of each kind one statement writes, largest first,
+/// so a few statement shapes serve every batch (see [`INSERT_CHUNKS`]).
+const COMPLETION_CHUNKS: [usize; 3] = [64, 8, 1];
 
 /// The SQL SQLite speaks where it differs from the other backends.
 #[derive(Debug)]
@@ -321,36 +319,62 @@ impl Writer {
             record_kinds(&mut tx, &rows).await?;
         }
         let now = idempotency::now_millis();
-        for completed in &plan.completions {
+        let (claimed, unclaimed) = plan.completion_rows();
+        let mut written = 0;
+        for chunk in fixed_chunks(&claimed, &COMPLETION_CHUNKS) {
+            // Each key in flight with the token becomes completed.
+            let mut update = QueryBuilder::<Sqlite>::new(
+                "UPDATE allframe_idempotency SET state = 'completed', response = c.column3, \
+                 lease_until = ",
+            );
+            update.push_bind(now).push(" FROM (");
+            update.push_values(chunk, |mut row, (key, token, response)| {
+                row.push_bind(*key).push_bind(*token).push_bind(*response);
+            });
+            update.push(
+                ") AS c WHERE allframe_idempotency.key = c.column1 \
+                 AND allframe_idempotency.token = c.column2 \
+                 AND allframe_idempotency.state = 'in_flight'",
+            );
             round_trips += 1;
-            let written = match completed.holder {
-                Holder::Claim(token) => sqlx::query(COMPLETE_KEY)
-                    .bind(completed.key)
-                    .bind(token.as_str())
-                    .bind(completed.response.as_bytes())
-                    .bind(now),
-                Holder::Nobody(fingerprint) => sqlx::query(CREATE_COMPLETED_KEY)
-                    .bind(completed.key)
-                    .bind(fingerprint.as_bytes())
-                    .bind(completed.response.as_bytes())
-                    .bind(now)
-                    .bind(idempotency::new_token()),
-            }
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            if written.rows_affected() != 1 {
-                // The write lock was held since the records were read, so
-                // this means the database changed behind the store's back;
-                // failing the transaction writes none of the batch.
-                return Err(StoreError::Backend(
-                    format!(
-                        "idempotency key {:?} changed while its append was written",
-                        completed.key
-                    )
-                    .into(),
-                ));
-            }
+            written += update
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+        }
+        for chunk in fixed_chunks(&unclaimed, &COMPLETION_CHUNKS) {
+            // Keys nobody claimed get a completed record, where they have none.
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO allframe_idempotency \
+                 (key, fingerprint, state, response, created_at, lease_until, token) ",
+            );
+            insert.push_values(chunk, |mut row, (key, fingerprint, response)| {
+                row.push_bind(*key)
+                    .push_bind(*fingerprint)
+                    .push("'completed'")
+                    .push_bind(*response)
+                    .push_bind(now)
+                    .push_bind(now)
+                    .push_bind(idempotency::new_token());
+            });
+            insert.push(" ON CONFLICT (key) DO NOTHING");
+            round_trips += 1;
+            written += insert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+        }
+        if written != plan.completions.len() as u64 {
+            // The write lock was held since the records were read, so this
+            // means the database changed behind the store's back; failing
+            // the transaction writes none of the batch.
+            return Err(StoreError::Backend(
+                "idempotency records changed while their appends were written".into(),
+            ));
         }
         tx.commit().await.map_err(db_error)?;
         log_batch(batch.len(), rows.len(), round_trips);
