@@ -3,12 +3,16 @@
 //!
 //! `ALLFRAME_BENCH_CALLERS` (64) callers work for `ALLFRAME_BENCH_SECONDS`
 //! (4) per phase over 16 accounts. A deposit phase counts commands per
-//! second; a transfer phase has each caller start a transfer through the
+//! second. A transfer phase has each caller start transfers through the
 //! dispatcher (what `POST /commands/transfer-money` does before answering
-//! `202`) and wait until the saga has completed, so it counts completed
-//! transfers per second and times each from its `202` to `completed`.
-//! Phases alternate for `ALLFRAME_BENCH_ROUNDS` (3) rounds; medians are
-//! reported, latencies over every transfer of the run.
+//! `202`), keeping a window of them running: one (each caller waits for
+//! its transfer to complete before starting the next), then
+//! `ALLFRAME_BENCH_WINDOW` (8; a new one starts whenever one ends, the way
+//! clients that are answered `202` go on). It counts completed transfers
+//! per second, until the last one started has ended, and times each from
+//! its `202` to `completed`. Phases alternate for `ALLFRAME_BENCH_ROUNDS`
+//! (3) rounds; medians are reported, latencies over every transfer of the
+//! run.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,8 +25,6 @@ use bank::transfer::{Transfer, TransferMoney};
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
 
-const ACCOUNTS: usize = 16;
-
 fn env_number(name: &str, default: f64) -> f64 {
     std::env::var(name)
         .ok()
@@ -31,7 +33,7 @@ fn env_number(name: &str, default: f64) -> f64 {
 }
 
 /// Who is waiting for which saga to end.
-type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>;
+type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Instant>>>>;
 
 /// Wakes the waiter of each saga whose ending step is recorded.
 fn watch_endings(store: &dyn EventStore, after: u64, waiters: Waiters) {
@@ -47,7 +49,7 @@ fn watch_endings(store: &dyn EventStore, after: u64, waiters: Waiters) {
                 continue;
             };
             if let Some(waiter) = waiters.lock().unwrap().remove(id) {
-                let _ = waiter.send(());
+                let _ = waiter.send(Instant::now());
             }
         }
     });
@@ -63,7 +65,7 @@ async fn deposits(dispatcher: &Arc<Dispatcher>, accounts: &Arc<Vec<String>>, sec
                 let mut done = 0u64;
                 while Instant::now() < until {
                     let deposit = Deposit {
-                        account_id: accounts[(caller + done as usize) % ACCOUNTS].clone(),
+                        account_id: accounts[(caller + done as usize) % accounts.len()].clone(),
                         amount: 1,
                     };
                     dispatcher
@@ -83,14 +85,66 @@ async fn deposits(dispatcher: &Arc<Dispatcher>, accounts: &Arc<Vec<String>>, sec
     total as f64 / seconds
 }
 
+/// Starts a transfer (what `POST /commands/transfer-money` does before
+/// answering `202`); returns a future of the time from its `202` to the
+/// end of its saga.
+async fn start_transfer(
+    dispatcher: &Dispatcher,
+    waiters: &Waiters,
+    from: String,
+    to: String,
+) -> impl std::future::Future<Output = Duration> + use<> {
+    let transfer = TransferMoney {
+        from_account_id: from,
+        to_account_id: to,
+        amount: 1,
+    };
+    let outcome = dispatcher
+        .dispatch(transfer, DispatchOptions::default())
+        .await
+        .unwrap();
+    let accepted = Instant::now();
+    let (done, ended) = oneshot::channel();
+    waiters
+        .lock()
+        .unwrap()
+        .insert(outcome.aggregate_id.clone(), done);
+    // The saga may have ended before the waiter was in place.
+    let view = allframe::saga::view(
+        &**dispatcher.store(),
+        "transfer-money",
+        &outcome.aggregate_id,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let ended_before = (view.status != "running").then(|| {
+        waiters.lock().unwrap().remove(&outcome.aggregate_id);
+        assert_eq!(view.status, "completed");
+        Instant::now()
+    });
+    async move {
+        let end = match ended_before {
+            Some(end) => end,
+            None => ended.await.unwrap(),
+        };
+        end - accepted
+    }
+}
+
+/// Each caller keeps `window` transfers running (starting one whenever one
+/// ends) until the phase is over; returns transfers completed per second,
+/// counted until the last one started has ended.
 async fn transfers(
     dispatcher: &Arc<Dispatcher>,
     accounts: &Arc<Vec<String>>,
     waiters: &Waiters,
+    window: usize,
     seconds: f64,
     latencies: &mut Vec<Duration>,
 ) -> f64 {
-    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let until = started + Duration::from_secs_f64(seconds);
     let callers = env_number("ALLFRAME_BENCH_CALLERS", 64.0) as usize;
     let tasks: Vec<_> = (0..callers)
         .map(|caller| {
@@ -98,40 +152,21 @@ async fn transfers(
                 (dispatcher.clone(), accounts.clone(), waiters.clone());
             tokio::spawn(async move {
                 let mut times = Vec::new();
+                let mut running = futures_util::stream::FuturesUnordered::new();
                 let mut n = caller;
                 while Instant::now() < until {
-                    let transfer = TransferMoney {
-                        from_account_id: accounts[n % ACCOUNTS].clone(),
-                        to_account_id: accounts[(n + 1) % ACCOUNTS].clone(),
-                        amount: 1,
-                    };
-                    n += callers;
-                    let outcome = dispatcher
-                        .dispatch(transfer, DispatchOptions::default())
-                        .await
-                        .unwrap();
-                    let accepted = Instant::now();
-                    let (done, ended) = oneshot::channel();
-                    waiters
-                        .lock()
-                        .unwrap()
-                        .insert(outcome.aggregate_id.clone(), done);
-                    // The saga may have ended before the waiter was in place.
-                    let view = allframe::saga::view(
-                        &*dispatcher.store().clone(),
-                        "transfer-money",
-                        &outcome.aggregate_id,
-                    )
-                    .await
-                    .unwrap()
-                    .unwrap();
-                    if view.status == "running" {
-                        ended.await.unwrap();
-                    } else {
-                        waiters.lock().unwrap().remove(&outcome.aggregate_id);
-                        assert_eq!(view.status, "completed");
+                    if running.len() == window {
+                        times.push(running.next().await.unwrap());
                     }
-                    times.push(accepted.elapsed());
+                    let (from, to) = (
+                        accounts[n % accounts.len()].clone(),
+                        accounts[(n + 1) % accounts.len()].clone(),
+                    );
+                    n += callers;
+                    running.push(start_transfer(&dispatcher, &waiters, from, to).await);
+                }
+                while let Some(time) = running.next().await {
+                    times.push(time);
                 }
                 times
             })
@@ -143,7 +178,7 @@ async fn transfers(
         completed += times.len();
         latencies.extend(times);
     }
-    completed as f64 / seconds
+    completed as f64 / started.elapsed().as_secs_f64()
 }
 
 fn median(samples: &mut [f64]) -> f64 {
@@ -160,7 +195,7 @@ async fn report(backend: &str, store: Arc<dyn EventStore>) {
     let rounds = env_number("ALLFRAME_BENCH_ROUNDS", 3.0) as usize;
     let dispatcher = Arc::new(Dispatcher::builder(&*store).build().unwrap());
     let mut accounts = Vec::new();
-    for _ in 0..ACCOUNTS {
+    for _ in 0..env_number("ALLFRAME_BENCH_ACCOUNTS", 16.0) as usize {
         let open = OpenAccount {
             owner: "Ada".into(),
             email: "ada@example.com".into(),
@@ -187,37 +222,54 @@ async fn report(backend: &str, store: Arc<dyn EventStore>) {
         store.head_position().await.unwrap(),
         waiters.clone(),
     );
-    let (mut deposit_rates, mut transfer_rates, mut latencies) =
-        (Vec::new(), Vec::new(), Vec::new());
+    let windows = [1, env_number("ALLFRAME_BENCH_WINDOW", 8.0) as usize];
+    let mut deposit_rates = Vec::new();
+    let mut transfer_rates = vec![Vec::new(); windows.len()];
+    let mut latencies = vec![Vec::new(); windows.len()];
     for round in 0..rounds {
-        for phase in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
-            if phase == 0 {
-                deposit_rates.push(deposits(&dispatcher, &accounts, seconds).await);
-            } else {
-                transfer_rates.push(
-                    transfers(&dispatcher, &accounts, &waiters, seconds, &mut latencies).await,
-                );
+        // Deposits first in even rounds, last in odd ones.
+        let mut phases = vec![None, Some(0), Some(1)];
+        if round % 2 == 1 {
+            phases.rotate_left(1);
+        }
+        for phase in phases {
+            match phase {
+                None => deposit_rates.push(deposits(&dispatcher, &accounts, seconds).await),
+                Some(w) => transfer_rates[w].push(
+                    transfers(
+                        &dispatcher,
+                        &accounts,
+                        &waiters,
+                        windows[w],
+                        seconds,
+                        &mut latencies[w],
+                    )
+                    .await,
+                ),
             }
         }
     }
     sagas.stop().await;
-    latencies.sort();
-    let (d, t) = (median(&mut deposit_rates), median(&mut transfer_rates));
-    println!(
-        "| {backend} | {d:.0} | {t:.0} | {:.2} | {:.1} ms | {:.1} ms |",
-        t / d,
-        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-    );
+    let d = median(&mut deposit_rates);
+    for (w, window) in windows.iter().enumerate() {
+        latencies[w].sort();
+        let t = median(&mut transfer_rates[w]);
+        println!(
+            "| {backend} | {window} | {d:.0} | {t:.0} | {:.2} | {:.1} ms | {:.1} ms |",
+            t / d,
+            percentile(&latencies[w], 0.5).as_secs_f64() * 1e3,
+            percentile(&latencies[w], 0.99).as_secs_f64() * 1e3,
+        );
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     println!("## Transfers beside deposits (64 callers, medians of interleaved rounds)\n");
     println!(
-        "| backend | deposits/s | transfers completed/s | transfers / deposits | 202 → completed p50 | p99 |"
+        "| backend | transfers running per caller | deposits/s | transfers completed/s | transfers / deposits | 202 → completed p50 | p99 |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let sqlite = SqliteStore::open(dir.path().join("bank.db")).await.unwrap();
     report("SQLite", Arc::new(sqlite)).await;
