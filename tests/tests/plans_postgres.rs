@@ -807,7 +807,7 @@ async fn write_and_projection_paths_never_scan_a_large_table_sequentially() {
         "FROM allframe_events WHERE stream_id =",
         "INSERT INTO allframe_idempotency",
         "FROM allframe_idempotency WHERE key = $1 FOR UPDATE",
-        "FROM allframe_idempotency WHERE state = 'in_flight'",
+        "THEN token END FROM allframe_idempotency WHERE key = ANY(",
         "UPDATE allframe_idempotency AS i",
         "UPDATE allframe_idempotency SET",
         "DELETE FROM allframe_idempotency WHERE key = $1",
