@@ -32,24 +32,44 @@ fn env_number(name: &str, default: f64) -> f64 {
         .unwrap_or(default)
 }
 
-/// Who is waiting for which saga to end.
-type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Instant>>>>;
+/// Each saga's end as the watcher saw it: when, and whether it completed.
+type Ending = (Instant, bool);
 
-/// Wakes the waiter of each saga whose ending step is recorded.
+/// Who is waiting for which saga to end, and the ends of sagas nobody was
+/// waiting for yet (their starter has not registered): one lock for both,
+/// so an end is never missed.
+#[derive(Default)]
+struct Endings {
+    waiting: HashMap<String, oneshot::Sender<Ending>>,
+    early: HashMap<String, Ending>,
+}
+
+type Waiters = Arc<Mutex<Endings>>;
+
+/// Hands the end of each saga whose ending step is recorded to its waiter.
 fn watch_endings(store: &dyn EventStore, after: u64, waiters: Waiters) {
     let mut endings = store.subscribe(after, EventFilter::all().category("saga"));
     tokio::spawn(async move {
         while let Some(Ok(event)) = endings.next().await {
-            if event.event_type != allframe::saga::STEP_EVENT_TYPE
-                || !event.data.get().contains("\"end\"")
-            {
+            if event.event_type != allframe::saga::STEP_EVENT_TYPE {
                 continue;
             }
             let Some(id) = event.stream_id.strip_prefix("saga-transfer-money-") else {
                 continue;
             };
-            if let Some(waiter) = waiters.lock().unwrap().remove(id) {
-                let _ = waiter.send(Instant::now());
+            let record: serde_json::Value = serde_json::from_str(event.data.get()).unwrap();
+            let Some(status) = record["end"]["status"].as_str() else {
+                continue;
+            };
+            let ending = (Instant::now(), status == "completed");
+            let mut endings = waiters.lock().unwrap();
+            match endings.waiting.remove(id) {
+                Some(waiter) => {
+                    let _ = waiter.send(ending);
+                }
+                None => {
+                    endings.early.insert(id.to_owned(), ending);
+                }
             }
         }
     });
@@ -105,29 +125,20 @@ async fn start_transfer(
         .unwrap();
     let accepted = Instant::now();
     let (done, ended) = oneshot::channel();
-    waiters
-        .lock()
-        .unwrap()
-        .insert(outcome.aggregate_id.clone(), done);
-    // The saga may have ended before the waiter was in place.
-    let view = allframe::saga::view(
-        &**dispatcher.store(),
-        "transfer-money",
-        &outcome.aggregate_id,
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let ended_before = (view.status != "running").then(|| {
-        waiters.lock().unwrap().remove(&outcome.aggregate_id);
-        assert_eq!(view.status, "completed");
-        Instant::now()
-    });
+    let early = {
+        let mut endings = waiters.lock().unwrap();
+        let early = endings.early.remove(&outcome.aggregate_id);
+        if early.is_none() {
+            endings.waiting.insert(outcome.aggregate_id.clone(), done);
+        }
+        early
+    };
     async move {
-        let end = match ended_before {
-            Some(end) => end,
+        let (end, completed) = match early {
+            Some(ending) => ending,
             None => ended.await.unwrap(),
         };
+        assert!(completed, "a transfer did not complete");
         end - accepted
     }
 }

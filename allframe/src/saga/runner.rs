@@ -596,7 +596,11 @@ async fn handle<S: Saga>(
         }
         follow::<S>(shared, followed, id, None, event.clone(), false).await
     } else if event.version == 1 {
-        let mut instance = Instance::load(&*shared.store, &stream_id::<S>(id)).await?;
+        // The instance as its first event makes it: a stream that has more
+        // (its start was decided before) fails the record's expected
+        // version, which reads it in full.
+        let mut instance = Instance::new();
+        instance.fold(event)?;
         let first = match event.decode::<<S as Aggregate>::Event>() {
             Ok(first) => first,
             Err(error) if error.is_newer_than_known() => {
@@ -680,16 +684,21 @@ struct Instance<S> {
 }
 
 impl<S: Saga> Instance<S> {
-    /// The instance as its stream has it.
-    async fn load(store: &dyn EventStore, stream: &str) -> Result<Self, Interrupt> {
-        let mut instance = Self {
+    /// An instance before its first event.
+    fn new() -> Self {
+        Self {
             state: S::default(),
             version: 0,
             handled: HashSet::new(),
             steps: HashSet::new(),
             ended: false,
             broken: None,
-        };
+        }
+    }
+
+    /// The instance as its stream has it.
+    async fn load(store: &dyn EventStore, stream: &str) -> Result<Self, Interrupt> {
+        let mut instance = Self::new();
         for event in read_stream(store, stream).await? {
             instance.fold(&event)?;
         }
