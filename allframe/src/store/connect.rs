@@ -62,6 +62,7 @@ pub struct ConnectOptions {
     url: String,
     max_connections: Option<u32>,
     acquire_timeout: Option<Duration>,
+    notifications: bool,
 }
 
 impl ConnectOptions {
@@ -73,7 +74,17 @@ impl ConnectOptions {
             url: url.into(),
             max_connections: None,
             acquire_timeout: None,
+            notifications: true,
         }
+    }
+
+    /// On PostgreSQL, whether commits are notified between nodes (default
+    /// `true`; see
+    /// [`PostgresBuilder::notifications`](super::PostgresBuilder::notifications)).
+    /// The other backends have one node and ignore it.
+    pub fn notifications(mut self, notifications: bool) -> Self {
+        self.notifications = notifications;
+        self
     }
 
     /// The most connections the pool opens (at least 1).
@@ -139,11 +150,12 @@ impl ConnectOptions {
 
         let options =
             PgConnectOptions::from_str(&self.url).map_err(|error| self.invalid_url(error))?;
-        let store = PostgresStore::connect_with_pool(options, None, DEFAULT_MAX_BATCH, |pool| {
-            self.size(pool)
-        })
-        .await
-        .map_err(|error| self.failed(error))?;
+        let settings = PostgresStore::builder(options)
+            .max_batch(DEFAULT_MAX_BATCH)
+            .notifications(self.notifications);
+        let store = PostgresStore::connect_with_pool(settings, |pool| self.size(pool))
+            .await
+            .map_err(|error| self.failed(error))?;
         Ok(Arc::new(store))
     }
 
@@ -199,6 +211,7 @@ impl fmt::Debug for ConnectOptions {
             .field("url", &redact(&self.url))
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
+            .field("notifications", &self.notifications)
             .finish()
     }
 }

@@ -518,14 +518,20 @@ fn finish(
         .filter_map(|outcome| outcome.as_ref().ok().map(|appended| appended.position))
         .max();
     if let Some(position) = last {
-        head.send_if_modified(|current| {
-            let moved = position > *current;
-            *current = (*current).max(position);
-            moved
-        });
+        advance_head(head, position);
     }
     for (outcome, reply) in outcomes.into_iter().zip(replies) {
         // A caller that stopped waiting still had its events committed.
         let _ = reply.send(outcome);
     }
+}
+
+/// Moves `head` to `position` if that is ahead of it (heads only grow;
+/// a late report of an older one changes nothing and wakes nobody).
+pub(crate) fn advance_head(head: &watch::Sender<u64>, position: u64) {
+    head.send_if_modified(|current| {
+        let moved = position > *current;
+        *current = (*current).max(position);
+        moved
+    });
 }

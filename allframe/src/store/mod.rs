@@ -54,7 +54,7 @@ pub use idempotency::{Claim, Completion, IdempotencyStore, MAX_DURATION};
 pub(crate) use log::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError, StoredType};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresDialect, PostgresStore};
+pub use postgres::{PostgresBuilder, PostgresDialect, PostgresStore};
 pub use snapshots::{Snapshot, SnapshotStore};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::{Dialect, SqlStore};

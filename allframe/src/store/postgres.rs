@@ -33,6 +33,22 @@
 //! writes in therefore starts with `BEGIN ISOLATION LEVEL READ COMMITTED`,
 //! whatever the database's `default_transaction_isolation` says.
 //!
+//! # Commits notified between nodes
+//!
+//! Each batch's transaction also sends `NOTIFY allframe_head` with
+//! `{schema}:{new head}` (from the statement that moves the head, so a
+//! batch costs no extra round trip; PostgreSQL delivers it at commit and
+//! drops it on rollback). Every store keeps one connection of its own
+//! listening (`application_name` `allframe-listener`) and moves its head
+//! signal ([`EventStore::watch_head`](super::EventStore::watch_head)) to
+//! the heads of its schema: subscriptions, projection and saga runners,
+//! reads waiting for a position and the live event streams all wake on
+//! that signal, so another node's write reaches them at once instead of at
+//! their next poll. Notifications are only hints: after each
+//! (re)connection the listener reads the head from the table, since what
+//! was sent while it was away is lost, and the poll stays as a safety net.
+//! [`PostgresBuilder::notifications`] turns both off.
+//!
 //! # Idempotency records
 //!
 //! Table `allframe_idempotency`; times come from the server's
@@ -56,7 +72,7 @@ use futures_util::future::{BoxFuture, FutureExt};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row};
 
-use super::group_commit::{BatchWriter, Request, log_batch};
+use super::group_commit::{BatchWriter, Request, advance_head, log_batch};
 use super::sql::{
     Dialect, EventRow, INSERT_COLUMNS, SqlStore, accepted_events, db_error, extra_column, to_i64,
 };
@@ -163,26 +179,47 @@ impl PostgresStore {
     /// Connects with full control: `schema` (created if missing) holds the
     /// store's tables, so several stores can share one database; `max_batch`
     /// appends at most share one transaction (1 turns group commit off).
+    /// Commits are notified to other nodes ([`builder`](Self::builder) can
+    /// turn that off).
     pub async fn connect_with(
         options: PgConnectOptions,
         schema: Option<&str>,
         max_batch: usize,
     ) -> Result<Self> {
-        Self::connect_with_pool(options, schema, max_batch, |pool| pool).await
+        Self::builder(options)
+            .schema(schema)
+            .max_batch(max_batch)
+            .connect()
+            .await
     }
 
-    /// [`connect_with`](Self::connect_with), with `pool` adjusting the
-    /// options of the connection pool (8 connections by default).
+    /// Every setting of a connection, starting from `options`: see
+    /// [`PostgresBuilder`].
+    pub fn builder(options: PgConnectOptions) -> PostgresBuilder {
+        PostgresBuilder {
+            options,
+            schema: None,
+            max_batch: super::DEFAULT_MAX_BATCH,
+            notifications: true,
+        }
+    }
+
+    /// Connects as `settings` say, with `pool` adjusting the options of
+    /// the connection pool (8 connections by default).
     pub(crate) async fn connect_with_pool(
-        options: PgConnectOptions,
-        schema: Option<&str>,
-        max_batch: usize,
+        settings: PostgresBuilder,
         pool: impl FnOnce(PgPoolOptions) -> PgPoolOptions,
     ) -> Result<Self> {
+        let PostgresBuilder {
+            options,
+            schema,
+            max_batch,
+            notifications,
+        } = settings;
         let options = match schema {
             None => options,
             Some(schema) => {
-                let quoted = quote_identifier(schema)?;
+                let quoted = quote_identifier(&schema)?;
                 let mut admin = PgConnection::connect_with(&options)
                     .await
                     .map_err(db_error)?;
@@ -200,18 +237,178 @@ impl PostgresStore {
             .await
             .map_err(db_error)?;
         MIGRATOR.run(&reads).await.map_err(StoreError::backend)?;
+        // Stores in other schemas of the database notify on the same
+        // channel; the schema tells this store's commits apart.
+        let notify = match notifications {
+            true => Some(
+                sqlx::query_scalar::<_, String>("SELECT current_schema()")
+                    .fetch_one(&reads)
+                    .await
+                    .map_err(db_error)?,
+            ),
+            false => None,
+        };
         let connection = PgConnection::connect_with(&options)
             .await
             .map_err(db_error)?;
-        Self::start(
-            reads,
+        let store = Self::start(
+            reads.clone(),
             Writer {
                 connection,
-                options,
+                options: options.clone(),
+                notify: notify.clone(),
             },
             max_batch,
         )
-        .await
+        .await?;
+        if let Some(schema) = notify {
+            let listener = tokio::spawn(listen(
+                options,
+                schema,
+                reads,
+                store.inner.head_sender.clone(),
+            ));
+            *store
+                .inner
+                .listener
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(listener);
+        }
+        Ok(store)
+    }
+}
+
+/// How to connect a [`PostgresStore`]: [`PostgresStore::builder`].
+///
+/// ```no_run
+/// # async fn run() -> allframe::store::Result<()> {
+/// use allframe::store::PostgresStore;
+/// use sqlx::postgres::PgConnectOptions;
+///
+/// let options: PgConnectOptions = "postgres://localhost/bank".parse()?;
+/// let store = PostgresStore::builder(options)
+///     .schema(Some("bank"))
+///     .notifications(false)
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresBuilder {
+    options: PgConnectOptions,
+    schema: Option<String>,
+    max_batch: usize,
+    notifications: bool,
+}
+
+impl std::fmt::Debug for PostgresBuilder {
+    // Without the connect options, which hold the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBuilder")
+            .field("schema", &self.schema)
+            .field("max_batch", &self.max_batch)
+            .field("notifications", &self.notifications)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresBuilder {
+    /// The schema that holds the store's tables (created if missing), so
+    /// several stores can share one database; `None` (the default) uses
+    /// the connection's default schema.
+    pub fn schema(mut self, schema: Option<&str>) -> Self {
+        self.schema = schema.map(str::to_owned);
+        self
+    }
+
+    /// At most this many appends share one transaction (default 256; 1
+    /// turns group commit off).
+    pub fn max_batch(mut self, max_batch: usize) -> Self {
+        self.max_batch = max_batch;
+        self
+    }
+
+    /// Whether commits are notified between nodes (default `true`): each
+    /// batch's transaction sends a `NOTIFY` with the new head, and a
+    /// connection of its own `LISTEN`s, so subscriptions, runners and
+    /// reads waiting on this store wake on other nodes' writes at once.
+    /// Without it they see those writes at their next poll (every half
+    /// second). Turn it off where `LISTEN` cannot work (a connection
+    /// pooler in transaction mode) or where one node is alone.
+    pub fn notifications(mut self, notifications: bool) -> Self {
+        self.notifications = notifications;
+        self
+    }
+
+    /// Connects, creating the tables if they are missing, and starts the
+    /// store's writer (and listener).
+    pub async fn connect(self) -> Result<PostgresStore> {
+        PostgresStore::connect_with_pool(self, |pool| pool).await
+    }
+}
+
+/// The channel every PostgreSQL store notifies its commits on; the payload
+/// is `{schema}:{head}`.
+const HEAD_CHANNEL: &str = "allframe_head";
+/// The longest a listener waits before connecting again.
+const MAX_LISTEN_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keeps one connection listening to [`HEAD_CHANNEL`] and moves `head` to
+/// each commit of the store in `schema`, whichever node made it. After
+/// every (re)connection it reads the head from the store, since
+/// notifications sent while it was not listening are lost; the
+/// subscriptions' poll covers the time it is down.
+async fn listen(
+    options: PgConnectOptions,
+    schema: String,
+    reads: sqlx::PgPool,
+    head: tokio::sync::watch::Sender<u64>,
+) {
+    let mut backoff = std::time::Duration::from_millis(100);
+    loop {
+        match listen_once(&options, &schema, &reads, &head).await {
+            Ok(()) => {}
+            Err(error) => {
+                tracing::warn!(%error, "the PostgreSQL listener lost its connection; other nodes' writes are seen by polling until it is back");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_LISTEN_BACKOFF);
+    }
+}
+
+/// One connection of [`listen`]: returns when it fails.
+async fn listen_once(
+    options: &PgConnectOptions,
+    schema: &str,
+    reads: &sqlx::PgPool,
+    head: &tokio::sync::watch::Sender<u64>,
+) -> std::result::Result<(), sqlx::Error> {
+    let connection = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect_lazy_with(options.clone().application_name("allframe-listener"));
+    let mut listener = sqlx::postgres::PgListener::connect_with(&connection).await?;
+    listener.listen(HEAD_CHANNEL).await?;
+    loop {
+        // Listening from here on: what committed before is in the store.
+        let now: i64 = sqlx::query_scalar(PostgresDialect::HEAD)
+            .fetch_one(reads)
+            .await?;
+        advance_head(head, now as u64);
+        // `None`: the connection was lost and made again (listening
+        // again); what was sent in between is read above.
+        while let Some(notification) = listener.try_recv().await? {
+            if let Some((from, position)) = notification.payload().rsplit_once(':')
+                && from == schema
+                && let Ok(position) = position.parse()
+            {
+                advance_head(head, position);
+            }
+        }
     }
 }
 
@@ -253,6 +450,9 @@ struct Writer {
     connection: PgConnection,
     /// To reconnect when the connection breaks.
     options: PgConnectOptions,
+    /// The schema that names this store in its notifications, when it
+    /// sends them.
+    notify: Option<String>,
 }
 
 /// How often a batch is written again when a claim created the record of a
@@ -298,7 +498,7 @@ impl Writer {
             round_trips += 1;
             // One statement writes the events, records their kinds and moves
             // the head.
-            sqlx::query(sqlx::AssertSqlSafe(format!(
+            let write = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "WITH inserted AS (INSERT INTO allframe_events ({INSERT_COLUMNS}) \
                  SELECT p, s, c, v, t, sv, d::jsonb, e, co, ca, cm, x::jsonb, $13 \
                  FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::text[], \
@@ -308,7 +508,13 @@ impl Writer {
                  kinds AS (INSERT INTO allframe_event_types (category, event_type, schema_version) \
                  SELECT DISTINCT c, t, sv FROM UNNEST($3::text[], $5::text[], $6::int4[]) \
                  AS k(c, t, sv) ON CONFLICT DO NOTHING) \
-                 UPDATE allframe_head SET position = $14"
+                 UPDATE allframe_head SET position = $14{}",
+                // The notification is sent when the transaction commits
+                // (and not at all if it rolls back).
+                match self.notify {
+                    Some(_) => " FROM (SELECT pg_notify($15, $16)) AS n",
+                    None => "",
+                }
             )))
             .bind(rows.iter().map(|e| to_i64(e.position)).collect::<Vec<_>>())
             .bind(
@@ -355,10 +561,14 @@ impl Writer {
                     .collect::<Vec<_>>(),
             )
             .bind(recorded_at)
-            .bind(new_head)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            .bind(new_head);
+            let write = match &self.notify {
+                Some(schema) => write
+                    .bind(HEAD_CHANNEL)
+                    .bind(format!("{schema}:{new_head}")),
+                None => write,
+            };
+            write.execute(&mut *tx).await.map_err(db_error)?;
         }
         let (claimed, unclaimed) = plan.completion_rows();
         if !claimed.is_empty() {

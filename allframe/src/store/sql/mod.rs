@@ -192,12 +192,14 @@ where
     ) -> Result<Self> {
         let head_now = Self::head_in(&reads).await?;
         let (head_sender, head) = watch::channel(head_now);
-        let writer = GroupCommit::spawn(writer, max_batch, head_sender);
+        let writer = GroupCommit::spawn(writer, max_batch, head_sender.clone());
         Ok(Self {
             inner: Arc::new(SqlInner {
                 reads,
                 writer,
                 head,
+                head_sender,
+                listener: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -379,19 +381,42 @@ where
     }
 }
 
-/// What a SQL store holds: its read pool, the queue to its writer task and
-/// the head signal that task moves.
+/// What a SQL store holds: its read pool, the queue to its writer task,
+/// the head signal that task moves, and the task that moves it on other
+/// nodes' commits, where there is one (PostgreSQL's listener).
 pub(crate) struct SqlInner<DB: Database> {
     pub(crate) reads: Pool<DB>,
     pub(crate) writer: GroupCommit<DB::Connection>,
-    pub(crate) head: tokio::sync::watch::Receiver<u64>,
+    pub(crate) head: watch::Receiver<u64>,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) head_sender: watch::Sender<u64>,
+    pub(crate) listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl<DB: Database> SqlInner<DB> {
-    /// Lets the writer finish what is queued and close its connection,
-    /// then closes the read pool once its connections are back.
+    /// Stops the listener, lets the writer finish what is queued and close
+    /// its connection, then closes the read pool once its connections are
+    /// back.
     pub(crate) async fn close(&self) {
+        self.stop_listener();
         self.writer.close().await;
         self.reads.close().await;
+    }
+
+    fn stop_listener(&self) {
+        if let Some(listener) = self
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            listener.abort();
+        }
+    }
+}
+
+impl<DB: Database> Drop for SqlInner<DB> {
+    fn drop(&mut self) {
+        self.stop_listener();
     }
 }
