@@ -16,16 +16,10 @@ use std::time::{Duration, Instant};
 
 use allframe::store::PostgresStore;
 use allframe::{DispatchOptions, Dispatcher, EventFilter, EventStore, ExpectedVersion, NewEvent};
-use bank::domain::{Deposit, OpenAccount};
+use allframe_tests::bench::{deposits_per_second, env_number};
+use bank::domain::OpenAccount;
 use futures_util::StreamExt;
 use serde_json::json;
-
-fn env_number(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn store(schema: &str, notifications: bool) -> PostgresStore {
     let options = allframe_tests::postgres_options()
@@ -69,37 +63,6 @@ async fn bank(store: &PostgresStore) -> (Arc<Dispatcher>, Arc<Vec<String>>) {
         accounts.push(opened.aggregate_id);
     }
     (dispatcher, Arc::new(accounts))
-}
-
-/// Deposits per second from `writers` callers over `seconds`.
-async fn deposits(dispatcher: &Arc<Dispatcher>, accounts: &Arc<Vec<String>>, seconds: f64) -> f64 {
-    let writers = env_number("ALLFRAME_BENCH_WRITERS", 16.0) as usize;
-    let until = Instant::now() + Duration::from_secs_f64(seconds);
-    let tasks: Vec<_> = (0..writers)
-        .map(|writer| {
-            let (dispatcher, accounts) = (dispatcher.clone(), accounts.clone());
-            tokio::spawn(async move {
-                let mut done = 0usize;
-                while Instant::now() < until {
-                    let deposit = Deposit {
-                        account_id: accounts[(writer * 4 + done) % accounts.len()].clone(),
-                        amount: 1,
-                    };
-                    dispatcher
-                        .dispatch(deposit, DispatchOptions::default())
-                        .await
-                        .unwrap();
-                    done += 1;
-                }
-                done
-            })
-        })
-        .collect();
-    let mut total = 0;
-    for task in tasks {
-        total += task.await.unwrap();
-    }
-    total as f64 / seconds
 }
 
 /// Times `writes` appends on `a`, one at a time a few milliseconds apart,
@@ -162,9 +125,11 @@ async fn main() {
         let loud_first = round % 2 == 0;
         for notify in [loud_first, !loud_first] {
             if notify {
-                with.push(deposits(&loud_bank, &loud_accounts, seconds).await);
+                with.push(deposits_per_second(&loud_bank, &loud_accounts, writers, seconds).await);
             } else {
-                without.push(deposits(&quiet_bank, &quiet_accounts, seconds).await);
+                without.push(
+                    deposits_per_second(&quiet_bank, &quiet_accounts, writers, seconds).await,
+                );
             }
         }
     }

@@ -20,17 +20,11 @@ use std::time::{Duration, Instant};
 
 use allframe::store::SqliteStore;
 use allframe::{DispatchOptions, Dispatcher, EventFilter, EventStore, Sagas};
-use bank::domain::{Deposit, OpenAccount};
+use allframe_tests::bench::{deposits_per_second, env_number};
+use bank::domain::OpenAccount;
 use bank::transfer::{Transfer, TransferMoney};
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
-
-fn env_number(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Each saga's end as the watcher saw it: when, and whether it completed.
 type Ending = (Instant, bool);
@@ -73,36 +67,6 @@ fn watch_endings(store: &dyn EventStore, after: u64, waiters: Waiters) {
             }
         }
     });
-}
-
-async fn deposits(dispatcher: &Arc<Dispatcher>, accounts: &Arc<Vec<String>>, seconds: f64) -> f64 {
-    let until = Instant::now() + Duration::from_secs_f64(seconds);
-    let callers = env_number("ALLFRAME_BENCH_CALLERS", 64.0) as usize;
-    let tasks: Vec<_> = (0..callers)
-        .map(|caller| {
-            let (dispatcher, accounts) = (dispatcher.clone(), accounts.clone());
-            tokio::spawn(async move {
-                let mut done = 0u64;
-                while Instant::now() < until {
-                    let deposit = Deposit {
-                        account_id: accounts[(caller + done as usize) % accounts.len()].clone(),
-                        amount: 1,
-                    };
-                    dispatcher
-                        .dispatch(deposit, DispatchOptions::default())
-                        .await
-                        .unwrap();
-                    done += 1;
-                }
-                done
-            })
-        })
-        .collect();
-    let mut total = 0;
-    for task in tasks {
-        total += task.await.unwrap();
-    }
-    total as f64 / seconds
 }
 
 /// Starts a transfer (what `POST /commands/transfer-money` does before
@@ -203,6 +167,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 async fn report(backend: &str, store: Arc<dyn EventStore>) {
     let seconds = env_number("ALLFRAME_BENCH_SECONDS", 4.0);
+    let callers = env_number("ALLFRAME_BENCH_CALLERS", 64.0) as usize;
     let rounds = env_number("ALLFRAME_BENCH_ROUNDS", 3.0) as usize;
     let dispatcher = Arc::new(Dispatcher::builder(&*store).build().unwrap());
     let mut accounts = Vec::new();
@@ -245,7 +210,8 @@ async fn report(backend: &str, store: Arc<dyn EventStore>) {
         }
         for phase in phases {
             match phase {
-                None => deposit_rates.push(deposits(&dispatcher, &accounts, seconds).await),
+                None => deposit_rates
+                    .push(deposits_per_second(&dispatcher, &accounts, callers, seconds).await),
                 Some(w) => transfer_rates[w].push(
                     transfers(
                         &dispatcher,

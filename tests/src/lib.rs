@@ -6,6 +6,7 @@
 //! When the server cannot be reached the tests are skipped with a message on
 //! stderr — unless `CI=true`, where that is a failure.
 
+pub mod bench;
 pub mod faulty;
 pub mod server;
 
