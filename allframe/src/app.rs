@@ -19,6 +19,7 @@ use crate::http::openapi::Document;
 use crate::http::reads::{DEFAULT_READ_WAIT, ReadRoutes};
 use crate::http::routes::Mounts;
 use crate::http::stream::{EventStreamConfig, EventStreams};
+use crate::node::Node;
 use crate::projection::{ProjectionError, Projections, ProjectionsBuilder};
 use crate::query::{Queries, QueryRegistryError};
 use crate::saga::{Saga, SagaError, Sagas, SagasBuilder};
@@ -54,6 +55,8 @@ impl App {
             read_wait: DEFAULT_READ_WAIT,
             sagas: Vec::new(),
             saga_step_timeout: crate::saga::DEFAULT_STEP_TIMEOUT,
+            node_id: None,
+            lease_ttl: crate::node::DEFAULT_LEASE_TTL,
         }
     }
 
@@ -118,7 +121,13 @@ impl App {
     pub async fn close(&self) {
         self.sagas.stop().await;
         self.projections.stop().await;
+        self.projections.node().leave().await;
         self.dispatcher.store().close().await;
+    }
+
+    /// The node this app runs as.
+    pub fn node(&self) -> &Node {
+        self.projections.node()
     }
 }
 
@@ -138,6 +147,8 @@ pub struct AppBuilder {
     /// Adds each saga to the runners' builder.
     sagas: Vec<fn(SagasBuilder) -> SagasBuilder>,
     saga_step_timeout: Duration,
+    node_id: Option<String>,
+    lease_ttl: Duration,
 }
 
 impl AppBuilder {
@@ -148,6 +159,24 @@ impl AppBuilder {
     /// this; it is for sagas implemented by hand.
     pub fn saga<S: Saga>(mut self) -> Self {
         self.sagas.push(SagasBuilder::saga::<S>);
+        self
+    }
+
+    /// The id this node goes by among the nodes sharing the store: in
+    /// `/health`, and as the owner of the projections and sagas it runs
+    /// (default [`default_node_id`](crate::node::default_node_id): host
+    /// name and process id). A node restarted under the same id takes its
+    /// leases back at once instead of waiting for them to expire.
+    pub fn node_id(mut self, id: impl Into<String>) -> Self {
+        self.node_id = Some(id.into());
+        self
+    }
+
+    /// How long this node's leases last unless renewed (default 10 s,
+    /// renewed every third of it): how long its projections and sagas
+    /// wait for another node when it dies without leaving.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
         self
     }
 
@@ -258,9 +287,15 @@ impl AppBuilder {
             body_limit: self.body_limit,
         };
         let container = Arc::new(dispatcher.container().clone());
+        let node = Node::new(
+            &*self.store,
+            self.node_id.unwrap_or_else(crate::node::default_node_id),
+            self.lease_ttl,
+        );
         let projections = self
             .projections
             .unwrap_or_else(|| Projections::builder(&*self.store))
+            .default_node(node.clone())
             .start()
             .await?;
         let queries = Queries::new(projections.clone(), container.clone())?;
@@ -270,7 +305,8 @@ impl AppBuilder {
             .fold(
                 crate::saga::linked(
                     Sagas::builder(&*self.store, dispatcher.clone())
-                        .step_timeout(self.saga_step_timeout),
+                        .step_timeout(self.saga_step_timeout)
+                        .node(node),
                 ),
                 |builder, add| add(builder),
             )

@@ -7,6 +7,7 @@ mod command;
 mod di;
 mod event;
 pub mod http;
+pub mod node;
 mod projection;
 mod query;
 pub mod router;

@@ -17,6 +17,8 @@ use crate::projection::{ProjectionStatus, Projections};
 pub struct Health {
     /// `ok`.
     pub status: String,
+    /// The node that answered.
+    pub node: String,
     /// The position of the last committed event.
     pub head_position: u64,
     /// Every projection's state and progress, sorted by name.
@@ -25,10 +27,11 @@ pub struct Health {
 
 pub(crate) async fn health(State(projections): State<Projections>) -> Response {
     match projections.health().await {
-        Ok((head_position, projections)) => Json(Health {
+        Ok((head_position, statuses)) => Json(Health {
             status: "ok".into(),
+            node: projections.node().id().to_owned(),
             head_position,
-            projections,
+            projections: statuses,
         })
         .into_response(),
         Err(error) => store_unavailable("health check", &error).into_response(),

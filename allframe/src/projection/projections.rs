@@ -1,7 +1,7 @@
 //! [`Projections`]: the registry of running projections and their read
 //! API.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,8 +12,9 @@ use super::read::{Page, decode_cursor, encode_cursor, plain_text};
 use super::registry::{self, ProjectionRegistration};
 use super::runner::{DEFAULT_BATCH_SIZE, Progress, ProjectionState, ProjectionStatus, Slot};
 use super::{ListQuery, MAX_LIMIT, Projection, ProjectionError};
-use crate::store::EventStore;
+use crate::node::Node;
 use crate::store::projections::{ProjectionStore, RowQuery};
+use crate::store::{EventStore, Lease};
 
 /// The running projections: one task each, started by
 /// [`ProjectionsBuilder::start`] and stopped when the last clone of this
@@ -26,6 +27,7 @@ pub struct Projections {
 struct Inner {
     slots: BTreeMap<&'static str, Arc<Slot>>,
     store: Arc<dyn EventStore>,
+    node: Node,
 }
 
 impl Drop for Inner {
@@ -44,6 +46,7 @@ pub struct ProjectionsBuilder {
     storage: Option<Arc<dyn ProjectionStore>>,
     registrations: Option<Vec<ProjectionRegistration>>,
     batch_size: usize,
+    node: Option<Node>,
 }
 
 impl ProjectionsBuilder {
@@ -78,12 +81,31 @@ impl ProjectionsBuilder {
         self
     }
 
+    /// Runs the projections as `node` (default: [`Node::default_for`] the
+    /// store). On a store with leases that keeps the rows, each projection
+    /// runs on one node at a time; the others follow its checkpoint.
+    pub fn node(mut self, node: Node) -> Self {
+        self.node = Some(node);
+        self
+    }
+
+    /// [`node`](Self::node), unless one was given.
+    pub(crate) fn default_node(mut self, node: Node) -> Self {
+        self.node.get_or_insert(node);
+        self
+    }
+
     /// Checks the registry (one projection per name), opens every
     /// projection's storage and starts one task per projection. Must be
     /// called inside a Tokio runtime.
     pub async fn start(self) -> Result<Projections, ProjectionError> {
         let registrations = registry::collect(self.registrations.unwrap_or_else(registry::linked))?;
         let mut slots = BTreeMap::new();
+        let node = self.node.unwrap_or_else(|| Node::default_for(&*self.store));
+        // Leases guard rows every node shares: the store's own.
+        let leased = self.storage.is_none()
+            && self.store.leases().is_some()
+            && self.store.projection_store().is_some();
         // A store that keeps no projection rows (it offers the log alone)
         // still serves projections: from memory, rebuilt from the log at
         // every start.
@@ -130,6 +152,8 @@ impl ProjectionsBuilder {
                 }),
                 wake: Notify::new(),
                 task: Mutex::new(None),
+                node: node.clone(),
+                leased,
             });
             spawn(&slot);
             slots.insert(name, slot);
@@ -138,6 +162,7 @@ impl ProjectionsBuilder {
             inner: Arc::new(Inner {
                 slots,
                 store: self.store,
+                node,
             }),
         })
     }
@@ -173,6 +198,7 @@ impl Projections {
             storage: None,
             registrations: None,
             batch_size: DEFAULT_BATCH_SIZE,
+            node: None,
         }
     }
 
@@ -201,7 +227,12 @@ impl Projections {
     /// The store's head and every projection's status at it.
     pub(crate) async fn health(&self) -> Result<(u64, Vec<ProjectionStatus>), ProjectionError> {
         let head = self.inner.store.head_position().await?;
-        let status = self.inner.slots.values().map(|slot| status_of(slot, head));
+        let leases = self.leases().await?;
+        let status = self
+            .inner
+            .slots
+            .values()
+            .map(|slot| status_of(slot, head, &leases));
         Ok((head, status.collect()))
     }
 
@@ -209,7 +240,24 @@ impl Projections {
     pub async fn status_of(&self, name: &str) -> Result<ProjectionStatus, ProjectionError> {
         let slot = self.slot(name)?;
         let head = self.inner.store.head_position().await?;
-        Ok(status_of(slot, head))
+        Ok(status_of(slot, head, &self.leases().await?))
+    }
+
+    /// The leases of the store (none without leases), by name.
+    async fn leases(&self) -> Result<HashMap<String, Lease>, ProjectionError> {
+        Ok(self
+            .inner
+            .node
+            .all_leases()
+            .await?
+            .into_iter()
+            .map(|lease| (lease.name.clone(), lease))
+            .collect())
+    }
+
+    /// The node the projections run on.
+    pub fn node(&self) -> &Node {
+        &self.inner.node
     }
 
     /// Starts rebuilding projection `name`: a new generation is built from
@@ -456,10 +504,15 @@ async fn wait(
     })
 }
 
-fn status_of(slot: &Slot, head: u64) -> ProjectionStatus {
+fn status_of(slot: &Slot, head: u64, leases: &HashMap<String, Lease>) -> ProjectionStatus {
     let checkpoint = *slot.checkpoint.borrow();
     let progress = lock(&slot.progress);
-    let state = if let Some(failure) = &progress.failure {
+    let lease = leases
+        .get(&slot.lease())
+        .filter(|lease| slot.leased && !lease.owner.is_empty());
+    let state = if progress.standby {
+        ProjectionState::Standby
+    } else if let Some(failure) = &progress.failure {
         match failure.newer {
             true => ProjectionState::WaitingForUpgrade,
             false => ProjectionState::Failed,
@@ -478,6 +531,8 @@ fn status_of(slot: &Slot, head: u64) -> ProjectionStatus {
         rebuild_checkpoint: progress.rebuild,
         error: progress.failure.as_ref().map(|f| f.error.clone()),
         failed_position: progress.failure.as_ref().map(|f| f.position),
+        owner: lease.map(|lease| lease.owner.clone()),
+        lease_expires_at: lease.map(|lease| lease.expires_at),
     }
 }
 

@@ -28,13 +28,16 @@ use super::apply::{self, Failure};
 use super::registry::ProjectionRegistration;
 use super::{Projection, Source};
 use crate::event::RecordedEvent;
-use crate::store::projections::{Batch, Committed, Generation, ProjectionStore};
+use crate::store::projections::{Batch, Committed, Fence, Generation, ProjectionStore};
 use crate::store::{EventFilter, EventStore, StoreError};
 
 /// Events one step reads and commits at most, by default.
 pub const DEFAULT_BATCH_SIZE: usize = 1_000;
 /// How often an idle runner looks for events written by other processes.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How often a node that does not run a projection looks at its stored
+/// checkpoint while the owner has events to apply.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(50);
 /// The longest wait before a runner retries after a store error.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -54,6 +57,9 @@ pub enum ProjectionState {
     /// new release carries on from it.
     #[serde(rename = "waiting-for-upgrade")]
     WaitingForUpgrade,
+    /// Run by another node (the lease's owner); this one follows its
+    /// checkpoint.
+    Standby,
 }
 
 /// A projection's progress, as the registry lists it.
@@ -79,6 +85,13 @@ pub struct ProjectionStatus {
     /// When failed: the position of the event it stopped at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_position: Option<u64>,
+    /// On a store shared by several nodes: the node that runs it (holds
+    /// its lease).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Until when the owner holds the lease, unless it renews it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Everything about one projection that its task and the registry share.
@@ -93,6 +106,10 @@ pub(crate) struct Slot {
     /// Wakes the task when a rebuild was requested.
     pub(super) wake: Notify,
     pub(super) task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The node it runs on, and whether it runs under a lease (where the
+    /// store has leases and keeps the rows).
+    pub(super) node: crate::node::Node,
+    pub(super) leased: bool,
 }
 
 /// The parts of a status only the task knows.
@@ -102,11 +119,19 @@ pub(super) struct Progress {
     pub(super) failure: Option<Failure>,
     /// A rebuild was requested and the task has not picked it up yet.
     pub(super) rebuild_requested: bool,
+    /// Another node holds the lease: this one follows the stored
+    /// checkpoint.
+    pub(super) standby: bool,
 }
 
 impl Slot {
     fn name(&self) -> &'static str {
         self.registration.name()
+    }
+
+    /// The name of its lease.
+    pub(super) fn lease(&self) -> String {
+        format!("projection:{}", self.name())
     }
 
     fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
@@ -147,8 +172,11 @@ impl From<Generation> for Cursor {
 /// Why a task's work loop ended without a failure of the projection.
 enum Interrupt {
     Store(StoreError),
-    /// Another runner moved a checkpoint: start over from the stored state.
+    /// Another runner moved a checkpoint (or took the lease over): start
+    /// over from the stored state.
     Moved,
+    /// The node lost the projection's lease.
+    Lost,
 }
 
 impl From<StoreError> for Interrupt {
@@ -162,8 +190,21 @@ impl From<StoreError> for Interrupt {
 pub(super) fn run<P: Projection>(slot: Arc<Slot>) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let mut backoff = Duration::from_millis(50);
+        let (lease, filter) = (slot.lease(), P::Source::filter());
         loop {
-            match work::<P>(&slot).await {
+            let held = match slot.leased {
+                true => tokio::select! {
+                    held = slot.node.hold(&lease) => held,
+                    never = follow(&slot, &filter) => match never {},
+                },
+                false => crate::node::Held::unleased(),
+            };
+            slot.progress().standby = false;
+            let worked = tokio::select! {
+                worked = work::<P>(&slot, held.fence()) => worked,
+                () = held.lost() => Err(Interrupt::Lost),
+            };
+            match worked {
                 Ok(failure) => {
                     let (position, error) = (failure.position, &failure.error);
                     if failure.newer {
@@ -187,6 +228,12 @@ pub(super) fn run<P: Projection>(slot: Arc<Slot>) -> BoxFuture<'static, ()> {
                     slot.checkpoint.send_modify(|_| {});
                     return;
                 }
+                Err(Interrupt::Lost) => {
+                    tracing::warn!(
+                        projection = slot.name(),
+                        "the node no longer holds the projection's lease; following it from another node"
+                    );
+                }
                 Err(Interrupt::Moved) => {
                     tracing::warn!(
                         projection = slot.name(),
@@ -204,7 +251,45 @@ pub(super) fn run<P: Projection>(slot: Arc<Slot>) -> BoxFuture<'static, ()> {
     })
 }
 
-async fn work<P: Projection>(slot: &Slot) -> Result<Failure, Interrupt> {
+/// While another node runs the projection: publishes what its stored rows
+/// cover (the stored checkpoint, or the head when no event of the
+/// projection lies between them), so reads waiting for a position work on
+/// every node. Looks again on every new head, and often while the owner
+/// still has events to apply.
+async fn follow(slot: &Slot, filter: &EventFilter) -> std::convert::Infallible {
+    slot.progress().standby = true;
+    let mut head = slot.store.watch_head();
+    loop {
+        let covered = async {
+            let head = slot.store.head_position().await?;
+            let stored = slot.storage.checkpoint(slot.name()).await?;
+            let pending = slot.store.read_all(stored, 1, filter).await?;
+            let covered = if pending.is_empty() { head } else { stored };
+            Ok::<_, StoreError>((covered, head))
+        };
+        let behind = match covered.await {
+            Ok((covered, head)) => {
+                slot.publish(covered);
+                covered < head
+            }
+            Err(error) => {
+                tracing::debug!(projection = slot.name(), %error, "could not read the stored checkpoint");
+                true
+            }
+        };
+        let wait = if behind {
+            FOLLOW_INTERVAL
+        } else {
+            POLL_INTERVAL
+        };
+        tokio::select! {
+            _ = head.changed() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn work<P: Projection>(slot: &Slot, fence: Option<Fence<'_>>) -> Result<Failure, Interrupt> {
     let name = slot.name();
     let filter = P::Source::filter();
     let mut head = slot.store.watch_head();
@@ -230,7 +315,7 @@ async fn work<P: Projection>(slot: &Slot) -> Result<Failure, Interrupt> {
                 .filter(ours)
                 .map(Cursor::from);
         }
-        let live_moved = step::<P>(slot, &mut live, &filter).await?;
+        let live_moved = step::<P>(slot, &mut live, &filter, fence).await?;
         // Published even on a failure: the rows before it were committed.
         slot.publish(live.covered);
         if let Step::Failed(failure) = live_moved {
@@ -247,7 +332,7 @@ async fn work<P: Projection>(slot: &Slot) -> Result<Failure, Interrupt> {
             }
             continue;
         };
-        let rebuilt = step::<P>(slot, building, &filter).await?;
+        let rebuilt = step::<P>(slot, building, &filter, fence).await?;
         slot.progress().rebuild = Some(building.covered);
         if let Step::Failed(failure) = rebuilt {
             return Ok(failure);
@@ -306,6 +391,7 @@ async fn step<P: Projection>(
     slot: &Slot,
     cursor: &mut Cursor,
     filter: &EventFilter,
+    fence: Option<Fence<'_>>,
 ) -> Result<Step, Interrupt> {
     let page = match cursor.ahead.take() {
         Some(page) if page.after == cursor.covered => page,
@@ -325,7 +411,7 @@ async fn step<P: Projection>(
         }
     };
     let (outcome, ahead) = futures_util::future::join(
-        apply_and_commit::<P>(slot, cursor, &events, last_read),
+        apply_and_commit::<P>(slot, cursor, &events, last_read, fence),
         read_ahead,
     )
     .await;
@@ -347,6 +433,7 @@ async fn apply_and_commit<P: Projection>(
     cursor: &mut Cursor,
     events: &[RecordedEvent],
     last_read: u64,
+    fence: Option<Fence<'_>>,
 ) -> Result<Step, Interrupt> {
     let (targeted, target_failure) = apply::target::<P>(events);
     let keys = apply::keys(&targeted);
@@ -378,7 +465,8 @@ async fn apply_and_commit<P: Projection>(
             to,
             !slot.registration.indexed_by().is_empty(),
             &applied.writes,
-        );
+        )
+        .fenced(fence);
         if slot.storage.commit(batch).await? == Committed::Moved {
             return Err(Interrupt::Moved);
         }

@@ -18,7 +18,8 @@ use super::{
 use crate::Aggregate;
 use crate::command::{CommandError, CommandOutcome, DispatchOptions, Dispatcher};
 use crate::event::{NewEvent, RecordedEvent};
-use crate::store::projections::{Batch, Committed, ProjectionStore};
+use crate::node::{Held, Node};
+use crate::store::projections::{Batch, Committed, Fence, ProjectionStore};
 use crate::store::{EventFilter, EventStore, ExpectedVersion, StoreError};
 
 /// How many events a runner works at once, over all its instances.
@@ -88,8 +89,9 @@ pub struct SagaStatus {
     /// The saga's name.
     pub name: String,
     /// Its runner: `running`, `waiting-for-upgrade` (it met an event of a
-    /// newer release and waits for a node that knows it) or `retrying`
-    /// (the store failed; it starts over from its checkpoint).
+    /// newer release and waits for a node that knows it), `retrying` (the
+    /// store failed; it starts over from its checkpoint) or `standby`
+    /// (another node's runner works it: see `owner`).
     pub state: String,
     /// Why it is not `running`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,6 +105,15 @@ pub struct SagaStatus {
     /// Running instances whose latest step has waited longer than the
     /// step timeout, oldest first (at most 100).
     pub overdue: Vec<String>,
+    /// On a store several nodes share (PostgreSQL): the node whose runner
+    /// works it (holding its lease).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub owner: Option<String>,
+    /// Until when the owner holds the lease unless it renews it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub lease_expires_at: Option<DateTime<Utc>>,
 }
 
 /// What a runner last said about itself.
@@ -120,6 +131,7 @@ pub struct SagasBuilder {
     dispatcher: Arc<Dispatcher>,
     runners: Vec<(&'static str, Run)>,
     step_timeout: Duration,
+    node: Option<Node>,
 }
 
 impl SagasBuilder {
@@ -128,6 +140,14 @@ impl SagasBuilder {
     /// set a timeout of its own (default [`DEFAULT_STEP_TIMEOUT`]).
     pub fn step_timeout(mut self, timeout: Duration) -> Self {
         self.step_timeout = timeout;
+        self
+    }
+
+    /// Runs the sagas as `node` (default: [`Node::default_for`] the
+    /// store). On a store with leases (and checkpoints) each saga's runner
+    /// works on one node at a time.
+    pub fn node(mut self, node: Node) -> Self {
+        self.node = Some(node);
         self
     }
 
@@ -164,11 +184,14 @@ impl SagasBuilder {
         // memory, like its projections' rows: after a restart the runners
         // read the log from the start again, which decides and sends
         // nothing twice, only takes longer.
-        let storage = self
-            .store
-            .projection_store()
+        let kept = self.store.projection_store();
+        let leased = kept.is_some() && self.store.leases().is_some();
+        let storage = kept
             .unwrap_or_else(|| Arc::new(crate::store::projections::MemoryProjectionStore::new()));
+        let node = self.node.unwrap_or_else(|| Node::default_for(&*self.store));
         let shared = Arc::new(Shared {
+            node,
+            leased,
             store: self.store,
             dispatcher: self.dispatcher,
             storage,
@@ -194,6 +217,9 @@ impl SagasBuilder {
 
 /// What every runner shares.
 struct Shared {
+    /// The node the runners work on, under leases when `leased`.
+    node: Node,
+    leased: bool,
     store: Arc<dyn EventStore>,
     dispatcher: Arc<Dispatcher>,
     storage: Arc<dyn ProjectionStore>,
@@ -244,6 +270,7 @@ impl Sagas {
             dispatcher,
             runners: Vec::new(),
             step_timeout: DEFAULT_STEP_TIMEOUT,
+            node: None,
         }
     }
 
@@ -321,6 +348,17 @@ impl Sagas {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let leases: HashMap<String, crate::store::Lease> = match self.shared.leased {
+            true => self
+                .shared
+                .node
+                .all_leases()
+                .await?
+                .into_iter()
+                .map(|lease| (lease.name.clone(), lease))
+                .collect(),
+            false => HashMap::new(),
+        };
         let mut list = Vec::new();
         for (name, tally) in tallies {
             let runner = states.get(name).cloned().unwrap_or(RunnerState {
@@ -332,7 +370,15 @@ impl Sagas {
                 .storage
                 .checkpoint(&format!("saga:{name}"))
                 .await?;
-            list.push(tally.status(name, runner, checkpoint, now, timeout));
+            let mut status = tally.status(name, runner, checkpoint, now, timeout);
+            if let Some(lease) = leases
+                .get(&format!("saga:{name}"))
+                .filter(|lease| !lease.owner.is_empty())
+            {
+                status.owner = Some(lease.owner.clone());
+                status.lease_expires_at = Some(lease.expires_at);
+            }
+            list.push(status);
         }
         Ok(list)
     }
@@ -429,6 +475,8 @@ impl Tally {
             checkpoint,
             counts,
             overdue: overdue.into_iter().take(100).map(|(_, id)| id).collect(),
+            owner: None,
+            lease_expires_at: None,
         }
     }
 }
@@ -462,15 +510,36 @@ enum Interrupt {
     WaitingForUpgrade(String),
     #[error("a saga's task failed: {0}")]
     Panicked(String),
+    #[error("the node no longer holds the saga's lease")]
+    Lost,
 }
 
 /// The runner of saga `S`: works until stopped, starting over from the
 /// stored checkpoint after any interruption.
 async fn run<S: Saga>(shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(50);
+    let lease = format!("saga:{}", name::<S>());
     loop {
+        let held = match shared.leased {
+            true => {
+                shared.set_state(name::<S>(), "standby", None);
+                shared.node.hold(&lease).await
+            }
+            false => Held::unleased(),
+        };
         shared.set_state(name::<S>(), "running", None);
-        let Err(interrupt) = work::<S>(&shared).await;
+        let Err(interrupt) = tokio::select! {
+            worked = work::<S>(&shared, held.fence()) => worked,
+            () = held.lost() => Err(Interrupt::Lost),
+        };
+        drop(held);
+        if matches!(interrupt, Interrupt::Lost) {
+            tracing::warn!(
+                saga = name::<S>(),
+                "the node no longer holds the saga's lease"
+            );
+            continue;
+        }
         let state = match interrupt {
             Interrupt::WaitingForUpgrade(_) => "waiting-for-upgrade",
             _ => "retrying",
@@ -495,7 +564,10 @@ async fn run<S: Saga>(shared: Arc<Shared>) {
 /// itself. The checkpoint moves to just before the oldest event still
 /// being worked (or to the last one read, when none is), so everything
 /// before it is done.
-async fn work<S: Saga>(shared: &Arc<Shared>) -> Result<std::convert::Infallible, Interrupt> {
+async fn work<S: Saga>(
+    shared: &Arc<Shared>,
+    fence: Option<Fence<'_>>,
+) -> Result<std::convert::Infallible, Interrupt> {
     let checkpoint = format!("saga:{}", name::<S>());
     let live = shared.storage.open(&checkpoint, 1).await?.live;
     let mut stored = live.checkpoint;
@@ -558,7 +630,8 @@ async fn work<S: Saga>(shared: &Arc<Shared>) -> Result<std::convert::Infallible,
         }
         let done_up_to = done_up_to(&pending, read);
         if done_up_to > stored && committed_at.elapsed() >= COMMIT_EVERY {
-            let moved = Batch::new(&checkpoint, live.number, stored, done_up_to, false, &[]);
+            let moved =
+                Batch::new(&checkpoint, live.number, stored, done_up_to, false, &[]).fenced(fence);
             if shared.storage.commit(moved).await? == Committed::Moved {
                 return Err(Interrupt::Moved);
             }

@@ -406,4 +406,11 @@ pub trait EventStore: Send + Sync + 'static {
     fn snapshots(&self) -> Option<&dyn SnapshotStore> {
         None
     }
+
+    /// The leases that let one node at a time run each projection and
+    /// saga, for a backend several nodes share; `None` (the default) for
+    /// one that only one process uses, whose runners need none.
+    fn leases(&self) -> Option<&dyn super::LeaseStore> {
+        None
+    }
 }

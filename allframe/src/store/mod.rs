@@ -37,6 +37,7 @@ mod connect;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod group_commit;
 mod idempotency;
+pub mod leases;
 pub(crate) mod log;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -51,6 +52,7 @@ mod validate;
 
 pub use connect::{ConnectError, ConnectOptions, connect, redact};
 pub use idempotency::{Claim, Completion, IdempotencyStore, MAX_DURATION};
+pub use leases::{Lease, LeaseStore};
 pub(crate) use log::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError, StoredType};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]

@@ -137,6 +137,10 @@ impl Dialect for PostgresDialect {
         query.push(" = ANY(").push_bind(items).push("::text[])");
     }
 
+    fn leases(store: &PostgresStore) -> Option<&dyn super::LeaseStore> {
+        Some(store)
+    }
+
     fn push_keyed(
         query: &mut sqlx::QueryBuilder<Postgres>,
         table: &str,

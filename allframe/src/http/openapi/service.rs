@@ -135,9 +135,11 @@ pub(super) fn shared_schemas() -> Map<String, Value> {
     derived::<RecordedEvent>(&mut schemas);
     let health = json!({
         "type": "object",
-        "required": ["status", "head_position", "projections"],
+        "required": ["status", "node", "head_position", "projections"],
         "properties": {
             "status": { "type": "string", "const": "ok" },
+            "node": { "type": "string",
+                      "description": "The node that answered (its id; by default host name and process id)." },
             "head_position": { "type": "integer", "minimum": 0,
                                "description": "The position of the last committed event." },
             "projections": { "type": "array", "items": reference("ProjectionStatus"),
@@ -171,7 +173,8 @@ fn status_schema() -> Value {
         "required": ["name", "state", "checkpoint", "head", "lag"],
         "properties": {
             "name": { "type": "string" },
-            "state": { "type": "string", "enum": ["running", "rebuilding", "failed", "waiting-for-upgrade"] },
+            "state": { "type": "string", "enum": ["running", "rebuilding", "failed", "waiting-for-upgrade", "standby"],
+                       "description": "`standby`: another node runs it (see `owner`); this one follows its checkpoint." },
             "checkpoint": { "type": "integer", "minimum": 0, "description": "The position readers' rows reflect." },
             "head": { "type": "integer", "minimum": 0, "description": "The position of the last event in the store." },
             "lag": { "type": "integer", "minimum": 0, "description": "`head - checkpoint`." },
@@ -180,6 +183,10 @@ fn status_schema() -> Value {
             "error": { "type": "string", "description": "When failed: why." },
             "failed_position": { "type": "integer", "minimum": 1,
                                  "description": "When failed: the position of the event it stopped at." },
+            "owner": { "type": "string",
+                       "description": "On a store several nodes share (PostgreSQL): the node that runs it, holding its lease." },
+            "lease_expires_at": { "type": "string", "format": "date-time",
+                                  "description": "Until when the owner holds the lease unless it renews it." },
         },
     })
 }

@@ -133,6 +133,28 @@ pub struct Batch<'a> {
     pub indexed: bool,
     /// The rows changed, each key at most once.
     pub writes: &'a [RowWrite],
+    /// The lease the runner holds, on a store with leases: the commit is
+    /// refused ([`Committed::Moved`]) unless the lease still has this
+    /// epoch. Stores without leases ignore it.
+    pub fence: Option<Fence<'a>>,
+}
+
+/// The lease a commit is fenced by: see [`Batch::fence`] and
+/// [`leases`](super::leases).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Fence<'a> {
+    /// The lease's name.
+    pub lease: &'a str,
+    /// The epoch the runner took it with.
+    pub epoch: u64,
+}
+
+impl<'a> Fence<'a> {
+    /// The fence of lease `lease` taken with `epoch`.
+    pub fn new(lease: &'a str, epoch: u64) -> Self {
+        Self { lease, epoch }
+    }
 }
 
 impl<'a> Batch<'a> {
@@ -152,7 +174,15 @@ impl<'a> Batch<'a> {
             to,
             indexed,
             writes,
+            fence: None,
         }
+    }
+
+    /// The batch, committed only while `fence` holds (see
+    /// [`Batch::fence`]).
+    pub fn fenced(mut self, fence: Option<Fence<'a>>) -> Self {
+        self.fence = fence;
+        self
     }
 }
 

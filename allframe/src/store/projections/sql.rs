@@ -210,19 +210,32 @@ where
         let mut tx = connection.begin_with(D::BEGIN).await.map_err(db_error)?;
         // First, so the row lock (PostgreSQL) or the write lock
         // (SQLite) is held from here to the commit.
-        let moved =
-            QueryBuilder::<D::Db>::new("UPDATE allframe_projection_checkpoints SET position = ")
-                .push_bind(int(batch.to))
-                .push(" WHERE projection = ")
-                .push_bind(batch.projection)
-                .push(" AND generation = ")
-                .push_bind(int(batch.generation))
-                .push(" AND position = ")
-                .push_bind(int(batch.from))
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
+        let mut checkpoint =
+            QueryBuilder::<D::Db>::new("UPDATE allframe_projection_checkpoints SET position = ");
+        checkpoint
+            .push_bind(int(batch.to))
+            .push(" WHERE projection = ")
+            .push_bind(batch.projection)
+            .push(" AND generation = ")
+            .push_bind(int(batch.generation))
+            .push(" AND position = ")
+            .push_bind(int(batch.from));
+        if let Some(fence) = batch.fence {
+            checkpoint
+                .push(" AND EXISTS (SELECT 1 FROM allframe_leases WHERE name = ")
+                .push_bind(fence.lease)
+                .push(" AND epoch = ")
+                .push_bind(int(fence.epoch))
+                // Locked to the commit: a node taking the lease over waits
+                // for it, then reads the checkpoint it wrote.
+                .push(D::LOCK)
+                .push(")");
+        }
+        let moved = checkpoint
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
         if D::rows_affected(&moved) != 1 {
             return Ok(Committed::Moved);
         }

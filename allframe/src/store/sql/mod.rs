@@ -80,6 +80,13 @@ pub trait Dialect: sealed::Sealed + Sized + Send + Sync + 'static {
     /// [`push_columns`](Self::push_columns): `= ANY(array)` on PostgreSQL.
     fn push_in(query: &mut QueryBuilder<Self::Db>, items: Vec<&str>);
 
+    /// The leases of a store of this dialect, where several nodes share
+    /// one ([`EventStore::leases`]); none by default.
+    fn leases(store: &SqlStore<Self>) -> Option<&dyn super::LeaseStore> {
+        let _ = store;
+        None
+    }
+
     /// Pushes a condition selecting the rows of `table` (a projection
     /// table, indexed by `(projection, generation, key)`) in `projection`'s
     /// `generation` whose key is one of `keys`, the keys bound as one value.
@@ -370,6 +377,10 @@ where
 
     fn snapshots(&self) -> Option<&dyn SnapshotStore> {
         Some(self)
+    }
+
+    fn leases(&self) -> Option<&dyn super::LeaseStore> {
+        D::leases(self)
     }
 
     fn projection_store(&self) -> Option<Arc<dyn ProjectionStore>> {
