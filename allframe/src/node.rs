@@ -116,7 +116,7 @@ impl Node {
     /// Every lease of the store (none without leases).
     pub async fn all_leases(&self) -> crate::store::Result<Vec<Lease>> {
         match self.leases() {
-            Some(leases) => leases.leases().await,
+            Some(leases) => leases.list().await,
             None => Ok(Vec::new()),
         }
     }
@@ -191,15 +191,14 @@ impl Node {
                     && surplus == lease.name
                 {
                     tracing::info!(node = %node.inner.id, lease = lease.name, "giving a lease back to even out the load");
-                    // Stop first: the runner stops before the lease is free.
-                    let _ = lost_sender.send(true);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // Given back before the runner stops: a commit in
+                    // between still holds (the epoch is unchanged until
+                    // another node takes it), and the runner asking again
+                    // finds this node at its share.
                     if let Err(error) = leases.release(&lease).await {
                         tracing::warn!(node = %node.inner.id, lease = lease.name, %error, "could not give a lease back; it expires instead");
                     }
-                    // Long enough for a node below its share to take it.
-                    tokio::time::sleep(ttl).await;
-                    return;
+                    break;
                 }
             }
             let _ = lost_sender.send(true);

@@ -218,3 +218,28 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
         raw = &raw[end + 2 + size + 2..];
     }
 }
+
+/// Starts `program` with `args`, a server that prints
+/// `listening on http://ADDR` first (like `bank_node`); returns the child
+/// and that address. The rest of its output is read and dropped.
+pub fn spawn_listening(
+    program: &str,
+    args: &[&str],
+) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::BufRead;
+
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the server starts");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("its output")).lines();
+    let first = lines.next().expect("a line").expect("text");
+    let addr = first
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("the address in {first:?}"))
+        .parse()
+        .expect("an address");
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}

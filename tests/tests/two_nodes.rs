@@ -3,11 +3,10 @@
 //! must cost a retry, never a wrong answer. On SQLite (one file) and
 //! PostgreSQL (one schema).
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
-use allframe_tests::{RawResponse, fresh_schema, http_request, postgres_options};
+use allframe_tests::{RawResponse, fresh_schema, http_request, postgres_options, spawn_listening};
 use serde_json::{Value, json};
 
 /// A bank node; killed when dropped.
@@ -24,19 +23,7 @@ impl Drop for Node {
 }
 
 fn node(backend: &str, place: &str) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bank_node"))
-        .args([backend, place])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the node starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("a line").expect("text");
-    let addr = first
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("the address in {first:?}"))
-        .parse()
-        .unwrap();
-    std::thread::spawn(move || for _ in lines {});
+    let (child, addr) = spawn_listening(env!("CARGO_BIN_EXE_bank_node"), &[backend, place]);
     Node { child, addr }
 }
 

@@ -64,7 +64,7 @@ pub trait LeaseStore: Send + Sync {
     -> BoxFuture<'a, Result<Option<Lease>>>;
 
     /// Gives `lease` back (if it is still held with its epoch), so another
-    /// node may take it at once.
+    /// node may take it at once: it has no owner until then.
     fn release<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<()>>;
 
     /// The lease `node` should give back to even out the load: the last
@@ -73,7 +73,7 @@ pub trait LeaseStore: Send + Sync {
     fn surplus<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Option<String>>>;
 
     /// Every lease, by name.
-    fn leases(&self) -> BoxFuture<'_, Result<Vec<Lease>>>;
+    fn list(&self) -> BoxFuture<'_, Result<Vec<Lease>>>;
 
     /// Says node `node` has left: it is no longer counted as alive, and
     /// every lease it holds is given back (call it once its runners have
@@ -161,20 +161,21 @@ mod postgres {
                 .await
                 .map_err(db_error)?;
                 let (held, share) = share(pool, node).await?;
-                if held >= share {
-                    return Ok(None);
-                }
                 // Of two nodes taking it at once, the second finds the
                 // row changed when the first commits, and takes nothing.
+                // Its own lease (held before a restart) a node takes back
+                // whatever its share: it is counted in it already.
                 let taken = sqlx::query(
                     "UPDATE allframe_leases SET owner = $2, epoch = epoch + 1, \
                      expires_at = clock_timestamp() + make_interval(secs => $3) \
-                     WHERE name = $1 AND (expires_at <= clock_timestamp() OR owner = $2) \
+                     WHERE name = $1 \
+                     AND ((expires_at <= clock_timestamp() AND $4) OR owner = $2) \
                      RETURNING name, owner, epoch, expires_at",
                 )
                 .bind(name)
                 .bind(node)
                 .bind(seconds(ttl))
+                .bind(held < share)
                 .fetch_optional(pool)
                 .await
                 .map_err(db_error)?;
@@ -210,7 +211,7 @@ mod postgres {
         fn release<'a>(&'a self, held: &'a Lease) -> BoxFuture<'a, Result<()>> {
             async move {
                 sqlx::query(
-                    "UPDATE allframe_leases SET expires_at = 'epoch' \
+                    "UPDATE allframe_leases SET owner = '', expires_at = 'epoch' \
                      WHERE name = $1 AND owner = $2 AND epoch = $3",
                 )
                 .bind(&held.name)
@@ -244,7 +245,7 @@ mod postgres {
             .boxed()
         }
 
-        fn leases(&self) -> BoxFuture<'_, Result<Vec<Lease>>> {
+        fn list(&self) -> BoxFuture<'_, Result<Vec<Lease>>> {
             async move {
                 let rows = sqlx::query(
                     "SELECT name, owner, epoch, expires_at FROM allframe_leases ORDER BY name",
@@ -268,7 +269,7 @@ mod postgres {
                     .await
                     .map_err(db_error)?;
                 sqlx::query(
-                    "UPDATE allframe_leases SET expires_at = 'epoch' \
+                    "UPDATE allframe_leases SET owner = '', expires_at = 'epoch' \
                      WHERE owner = $1 AND expires_at > clock_timestamp()",
                 )
                 .bind(node)

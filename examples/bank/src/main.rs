@@ -39,6 +39,20 @@ struct Args {
         default_value_t = 30
     )]
     transfer_step_timeout: u64,
+    /// This node's id among the bank nodes sharing one PostgreSQL database
+    /// (default: host name and process id).
+    #[arg(long, env = "BANK_NODE_ID", value_name = "ID")]
+    node_id: Option<String>,
+    /// How long this node's leases on projections and sagas last unless
+    /// renewed: how soon another node takes them over after this one dies.
+    #[arg(
+        long,
+        env = "BANK_LEASE_TTL",
+        value_name = "SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    lease_ttl: u64,
 }
 
 #[tokio::main]
@@ -62,10 +76,13 @@ async fn main() -> ExitCode {
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let store = allframe::store::connect(&args.database_url).await?;
     // Also starts every projection (the bank's `accounts`).
-    let app = bank::app(&*store)
+    let mut app = bank::app(&*store)
         .saga_step_timeout(std::time::Duration::from_secs(args.transfer_step_timeout))
-        .build()
-        .await?;
+        .lease_ttl(std::time::Duration::from_secs(args.lease_ttl));
+    if let Some(id) = &args.node_id {
+        app = app.node_id(id);
+    }
+    let app = app.build().await?;
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
     // Listens for Ctrl-C and SIGTERM from here on, before it says it is up.
@@ -86,7 +103,10 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "  reads:    GET  http://{addr}/projections/accounts[/{{account_id}}]  ·  GET http://{addr}/queries/accounts-over?min_balance=0"
     );
     println!("  admin:    GET  http://{addr}/admin/projections");
-    println!("  health:   GET  http://{addr}/health");
+    println!(
+        "  health:   GET  http://{addr}/health  (node {})",
+        app.node().id()
+    );
     println!(
         "  projections running: {}",
         app.projections().names().join(", ")
@@ -121,6 +141,13 @@ mod tests {
         }
         let parsed = args(&["--transfer-step-timeout", "5"]).unwrap();
         assert_eq!(parsed.transfer_step_timeout, 5);
+        let parsed = args(&["--node-id", "web-2", "--lease-ttl", "3"]).unwrap();
+        assert_eq!(
+            (parsed.node_id.as_deref(), parsed.lease_ttl),
+            (Some("web-2"), 3)
+        );
+        let error = args(&["--lease-ttl", "0"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ValueValidation, "{error}");
         let parsed = args(&["--addr", "0.0.0.0:8080", "--database-url", "memory"]).unwrap();
         assert_eq!(
             (parsed.addr.port(), parsed.database_url.as_str()),

@@ -2,7 +2,8 @@
 //! database: serves the bank on a free loopback port and prints
 //! `listening on http://ADDR` once it accepts connections.
 //!
-//! `bank_node sqlite PATH` or `bank_node postgres SCHEMA`.
+//! `bank_node sqlite PATH` or `bank_node postgres SCHEMA`, optionally
+//! followed by `NODE_ID LEASE_TTL_MS`.
 
 use allframe::EventStore;
 use allframe::store::{PostgresStore, SqliteStore};
@@ -10,8 +11,10 @@ use allframe::store::{PostgresStore, SqliteStore};
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [backend, place] = &args[..] else {
-        panic!("usage: bank_node sqlite|postgres PATH|SCHEMA");
+    let (backend, place, node) = match &args[..] {
+        [backend, place] => (backend, place, None),
+        [backend, place, id, ttl] => (backend, place, Some((id, ttl))),
+        _ => panic!("usage: bank_node sqlite|postgres PATH|SCHEMA [NODE_ID LEASE_TTL_MS]"),
     };
     let store: Box<dyn EventStore> = match backend.as_str() {
         "sqlite" => Box::new(SqliteStore::open(place).await.expect("open SQLite")),
@@ -27,7 +30,12 @@ async fn main() {
         }
         other => panic!("unknown backend {other}"),
     };
-    let app = bank::app(&*store).build().await.expect("the bank builds");
+    let mut app = bank::app(&*store);
+    if let Some((id, ttl)) = node {
+        let ttl = std::time::Duration::from_millis(ttl.parse().expect("a TTL in ms"));
+        app = app.node_id(id).lease_ttl(ttl);
+    }
+    let app = app.build().await.expect("the bank builds");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

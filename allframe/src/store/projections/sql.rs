@@ -21,7 +21,7 @@ use sqlx::{
 };
 use tracing::Instrument;
 
-use super::{Batch, Committed, Generation, Generations, ProjectionStore, RowQuery};
+use super::{Batch, Committed, Fence, Generation, Generations, ProjectionStore, RowQuery};
 use crate::store::Result;
 use crate::store::group_commit::GroupCommit;
 use crate::store::sql::{Conn, Dialect, db_error, write_on};
@@ -191,9 +191,16 @@ where
         let writes = batch.writes.to_vec();
         let (generation, from, to, indexed) =
             (batch.generation, batch.from, batch.to, batch.indexed);
+        let fence = batch
+            .fence
+            .map(|fence| (fence.lease.to_owned(), fence.epoch));
         self.write(move |connection| {
             async move {
-                let batch = Batch::new(&projection, generation, from, to, indexed, &writes);
+                let fence = fence
+                    .as_ref()
+                    .map(|(lease, epoch)| Fence::new(lease, *epoch));
+                let batch =
+                    Batch::new(&projection, generation, from, to, indexed, &writes).fenced(fence);
                 Self::commit_in(connection, batch)
                     .instrument(tracing::debug_span!(
                         target: "allframe::store",
