@@ -6,20 +6,24 @@
 //!   (3) on a store that notifies and on one that does not (each in a
 //!   schema of its own with the same accounts), alternating for
 //!   `ALLFRAME_BENCH_ROUNDS` (5) rounds each; medians.
-//! - Cross-node delivery: a store that writes (node A) and another on the
-//!   same schema (node C) subscribed to the log; each write's time from its
-//!   append returning on A to the event arriving in C's subscription,
-//!   p50/p99, with notifications and with only the poll, alternating.
+//! - Cross-node delivery: node A (a store and dispatcher) deposits, node C
+//!   (the bank served over another store on the same schema) streams the
+//!   log to a WebSocket client; each write's time from its command
+//!   returning on A to its frame arriving from C, p50/p99, with C woken by
+//!   notifications and with C polling only, alternating.
+//! - One node against three: the same callers deposit through one store,
+//!   or spread over three stores on one schema (three writers, three
+//!   pools; each node its own third of the accounts, as a router keeping
+//!   an account on one node would), alternating; medians.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use allframe::store::PostgresStore;
-use allframe::{DispatchOptions, Dispatcher, EventFilter, EventStore, ExpectedVersion, NewEvent};
+use allframe::{DispatchOptions, Dispatcher, EventStore};
 use allframe_tests::bench::{deposits_per_second, env_number};
 use bank::domain::OpenAccount;
 use futures_util::StreamExt;
-use serde_json::json;
 
 async fn store(schema: &str, notifications: bool) -> PostgresStore {
     let options = allframe_tests::postgres_options()
@@ -65,25 +69,39 @@ async fn bank(store: &PostgresStore) -> (Arc<Dispatcher>, Arc<Vec<String>>) {
     (dispatcher, Arc::new(accounts))
 }
 
-/// Times `writes` appends on `a`, one at a time a few milliseconds apart,
-/// from their return to their arrival in a subscription on `c`.
-async fn delivery(a: &PostgresStore, c: &PostgresStore, writes: usize) -> Vec<Duration> {
-    let mut subscription = c.subscribe(a.head_position().await.unwrap(), EventFilter::all());
+/// Times `writes` deposits through `a`, one at a time a few milliseconds
+/// apart, from their answer to their frame on a WebSocket of `c`.
+async fn delivery(
+    a: &Dispatcher,
+    account: &str,
+    c: std::net::SocketAddr,
+    writes: usize,
+) -> Vec<Duration> {
+    let head = a.store().head_position().await.unwrap();
+    let (mut client, _) =
+        tokio_tungstenite::connect_async(format!("ws://{c}/events/ws?after={head}"))
+            .await
+            .expect("the upgrade succeeds");
     let mut times = Vec::new();
     for n in 0..writes {
-        let appended = a
-            .append(
-                &format!("probe-{}", n % 8),
-                ExpectedVersion::Any,
-                vec![NewEvent::new("Probed", &json!({ "n": n }))],
-            )
+        let deposit = bank::domain::Deposit {
+            account_id: account.to_owned(),
+            amount: 1,
+        };
+        let position = a
+            .dispatch(deposit, DispatchOptions::default())
             .await
+            .unwrap()
+            .position
             .unwrap();
         let written = Instant::now();
         loop {
-            let event = subscription.next().await.unwrap().unwrap();
-            if event.position >= appended.position {
-                break;
+            let message = client.next().await.unwrap().unwrap();
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+                let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if event["position"].as_u64() >= Some(position) {
+                    break;
+                }
             }
         }
         times.push(written.elapsed());
@@ -91,6 +109,27 @@ async fn delivery(a: &PostgresStore, c: &PostgresStore, writes: usize) -> Vec<Du
         tokio::time::sleep(Duration::from_millis(3 + (n as u64 * 7) % 13)).await;
     }
     times
+}
+
+/// Deposits per second from `writers` callers spread over `nodes` (one
+/// dispatcher each), each node depositing into its own part of
+/// `accounts`.
+async fn spread_deposits(
+    nodes: &[Arc<Dispatcher>],
+    accounts: &[String],
+    writers: usize,
+    seconds: f64,
+) -> f64 {
+    let share = accounts.len() / nodes.len();
+    let rates = nodes.iter().enumerate().map(|(i, node)| {
+        let mine = Arc::new(accounts[i * share..(i + 1) * share].to_vec());
+        let callers = writers / nodes.len() + usize::from(i < writers % nodes.len());
+        async move { deposits_per_second(node, &mine, callers, seconds).await }
+    });
+    futures_util::future::join_all(rates)
+        .await
+        .into_iter()
+        .sum()
 }
 
 fn median(samples: &mut [f64]) -> f64 {
@@ -144,17 +183,24 @@ async fn main() {
         (1.0 - with / without) * 100.0
     );
 
-    // Cross-node delivery: A writes, C subscribes; C notified or polling.
+    // Cross-node delivery: A writes, C serves a WebSocket; C notified or
+    // polling.
     let writes = env_number("ALLFRAME_BENCH_PROBES", 200.0) as usize;
-    let a = store(&loud_schema, true).await;
     let c_notified = store(&loud_schema, true).await;
     let c_polling = store(&loud_schema, false).await;
+    let config = allframe::EventStreamConfig::default();
+    let served_notified = allframe_tests::server::serve_bank(&c_notified, config.clone()).await;
+    let served_polling = allframe_tests::server::serve_bank(&c_polling, config).await;
     let (mut notified, mut polling) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let notified_first = round % 2 == 0;
         for listen in [notified_first, !notified_first] {
-            let c = if listen { &c_notified } else { &c_polling };
-            let times = delivery(&a, c, writes / rounds).await;
+            let c = if listen {
+                &served_notified
+            } else {
+                &served_polling
+            };
+            let times = delivery(&loud_bank, &loud_accounts[0], c.addr, writes / rounds).await;
             if listen {
                 notified.extend(times);
             } else {
@@ -162,12 +208,16 @@ async fn main() {
             }
         }
     }
+    drop((served_notified, served_polling));
     notified.sort();
     polling.sort();
-    println!("## Cross-node delivery: append on node A → event in a subscription on node C\n");
+    println!("## Cross-node delivery: deposit on node A → WebSocket frame from node C\n");
     println!("| node C | writes | p50 | p99 |");
     println!("|---|---|---|---|");
-    for (name, times) in [("listens (NOTIFY)", &notified), ("polls only", &polling)] {
+    for (name, times) in [
+        ("listens (NOTIFY)", &notified),
+        ("polls only (500 ms)", &polling),
+    ] {
         println!(
             "| {name} | {} | {:.2} ms | {:.2} ms |",
             times.len(),
@@ -176,7 +226,40 @@ async fn main() {
         );
     }
 
-    for store in [&loud, &quiet, &a, &c_notified, &c_polling] {
+    // One node against three on one schema.
+    let mut three = vec![loud_bank.clone()];
+    let mut extra_stores = Vec::new();
+    for _ in 0..2 {
+        let node = store(&loud_schema, true).await;
+        three.push(Arc::new(Dispatcher::builder(&node).build().unwrap()));
+        extra_stores.push(node);
+    }
+    let (mut one_rates, mut three_rates) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let one_first = round % 2 == 0;
+        for one in [one_first, !one_first] {
+            if one {
+                one_rates.push(
+                    spread_deposits(&three[..1], &loud_accounts[..63], writers, seconds).await,
+                );
+            } else {
+                three_rates
+                    .push(spread_deposits(&three, &loud_accounts[..63], writers, seconds).await);
+            }
+        }
+    }
+    let (one, three_nodes) = (median(&mut one_rates), median(&mut three_rates));
+    println!("\n## Deposits per second: one node or three on one database ({writers} callers)\n");
+    println!("| nodes | deposits/s |");
+    println!("|---|---|");
+    println!("| 1 | {one:.0} |");
+    println!("| 3 | {three_nodes:.0} |");
+    println!("| 3 / 1 | {:.2} |", three_nodes / one);
+
+    for store in [&loud, &quiet, &c_notified, &c_polling]
+        .into_iter()
+        .chain(&extra_stores)
+    {
         store.close().await;
     }
     drop_schema(&loud_schema).await;
