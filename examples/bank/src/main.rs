@@ -53,6 +53,11 @@ struct Args {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     lease_ttl: u64,
+    /// On PostgreSQL, do not notify other nodes of commits nor listen for
+    /// theirs (behind a connection pooler in transaction mode); they are
+    /// then seen at the next poll.
+    #[arg(long, env = "BANK_NO_NOTIFICATIONS")]
+    no_notifications: bool,
 }
 
 #[tokio::main]
@@ -74,7 +79,10 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let store = allframe::store::connect(&args.database_url).await?;
+    let store = allframe::store::ConnectOptions::new(&args.database_url)
+        .notifications(!args.no_notifications)
+        .connect()
+        .await?;
     // Also starts every projection (the bank's `accounts`).
     let mut app = bank::app(&*store)
         .saga_step_timeout(std::time::Duration::from_secs(args.transfer_step_timeout))
@@ -146,6 +154,7 @@ mod tests {
             (parsed.node_id.as_deref(), parsed.lease_ttl),
             (Some("web-2"), 3)
         );
+        assert!(args(&["--no-notifications"]).unwrap().no_notifications);
         let error = args(&["--lease-ttl", "0"]).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::ValueValidation, "{error}");
         let parsed = args(&["--addr", "0.0.0.0:8080", "--database-url", "memory"]).unwrap();
