@@ -170,7 +170,7 @@ async fn eventually<F: std::future::Future<Output = bool>>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_runners_and_live_events_across_three_nodes() {
-    let Some((_, nodes)) = cluster("rw").await else {
+    let Some((schema, nodes)) = cluster("rw").await else {
         return;
     };
     let account = nodes[0].open(0).await;
@@ -237,6 +237,43 @@ async fn reads_runners_and_live_events_across_three_nodes() {
         };
         assert_eq!(event["position"], position, "write {n}");
         assert_eq!(event["stream_id"], format!("account-{account}"));
+    }
+
+    // A rebuild asked for on a node that does not run the projection is
+    // carried out by the one that does; the rows come out the same.
+    let owner = nodes[0].owner_of("projection:accounts").await.unwrap();
+    let elsewhere = nodes.iter().find(|n| n.id != owner).unwrap();
+    let last = nodes[1].deposit(&account, 1).await;
+    let before = elsewhere.row(&account, last).await;
+    let generation = || async {
+        let pool = sqlx::PgPool::connect_with(postgres_options().await.unwrap())
+            .await
+            .unwrap();
+        let generation: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT generation FROM \"{schema}\".allframe_projections WHERE name = 'accounts'"
+        )))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        generation
+    };
+    let first = generation().await;
+    let asked = http_request(
+        elsewhere.addr,
+        "POST",
+        "/admin/projections/accounts/rebuild",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(asked.status, 202, "{}", text(&asked));
+    eventually(TTL * 5, "the owner swaps the rebuilt rows in", || async {
+        generation().await > first
+    })
+    .await;
+    for node in &nodes {
+        assert_eq!(node.row(&account, last).await, before, "on {}", node.id);
     }
 }
 

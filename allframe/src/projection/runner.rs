@@ -38,6 +38,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// How often a node that does not run a projection looks at its stored
 /// checkpoint while the owner has events to apply.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(50);
+/// How often the node that runs a projection under a lease looks for a
+/// rebuild asked for on another node.
+const REBUILD_LOOK_INTERVAL: Duration = Duration::from_secs(1);
 /// The longest wait before a runner retries after a store error.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -304,9 +307,14 @@ async fn work<P: Projection>(slot: &Slot, fence: Option<Fence<'_>>) -> Result<Fa
     let mut rebuild = generations.rebuilding.filter(ours).map(Cursor::from);
     slot.publish(live.covered);
     slot.progress().rebuild = rebuild.as_ref().map(|r| r.covered);
+    let mut looked_for_rebuild = tokio::time::Instant::now();
     loop {
         let took_request = std::mem::take(&mut slot.progress().rebuild_requested);
-        if took_request && rebuild.is_none() {
+        // Under a lease, a rebuild may have been asked for on another
+        // node: the stored generations say so.
+        let asked_elsewhere = slot.leased && looked_for_rebuild.elapsed() >= REBUILD_LOOK_INTERVAL;
+        if (took_request || asked_elsewhere) && rebuild.is_none() {
+            looked_for_rebuild = tokio::time::Instant::now();
             rebuild = slot
                 .storage
                 .open(name, version)
