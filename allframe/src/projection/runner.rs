@@ -257,8 +257,9 @@ pub(super) fn run<P: Projection>(slot: Arc<Slot>) -> BoxFuture<'static, ()> {
 /// While another node runs the projection: publishes what its stored rows
 /// cover (the stored checkpoint, or the head when no event of the
 /// projection lies between them), so reads waiting for a position work on
-/// every node. Looks again on every new head, and often while the owner
-/// still has events to apply.
+/// every node. Looks again on every new head (at most every
+/// [`FOLLOW_INTERVAL`]), and that often while the owner still has events
+/// to apply.
 async fn follow(slot: &Slot, filter: &EventFilter) -> std::convert::Infallible {
     slot.progress().standby = true;
     let mut head = slot.store.watch_head();
@@ -280,6 +281,7 @@ async fn follow(slot: &Slot, filter: &EventFilter) -> std::convert::Infallible {
                 true
             }
         };
+        let checked = tokio::time::Instant::now();
         let wait = if behind {
             FOLLOW_INTERVAL
         } else {
@@ -289,6 +291,8 @@ async fn follow(slot: &Slot, filter: &EventFilter) -> std::convert::Infallible {
             _ = head.changed() => {}
             () = tokio::time::sleep(wait) => {}
         }
+        // At most one look per interval, however fast the head moves.
+        tokio::time::sleep_until(checked + FOLLOW_INTERVAL).await;
     }
 }
 
