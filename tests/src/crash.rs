@@ -79,10 +79,17 @@ impl Projection for CrashRow {
     }
 }
 
+/// The node id of every crash test child: a child started after a kill
+/// takes its predecessor's leases back at once instead of waiting for them
+/// to expire.
+pub const CHILD_NODE: &str = "crash-child";
+
 /// Runs the crash ledger over `store` with `batch_size` until the process
 /// is killed.
 pub async fn run_forever(store: &dyn EventStore, batch_size: usize) -> ! {
+    let node = allframe::node::Node::new(store, CHILD_NODE, allframe::node::DEFAULT_LEASE_TTL);
     let _projections = Projections::builder(store)
+        .node(node)
         .projection::<CrashRow>()
         .batch_size(batch_size)
         .start()

@@ -21,7 +21,13 @@ async fn run_forever(store: &dyn EventStore) {
             .build()
             .expect("the dispatcher"),
     );
+    let node = allframe::node::Node::new(
+        store,
+        allframe_tests::crash::CHILD_NODE,
+        allframe::node::DEFAULT_LEASE_TTL,
+    );
     let _sagas = Sagas::builder(store, dispatcher)
+        .node(node)
         .saga::<Transfer>()
         .start()
         .await
