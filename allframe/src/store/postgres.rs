@@ -285,7 +285,7 @@ impl PostgresStore {
 /// How to connect a [`PostgresStore`]: [`PostgresStore::builder`].
 ///
 /// ```no_run
-/// # async fn run() -> allframe::store::Result<()> {
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use allframe::store::PostgresStore;
 /// use sqlx::postgres::PgConnectOptions;
 ///
