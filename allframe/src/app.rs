@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::auth::Authenticator;
 use crate::command::registry::Description;
 use crate::command::{BuildError, DispatchConfig, Dispatcher};
 use crate::di::{Container, ContainerBuilder, DiError};
@@ -57,6 +58,7 @@ impl App {
             saga_step_timeout: crate::saga::DEFAULT_STEP_TIMEOUT,
             node_id: None,
             lease_ttl: crate::node::DEFAULT_LEASE_TTL,
+            authenticator: None,
         }
     }
 
@@ -149,6 +151,7 @@ pub struct AppBuilder {
     saga_step_timeout: Duration,
     node_id: Option<String>,
     lease_ttl: Duration,
+    authenticator: Option<Arc<dyn Authenticator>>,
 }
 
 impl AppBuilder {
@@ -159,6 +162,16 @@ impl AppBuilder {
     /// this; it is for sagas implemented by hand.
     pub fn saga<S: Saga>(mut self) -> Self {
         self.sagas.push(SagasBuilder::saga::<S>);
+        self
+    }
+
+    /// Authenticates every request with `authenticator` (see
+    /// [`auth`](crate::auth)): routes other than `/health`,
+    /// `/openapi.json` and `/docs` need a principal, the admin routes an
+    /// admin, and commands record the principal's subject in their events'
+    /// metadata (`principal`).
+    pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
+        self.authenticator = Some(Arc::new(authenticator));
         self
     }
 
@@ -339,8 +352,21 @@ impl AppBuilder {
             .merge(routes)
             .fallback(crate::http::extract::no_route)
             .method_not_allowed_fallback(crate::http::extract::method_not_allowed)
-            .layer(axum::Extension(container))
-            .layer(axum::middleware::from_fn(correlate));
+            .layer(axum::Extension(container));
+        let router = match self.authenticator {
+            Some(authenticator) => router.layer(axum::middleware::from_fn_with_state(
+                authenticator,
+                crate::auth::authenticate,
+            )),
+            None => {
+                tracing::warn!(
+                    "no authenticator is set: every route, the admin routes and the event streams included, is open to anyone who can reach the service"
+                );
+                router
+            }
+        };
+        // Outermost, so a refusal of the authenticator carries the id too.
+        let router = router.layer(axum::middleware::from_fn(correlate));
         Ok(App {
             dispatcher,
             router,

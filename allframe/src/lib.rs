@@ -3,6 +3,7 @@
 
 mod aggregate;
 mod app;
+pub mod auth;
 mod command;
 mod di;
 mod event;

@@ -14,6 +14,7 @@ use super::errors::RequestError;
 use super::extract::PathParams;
 use super::kinds;
 use super::problem::Problem;
+use crate::auth::Principal;
 use crate::command::{CommandError, Rejection};
 use crate::command::{CommandOutcome, DispatchOptions, Dispatcher, IfMatch};
 
@@ -37,6 +38,7 @@ pub(crate) async fn post_command(
     State(routes): State<CommandRoutes>,
     PathParams(name): PathParams<String>,
     CorrelationId(correlation_id): CorrelationId,
+    principal: Option<Principal>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -45,7 +47,7 @@ pub(crate) async fn post_command(
             .into_response();
     }
     let span = tracing::info_span!("command", name = %name, correlation_id = %correlation_id);
-    handle(&routes, &name, &headers, body, &correlation_id)
+    handle(&routes, &name, &headers, body, &correlation_id, principal)
         .instrument(span)
         .await
         .unwrap_or_else(refused)
@@ -74,6 +76,7 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
     correlation_id: &str,
+    principal: Option<Principal>,
 ) -> Result<Response, Problem> {
     let Some(creates) = routes.dispatcher.creates(name) else {
         return Err(CommandError::<Rejection>::UnknownCommand(name.to_owned()).into());
@@ -81,6 +84,11 @@ async fn handle(
     check_content_type(headers)?;
     let body = read_body(headers, body, routes.body_limit).await?;
     let mut options = DispatchOptions::default().correlation_id(correlation_id);
+    if let Some(principal) = principal {
+        options
+            .metadata
+            .insert("principal".into(), principal.subject.into());
+    }
     if let Some(key) = header_text(headers, &IDEMPOTENCY_KEY)? {
         options = options.idempotency_key(key);
     }

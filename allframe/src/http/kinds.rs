@@ -15,6 +15,12 @@ const fn kind(status: u16, code: &'static str, title: &'static str) -> ProblemKi
 /// Any failure of the service itself; the cause is logged, never sent.
 pub const INTERNAL_ERROR: ProblemKind = kind(500, "internal-error", "Internal server error");
 
+/// The route needs credentials and the request has none, or none that
+/// hold (`WWW-Authenticate` says which kind).
+pub const UNAUTHENTICATED: ProblemKind = kind(401, "unauthenticated", "Unauthenticated");
+/// The principal may not do this.
+pub const FORBIDDEN: ProblemKind = kind(403, "forbidden", "Forbidden");
+
 /// No route serves the path.
 pub const NO_ROUTE: ProblemKind = kind(404, "no-route", "Not found");
 /// The route does not serve the method (`Allow` lists those it does).

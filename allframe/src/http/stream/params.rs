@@ -7,7 +7,7 @@ use crate::http::problem::{HttpError, ProblemKind};
 use crate::store::{EventFilter, MAX_STREAM_ID_LEN, validate_event_type, validate_stream_id};
 
 /// The parameters with what they mean, in documentation order.
-pub(crate) const PARAMETERS: [(&str, &str); 4] = [
+pub(crate) const PARAMETERS: [(&str, &str); 5] = [
     (
         "after",
         "Events with a greater position, first from the store, then live; absent: only events committed after the connection opens.",
@@ -20,6 +20,10 @@ pub(crate) const PARAMETERS: [(&str, &str); 4] = [
     (
         "type",
         "Only events of these types: repeat it, or separate types with commas.",
+    ),
+    (
+        "access_token",
+        "The bearer token, where an authenticator reads it here: for clients that cannot set `Authorization` (browsers' WebSocket and EventSource).",
     ),
 ];
 /// Most event types one `type` filter may list.
@@ -128,6 +132,8 @@ impl StreamParams {
                         return Err(ParamError::TooManyTypes);
                     }
                 }
+                // The authenticator's (see `auth`), not a filter.
+                "access_token" => {}
                 other => return Err(ParamError::Unknown(other.to_owned())),
             }
         }
