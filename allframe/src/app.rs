@@ -327,8 +327,9 @@ impl AppBuilder {
             .await?;
         let sagas = Arc::new(sagas);
         let (routes, base) = self.routes.unwrap_or_default().split_for_parts();
-        let openapi =
-            Document::build(&described, sagas.names(), base).with_reads(&projections, &queries);
+        let openapi = Document::build(&described, sagas.names(), base)
+            .with_reads(&projections, &queries)
+            .secured(self.authenticator.as_ref().map(|a| a.scheme()));
         let mut shapes = TodaysShapes::default();
         for command in &described {
             shapes.insert(command.category, command.todays_shape);

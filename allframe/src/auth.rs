@@ -77,6 +77,12 @@ pub trait Authenticator: Send + Sync + 'static {
 
     /// The `WWW-Authenticate` challenge of a 401 (e.g. `Bearer`).
     fn challenge(&self) -> &str;
+
+    /// The OpenAPI security scheme the document declares for it (default:
+    /// HTTP bearer).
+    fn scheme(&self) -> serde_json::Value {
+        serde_json::json!({ "type": "http", "scheme": "bearer" })
+    }
 }
 
 /// Paths anyone may read, with or without credentials.
@@ -289,6 +295,15 @@ mod jwt {
 
         fn challenge(&self) -> &str {
             "Bearer"
+        }
+
+        fn scheme(&self) -> serde_json::Value {
+            serde_json::json!({
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "An HS256 JWT with `sub`, `exp` and optional `roles`; on the event streams also as the `access_token` query parameter.",
+            })
         }
     }
 }

@@ -410,3 +410,43 @@ mod base64_engine {
         out
     }
 }
+
+#[tokio::test]
+async fn the_document_declares_who_may_call_what() {
+    let store = MemoryStore::new();
+    let document = app(&store).await.openapi().clone();
+    // For the lint in CI (`.ci/run`): the secured document as served.
+    if let Some(path) = std::env::var_os("ALLFRAME_SECURED_OPENAPI") {
+        std::fs::write(path, serde_json::to_vec_pretty(&document).unwrap()).unwrap();
+    }
+    assert_eq!(
+        document["components"]["securitySchemes"]["authenticated"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(document["security"], json!([{"authenticated": []}]));
+    assert_eq!(document["servers"][0]["url"], "/");
+    assert_eq!(document["paths"]["/health"]["get"]["security"], json!([]));
+    let mut protected = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if path == "/health" || !operation.is_object() {
+                continue;
+            }
+            protected += 1;
+            let responses = &operation["responses"];
+            assert!(responses.get("401").is_some(), "{method} {path}");
+            assert_eq!(
+                responses.get("403").is_some(),
+                path.starts_with("/admin/"),
+                "{method} {path}"
+            );
+        }
+    }
+    assert!(protected > 10, "{protected} operations");
+
+    // Without an authenticator everything is open, and says so.
+    let open = bank::app(&store).build().await.unwrap().openapi().clone();
+    assert_eq!(open["security"], json!([]));
+    assert!(open["components"].get("securitySchemes").is_none());
+    assert!(!open.to_string().contains("\"401\""));
+}

@@ -22,6 +22,13 @@ mod service;
 use commands::{admin_sagas_path, command_path, saga_path};
 use service::{event_stream_paths, health_path, shared_schemas};
 
+/// The name of the authenticator's scheme under `securitySchemes`.
+const SECURITY_SCHEME: &str = "authenticated";
+/// The operations of a path item.
+const OPERATIONS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
 /// The built document, serialized once.
 #[derive(Debug, Clone)]
 pub(crate) struct Document {
@@ -54,12 +61,60 @@ impl Document {
         paths.insert("/admin/sagas".into(), admin_sagas_path(&mut schemas));
         document["paths"] = Value::Object(paths);
         document["components"]["schemas"] = Value::Object(schemas);
-        let mut bytes = serde_json::to_vec_pretty(&document).expect("JSON values serialize");
+        Self::from_value(document)
+    }
+
+    /// The document `value`, serialized.
+    fn from_value(value: Value) -> Self {
+        let mut bytes = serde_json::to_vec_pretty(&value).expect("JSON values serialize");
         bytes.push(b'\n');
         Self {
-            value: document,
+            value,
             bytes: bytes.into(),
         }
+    }
+
+    /// Says who may call what, once every path is in: with an
+    /// authenticator's security `scheme`, every operation but `/health`'s
+    /// needs it and may answer 401, and the admin operations 403; without
+    /// one, every operation is open (`security: []`). A document without
+    /// `servers` gets this service's own root.
+    pub(crate) fn secured(self, scheme: Option<Value>) -> Self {
+        let mut document = self.value;
+        if document["servers"].as_array().is_none_or(Vec::is_empty) {
+            document["servers"] = json!([{ "url": "/", "description": "This service" }]);
+        }
+        let Some(scheme) = scheme else {
+            document["security"] = json!([]);
+            return Self::from_value(document);
+        };
+        document["components"]["securitySchemes"] = json!({ SECURITY_SCHEME: scheme });
+        document["security"] = json!([{ SECURITY_SCHEME: [] }]);
+        let paths = document["paths"]
+            .as_object_mut()
+            .expect("paths are an object");
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for (method, operation) in item.iter_mut() {
+                if !OPERATIONS.contains(&method.as_str()) {
+                    continue;
+                }
+                if path == "/health" {
+                    operation["security"] = json!([]);
+                    continue;
+                }
+                operation["responses"]["401"] = problem_response(
+                    "No credentials, or credentials the authenticator refused (`unauthenticated`; `WWW-Authenticate` names the scheme).",
+                );
+                if path.starts_with("/admin/") {
+                    operation["responses"]["403"] =
+                        problem_response("The principal is not an admin (`forbidden`).");
+                }
+            }
+        }
+        Self::from_value(document)
     }
 
     /// The document as JSON.

@@ -37,12 +37,7 @@ impl Document {
         admin_paths(&projections.names(), &mut paths);
         document["paths"] = Value::Object(paths);
         document["components"]["schemas"] = Value::Object(schemas);
-        let mut bytes = serde_json::to_vec_pretty(&document).expect("JSON values serialize");
-        bytes.push(b'\n');
-        Self {
-            value: document,
-            bytes: bytes.into(),
-        }
+        Self::from_value(document)
     }
 }
 
