@@ -11,6 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::Authenticator;
 use crate::command::registry::Description;
+use crate::command::{AuthorizeHook, Command, DispatcherBuilder};
 use crate::command::{BuildError, DispatchConfig, Dispatcher};
 use crate::di::{Container, ContainerBuilder, DiError};
 use crate::event::TodaysShapes;
@@ -59,6 +60,8 @@ impl App {
             node_id: None,
             lease_ttl: crate::node::DEFAULT_LEASE_TTL,
             authenticator: None,
+            authorize: Vec::new(),
+            guarded: Vec::new(),
         }
     }
 
@@ -152,6 +155,10 @@ pub struct AppBuilder {
     node_id: Option<String>,
     lease_ttl: Duration,
     authenticator: Option<Arc<dyn Authenticator>>,
+    /// Adds each command's authorization hook to the dispatcher.
+    authorize: Vec<Box<dyn FnOnce(DispatcherBuilder) -> DispatcherBuilder + Send>>,
+    /// The names of the commands with a hook.
+    guarded: Vec<&'static str>,
 }
 
 impl AppBuilder {
@@ -172,6 +179,17 @@ impl AppBuilder {
     /// metadata (`principal`).
     pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
         self.authenticator = Some(Arc::new(authenticator));
+        self
+    }
+
+    /// Runs `hook` before the handler of every `C`, as
+    /// [`DispatcherBuilder::authorize`] says: over HTTP it sees the
+    /// request's principal, and a refusal answers a 403 problem
+    /// (`forbidden`).
+    pub fn authorize<C: Command>(mut self, hook: impl AuthorizeHook<C>) -> Self {
+        self.authorize
+            .push(Box::new(move |builder| builder.authorize::<C>(hook)));
+        self.guarded.push(C::NAME);
         self
     }
 
@@ -286,8 +304,14 @@ impl AppBuilder {
     /// builds the router.
     pub async fn build(self) -> Result<App, AppError> {
         let container = self.dependencies.build().await?;
+        let dispatcher = self
+            .authorize
+            .into_iter()
+            .fold(Dispatcher::builder(&*self.store), |builder, add| {
+                add(builder)
+            });
         let dispatcher = Arc::new(
-            Dispatcher::builder(&*self.store)
+            dispatcher
                 .container(container)
                 .config(self.config)
                 .build()?,
@@ -329,7 +353,10 @@ impl AppBuilder {
         let (routes, base) = self.routes.unwrap_or_default().split_for_parts();
         let openapi = Document::build(&described, sagas.names(), base)
             .with_reads(&projections, &queries)
-            .secured(self.authenticator.as_ref().map(|a| a.scheme()));
+            .secured(
+                self.authenticator.as_ref().map(|a| a.scheme()),
+                &self.guarded,
+            );
         let mut shapes = TodaysShapes::default();
         for command in &described {
             shapes.insert(command.category, command.todays_shape);

@@ -36,8 +36,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 pub use aggregate::{Aggregate, LoadError, Loaded, Snapshots, load, replay, stream_id};
 pub use app::{App, AppBuilder, AppError, DEFAULT_BODY_LIMIT, Undecodable};
 pub use command::{
-    AggregateOf, BuildError, Command, CommandError, CommandHandler, CommandOutcome, Decision,
-    DispatchConfig, DispatchOptions, Dispatcher, DispatcherBuilder, DomainError, EventOf,
+    AggregateOf, AuthorizeHook, BuildError, Command, CommandError, CommandHandler, CommandOutcome,
+    Decision, DispatchConfig, DispatchOptions, Dispatcher, DispatcherBuilder, DomainError, EventOf,
     FieldError, HandlerRegistration, IfMatch, RegistryError, Rejection, SnapshotStats,
     StateCacheUsage,
 };

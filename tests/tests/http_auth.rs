@@ -10,6 +10,7 @@ use allframe::{App, EventStore};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
+use bank::domain::Withdraw;
 use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -110,8 +111,11 @@ async fn call(
             .body(Body::from(body.to_string()))
     } else {
         request.body(Body::empty())
-    }
-    .unwrap();
+    };
+    send(app, request.unwrap()).await
+}
+
+async fn send(app: &App, request: Request<Body>) -> Answer {
     let response = app.router().oneshot(request).await.unwrap();
     let (parts, body) = response.into_parts();
     Answer {
@@ -449,4 +453,225 @@ async fn the_document_declares_who_may_call_what() {
     assert_eq!(open["security"], json!([]));
     assert!(open["components"].get("securitySchemes").is_none());
     assert!(!open.to_string().contains("\"401\""));
+}
+
+async fn call_with(app: &App, path: &str, headers: &[(&str, &str)], body: Value) -> Answer {
+    let mut request = Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    send(app, request.body(Body::from(body.to_string())).unwrap()).await
+}
+
+/// Only an admin withdraws from an account holding 1,000 or more; the
+/// service itself (no principal) may.
+async fn guarded_app(store: &MemoryStore) -> App {
+    bank::app(store)
+        .authenticator(JwtAuthenticator::hs256(SECRET))
+        .authorize::<Withdraw>(|principal, _, account| match principal {
+            Some(p) if !p.is_admin() && account.balance >= 1_000 => Err(format!(
+                "only an admin withdraws from a balance of {}",
+                account.balance
+            )),
+            _ => Ok(()),
+        })
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_command_hook_sees_the_principal_and_the_state() {
+    let store = MemoryStore::new();
+    let app = guarded_app(&store).await;
+    let ada = bearer(&token("ada", &[]));
+    let root = bearer(&token("root", &["admin"]));
+    let opened = call(
+        &app,
+        "POST",
+        "/commands/open-account",
+        Some(&ada),
+        json!({"owner": "Ada", "email": "x@example.com", "initial_deposit": 1_500}),
+    )
+    .await;
+    let id = opened.json()["aggregate_id"].as_str().unwrap().to_owned();
+    let withdraw = json!({"account_id": id, "amount": 600});
+    let head = store.head_position().await.unwrap();
+
+    // Refused on both paths a command takes: plain (decided in a round)
+    // and with an idempotency key (decided alone).
+    for headers in [
+        vec![("authorization", ada.as_str())],
+        vec![("authorization", ada.as_str()), ("idempotency-key", "w-1")],
+    ] {
+        let refused = call_with(&app, "/commands/withdraw", &headers, withdraw.clone()).await;
+        let (status, kind, detail) = refused.problem();
+        assert_eq!(
+            (status, kind.as_str()),
+            (403, "/problems/forbidden"),
+            "{headers:?}"
+        );
+        assert_eq!(detail, "only an admin withdraws from a balance of 1500");
+    }
+    assert_eq!(
+        store.head_position().await.unwrap(),
+        head,
+        "nothing was written"
+    );
+
+    // An admin may; then, below 1,000, anyone signed in may.
+    let done = call_with(
+        &app,
+        "/commands/withdraw",
+        &[("authorization", root.as_str())],
+        withdraw.clone(),
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::OK);
+    let done = call_with(
+        &app,
+        "/commands/withdraw",
+        &[("authorization", ada.as_str()), ("idempotency-key", "w-2")],
+        json!({"account_id": id, "amount": 100}),
+    )
+    .await;
+    assert_eq!(
+        done.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&done.body)
+    );
+
+    // The service itself has no principal.
+    let raised = app
+        .dispatcher()
+        .dispatch(
+            bank::domain::Deposit {
+                account_id: id.clone(),
+                amount: 5_000,
+            },
+            allframe::DispatchOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(raised.position.is_some());
+    app.dispatcher()
+        .dispatch(
+            Withdraw {
+                account_id: id.clone(),
+                amount: 1,
+            },
+            allframe::DispatchOptions::default(),
+        )
+        .await
+        .expect("no principal: the hook lets the service through");
+
+    // The document says which commands a hook guards.
+    let document = app.openapi();
+    assert!(
+        document["paths"]["/commands/withdraw"]["post"]["responses"]
+            .get("403")
+            .is_some()
+    );
+    assert!(
+        document["paths"]["/commands/deposit"]["post"]["responses"]
+            .get("403")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn idempotency_keys_belong_to_their_subject() {
+    let store = MemoryStore::new();
+    let app = app(&store).await;
+    let (ada, bob) = (bearer(&token("ada", &[])), bearer(&token("bob", &[])));
+    let opened = call(
+        &app,
+        "POST",
+        "/commands/open-account",
+        Some(&ada),
+        open_account("Ada"),
+    )
+    .await;
+    let id = opened.json()["aggregate_id"].as_str().unwrap().to_owned();
+    let deposit = json!({"account_id": id, "amount": 7});
+    let send = |who: &str| {
+        let who = who.to_owned();
+        let deposit = deposit.clone();
+        let app = &app;
+        async move {
+            call_with(
+                app,
+                "/commands/deposit",
+                &[
+                    ("authorization", who.as_str()),
+                    ("idempotency-key", "same-key"),
+                ],
+                deposit,
+            )
+            .await
+        }
+    };
+    let first = send(&ada).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert!(first.headers.get("idempotency-replayed").is_none());
+    // Bob's key is his own: his deposit runs, it does not replay Ada's.
+    let theirs = send(&bob).await;
+    assert_eq!(theirs.status, StatusCode::OK);
+    assert!(theirs.headers.get("idempotency-replayed").is_none());
+    assert_ne!(theirs.json()["position"], first.json()["position"]);
+    // Ada's again is replayed.
+    let again = send(&ada).await;
+    assert_eq!(again.headers["idempotency-replayed"], "true");
+    assert_eq!(again.json()["position"], first.json()["position"]);
+    // A key reused with another body is named as the client sent it.
+    let reused = call_with(
+        &app,
+        "/commands/deposit",
+        &[
+            ("authorization", ada.as_str()),
+            ("idempotency-key", "same-key"),
+        ],
+        json!({"account_id": id, "amount": 8}),
+    )
+    .await;
+    let (status, kind, detail) = reused.problem();
+    assert_eq!(
+        (status, kind.as_str()),
+        (422, "/problems/idempotency-key-reused")
+    );
+    assert!(detail.contains("`same-key`"), "{detail}");
+    // The longest key a client may send still works when scoped.
+    let long = "k".repeat(255);
+    let done = call_with(
+        &app,
+        "/commands/deposit",
+        &[
+            ("authorization", bob.as_str()),
+            ("idempotency-key", long.as_str()),
+        ],
+        deposit.clone(),
+    )
+    .await;
+    assert_eq!(
+        done.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&done.body)
+    );
+    let too_long = "k".repeat(256);
+    let refused = call_with(
+        &app,
+        "/commands/deposit",
+        &[
+            ("authorization", bob.as_str()),
+            ("idempotency-key", too_long.as_str()),
+        ],
+        deposit,
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
 }

@@ -9,7 +9,7 @@ use futures_util::FutureExt;
 use uuid::Uuid;
 
 use super::dispatch::{Dispatcher, Input};
-use super::idempotency::{Hold, Reclaimed, fingerprint, replay, response};
+use super::idempotency::{Hold, Reclaimed, fingerprint, replay, response, scoped_key};
 use super::rounds::{self, Decide, Member};
 use super::{
     AggregateOf, Command, CommandError, CommandHandler, CommandOutcome, DispatchOptions, EventOf,
@@ -66,9 +66,11 @@ pub(crate) async fn run<H: CommandHandler>(
             &report,
         )));
     }
-    let Some(key) = options.idempotency_key.as_deref() else {
+    let Some(given) = options.idempotency_key.as_deref() else {
         return execute(handler, dispatcher, command, &options, None).await;
     };
+    let scoped = scoped_key(options.principal.as_ref(), given)?;
+    let key = scoped.as_str();
     let store = &*dispatcher.store;
     let config = &dispatcher.config;
     dispatcher.purge_if_due().await;
@@ -87,12 +89,14 @@ pub(crate) async fn run<H: CommandHandler>(
         match claim {
             Claim::Acquired { token } => Some(token),
             Claim::Completed(response) => return replay(&response),
-            Claim::InFlight => return Err(CommandError::IdempotencyInFlight(key.to_owned())),
-            Claim::Mismatch => return Err(CommandError::IdempotencyMismatch(key.to_owned())),
+            // Named as the client sent it.
+            Claim::InFlight => return Err(CommandError::IdempotencyInFlight(given.to_owned())),
+            Claim::Mismatch => return Err(CommandError::IdempotencyMismatch(given.to_owned())),
         }
     };
     let mut hold = Hold {
         key: key.to_owned(),
+        given: given.to_owned(),
         fingerprint,
         token,
         claimed_at: Instant::now(),
@@ -194,6 +198,12 @@ async fn decide<H: CommandHandler>(
             actual: loaded.version,
         });
     }
+    super::authorize::check(
+        dispatcher.authorizers.of::<H::Command>().as_deref(),
+        options.principal.as_ref(),
+        command,
+        &loaded.state,
+    )?;
     // Handlers take the command by value; a retry clones it again.
     handler
         .handle(command.clone(), &loaded.state, &dispatcher.container)
@@ -261,11 +271,19 @@ async fn queued<H: CommandHandler>(
     let container = dispatcher.container.clone();
     let options = options.clone();
     let checked = stream.clone();
+    let hook = dispatcher.authorizers.of::<H::Command>();
     let decide: Decide<AggregateOf<H::Command>> = Box::new(move |loaded| {
         let (command, container) = (command.clone(), container.clone());
         let (options, command_id, stream) = (options.clone(), command_id.clone(), checked.clone());
+        let hook = hook.clone();
         Box::pin(async move {
             check_existence::<H::Command>(&stream, loaded)?;
+            super::authorize::check(
+                hook.as_deref(),
+                options.principal.as_ref(),
+                &command,
+                &loaded.state,
+            )?;
             let decided = H::default()
                 .handle(command, &loaded.state, &container)
                 .await

@@ -7,11 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::authorize::Authorizers;
 use super::cache::{StateCache, StateCacheUsage};
 use super::registry::{self, HandlerRegistration, Registered, RegistryError};
 use super::rounds::{Queues, Server};
 use super::states::{SnapshotStats, States};
-use super::{Command, CommandError, CommandOutcome, DispatchConfig, DispatchOptions};
+use super::{
+    AuthorizeHook, Command, CommandError, CommandOutcome, DispatchConfig, DispatchOptions,
+};
 use crate::di::{Container, DiError};
 use crate::store::EventStore;
 
@@ -60,6 +63,8 @@ pub struct Dispatcher {
     /// are next purged.
     next_purge: AtomicU64,
     started: Instant,
+    /// Each command's authorization hook.
+    pub(super) authorizers: Authorizers,
 }
 
 /// How often expired idempotency records are purged at most (or once per
@@ -72,9 +77,21 @@ pub struct DispatcherBuilder {
     container: Container,
     config: DispatchConfig,
     registrations: Option<Vec<&'static HandlerRegistration>>,
+    authorizers: Authorizers,
 }
 
 impl DispatcherBuilder {
+    /// Runs `hook` before the handler of every `C`, on the aggregate's
+    /// state as loaded: `Err(reason)` refuses the command with
+    /// [`CommandError::Forbidden`] (a 403 problem, `forbidden`). The hook
+    /// sees who sends it ([`DispatchOptions::principal`]; `None` for the
+    /// service itself, such as a saga). One hook per command; a later one
+    /// replaces it.
+    pub fn authorize<C: Command>(mut self, hook: impl AuthorizeHook<C>) -> Self {
+        self.authorizers.insert::<C>(Arc::new(hook));
+        self
+    }
+
     /// The dependencies handlers ask for.
     pub fn container(mut self, container: Container) -> Self {
         self.container = container;
@@ -123,6 +140,7 @@ impl DispatcherBuilder {
             hasher: std::hash::RandomState::new(),
             next_purge: AtomicU64::new(0),
             started: Instant::now(),
+            authorizers: self.authorizers,
         })
     }
 }
@@ -135,6 +153,7 @@ impl Dispatcher {
             container: Container::default(),
             config: DispatchConfig::default(),
             registrations: None,
+            authorizers: Authorizers::default(),
         }
     }
 

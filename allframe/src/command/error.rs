@@ -135,6 +135,10 @@ pub enum CommandError<E = Rejection> {
     /// The same idempotency key is being processed right now.
     #[error("a request with idempotency key `{0}` is still in flight")]
     IdempotencyInFlight(String),
+    /// The command's authorization hook refused the caller (see
+    /// [`DispatcherBuilder::authorize`](super::DispatcherBuilder::authorize)).
+    #[error("{0}")]
+    Forbidden(String),
     /// The domain refused the command.
     #[error(transparent)]
     Domain(E),
@@ -181,6 +185,7 @@ impl<E: DomainError> CommandError<E> {
             Self::InvalidCommand(_) => kinds::INVALID_COMMAND,
             Self::Validation(_) => kinds::VALIDATION_FAILED,
             Self::IdempotencyMismatch(_) => kinds::IDEMPOTENCY_KEY_REUSED,
+            Self::Forbidden(_) => kinds::FORBIDDEN,
             Self::Domain(error) => ProblemKind {
                 status: error.status(),
                 code: error.code(),
@@ -245,6 +250,7 @@ impl<E: DomainError> CommandError<E> {
             }
             Self::IdempotencyMismatch(key) => CommandError::IdempotencyMismatch(key),
             Self::IdempotencyInFlight(key) => CommandError::IdempotencyInFlight(key),
+            Self::Forbidden(reason) => CommandError::Forbidden(reason),
             Self::MissingDependency(name) => CommandError::MissingDependency(name),
             Self::EventEncoding(error) => CommandError::EventEncoding(error),
             Self::Load(error) => CommandError::Load(error),

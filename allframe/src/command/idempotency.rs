@@ -2,6 +2,7 @@
 //! again when the store says it was lost, fingerprints, and the stored
 //! response that a repeat replays.
 
+use crate::auth::Principal;
 use std::time::Instant;
 
 use super::dispatch::Dispatcher;
@@ -12,7 +13,10 @@ use crate::store::{Appended, Claim, Completion, StoreError};
 /// The idempotency key a dispatch holds: what its completion and release
 /// carry, and what it needs to claim the key again.
 pub(super) struct Hold {
+    /// The key as recorded ([`scoped_key`]).
     pub(super) key: String,
+    /// The key as the caller sent it, for errors.
+    pub(super) given: String,
     pub(super) fingerprint: String,
     /// The token of the claim that holds the key; `None` when it was not
     /// claimed ([`DispatchOptions::unclaimed_idempotency`](super::DispatchOptions::unclaimed_idempotency)):
@@ -83,13 +87,13 @@ impl Hold {
             .await?;
         match claim {
             Claim::Completed(response) => Ok(Reclaimed::Replay(replay(&response)?)),
-            Claim::InFlight => Err(CommandError::IdempotencyInFlight(self.key.clone())),
+            Claim::InFlight => Err(CommandError::IdempotencyInFlight(self.given.clone())),
             Claim::Acquired { token } => {
                 self.token = Some(token);
                 self.claimed_at = Instant::now();
                 Ok(Reclaimed::Acquired)
             }
-            Claim::Mismatch => Err(CommandError::IdempotencyMismatch(self.key.clone())),
+            Claim::Mismatch => Err(CommandError::IdempotencyMismatch(self.given.clone())),
         }
     }
 
@@ -201,4 +205,26 @@ pub(super) fn sorted(value: serde_json::Value) -> serde_json::Value {
 /// The stored form of an outcome, replayed for a repeated idempotency key.
 pub(super) fn response(outcome: &CommandOutcome) -> String {
     serde_json::to_string(outcome).expect("a command outcome always serializes")
+}
+
+/// The key a command sent by `principal` with idempotency key `key` is
+/// recorded under: each subject has keys of its own, so nobody replays
+/// (or blocks) another subject's command by sending the same key. The
+/// client's key must be valid on its own; the recorded one names the
+/// subject by a hash, and names a long key by its hash too, so it stays
+/// within the length limit.
+pub(super) fn scoped_key(principal: Option<&Principal>, key: &str) -> Result<String, CommandError> {
+    use sha2::Digest;
+    let Some(principal) = principal else {
+        return Ok(key.to_owned());
+    };
+    crate::store::validate_idempotency_key(key)?;
+    let subject = crate::hex(&sha2::Sha256::digest(principal.subject.as_bytes()));
+    let scoped = format!("principal:{}:{key}", &subject[..32]);
+    Ok(if scoped.len() <= crate::store::MAX_IDEMPOTENCY_KEY_LEN {
+        scoped
+    } else {
+        let key = crate::hex(&sha2::Sha256::digest(key.as_bytes()));
+        format!("principal:{}:#{key}", &subject[..32])
+    })
 }

@@ -16,6 +16,7 @@ use crate::aggregate::Aggregate;
 use crate::di::{Container, Dependency};
 use crate::schema::WireSchema;
 
+mod authorize;
 mod cache;
 mod cycle;
 mod dispatch;
@@ -26,6 +27,7 @@ pub(crate) mod registry;
 mod rounds;
 mod states;
 
+pub use authorize::AuthorizeHook;
 pub use cache::StateCacheUsage;
 pub use dispatch::{BuildError, Dispatcher, DispatcherBuilder};
 pub use error::{CommandError, DomainError, FieldError, Rejection};

@@ -106,6 +106,9 @@ pub struct DispatchOptions {
     pub if_match: Option<IfMatch>,
     /// Extra metadata fields for every event.
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Who sends it, for the command's authorization hook; `None` for the
+    /// service itself (a saga, code of the service's own).
+    pub principal: Option<crate::auth::Principal>,
 }
 
 impl DispatchOptions {
@@ -144,6 +147,15 @@ impl DispatchOptions {
     /// Sets the versions the aggregate may be at.
     pub fn if_match(mut self, if_match: IfMatch) -> Self {
         self.if_match = Some(if_match);
+        self
+    }
+
+    /// Sent by `principal`: its authorization hook sees it, and its
+    /// subject goes into every event's metadata (`principal`).
+    pub fn principal(mut self, principal: crate::auth::Principal) -> Self {
+        self.metadata
+            .insert("principal".into(), principal.subject.clone().into());
+        self.principal = Some(principal);
         self
     }
 

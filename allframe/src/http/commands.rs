@@ -85,9 +85,7 @@ async fn handle(
     let body = read_body(headers, body, routes.body_limit).await?;
     let mut options = DispatchOptions::default().correlation_id(correlation_id);
     if let Some(principal) = principal {
-        options
-            .metadata
-            .insert("principal".into(), principal.subject.into());
+        options = options.principal(principal);
     }
     if let Some(key) = header_text(headers, &IDEMPOTENCY_KEY)? {
         options = options.idempotency_key(key);

@@ -51,6 +51,7 @@ mod sqlite;
 mod validate;
 
 pub use connect::{ConnectError, ConnectOptions, connect, redact};
+pub(crate) use idempotency::validate_key as validate_idempotency_key;
 pub use idempotency::{Claim, Completion, IdempotencyStore, MAX_DURATION};
 pub use leases::{Lease, LeaseStore};
 pub(crate) use log::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError, StoredType};

@@ -77,12 +77,23 @@ impl Document {
     /// Says who may call what, once every path is in: with an
     /// authenticator's security `scheme`, every operation but `/health`'s
     /// needs it and may answer 401, and the admin operations 403; without
-    /// one, every operation is open (`security: []`). A document without
-    /// `servers` gets this service's own root.
-    pub(crate) fn secured(self, scheme: Option<Value>) -> Self {
+    /// one, every operation is open (`security: []`). The `guarded`
+    /// commands (those with an authorization hook) may answer 403 either
+    /// way. A document without `servers` gets this service's own root.
+    pub(crate) fn secured(self, scheme: Option<Value>, guarded: &[&str]) -> Self {
         let mut document = self.value;
         if document["servers"].as_array().is_none_or(Vec::is_empty) {
             document["servers"] = json!([{ "url": "/", "description": "This service" }]);
+        }
+        for name in guarded {
+            if let Some(operation) = document["paths"]
+                .get_mut(format!("/commands/{name}"))
+                .and_then(|item| item.get_mut("post"))
+            {
+                operation["responses"]["403"] = problem_response(
+                    "The command's authorization hook refused the caller (`forbidden`).",
+                );
+            }
         }
         let Some(scheme) = scheme else {
             document["security"] = json!([]);
