@@ -159,8 +159,22 @@ pub async fn http_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> RawResponse {
+    try_http_request(addr, method, path, headers, body)
+        .await
+        .expect("a complete exchange")
+}
+
+/// [`http_request`], failing instead of panicking when the connection
+/// fails or breaks before a complete response (a server killed mid-way).
+pub async fn try_http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<RawResponse> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -169,21 +183,23 @@ pub async fn http_request(
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    stream.write_all(body).await.expect("write body");
+    stream.write_all(request.as_bytes()).await?;
+    stream.write_all(body).await?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read");
+    stream.read_to_end(&mut raw).await?;
+    let incomplete =
+        || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "an incomplete response");
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .expect("a complete response head");
-    let head = String::from_utf8(raw[..split].to_vec()).expect("ASCII head");
+        .ok_or_else(incomplete)?;
+    let head = String::from_utf8(raw[..split].to_vec()).map_err(|_| incomplete())?;
     let mut lines = head.split("\r\n");
     let status = lines
         .next()
         .and_then(|line| line.split(' ').nth(1))
         .and_then(|code| code.parse().ok())
-        .expect("a status line");
+        .ok_or_else(incomplete)?;
     let headers: Vec<(String, String)> = lines
         .filter_map(|line| line.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
@@ -195,11 +211,11 @@ pub async fn http_request(
     {
         body = dechunk(&body);
     }
-    RawResponse {
+    Ok(RawResponse {
         status,
         headers,
         body,
-    }
+    })
 }
 
 fn dechunk(mut raw: &[u8]) -> Vec<u8> {
