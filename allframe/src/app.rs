@@ -30,6 +30,8 @@ use crate::store::{EventFilter, EventStore, StoreError, StoredType};
 
 /// The default limit on a command body: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// How long a command over HTTP may take by default: [`AppBuilder::command_timeout`].
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A built service: its dispatcher and its router.
 #[derive(Debug, Clone)]
@@ -62,6 +64,7 @@ impl App {
             authenticator: None,
             authorize: Vec::new(),
             guarded: Vec::new(),
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
         }
     }
 
@@ -159,6 +162,7 @@ pub struct AppBuilder {
     authorize: Vec<Box<dyn FnOnce(DispatcherBuilder) -> DispatcherBuilder + Send>>,
     /// The names of the commands with a hook.
     guarded: Vec<&'static str>,
+    command_timeout: Duration,
 }
 
 impl AppBuilder {
@@ -169,6 +173,16 @@ impl AppBuilder {
     /// this; it is for sagas implemented by hand.
     pub fn saga<S: Saga>(mut self) -> Self {
         self.sagas.push(SagasBuilder::saga::<S>);
+        self
+    }
+
+    /// How long `POST /commands/{name}` may take (default
+    /// [`DEFAULT_COMMAND_TIMEOUT`]): a command still running then, such as
+    /// one waiting for a slow or hung database, is answered `503`
+    /// (`command-timed-out`, `Retry-After: 1`). It may still take effect;
+    /// sent again with the same `Idempotency-Key`, it answers its outcome.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
         self
     }
 
@@ -322,6 +336,7 @@ impl AppBuilder {
         let commands = CommandRoutes {
             dispatcher: dispatcher.clone(),
             body_limit: self.body_limit,
+            timeout: self.command_timeout,
         };
         let container = Arc::new(dispatcher.container().clone());
         let node = Node::new(

@@ -34,7 +34,9 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 pub use aggregate::{Aggregate, LoadError, Loaded, Snapshots, load, replay, stream_id};
-pub use app::{App, AppBuilder, AppError, DEFAULT_BODY_LIMIT, Undecodable};
+pub use app::{
+    App, AppBuilder, AppError, DEFAULT_BODY_LIMIT, DEFAULT_COMMAND_TIMEOUT, Undecodable,
+};
 pub use command::{
     AggregateOf, AuthorizeHook, BuildError, Command, CommandError, CommandHandler, CommandOutcome,
     Decision, DispatchConfig, DispatchOptions, Dispatcher, DispatcherBuilder, DomainError, EventOf,

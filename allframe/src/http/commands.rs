@@ -30,6 +30,8 @@ pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id
 pub(crate) struct CommandRoutes {
     pub(crate) dispatcher: Arc<Dispatcher>,
     pub(crate) body_limit: usize,
+    /// How long a command may take before it is answered 503.
+    pub(crate) timeout: std::time::Duration,
 }
 
 /// The route handler. The correlation id comes from the app's middleware,
@@ -55,13 +57,18 @@ pub(crate) async fn post_command(
 
 /// The problem's answer; one waiting for an upgrade says when to retry.
 fn refused(problem: Problem) -> Response {
-    let retry = problem.is(kinds::WAITING_FOR_UPGRADE);
+    let retry = if problem.is(kinds::WAITING_FOR_UPGRADE) {
+        Some(UPGRADE_RETRY_AFTER_SECONDS)
+    } else if problem.is(kinds::COMMAND_TIMED_OUT) {
+        Some("1")
+    } else {
+        None
+    };
     let mut response = problem.into_response();
-    if retry {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(UPGRADE_RETRY_AFTER_SECONDS),
-        );
+    if let Some(seconds) = retry {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
     }
     response
 }
@@ -93,10 +100,20 @@ async fn handle(
     if let Some(if_match) = if_match(headers)? {
         options = options.if_match(if_match);
     }
-    let outcome = routes
-        .dispatcher
-        .dispatch_json(name, &body, options)
-        .await?;
+    let dispatched = routes.dispatcher.dispatch_json(name, &body, options);
+    let outcome = match tokio::time::timeout(routes.timeout, dispatched).await {
+        Ok(outcome) => outcome?,
+        Err(_) => {
+            tracing::warn!(command = name, timeout = ?routes.timeout, "a command timed out");
+            return Err(Problem::of(
+                kinds::COMMAND_TIMED_OUT,
+                format!(
+                    "the command did not finish within {} ms; it may still take effect: send it again with the same Idempotency-Key to learn its outcome",
+                    routes.timeout.as_millis()
+                ),
+            ));
+        }
+    };
     Ok(match routes.dispatcher.starts_saga(name) {
         Some(saga) => started(&outcome, saga),
         None => success(&outcome, creates),

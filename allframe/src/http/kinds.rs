@@ -133,6 +133,9 @@ pub const WAITING_FOR_UPGRADE: ProblemKind =
     kind(503, "waiting-for-upgrade", "Waiting for an upgrade");
 /// The event store does not answer (`Retry-After`).
 pub const STORE_UNAVAILABLE: ProblemKind = kind(503, "store-unavailable", "Service unavailable");
+/// A command did not finish within the app's command timeout; it may
+/// still take effect (`Retry-After`).
+pub const COMMAND_TIMED_OUT: ProblemKind = kind(503, "command-timed-out", "Command timed out");
 
 /// What each framework route can answer besides success: the one list
 /// both its handler's errors and its documented statuses come from.
@@ -158,6 +161,7 @@ pub(crate) mod routes {
         IDEMPOTENCY_KEY_REUSED,
         INVALID_EVENT,
         INTERNAL_ERROR,
+        COMMAND_TIMED_OUT,
     ];
     /// What a command on an existing aggregate adds to [`COMMAND`].
     pub(crate) const COMMAND_ON_EXISTING: &[ProblemKind] = &[NOT_FOUND, WAITING_FOR_UPGRADE];
