@@ -188,6 +188,26 @@ async fn every_documented_status_is_produced_and_no_other() {
             )
             .await;
         }
+        // 503: the command outlasts the command timeout (a store holding
+        // its appends back).
+        let slow = Faulty::new();
+        let slow_router = bank::app(&slow)
+            .command_timeout(std::time::Duration::from_millis(100))
+            .build()
+            .await
+            .unwrap()
+            .router();
+        let target = open(&slow_router, initial_deposit).await;
+        slow.hold_appends();
+        let body = json!({"account_id": target, "amount": 1, "owner": "Ada", "email": "ada@example.com",
+                          "from_account_id": target, "to_account_id": "someone-else"});
+        seen.send(
+            &slow_router,
+            &path,
+            post(&path).body(Body::from(fit(body))).unwrap(),
+        )
+        .await;
+        slow.release_appends();
         // 500: the store is gone.
         store.set(Some(Fault::Unreachable));
         seen.send(&router, &path, post(&path).body(Body::from(ok)).unwrap())
