@@ -200,6 +200,12 @@ impl<E: DomainError> CommandError<E> {
                 ..kinds::IDEMPOTENCY_KEY_IN_FLIGHT
             },
             Self::Store(error) if error.is_invalid_input() => kinds::INVALID_EVENT,
+            // Nothing wrong with the command: the store will answer later
+            // (and a commit whose outcome is unknown is learned by sending
+            // the command again with its idempotency key).
+            Self::Store(StoreError::Unavailable(_) | StoreError::CommitUnknown(_)) => {
+                kinds::STORE_UNAVAILABLE
+            }
             Self::Load(LoadError::Decode(error)) if error.is_newer_than_known() => {
                 kinds::WAITING_FOR_UPGRADE
             }

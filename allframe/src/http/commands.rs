@@ -59,7 +59,7 @@ pub(crate) async fn post_command(
 fn refused(problem: Problem) -> Response {
     let retry = if problem.is(kinds::WAITING_FOR_UPGRADE) {
         Some(UPGRADE_RETRY_AFTER_SECONDS)
-    } else if problem.is(kinds::COMMAND_TIMED_OUT) {
+    } else if problem.is(kinds::COMMAND_TIMED_OUT) || problem.is(kinds::STORE_UNAVAILABLE) {
         Some("1")
     } else {
         None

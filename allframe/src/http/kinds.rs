@@ -162,6 +162,7 @@ pub(crate) mod routes {
         INVALID_EVENT,
         INTERNAL_ERROR,
         COMMAND_TIMED_OUT,
+        STORE_UNAVAILABLE,
     ];
     /// What a command on an existing aggregate adds to [`COMMAND`].
     pub(crate) const COMMAND_ON_EXISTING: &[ProblemKind] = &[NOT_FOUND, WAITING_FOR_UPGRADE];

@@ -180,9 +180,15 @@ pub enum StoreError {
     /// A read limit of zero.
     #[error("a read limit must be at least 1")]
     ZeroLimit,
-    /// The database failed or could not be reached.
+    /// The database failed.
     #[error("event store backend error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database cannot be reached, or cannot take this now: the
+    /// connection broke or timed out, the server is shutting down or
+    /// refusing connections, the database is locked or its disk is full.
+    /// Nothing was written; the same call may work later.
+    #[error("the event store is unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The connection to the database broke while a transaction was being
     /// committed: the append may or may not have been stored. Read the
     /// stream before retrying it.

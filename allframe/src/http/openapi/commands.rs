@@ -181,7 +181,7 @@ fn failures(command: &Description) -> BTreeMap<u16, String> {
         (500, "The service failed; the cause is logged, not sent."),
         (
             503,
-            "The aggregate's stream holds an event written by a newer release (`waiting-for-upgrade`, during a rolling deploy), or the command did not finish within the service's command timeout (`command-timed-out`: it may still take effect, so send it again with the same `Idempotency-Key` to learn its outcome); `Retry-After` says when to try again.",
+            "The aggregate's stream holds an event written by a newer release (`waiting-for-upgrade`, during a rolling deploy), the event store cannot be reached (`store-unavailable`), or the command did not finish within the service's command timeout (`command-timed-out`); after the last two it may still have taken effect, so send it again with the same `Idempotency-Key` to learn its outcome. `Retry-After` says when to try again.",
         ),
     ];
     let lists: &[&[ProblemKind]] = if command.creates {

@@ -195,9 +195,39 @@ pub(crate) fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// Maps a database error to a store error.
+/// Maps a database error to a store error: [`StoreError::Unavailable`]
+/// when the database cannot be reached or cannot take the work now,
+/// [`StoreError::Backend`] otherwise.
 pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
-    StoreError::backend(error)
+    if unavailable(&error) {
+        StoreError::Unavailable(Box::new(error))
+    } else {
+        StoreError::backend(error)
+    }
+}
+
+/// Whether `error` says the database is out of reach or busy, rather than
+/// that the work itself failed.
+fn unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(error) => error.code().is_some_and(|code| {
+            // PostgreSQL: connection exceptions (class 08), the server
+            // shutting down or not taking connections (57P01-57P03), too
+            // many connections (53300), a disk full (53100). SQLite: busy
+            // (5), locked (6), disk full (13).
+            code.starts_with("08")
+                || matches!(
+                    code.as_ref(),
+                    "57P01" | "57P02" | "57P03" | "53300" | "53100" | "5" | "6" | "13"
+                )
+        }),
+        _ => false,
+    }
 }
 
 /// The events of a batch's accepted appends, in position order.
