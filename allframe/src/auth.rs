@@ -186,8 +186,10 @@ mod jwt {
     /// clients cannot set headers, in the `access_token` query
     /// parameter). The algorithm is pinned (a token naming another, `none`
     /// included, is refused), `exp` is required and checked with at most
-    /// [`MAX_LEEWAY`] of clock skew (default 30 s), `sub` is the subject
-    /// and the optional `roles` (a list of strings) the roles.
+    /// [`MAX_LEEWAY`] of clock skew (default 30 s), as is `nbf` when the
+    /// token has one, `sub` is the subject and the optional `roles` (a
+    /// list of strings) the roles. A token with an `aud` is refused: no
+    /// audience is configured.
     #[derive(Clone)]
     pub struct JwtAuthenticator {
         key: DecodingKey,
@@ -218,6 +220,7 @@ mod jwt {
             validation.algorithms = vec![Algorithm::HS256];
             validation.leeway = 30;
             validation.validate_exp = true;
+            validation.validate_nbf = true;
             validation.set_required_spec_claims(&["exp"]);
             Self {
                 key: DecodingKey::from_secret(secret),
@@ -251,6 +254,7 @@ mod jwt {
             ErrorKind::ImmatureSignature => "the token is not valid yet".into(),
             ErrorKind::InvalidAlgorithm => "the token is not signed with HS256".into(),
             ErrorKind::InvalidSignature => "the token's signature does not verify".into(),
+            ErrorKind::InvalidAudience => "the token is meant for another audience".into(),
             ErrorKind::MissingRequiredClaim(claim) => format!("the token has no `{claim}`"),
             _ => "the token is malformed".into(),
         }

@@ -186,6 +186,16 @@ async fn public_routes_stay_open_and_the_rest_needs_a_valid_token() {
     );
     let no_exp = token_with(Algorithm::HS256, SECRET, json!({"sub": "ada"}));
     let no_sub = token_with(Algorithm::HS256, SECRET, json!({"exp": now() + 600}));
+    let not_yet = token_with(
+        Algorithm::HS256,
+        SECRET,
+        json!({"sub": "ada", "exp": now() + 600, "nbf": now() + 300}),
+    );
+    let audience = token_with(
+        Algorithm::HS256,
+        SECRET,
+        json!({"sub": "ada", "exp": now() + 600, "aud": "another-service"}),
+    );
     // `alg: none`, unsigned: what a forger sends.
     let unsigned = {
         use base64_engine::encode;
@@ -205,6 +215,8 @@ async fn public_routes_stay_open_and_the_rest_needs_a_valid_token() {
         (bearer(&expired), "expired"),
         (bearer(&no_exp), "`exp`"),
         (bearer(&no_sub), "`sub`"),
+        (bearer(&not_yet), "not valid yet"),
+        (bearer(&audience), "another audience"),
         (bearer(&unsigned), ""),
         (bearer("not.a.token"), "malformed"),
         ("Basic YWRhOnNlY3JldA==".to_owned(), "Bearer"),
