@@ -164,6 +164,25 @@ async fn leases_spread_over_the_live_nodes() {
     leases.release(c).await.unwrap();
     assert!(!takes(leases, "projection:c", "one").await);
     assert!(takes(leases, "projection:c", "two").await);
+    // A lease nobody below their share takes is taken after two
+    // lifetimes whatever the share (a runner only some nodes know).
+    let held = leases.list().await.unwrap();
+    let c = held.iter().find(|l| l.name == "projection:c").unwrap();
+    leases.release(c).await.unwrap();
+    assert!(
+        leases
+            .try_acquire("projection:c", "one", TTL)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    tokio::time::sleep(TTL * 2 + Duration::from_millis(200)).await;
+    // (Two lifetimes of the asker's TTL.)
+    let late = leases
+        .try_acquire("projection:c", "one", TTL)
+        .await
+        .unwrap();
+    assert_eq!(late.map(|l| l.owner), Some("one".to_owned()));
     // A node that leaves gives everything back, and is no longer counted:
     // the other may take it all.
     leases.leave("two").await.unwrap();

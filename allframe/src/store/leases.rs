@@ -50,7 +50,8 @@ pub trait LeaseStore: Send + Sync {
 
     /// Takes the lease `name` for `node` for `ttl` if it is free (expired,
     /// or last held by `node` itself) and `node` holds fewer than its fair
-    /// share; returns it when taken (its epoch one above the last).
+    /// share, or it has been free for two `ttl`s whatever the share;
+    /// returns it when taken (its epoch one above the last).
     fn try_acquire<'a>(
         &'a self,
         name: &'a str,
@@ -164,12 +165,18 @@ mod postgres {
                 // Of two nodes taking it at once, the second finds the
                 // row changed when the first commits, and takes nothing.
                 // Its own lease (held before a restart) a node takes back
-                // whatever its share: it is counted in it already.
+                // whatever its share: it is counted in it already. One
+                // nobody below their share has taken for two lifetimes
+                // (a runner only some nodes know, during a rolling
+                // deploy) is taken whatever the share, so none stays
+                // unowned.
                 let taken = sqlx::query(
                     "UPDATE allframe_leases SET owner = $2, epoch = epoch + 1, \
                      expires_at = clock_timestamp() + make_interval(secs => $3) \
                      WHERE name = $1 \
-                     AND ((expires_at <= clock_timestamp() AND $4) OR owner = $2) \
+                     AND ((expires_at <= clock_timestamp() \
+                           AND ($4 OR expires_at <= clock_timestamp() - make_interval(secs => $3 * 2))) \
+                          OR owner = $2) \
                      RETURNING name, owner, epoch, expires_at",
                 )
                 .bind(name)
@@ -211,7 +218,7 @@ mod postgres {
         fn release<'a>(&'a self, held: &'a Lease) -> BoxFuture<'a, Result<()>> {
             async move {
                 sqlx::query(
-                    "UPDATE allframe_leases SET owner = '', expires_at = 'epoch' \
+                    "UPDATE allframe_leases SET owner = '', expires_at = clock_timestamp() \
                      WHERE name = $1 AND owner = $2 AND epoch = $3",
                 )
                 .bind(&held.name)
@@ -269,7 +276,7 @@ mod postgres {
                     .await
                     .map_err(db_error)?;
                 sqlx::query(
-                    "UPDATE allframe_leases SET owner = '', expires_at = 'epoch' \
+                    "UPDATE allframe_leases SET owner = '', expires_at = clock_timestamp() \
                      WHERE owner = $1 AND expires_at > clock_timestamp()",
                 )
                 .bind(node)
