@@ -368,13 +368,16 @@ async fn listen(
     reads: sqlx::PgPool,
     head: tokio::sync::watch::Sender<u64>,
 ) {
-    let mut backoff = std::time::Duration::from_millis(100);
+    const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+    let mut backoff = FIRST_BACKOFF;
     loop {
-        match listen_once(&options, &schema, &reads, &head).await {
-            Ok(()) => {}
-            Err(error) => {
-                tracing::warn!(%error, "the PostgreSQL listener lost its connection; other nodes' writes are seen by polling until it is back");
-            }
+        let started = std::time::Instant::now();
+        if let Err(error) = listen_once(&options, &schema, &reads, &head).await {
+            tracing::warn!(%error, "the PostgreSQL listener lost its connection; other nodes' writes are seen by polling until it is back");
+        }
+        // A connection that lasted is not part of a run of failures.
+        if started.elapsed() > MAX_LISTEN_BACKOFF * 2 {
+            backoff = FIRST_BACKOFF;
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_LISTEN_BACKOFF);
