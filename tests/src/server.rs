@@ -26,7 +26,11 @@ impl Drop for Server {
 
 /// Serves the bank over `store` on a free port of 127.0.0.1.
 pub async fn serve_bank(store: &dyn EventStore, config: EventStreamConfig) -> Server {
-    let app = bank::app(store).events(config).build().await.unwrap();
+    serve(bank::app(store).events(config).build().await.unwrap()).await
+}
+
+/// Serves `app` on a free port of 127.0.0.1.
+pub async fn serve(app: App) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = app.router();

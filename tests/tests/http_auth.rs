@@ -363,10 +363,8 @@ async fn without_an_authenticator_the_principal_extractor_refuses() {
 async fn event_streams_take_the_token_in_the_query() {
     let store = MemoryStore::new();
     let app = app(&store).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = app.router();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let server = allframe_tests::server::serve(app).await;
+    let addr = server.addr;
 
     let refused = tokio_tungstenite::connect_async(format!("ws://{addr}/events/ws")).await;
     match refused {
@@ -405,7 +403,7 @@ async fn event_streams_take_the_token_in_the_query() {
     )
     .await;
     assert_eq!(answer.status, 401);
-    server.abort();
+    drop(server);
 }
 
 /// Unpadded base64url, for the forged token.

@@ -48,10 +48,8 @@ async fn killed_connections_answer_503_and_the_service_recovers() {
         .build()
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = app.router();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let server = allframe_tests::server::serve(app).await;
+    let addr = server.addr;
 
     let opened = try_http_request(
         addr,
@@ -173,5 +171,5 @@ async fn killed_connections_answer_503_and_the_service_recovers() {
     }
     assert!(log.iter().any(|e| e.position == last));
     admin.close().await;
-    server.abort();
+    drop(server);
 }

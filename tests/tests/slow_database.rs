@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_millis(500);
 
-async fn serve(store: &dyn EventStore) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+async fn serve(store: &dyn EventStore) -> allframe_tests::server::Server {
     // A short lease: an attempt cut short before its append holds its
     // key in flight until the lease runs out.
     let config = allframe::DispatchConfig::default().idempotency_lease(Duration::from_secs(2));
@@ -27,11 +27,7 @@ async fn serve(store: &dyn EventStore) -> (SocketAddr, tokio::task::JoinHandle<(
         .build()
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = app.router();
-    let task = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (addr, task)
+    allframe_tests::server::serve(app).await
 }
 
 async fn post(addr: SocketAddr, name: &str, key: &str, body: Value) -> RawResponse {
@@ -59,7 +55,8 @@ async fn times_out_then_answers<G>(
     hold: impl std::future::Future<Output = G>,
     release: impl AsyncFnOnce(G),
 ) {
-    let (addr, server) = serve(store).await;
+    let server = serve(store).await;
+    let addr = server.addr;
     let opened = post(
         addr,
         "open-account",
@@ -138,7 +135,7 @@ async fn times_out_then_answers<G>(
     )
     .await;
     assert_eq!(overdrawn.status, 422, "the deposit was applied once");
-    server.abort();
+    drop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,7 +191,8 @@ async fn sqlite_held_up_by_another_writer() {
 #[tokio::test]
 async fn a_quick_command_is_not_cut_short() {
     let store = MemoryStore::new();
-    let (addr, server) = serve(&store).await;
+    let server = serve(&store).await;
+    let addr = server.addr;
     let opened = post(
         addr,
         "open-account",
@@ -203,5 +201,5 @@ async fn a_quick_command_is_not_cut_short() {
     )
     .await;
     assert_eq!(opened.status, 201);
-    server.abort();
+    drop(server);
 }

@@ -57,10 +57,8 @@ async fn a_full_disk_answers_503_and_writes_resume_when_space_returns() {
     let path = mount.0.path().join("bank.db");
     let store = SqliteStore::open(&path).await.unwrap();
     let app = bank::app(&store).build().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = app.router();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let server = allframe_tests::server::serve(app).await;
+    let addr = server.addr;
 
     let opened = post(
         addr,
@@ -128,8 +126,7 @@ async fn a_full_disk_answers_503_and_writes_resume_when_space_returns() {
         "every acknowledged deposit counts: {}",
         String::from_utf8_lossy(&withdrawn.body)
     );
-    server.abort();
-    drop(app);
+    drop(server);
     allframe::EventStore::close(&store).await;
 
     // The file is intact.
