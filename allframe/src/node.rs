@@ -121,6 +121,20 @@ impl Node {
         }
     }
 
+    /// The leases some node holds or last held, by name: what the admin
+    /// lists show as each runner's owner.
+    pub(crate) async fn owners(
+        &self,
+    ) -> crate::store::Result<std::collections::HashMap<String, Lease>> {
+        Ok(self
+            .all_leases()
+            .await?
+            .into_iter()
+            .filter(|lease| !lease.owner.is_empty())
+            .map(|lease| (lease.name.clone(), lease))
+            .collect())
+    }
+
     /// Says this node has left and gives back every lease it holds, so
     /// other nodes take its runners at once instead of after the leases
     /// expire. Call it once its runners have stopped.

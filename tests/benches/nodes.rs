@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 
 use allframe::store::PostgresStore;
 use allframe::{DispatchOptions, Dispatcher, EventStore};
-use allframe_tests::bench::{deposits_per_second, env_number};
-use bank::domain::OpenAccount;
+use allframe_tests::bench::{deposits_per_second, env_number, open_accounts};
 use futures_util::StreamExt;
 
 async fn store(schema: &str, notifications: bool) -> PostgresStore {
@@ -52,20 +51,7 @@ async fn drop_schema(schema: &str) {
 /// A dispatcher over `store` and 64 accounts opened on it.
 async fn bank(store: &PostgresStore) -> (Arc<Dispatcher>, Arc<Vec<String>>) {
     let dispatcher = Arc::new(Dispatcher::builder(store).build().unwrap());
-    let mut accounts = Vec::new();
-    for _ in 0..64 {
-        let open = OpenAccount {
-            owner: "Ada".into(),
-            email: "ada@example.com".into(),
-            initial_deposit: 100,
-            currency: None,
-        };
-        let opened = dispatcher
-            .dispatch(open, DispatchOptions::default())
-            .await
-            .unwrap();
-        accounts.push(opened.aggregate_id);
-    }
+    let accounts = open_accounts(&dispatcher, 64, 100).await;
     (dispatcher, Arc::new(accounts))
 }
 

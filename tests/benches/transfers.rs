@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 
 use allframe::store::SqliteStore;
 use allframe::{DispatchOptions, Dispatcher, EventFilter, EventStore, Sagas};
-use allframe_tests::bench::{deposits_per_second, env_number};
-use bank::domain::OpenAccount;
+use allframe_tests::bench::{deposits_per_second, env_number, open_accounts};
 use bank::transfer::{Transfer, TransferMoney};
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
@@ -170,22 +169,8 @@ async fn report(backend: &str, store: Arc<dyn EventStore>) {
     let callers = env_number("ALLFRAME_BENCH_CALLERS", 64.0) as usize;
     let rounds = env_number("ALLFRAME_BENCH_ROUNDS", 3.0) as usize;
     let dispatcher = Arc::new(Dispatcher::builder(&*store).build().unwrap());
-    let mut accounts = Vec::new();
-    for _ in 0..env_number("ALLFRAME_BENCH_ACCOUNTS", 16.0) as usize {
-        let open = OpenAccount {
-            owner: "Ada".into(),
-            email: "ada@example.com".into(),
-            initial_deposit: 1_000_000_000,
-            currency: None,
-        };
-        accounts.push(
-            dispatcher
-                .dispatch(open, DispatchOptions::default())
-                .await
-                .unwrap()
-                .aggregate_id,
-        );
-    }
+    let count = env_number("ALLFRAME_BENCH_ACCOUNTS", 16.0) as usize;
+    let accounts = open_accounts(&dispatcher, count, 1_000_000_000).await;
     let accounts = Arc::new(accounts);
     let sagas = Sagas::builder(&*store, dispatcher.clone())
         .saga::<Transfer>()

@@ -50,3 +50,27 @@ pub async fn deposits_per_second(
     }
     total as f64 / seconds
 }
+
+/// Opens `count` accounts through `dispatcher`, each with
+/// `initial_deposit` cents; their ids.
+pub async fn open_accounts(
+    dispatcher: &Dispatcher,
+    count: usize,
+    initial_deposit: u64,
+) -> Vec<String> {
+    let mut accounts = Vec::with_capacity(count);
+    for _ in 0..count {
+        let open = bank::domain::OpenAccount {
+            owner: "Ada".into(),
+            email: "ada@example.com".into(),
+            initial_deposit,
+            currency: None,
+        };
+        let opened = dispatcher
+            .dispatch(open, DispatchOptions::default())
+            .await
+            .expect("an account opens");
+        accounts.push(opened.aggregate_id);
+    }
+    accounts
+}

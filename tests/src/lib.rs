@@ -235,13 +235,26 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     }
 }
 
+/// A server process started by [`spawn_listening`]; killed (and reaped)
+/// when dropped.
+pub struct Listening {
+    /// The process.
+    pub child: std::process::Child,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts `program` with `args`, a server that prints
-/// `listening on http://ADDR` first (like `bank_node`); returns the child
-/// and that address. The rest of its output is read and dropped.
-pub fn spawn_listening(
-    program: &str,
-    args: &[&str],
-) -> (std::process::Child, std::net::SocketAddr) {
+/// `listening on http://ADDR` first (like `bank_node`). The rest of its
+/// output is read and dropped.
+pub fn spawn_listening(program: &str, args: &[&str]) -> Listening {
     use std::io::BufRead;
 
     let mut child = std::process::Command::new(program)
@@ -257,5 +270,5 @@ pub fn spawn_listening(
         .parse()
         .expect("an address");
     std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    Listening { child, addr }
 }

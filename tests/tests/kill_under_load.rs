@@ -6,14 +6,13 @@
 //! service's rows add up to the log.
 
 use std::net::SocketAddr;
-use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use allframe::store::{PostgresStore, SqliteStore};
 use allframe::{EventFilter, EventStore};
 use allframe_tests::{
-    fresh_schema, http_request, postgres_options, spawn_listening, try_http_request,
+    Listening, fresh_schema, http_request, postgres_options, spawn_listening, try_http_request,
 };
 use serde_json::{Value, json};
 
@@ -22,18 +21,8 @@ const CALLERS: usize = 16;
 /// Kills per backend.
 const KILLS: usize = 3;
 
-struct Node(Child, SocketAddr);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(backend: &str, place: &str) -> Node {
-    let (child, addr) = spawn_listening(env!("CARGO_BIN_EXE_bank_node"), &[backend, place]);
-    Node(child, addr)
+fn start(backend: &str, place: &str) -> Listening {
+    spawn_listening(env!("CARGO_BIN_EXE_bank_node"), &[backend, place])
 }
 
 async fn open(addr: SocketAddr) -> String {
@@ -100,7 +89,7 @@ async fn survive_kills(
     let mut node = start(backend, place);
     let mut accounts = Vec::new();
     for _ in 0..8 {
-        accounts.push(open(node.1).await);
+        accounts.push(open(node.addr).await);
     }
     let accounts = Arc::new(accounts);
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
@@ -108,7 +97,7 @@ async fn survive_kills(
         let callers: Vec<_> = (0..CALLERS)
             .map(|caller| {
                 tokio::spawn(deposit_until_killed(
-                    node.1,
+                    node.addr,
                     accounts.clone(),
                     acknowledged.clone(),
                     caller,
@@ -117,12 +106,12 @@ async fn survive_kills(
             .collect();
         // A different moment each time, with writes in flight.
         tokio::time::sleep(Duration::from_millis(300 + 250 * kill as u64)).await;
-        let pid = node.0.id();
+        let pid = node.child.id();
         std::process::Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .status()
             .unwrap();
-        let _ = node.0.wait();
+        let _ = node.child.wait();
         for caller in callers {
             caller.await.unwrap();
         }
@@ -184,14 +173,14 @@ async fn survive_kills(
         // projection's lease once the killed node's has expired; until
         // then the read answers 503 with `Retry-After`.
         let path = format!("/projections/accounts/{account}?min_position={head}");
-        let mut answer = http_request(node.1, "GET", &path, &[], b"").await;
+        let mut answer = http_request(node.addr, "GET", &path, &[], b"").await;
         for _ in 0..30 {
             if answer.status != 503 {
                 break;
             }
             assert!(answer.header("retry-after").is_some());
             tokio::time::sleep(Duration::from_secs(1)).await;
-            answer = http_request(node.1, "GET", &path, &[], b"").await;
+            answer = http_request(node.addr, "GET", &path, &[], b"").await;
         }
         assert_eq!(
             answer.status,

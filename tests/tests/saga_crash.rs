@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use allframe::store::SqliteStore;
-use allframe::{DispatchOptions, Dispatcher, EventFilter, EventStore, Sagas, load};
-use bank::domain::{Account, OpenAccount};
+use allframe::{Dispatcher, EventFilter, EventStore, Sagas, load};
+use bank::domain::Account;
 use bank::transfer::{Transfer, TransferEvent};
 
 const ACCOUNTS: usize = 5;
@@ -71,20 +71,7 @@ async fn start_round(store: &dyn EventStore, accounts: &[String], round: usize) 
 
 async fn kill_and_check(store: Arc<dyn EventStore>, backend: &str, place: &str) {
     let dispatcher = Dispatcher::builder(&*store).build().unwrap();
-    let mut accounts = Vec::new();
-    for _ in 0..ACCOUNTS {
-        let open = OpenAccount {
-            owner: "Ada".into(),
-            email: "ada@example.com".into(),
-            initial_deposit: OPENING,
-            currency: None,
-        };
-        let opened = dispatcher
-            .dispatch(open, DispatchOptions::default())
-            .await
-            .unwrap();
-        accounts.push(opened.aggregate_id);
-    }
+    let accounts = allframe_tests::bench::open_accounts(&dispatcher, ACCOUNTS, OPENING).await;
     let mut ids = Vec::new();
     let mut done = HashSet::new();
     let mut cut_short = 0;

@@ -4,48 +4,50 @@
 //! after `kill -9`, and a paused owner fenced off.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use allframe_tests::{RawResponse, fresh_schema, http_request, postgres_options, spawn_listening};
+use allframe_tests::{
+    Listening, RawResponse, fresh_schema, http_request, postgres_options, spawn_listening,
+};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 /// Lease TTL of the nodes: short, so failover is quick to wait for.
 const TTL: Duration = Duration::from_millis(2_000);
 
-/// A bank node; killed when dropped.
+/// A bank node; resumed (if paused) and killed when dropped.
 struct Node {
-    child: Child,
+    process: Listening,
     addr: SocketAddr,
     id: String,
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
+        // A stopped process is killed all the same; continued first, it
+        // also leaves its connections cleanly.
         self.signal("CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
 impl Node {
     fn start(schema: &str, id: &str) -> Node {
         let ttl = TTL.as_millis().to_string();
-        let (child, addr) = spawn_listening(
+        let process = spawn_listening(
             env!("CARGO_BIN_EXE_bank_node"),
             &["postgres", schema, id, &ttl],
         );
         Node {
-            child,
-            addr,
+            addr: process.addr,
+            process,
             id: id.to_owned(),
         }
     }
 
     fn signal(&self, signal: &str) {
         let _ = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .args([&format!("-{signal}"), &self.process.child.id().to_string()])
             .status();
     }
 

@@ -3,28 +3,16 @@
 //! must cost a retry, never a wrong answer. On SQLite (one file) and
 //! PostgreSQL (one schema).
 
-use std::net::SocketAddr;
-use std::process::Child;
-
-use allframe_tests::{RawResponse, fresh_schema, http_request, postgres_options, spawn_listening};
+use allframe_tests::{
+    Listening, RawResponse, fresh_schema, http_request, postgres_options, spawn_listening,
+};
 use serde_json::{Value, json};
 
 /// A bank node; killed when dropped.
-struct Node {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Node = Listening;
 
 fn node(backend: &str, place: &str) -> Node {
-    let (child, addr) = spawn_listening(env!("CARGO_BIN_EXE_bank_node"), &[backend, place]);
-    Node { child, addr }
+    spawn_listening(env!("CARGO_BIN_EXE_bank_node"), &[backend, place])
 }
 
 async fn command(node: &Node, name: &str, body: Value) -> RawResponse {

@@ -243,16 +243,9 @@ impl Projections {
         Ok(status_of(slot, head, &self.leases().await?))
     }
 
-    /// The leases of the store (none without leases), by name.
+    /// The owned leases of the store (none without leases), by name.
     async fn leases(&self) -> Result<HashMap<String, Lease>, ProjectionError> {
-        Ok(self
-            .inner
-            .node
-            .all_leases()
-            .await?
-            .into_iter()
-            .map(|lease| (lease.name.clone(), lease))
-            .collect())
+        Ok(self.inner.node.owners().await?)
     }
 
     /// The node the projections run on.
@@ -507,9 +500,7 @@ async fn wait(
 fn status_of(slot: &Slot, head: u64, leases: &HashMap<String, Lease>) -> ProjectionStatus {
     let checkpoint = *slot.checkpoint.borrow();
     let progress = lock(&slot.progress);
-    let lease = leases
-        .get(&slot.lease())
-        .filter(|lease| slot.leased && !lease.owner.is_empty());
+    let lease = leases.get(&slot.lease()).filter(|_| slot.leased);
     let state = if progress.standby {
         ProjectionState::Standby
     } else if let Some(failure) = &progress.failure {

@@ -348,15 +348,8 @@ impl Sagas {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let leases: HashMap<String, crate::store::Lease> = match self.shared.leased {
-            true => self
-                .shared
-                .node
-                .all_leases()
-                .await?
-                .into_iter()
-                .map(|lease| (lease.name.clone(), lease))
-                .collect(),
+        let leases = match self.shared.leased {
+            true => self.shared.node.owners().await?,
             false => HashMap::new(),
         };
         let mut list = Vec::new();
@@ -371,10 +364,7 @@ impl Sagas {
                 .checkpoint(&format!("saga:{name}"))
                 .await?;
             let mut status = tally.status(name, runner, checkpoint, now, timeout);
-            if let Some(lease) = leases
-                .get(&format!("saga:{name}"))
-                .filter(|lease| !lease.owner.is_empty())
-            {
+            if let Some(lease) = leases.get(&format!("saga:{name}")) {
                 status.owner = Some(lease.owner.clone());
                 status.lease_expires_at = Some(lease.expires_at);
             }
