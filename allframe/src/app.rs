@@ -9,12 +9,16 @@ use std::time::Duration;
 use axum::Router;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::auth::Authenticator;
+use futures_util::future::BoxFuture;
+
+use crate::auth::guards::ReadGuards;
+use crate::auth::{Authenticator, Denied, Principal};
 use crate::command::registry::Description;
 use crate::command::{AuthorizeHook, Command, DispatcherBuilder};
 use crate::command::{BuildError, DispatchConfig, Dispatcher};
 use crate::di::{Container, ContainerBuilder, DiError};
 use crate::event::TodaysShapes;
+use crate::http::RequestLimits;
 use crate::http::commands::CommandRoutes;
 use crate::http::correlation::correlate;
 use crate::http::openapi::Document;
@@ -22,8 +26,8 @@ use crate::http::reads::{DEFAULT_READ_WAIT, ReadRoutes};
 use crate::http::routes::Mounts;
 use crate::http::stream::{EventStreamConfig, EventStreams};
 use crate::node::Node;
-use crate::projection::{ProjectionError, Projections, ProjectionsBuilder};
-use crate::query::{Queries, QueryRegistryError};
+use crate::projection::{ListQuery, ProjectionError, Projections, ProjectionsBuilder, Row};
+use crate::query::{Queries, Query, QueryRegistryError};
 use crate::saga::{Saga, SagaError, Sagas, SagasBuilder};
 use crate::store::log::each_page;
 use crate::store::{EventFilter, EventStore, StoreError, StoredType};
@@ -64,6 +68,8 @@ impl App {
             authenticator: None,
             authorize: Vec::new(),
             guarded: Vec::new(),
+            guards: ReadGuards::default(),
+            limits: RequestLimits::default(),
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
         }
     }
@@ -162,6 +168,9 @@ pub struct AppBuilder {
     authorize: Vec<Box<dyn FnOnce(DispatcherBuilder) -> DispatcherBuilder + Send>>,
     /// The names of the commands with a hook.
     guarded: Vec<&'static str>,
+    /// The hooks of the reads and the event streams.
+    guards: ReadGuards,
+    limits: RequestLimits,
     command_timeout: Duration,
 }
 
@@ -204,6 +213,62 @@ impl AppBuilder {
         self.authorize
             .push(Box::new(move |builder| builder.authorize::<C>(hook)));
         self.guarded.push(C::NAME);
+        self
+    }
+
+    /// Runs `hook` on every row of projection `P` read over HTTP
+    /// (`GET /projections/{name}/{key}`), after it is read: it sees the
+    /// request's principal (`None` without an authenticator) and the row,
+    /// and `Err(reason)` answers a 403 problem (`forbidden`) instead of
+    /// the row. A key without a row is a 404 whatever the hook would say.
+    pub fn authorize_row<P: Row>(
+        mut self,
+        hook: impl Fn(Option<&Principal>, &P) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.guards.row::<P>(hook);
+        self
+    }
+
+    /// Runs `hook` on every list of projection `P`'s rows
+    /// (`GET /projections/{name}`) before it is read: it sees the
+    /// principal and the list asked for (its filter, limit and cursor), and
+    /// `Err(reason)` answers a 403 problem (`forbidden`). To let callers
+    /// list only their own rows, accept only a filter on their own id.
+    pub fn authorize_list<P: Row>(
+        mut self,
+        hook: impl Fn(Option<&Principal>, &ListQuery) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.guards.list::<P>(hook);
+        self
+    }
+
+    /// Runs `hook` before the handler of every query `Q`, once its
+    /// parameters are decoded and validated: `Err(reason)` answers a 403
+    /// problem (`forbidden`). [`Queries::run`] runs it too, with no
+    /// principal.
+    pub fn authorize_query<Q: Query>(
+        mut self,
+        hook: impl Fn(Option<&Principal>, &Q) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.guards.query::<Q>(hook);
+        self
+    }
+
+    /// Runs `hook` before a live event stream (`GET /events/ws`,
+    /// `GET /events/sse`) is accepted, before the WebSocket upgrade: it
+    /// gets the principal and the events asked for (the `stream`,
+    /// `category` and `types` parameters as an [`EventFilter`]), may look
+    /// things up (it is async): [`Denied::Forbidden`] answers a 403
+    /// problem (`forbidden`), [`Denied::Store`] (a failed lookup, through
+    /// `?`) a 503 one.
+    pub fn authorize_events<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(Option<Principal>, EventFilter) -> BoxFuture<'static, Result<(), Denied>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.guards.events(hook);
         self
     }
 
@@ -265,6 +330,14 @@ impl AppBuilder {
     /// The largest accepted command body, in bytes (default 1 MiB).
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
+        self
+    }
+
+    /// How large a request's path, query string and headers may be
+    /// (default [`RequestLimits::default`]): larger ones are refused with
+    /// a problem before any route or the authenticator sees them.
+    pub fn request_limits(mut self, limits: RequestLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -350,7 +423,8 @@ impl AppBuilder {
             .default_node(node.clone())
             .start()
             .await?;
-        let queries = Queries::new(projections.clone(), container.clone())?;
+        let queries =
+            Queries::new(projections.clone(), container.clone())?.guarded(self.guards.clone());
         let sagas = self
             .sagas
             .iter()
@@ -370,13 +444,14 @@ impl AppBuilder {
             .with_reads(&projections, &queries)
             .secured(
                 self.authenticator.as_ref().map(|a| a.scheme()),
-                &self.guarded,
+                &guarded_operations(&self.guarded, &self.guards),
             );
         let mut shapes = TodaysShapes::default();
         for command in &described {
             shapes.insert(command.category, command.todays_shape);
         }
-        let events = EventStreams::new(self.store.clone(), shapes, self.events);
+        let events =
+            EventStreams::new(self.store.clone(), shapes, self.events, self.guards.clone());
         let cqrs = crate::http::routes::router(Mounts {
             commands,
             projections: projections.clone(),
@@ -384,6 +459,7 @@ impl AppBuilder {
                 projections: projections.clone(),
                 queries: queries.clone(),
                 wait: self.read_wait,
+                guards: self.guards,
             },
             document: openapi.clone(),
             streams: events.clone(),
@@ -408,6 +484,11 @@ impl AppBuilder {
                 router
             }
         };
+        // Before the authenticator, which reads the query string.
+        let router = router.layer(axum::middleware::from_fn_with_state(
+            self.limits,
+            crate::http::limits::limit,
+        ));
         // Outermost, so a refusal of the authenticator carries the id too.
         let router = router.layer(axum::middleware::from_fn(correlate));
         Ok(App {
@@ -541,4 +622,25 @@ async fn count(store: &dyn EventStore, kind: &StoredType) -> Result<u64, StoreEr
     })
     .await?;
     Ok(events)
+}
+
+/// The operations an authorization hook may refuse with 403, as
+/// (path, method, why): the `commands` with a hook, and the reads and
+/// streams `guards` has hooks for.
+fn guarded_operations(
+    commands: &[&'static str],
+    guards: &ReadGuards,
+) -> Vec<(String, &'static str, &'static str)> {
+    let mut operations: Vec<_> = commands
+        .iter()
+        .map(|name| {
+            (
+                format!("/commands/{name}"),
+                "post",
+                "The command's authorization hook refused the caller (`forbidden`).",
+            )
+        })
+        .collect();
+    operations.extend(guards.guarded());
+    operations
 }

@@ -47,6 +47,7 @@ pub use di::{Container, ContainerBuilder, Dep, Dependency, DiError};
 pub use event::{
     DecodeError, DecodeErrorKind, Event, Metadata, NewEvent, RecordedEvent, UpcastError,
 };
+pub use http::RequestLimits;
 pub use http::stream::EventStreamConfig;
 pub use projection::{
     ApplyError, Change, DEFAULT_BATCH_SIZE, DEFAULT_LIMIT, ListQuery, MAX_LIMIT, OneOf2, OneOf3,

@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod faulty;
 pub mod server;
+pub mod tokens;
 
 use std::io::Write;
 use std::str::FromStr;

@@ -2,45 +2,18 @@
 //! Tokens are signed here with `jsonwebtoken`; the refused ones are forged
 //! by hand where the library will not make them (`alg: none`).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use allframe::auth::{JwtAuthenticator, Principal};
 use allframe::store::MemoryStore;
 use allframe::{App, EventStore};
+use allframe_tests::tokens::{SECRET, bearer, now, token, token_with};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use bank::domain::Withdraw;
 use http_body_util::BodyExt;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-
-const SECRET: &[u8] = b"a secret of the bank, long enough for HS256";
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn token_with(algorithm: Algorithm, secret: &[u8], claims: Value) -> String {
-    jsonwebtoken::encode(
-        &Header::new(algorithm),
-        &claims,
-        &EncodingKey::from_secret(secret),
-    )
-    .unwrap()
-}
-
-fn token(sub: &str, roles: &[&str]) -> String {
-    token_with(
-        Algorithm::HS256,
-        SECRET,
-        json!({"sub": sub, "roles": roles, "exp": now() + 600}),
-    )
-}
 
 /// A route of the app's own that needs a principal, and one that takes
 /// one if there is one.
@@ -127,10 +100,6 @@ async fn send(app: &App, request: Request<Body>) -> Answer {
 
 fn open_account(owner: &str) -> Value {
     json!({"owner": owner, "email": "x@example.com", "initial_deposit": 5})
-}
-
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
 }
 
 #[tokio::test]
@@ -428,7 +397,14 @@ mod base64_engine {
 #[tokio::test]
 async fn the_document_declares_who_may_call_what() {
     let store = MemoryStore::new();
-    let document = app(&store).await.openapi().clone();
+    // The bank with its rules: hooks on every command, the rows, the
+    // lists, the query and the event streams.
+    let document = bank::rules::secured(bank::app(&store), &store, SECRET)
+        .build()
+        .await
+        .unwrap()
+        .openapi()
+        .clone();
     // For the lint in CI (`.ci/run`): the secured document as served.
     if let Some(path) = std::env::var_os("ALLFRAME_SECURED_OPENAPI") {
         std::fs::write(path, serde_json::to_vec_pretty(&document).unwrap()).unwrap();
@@ -449,11 +425,12 @@ async fn the_document_declares_who_may_call_what() {
             protected += 1;
             let responses = &operation["responses"];
             assert!(responses.get("401").is_some(), "{method} {path}");
-            assert_eq!(
-                responses.get("403").is_some(),
-                path.starts_with("/admin/"),
-                "{method} {path}"
-            );
+            let guarded = path.starts_with("/admin/")
+                || path.starts_with("/commands/")
+                || path.starts_with("/projections/")
+                || path.starts_with("/queries/")
+                || path.starts_with("/events/");
+            assert_eq!(responses.get("403").is_some(), guarded, "{method} {path}");
         }
     }
     assert!(protected > 10, "{protected} operations");

@@ -16,6 +16,7 @@ use super::{
     field_errors_for,
 };
 use crate::aggregate::{Loaded, apply_recorded, catch_up, stream_id};
+use crate::auth::Principal;
 use crate::event::{Metadata, NewEvent};
 use crate::store::log::{append_completing, records};
 use crate::store::{Claim, ExpectedVersion, StoreError};
@@ -69,7 +70,10 @@ pub(crate) async fn run<H: CommandHandler>(
     let Some(given) = options.idempotency_key.as_deref() else {
         return execute(handler, dispatcher, command, &options, None).await;
     };
-    let scoped = scoped_key(options.principal.as_ref(), given)?;
+    let scoped = match options.service_key {
+        true => given.to_owned(),
+        false => scoped_key(options.principal.as_ref(), given)?,
+    };
     let key = scoped.as_str();
     let store = &*dispatcher.store;
     let config = &dispatcher.config;
@@ -205,8 +209,8 @@ async fn decide<H: CommandHandler>(
         &loaded.state,
     )?;
     // Handlers take the command by value; a retry clones it again.
-    handler
-        .handle(command.clone(), &loaded.state, &dispatcher.container)
+    let handled = handler.handle(command.clone(), &loaded.state, &dispatcher.container);
+    Principal::acting(options.principal.clone(), handled)
         .await
         .map_err(CommandError::erase)
 }
@@ -284,8 +288,9 @@ async fn queued<H: CommandHandler>(
                 &command,
                 &loaded.state,
             )?;
-            let decided = H::default()
-                .handle(command, &loaded.state, &container)
+            let handler = H::default();
+            let handled = handler.handle(command, &loaded.state, &container);
+            let decided = Principal::acting(options.principal.clone(), handled)
                 .await
                 .map_err(CommandError::erase)?;
             let encoded = encode::<H::Command>(&decided, &command_id, &options)?;

@@ -109,6 +109,10 @@ pub struct DispatchOptions {
     /// Who sends it, for the command's authorization hook; `None` for the
     /// service itself (a saga, code of the service's own).
     pub principal: Option<crate::auth::Principal>,
+    /// The idempotency key is the service's own (a saga step's), unique
+    /// without the principal: recorded as it is, not scoped by subject,
+    /// so the key stays the one earlier releases recorded.
+    pub(crate) service_key: bool,
 }
 
 impl DispatchOptions {
@@ -138,6 +142,14 @@ impl DispatchOptions {
         self
     }
 
+    /// Sets a key of the service's own, unclaimed
+    /// ([`unclaimed_idempotency_key`](Self::unclaimed_idempotency_key)) and
+    /// not scoped by the principal's subject.
+    pub(crate) fn service_idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.service_key = true;
+        self.unclaimed_idempotency_key(key)
+    }
+
     /// Expects the aggregate at exactly `version`.
     pub fn expected_version(mut self, version: u64) -> Self {
         self.if_match = Some(IfMatch::OneOf(vec![version]));
@@ -150,11 +162,12 @@ impl DispatchOptions {
         self
     }
 
-    /// Sent by `principal`: its authorization hook sees it, and its
-    /// subject goes into every event's metadata (`principal`).
+    /// Sent by `principal`: its authorization hook and its handler
+    /// ([`Principal::current`](crate::auth::Principal::current)) see it,
+    /// and every event's metadata records its subject (`principal`) and
+    /// roles (`principal_roles`, when it has any).
     pub fn principal(mut self, principal: crate::auth::Principal) -> Self {
-        self.metadata
-            .insert("principal".into(), principal.subject.clone().into());
+        principal.record(&mut self.metadata);
         self.principal = Some(principal);
         self
     }

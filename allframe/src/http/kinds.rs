@@ -137,6 +137,15 @@ pub const STORE_UNAVAILABLE: ProblemKind = kind(503, "store-unavailable", "Servi
 /// still take effect (`Retry-After`).
 pub const COMMAND_TIMED_OUT: ProblemKind = kind(503, "command-timed-out", "Command timed out");
 
+/// The path or the query string is longer than the app accepts
+/// ([`RequestLimits`](crate::http::RequestLimits)).
+pub const URI_TOO_LONG: ProblemKind = kind(414, "uri-too-long", "URI too long");
+
+/// The headers are larger than the app accepts
+/// ([`RequestLimits`](crate::http::RequestLimits)).
+pub const HEADERS_TOO_LARGE: ProblemKind =
+    kind(431, "headers-too-large", "Request header fields too large");
+
 /// What each framework route can answer besides success: the one list
 /// both its handler's errors and its documented statuses come from.
 pub(crate) mod routes {

@@ -8,6 +8,7 @@ use axum::response::Response;
 use super::extract::PathParams;
 use super::problem::Problem;
 use super::reads::{ReadRoutes, finish, json, parameters, take_min_position};
+use crate::auth::Principal;
 use crate::command::Rejection;
 use crate::query::QueryError;
 
@@ -15,6 +16,7 @@ pub(crate) async fn query(
     State(reads): State<ReadRoutes>,
     PathParams(name): PathParams<String>,
     RawQuery(raw): RawQuery,
+    principal: Option<Principal>,
 ) -> Response {
     let read = async {
         if !reads.queries.contains(&name) {
@@ -36,7 +38,7 @@ pub(crate) async fn query(
         let position = reads.queries.position();
         let answer = reads
             .queries
-            .run(&name, &rest)
+            .run_as(&name, &rest, principal.as_ref())
             .await
             .map_err(Problem::from)?;
         Ok(json(&answer, position))

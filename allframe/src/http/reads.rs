@@ -19,6 +19,8 @@ use super::errors::RequestError;
 use super::extract::PathParams;
 use super::kinds;
 use super::problem::{HttpError, Problem, ProblemKind};
+use crate::auth::Principal;
+use crate::auth::guards::{ReadGuards, Refusal};
 use crate::projection::{DEFAULT_LIMIT, ListQuery, ProjectionError, Projections};
 use crate::query::Queries;
 
@@ -37,12 +39,15 @@ pub(crate) struct ReadRoutes {
     pub(crate) queries: Queries,
     /// How long `min_position` may wait.
     pub(crate) wait: Duration,
+    /// The authorization hooks of rows, lists and queries.
+    pub(crate) guards: ReadGuards,
 }
 
 pub(super) async fn get_row(
     State(reads): State<ReadRoutes>,
     PathParams((name, key)): PathParams<(String, String)>,
     RawQuery(raw): RawQuery,
+    principal: Option<Principal>,
 ) -> Response {
     let read = async {
         known(&reads.projections, &name)?;
@@ -73,7 +78,17 @@ pub(super) async fn get_row(
                 .insert(ALLFRAME_POSITION, HeaderValue::from(position));
             return Ok(response);
         };
-        Ok(json_text(row, position))
+        match reads.guards.check_row(&name, principal.as_ref(), &row) {
+            Ok(()) => Ok(json_text(row, position)),
+            Err(Refusal::Forbidden(reason)) => Err(Problem::of(kinds::FORBIDDEN, reason)),
+            Err(Refusal::Undecodable(error)) => {
+                tracing::error!(projection = %name, %key, %error, "a row does not decode into its type, so its authorization hook could not see it");
+                Err(Problem::of(
+                    kinds::INTERNAL_ERROR,
+                    "the row could not be checked",
+                ))
+            }
+        }
     };
     finish(read.await)
 }
@@ -82,6 +97,7 @@ pub(super) async fn list(
     State(reads): State<ReadRoutes>,
     PathParams(name): PathParams<String>,
     RawQuery(raw): RawQuery,
+    principal: Option<Principal>,
 ) -> Response {
     let read = async {
         let indexed = known(&reads.projections, &name)?;
@@ -118,6 +134,10 @@ pub(super) async fn list(
                 }
             }
         }
+        reads
+            .guards
+            .check_list(&name, principal.as_ref(), &query)
+            .map_err(|reason| Problem::of(kinds::FORBIDDEN, reason))?;
         let position = settle(&reads, &name, min_position).await?;
         let page = reads
             .projections

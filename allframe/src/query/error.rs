@@ -31,6 +31,10 @@ pub enum QueryError<E = Rejection> {
     /// garde refused the parameters; pointers use wire names.
     #[error("the query's parameters are invalid")]
     Validation(Vec<FieldError>),
+    /// The query's authorization hook refused the caller, for this
+    /// reason.
+    #[error("{0}")]
+    Forbidden(String),
     /// The handler refused.
     #[error(transparent)]
     Domain(E),
@@ -69,6 +73,7 @@ impl<E: DomainError> QueryError<E> {
             Self::BadParameters(_) => kinds::INVALID_QUERY_PARAMETERS,
             Self::UnknownParameter { .. } => kinds::UNKNOWN_PARAMETER,
             Self::Validation(_) => kinds::VALIDATION_FAILED,
+            Self::Forbidden(_) => kinds::FORBIDDEN,
             Self::Domain(error) => ProblemKind {
                 status: error.status(),
                 code: error.code(),
@@ -103,6 +108,7 @@ impl<E: DomainError> QueryError<E> {
                 known,
             },
             Self::Validation(errors) => QueryError::Validation(errors),
+            Self::Forbidden(reason) => QueryError::Forbidden(reason),
             // A 5xx is the system failing, whatever type carried it.
             Self::Domain(error) if error.status() >= 500 => QueryError::Failed(error.to_string()),
             Self::Domain(error) => QueryError::Domain(Rejection::from_domain(&error)),

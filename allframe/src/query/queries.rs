@@ -9,6 +9,8 @@ use serde_json::value::RawValue;
 
 use super::QueryError;
 use super::registry::{self, QueryDescription, QueryRegistryError, Registered};
+use crate::auth::Principal;
+use crate::auth::guards::ReadGuards;
 use crate::di::Container;
 use crate::projection::{ProjectionError, Projections};
 
@@ -18,6 +20,7 @@ pub struct Queries {
     handlers: Arc<BTreeMap<&'static str, Registered>>,
     projections: Projections,
     container: Arc<Container>,
+    guards: ReadGuards,
 }
 
 impl Queries {
@@ -37,7 +40,14 @@ impl Queries {
             handlers: Arc::new(handlers),
             projections,
             container,
+            guards: ReadGuards::default(),
         })
+    }
+
+    /// The same queries, each checked by its hook in `guards`.
+    pub(crate) fn guarded(mut self, guards: ReadGuards) -> Self {
+        self.guards = guards;
+        self
     }
 
     /// The names of the queries, sorted.
@@ -57,15 +67,35 @@ impl Queries {
 
     /// Runs query `name` with `parameters`, a URL query string
     /// (`min_balance=100&limit=10`), and returns its answer as JSON.
+    /// Its authorization hook, if it has one, sees no principal.
     pub async fn run(&self, name: &str, parameters: &str) -> Result<Box<RawValue>, QueryError> {
+        self.run_as(name, parameters, None).await
+    }
+
+    /// Runs query `name` as [`run`](Self::run) does, for `principal`: its
+    /// authorization hook and its handler
+    /// ([`Principal::current`]) see it.
+    pub async fn run_as(
+        &self,
+        name: &str,
+        parameters: &str,
+        principal: Option<&Principal>,
+    ) -> Result<Box<RawValue>, QueryError> {
         let registered = self
             .handlers
             .get(name)
             .ok_or_else(|| QueryError::Unknown(name.to_owned()))?;
         registered.check_names(name, parameters)?;
+        let guard = self.guards.query_guard(name);
         registered
             .erased
-            .run(parameters, &self.projections, &self.container)
+            .run(
+                parameters,
+                &self.projections,
+                &self.container,
+                principal,
+                guard.as_deref(),
+            )
             .await
     }
 

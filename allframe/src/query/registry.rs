@@ -10,6 +10,8 @@ use futures_util::future::BoxFuture;
 use serde_json::value::RawValue;
 
 use super::{Query, QueryError, QueryHandler};
+use crate::auth::Principal;
+use crate::auth::guards::QueryGuard;
 use crate::command::DomainError;
 use crate::di::{Container, Dependency, DiError};
 use crate::projection::Projections;
@@ -177,12 +179,15 @@ pub(crate) trait ErasedQuery: Send + Sync + 'static {
     fn describe(&self) -> QueryDescription;
 
     /// Parses `parameters` (a query string without `min_position`),
-    /// validates, runs the handler and serializes its answer.
+    /// validates, asks `guard` (if any) whether `principal` may run it,
+    /// runs the handler for `principal` and serializes its answer.
     fn run<'a>(
         &'a self,
         parameters: &'a str,
         projections: &'a Projections,
         dependencies: &'a Container,
+        principal: Option<&'a Principal>,
+        guard: Option<&'a QueryGuard>,
     ) -> BoxFuture<'a, Result<Box<RawValue>, QueryError>>;
 }
 
@@ -208,6 +213,8 @@ impl<H: QueryHandler> ErasedQuery for Erased<H> {
         parameters: &'a str,
         projections: &'a Projections,
         dependencies: &'a Container,
+        principal: Option<&'a Principal>,
+        guard: Option<&'a QueryGuard>,
     ) -> BoxFuture<'a, Result<Box<RawValue>, QueryError>> {
         Box::pin(async move {
             let query: H::Query = serde_urlencoded::from_str(parameters)
@@ -217,9 +224,11 @@ impl<H: QueryHandler> ErasedQuery for Erased<H> {
                     crate::command::error::field_errors(&report, <H::Query as Query>::wire_field);
                 return Err(QueryError::Validation(errors));
             }
-            let output = self
-                .0
-                .handle(query, projections, dependencies)
+            if let Some(guard) = guard {
+                guard(principal, &query).map_err(QueryError::Forbidden)?;
+            }
+            let handled = self.0.handle(query, projections, dependencies);
+            let output = Principal::acting(principal.cloned(), handled)
                 .await
                 .map_err(QueryError::erase)?;
             let json = serde_json::to_string(&output).map_err(QueryError::Output)?;

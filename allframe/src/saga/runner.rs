@@ -16,6 +16,7 @@ use super::{
     name, stream_id,
 };
 use crate::Aggregate;
+use crate::auth::Principal;
 use crate::command::{CommandError, CommandOutcome, DispatchOptions, Dispatcher};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::node::{Held, Node};
@@ -851,10 +852,15 @@ async fn dispatch<S: Saga>(
         .and_then(|timeout| step_event.recorded_at.checked_add_signed(timeout));
     let mut backoff = FIRST_RETRY;
     loop {
-        let options = DispatchOptions::default()
-            .unclaimed_idempotency_key(format!("saga:{}:{id}:{}", name::<S>(), send.step))
+        let mut options = DispatchOptions::default()
+            .service_idempotency_key(format!("saga:{}:{id}:{}", name::<S>(), send.step))
             .correlation_id(id)
             .causation_id(step_event.metadata.event_id.to_string());
+        // Sent for whoever started the instance, so its commands' hooks
+        // judge them as they would that principal's own.
+        if let Some(principal) = Principal::recorded(&step_event.metadata.extra) {
+            options = options.principal(principal);
+        }
         let error = match shared
             .dispatcher
             .dispatch_json(&send.command, &body, options)
@@ -909,13 +915,18 @@ async fn record<S: Saga>(
             Some(broken) => {
                 Decision::end("failed").because(format!("its events do not decode: {broken}"))
             }
-            None => std::panic::catch_unwind(AssertUnwindSafe(|| decide(&instance.state)))
-                .unwrap_or_else(|panic| {
-                    Decision::end("failed").because(format!(
-                        "its decision panicked: {}",
-                        crate::panic_message(&*panic)
-                    ))
-                }),
+            None => std::panic::catch_unwind(AssertUnwindSafe(|| {
+                // It decides for whoever started the instance.
+                Principal::acting_sync(Principal::recorded(&cause.metadata.extra), || {
+                    decide(&instance.state)
+                })
+            }))
+            .unwrap_or_else(|panic| {
+                Decision::end("failed").because(format!(
+                    "its decision panicked: {}",
+                    crate::panic_message(&*panic)
+                ))
+            }),
         };
         let events = encode::<S>(decision, instance, input, id, cause);
         match shared
@@ -987,6 +998,9 @@ fn encode<S: Saga>(
         let metadata = event.metadata_mut();
         metadata.correlation_id = Some(id.to_owned());
         metadata.causation_id = Some(cause.metadata.event_id.to_string());
+        // The instance acts for whoever started it: each record carries
+        // that principal on to the next step.
+        Principal::carry(&cause.metadata.extra, &mut metadata.extra);
     }
     events
 }

@@ -50,6 +50,8 @@ pub const DEFAULT_CURRENCY: &str = "EUR";
 /// [`SNAPSHOT_EVERY`] events.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Account {
+    /// Who owns it.
+    pub owner: String,
     /// Whether it is open.
     pub open: bool,
     /// Its balance, in cents.
@@ -64,12 +66,17 @@ impl Aggregate for Account {
     const CATEGORY: &'static str = "account";
 
     fn snapshots() -> Option<Snapshots<Self>> {
-        Some(Snapshots::every(SNAPSHOT_EVERY))
+        // State version 2 keeps the owner; snapshots of version 1 lack it
+        // and are retired.
+        Some(Snapshots::every(SNAPSHOT_EVERY).state_version(2))
     }
 
     fn apply(&mut self, event: &AccountEvent) {
         match event {
-            AccountEvent::AccountOpened { .. } => self.open = true,
+            AccountEvent::AccountOpened { owner, .. } => {
+                self.owner.clone_from(owner);
+                self.open = true;
+            }
             AccountEvent::MoneyDeposited { amount } => self.balance += amount,
             AccountEvent::MoneyWithdrawn { amount } => self.balance -= amount,
             AccountEvent::AccountClosed {} => self.open = false,

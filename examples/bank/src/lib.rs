@@ -4,7 +4,8 @@
 //! account aggregate, commands, their handlers and the refusals — written
 //! with AllFrame's macros and nothing else; [`accounts`] is the read model
 //! of them and the query over it; [`transfer`] moves money between
-//! accounts, a saga. [`app`] starts the service's builder with
+//! accounts, a saga; [`rules`] says who may do what once callers sign in.
+//! [`app`] starts the service's builder with
 //! its one plain route, `GET /about`; building it starts the projections.
 use allframe::Dep;
 use allframe::router::{OpenApiRouter, routes};
@@ -14,6 +15,7 @@ use utoipa::{OpenApi, ToSchema};
 
 pub mod accounts;
 pub mod domain;
+pub mod rules;
 pub mod transfer;
 
 /// The bank's own part of the OpenAPI document.

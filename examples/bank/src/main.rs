@@ -1,4 +1,4 @@
-//! The bank service: `cargo run -p bank [-- --addr HOST:PORT] [--database-url URL]`.
+//! The bank service: `cargo run -p bank [-- --addr HOST:PORT] [--database-url URL] [--jwt-secret SECRET]`.
 //!
 //! `URL` is `sqlite://PATH` (default `sqlite://bank.db`), `postgres://…` or
 //! `memory`. Ctrl-C or SIGTERM stops it after in-flight requests finish; live
@@ -58,6 +58,24 @@ struct Args {
     /// then seen at the next poll.
     #[arg(long, env = "BANK_NO_NOTIFICATIONS")]
     no_notifications: bool,
+    /// Callers sign in with HS256 bearer tokens (`sub`, `exp`, optional
+    /// `roles`) made with this secret (at least 32 bytes), and the bank's
+    /// rules apply (see `bank::rules`). Without it, the bank is open to
+    /// anyone who can reach it.
+    #[arg(long, env = "BANK_JWT_SECRET", value_name = "SECRET", hide_env_values = true, value_parser = secret)]
+    jwt_secret: Option<String>,
+}
+
+/// A token secret long enough for HS256.
+fn secret(value: &str) -> Result<String, String> {
+    match value.len() >= bank::rules::MIN_SECRET_BYTES {
+        true => Ok(value.to_owned()),
+        false => Err(format!(
+            "a secret of {} bytes is too short to sign tokens with: use at least {}",
+            value.len(),
+            bank::rules::MIN_SECRET_BYTES
+        )),
+    }
 }
 
 #[tokio::main]
@@ -92,6 +110,10 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(id) = &args.node_id {
         app = app.node_id(id);
     }
+    let signing_in = args.jwt_secret.is_some();
+    if let Some(secret) = &args.jwt_secret {
+        app = bank::rules::secured(app, &*store, secret.as_bytes());
+    }
     let app = app.build().await?;
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
@@ -121,6 +143,12 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "  projections running: {}",
         app.projections().names().join(", ")
     );
+    match signing_in {
+        true => println!("  access:   bearer tokens (HS256) and the bank's rules"),
+        false => println!(
+            "  access:   OPEN to anyone who can reach it (no --jwt-secret / BANK_JWT_SECRET)"
+        ),
+    }
     server.await?;
     println!("bank stopped");
     Ok(())
@@ -157,6 +185,12 @@ mod tests {
             (Some("web-2"), 3)
         );
         assert!(args(&["--no-notifications"]).unwrap().no_notifications);
+        let long = "s".repeat(bank::rules::MIN_SECRET_BYTES);
+        let parsed = args(&["--jwt-secret", &long]).unwrap();
+        assert_eq!(parsed.jwt_secret.as_deref(), Some(long.as_str()));
+        let error = args(&["--jwt-secret", "short"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ValueValidation, "{error}");
+        assert!(error.to_string().contains("too short"), "{error}");
         let error = args(&["--lease-ttl", "0"]).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::ValueValidation, "{error}");
         let parsed = args(&["--addr", "0.0.0.0:8080", "--database-url", "memory"]).unwrap();

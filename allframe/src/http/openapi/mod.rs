@@ -78,21 +78,24 @@ impl Document {
     /// authenticator's security `scheme`, every operation but `/health`'s
     /// needs it and may answer 401, and the admin operations 403; without
     /// one, every operation is open (`security: []`). The `guarded`
-    /// commands (those with an authorization hook) may answer 403 either
-    /// way. A document without `servers` gets this service's own root.
-    pub(crate) fn secured(self, scheme: Option<Value>, guarded: &[&str]) -> Self {
+    /// operations (path, method, why: those with an authorization hook)
+    /// may answer 403 either way. A document without `servers` gets this
+    /// service's own root.
+    pub(crate) fn secured(
+        self,
+        scheme: Option<Value>,
+        guarded: &[(String, &'static str, &'static str)],
+    ) -> Self {
         let mut document = self.value;
         if document["servers"].as_array().is_none_or(Vec::is_empty) {
             document["servers"] = json!([{ "url": "/", "description": "This service" }]);
         }
-        for name in guarded {
+        for (path, method, why) in guarded {
             if let Some(operation) = document["paths"]
-                .get_mut(format!("/commands/{name}"))
-                .and_then(|item| item.get_mut("post"))
+                .get_mut(path)
+                .and_then(|item| item.get_mut(*method))
             {
-                operation["responses"]["403"] = problem_response(
-                    "The command's authorization hook refused the caller (`forbidden`).",
-                );
+                operation["responses"]["403"] = problem_response(why);
             }
         }
         let Some(scheme) = scheme else {

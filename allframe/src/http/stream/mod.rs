@@ -18,8 +18,11 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use crate::auth::guards::ReadGuards;
+use crate::auth::{Denied, Principal};
 use crate::event::TodaysShapes;
 use crate::http::errors::{self, RequestError};
+use crate::http::kinds;
 use crate::http::problem::Problem;
 use crate::store::{EventStore, StoreError};
 use fanout::{Follower, Hub};
@@ -103,6 +106,8 @@ pub(crate) struct EventStreams {
     permits: Arc<Semaphore>,
     max_connections: u32,
     shutdown: watch::Sender<bool>,
+    /// Holds the streams' authorization hook, if any.
+    guards: ReadGuards,
 }
 
 /// An accepted connection: its slot, its events and the shutdown signal.
@@ -120,6 +125,7 @@ impl EventStreams {
         store: Arc<dyn EventStore>,
         shapes: TodaysShapes,
         mut config: EventStreamConfig,
+        guards: ReadGuards,
     ) -> Arc<Self> {
         // Timers cannot tick at a zero interval; the smallest one stands in.
         config.ping_interval = config.ping_interval.max(Duration::from_millis(1));
@@ -137,17 +143,27 @@ impl EventStreams {
             max_connections,
             shutdown,
             config,
+            guards,
         })
     }
 
-    /// Accepts a connection that starts after `after` (absent: after the
-    /// current head) or says why not: 503 while shutting down, when full
-    /// or when the store does not answer.
+    /// Accepts a connection of `principal` that starts after `after`
+    /// (absent: after the current head) or says why not: 403 when the
+    /// streams' authorization hook refuses it, 503 while shutting down,
+    /// when full or when the store does not answer.
     pub(crate) async fn admit(
         &self,
         params: &StreamParams,
         after: Option<u64>,
+        principal: Option<Principal>,
     ) -> Result<Ticket, Response> {
+        match self.guards.check_events(principal, params.filter()).await {
+            Ok(()) => {}
+            Err(Denied::Forbidden(reason)) => {
+                return Err(Problem::of(kinds::FORBIDDEN, reason).into_response());
+            }
+            Err(Denied::Store(error)) => return Err(store_unavailable(error)),
+        }
         if *self.shutdown.borrow() {
             return Err(unavailable(RequestError::ShuttingDown.into()));
         }

@@ -32,6 +32,7 @@ use tokio::time::timeout;
 use super::fanout::FollowError;
 use super::params::last_event_id;
 use super::{EventStreamConfig, EventStreams, Ticket};
+use crate::auth::Principal;
 
 /// `Last-Event-ID`: where a reconnecting SSE client resumes.
 pub(crate) const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
@@ -44,6 +45,7 @@ pub(crate) async fn stream(
     State(streams): State<Arc<EventStreams>>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     headers: HeaderMap,
+    principal: Option<Principal>,
 ) -> Response {
     let params = match super::params(query) {
         Ok(params) => params,
@@ -57,7 +59,10 @@ pub(crate) async fn stream(
         Some(Err(error)) => return crate::http::problem::Problem::from(error).into_response(),
         None => None,
     };
-    let ticket = match streams.admit(&params, resume.or(params.after)).await {
+    let ticket = match streams
+        .admit(&params, resume.or(params.after), principal)
+        .await
+    {
         Ok(ticket) => ticket,
         Err(refusal) => return refusal,
     };

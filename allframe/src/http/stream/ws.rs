@@ -31,6 +31,7 @@ use tokio::time::{Instant, MissedTickBehavior, timeout};
 
 use super::fanout::{FollowError, Follower};
 use super::{EventStreamConfig, EventStreams};
+use crate::auth::Principal;
 use crate::http::errors::RequestError;
 use crate::http::problem::Problem;
 
@@ -60,6 +61,7 @@ pub(crate) async fn stream(
     State(streams): State<Arc<EventStreams>>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    principal: Option<Principal>,
 ) -> Response {
     let params = match super::params(query) {
         Ok(params) => params,
@@ -75,7 +77,7 @@ pub(crate) async fn stream(
             return Problem::from(error).into_response();
         }
     };
-    let ticket = match streams.admit(&params, params.after).await {
+    let ticket = match streams.admit(&params, params.after, principal).await {
         Ok(ticket) => ticket,
         Err(refusal) => return refusal,
     };

@@ -26,6 +26,10 @@ use futures_util::future::BoxFuture;
 use crate::http::kinds;
 use crate::http::problem::Problem;
 
+pub(crate) mod guards;
+
+pub use guards::Denied;
+
 /// The role that may use the admin routes.
 pub const ADMIN: &str = "admin";
 
@@ -57,6 +61,71 @@ impl Principal {
     pub fn is_admin(&self) -> bool {
         self.has_role(ADMIN)
     }
+
+    /// The principal the work in progress is done for: inside a command
+    /// handler, a query handler or a saga's `decide`, the one who sent
+    /// the command or query (a saga acts for the one who started it);
+    /// `None` for work the service does on its own, or outside such work.
+    pub fn current() -> Option<Principal> {
+        CURRENT.try_with(Clone::clone).ok().flatten()
+    }
+
+    /// Runs `work` with `principal` as [`Principal::current`].
+    pub(crate) async fn acting<F: Future>(principal: Option<Principal>, work: F) -> F::Output {
+        CURRENT.scope(principal, work).await
+    }
+
+    /// Runs `work` with `principal` as [`Principal::current`].
+    pub(crate) fn acting_sync<R>(principal: Option<Principal>, work: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(principal, work)
+    }
+
+    /// Writes the principal into event metadata: its subject as
+    /// `principal`, its roles (if any) as `principal_roles`.
+    pub(crate) fn record(&self, metadata: &mut serde_json::Map<String, serde_json::Value>) {
+        metadata.insert(PRINCIPAL_KEY.into(), self.subject.clone().into());
+        if !self.roles.is_empty() {
+            metadata.insert(ROLES_KEY.into(), self.roles.clone().into());
+        }
+    }
+
+    /// The principal event metadata names, if it names one.
+    pub(crate) fn recorded(metadata: &serde_json::Map<String, serde_json::Value>) -> Option<Self> {
+        let subject = metadata.get(PRINCIPAL_KEY)?.as_str()?;
+        let roles = metadata
+            .get(ROLES_KEY)
+            .and_then(serde_json::Value::as_array)
+            .map(|roles| {
+                roles
+                    .iter()
+                    .filter_map(|role| role.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Self::new(subject, roles))
+    }
+
+    /// Copies the principal fields of metadata `from` into `to`.
+    pub(crate) fn carry(
+        from: &serde_json::Map<String, serde_json::Value>,
+        to: &mut serde_json::Map<String, serde_json::Value>,
+    ) {
+        for key in [PRINCIPAL_KEY, ROLES_KEY] {
+            if let Some(value) = from.get(key) {
+                to.insert(key.into(), value.clone());
+            }
+        }
+    }
+}
+
+/// The metadata field naming who sent the command that recorded an event.
+pub const PRINCIPAL_KEY: &str = "principal";
+/// The metadata field listing that principal's roles, when it has any.
+pub const ROLES_KEY: &str = "principal_roles";
+
+tokio::task_local! {
+    /// The principal of the work in progress.
+    static CURRENT: Option<Principal>;
 }
 
 /// Why credentials were refused; the reason is sent in the 401 problem's
