@@ -16,8 +16,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use allframe::store::{PostgresStore, SqliteStore};
-use allframe::{EventFilter, EventStore, EventStreamConfig, ProjectionState};
-use allframe_tests::server::serve_bank;
+use allframe::{DispatchConfig, EventFilter, EventStore, ProjectionState};
+use allframe_tests::server::serve;
 use allframe_tests::{http_request, postgres_options};
 use bank::domain::AccountEvent;
 use serde_json::{Value, json};
@@ -65,7 +65,16 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> Value {
 /// Today's bank over `store`, which holds the old release's data.
 async fn works_after_the_upgrade(store: &dyn EventStore) {
     let (ada, bob) = accounts(store).await;
-    let server = serve_bank(store, EventStreamConfig::default()).await;
+    // The fixture was written on the day it was made, so its idempotency
+    // record is older than the default retention of a day; a retention of
+    // ten years keeps it, as an upgrade within the retention would.
+    let retention = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+    let app = bank::app(store)
+        .config(DispatchConfig::default().idempotency_retention(retention))
+        .build()
+        .await
+        .unwrap();
+    let server = serve(app).await;
     let addr = server.addr;
 
     // The projection is rebuilt for version 2 beside the old rows, which
