@@ -440,12 +440,18 @@ impl AppBuilder {
             .await?;
         let sagas = Arc::new(sagas);
         let (routes, base) = self.routes.unwrap_or_default().split_for_parts();
-        let openapi = Document::build(&described, sagas.names(), base)
-            .with_reads(&projections, &queries)
-            .secured(
-                self.authenticator.as_ref().map(|a| a.scheme()),
-                &guarded_operations(&self.guarded, &self.guards),
-            );
+        #[cfg(feature = "metrics")]
+        let metrics = crate::metrics::handle();
+        #[cfg(not(feature = "metrics"))]
+        let metrics: Option<()> = None;
+        let mut openapi = Document::build(&described, sagas.names(), base);
+        if metrics.is_some() {
+            openapi = openapi.with_metrics();
+        }
+        let openapi = openapi.with_reads(&projections, &queries).secured(
+            self.authenticator.as_ref().map(|a| a.scheme()),
+            &guarded_operations(&self.guarded, &self.guards),
+        );
         let mut shapes = TodaysShapes::default();
         for command in &described {
             shapes.insert(command.category, command.todays_shape);
@@ -465,6 +471,22 @@ impl AppBuilder {
             streams: events.clone(),
             sagas: sagas.clone(),
         });
+        #[cfg(feature = "metrics")]
+        let cqrs = match metrics {
+            Some(handle) => cqrs.route(
+                "/metrics",
+                axum::routing::get(crate::http::metrics::metrics).with_state(
+                    crate::http::metrics::MetricsRoute {
+                        handle,
+                        projections: projections.clone(),
+                        sagas: sagas.clone(),
+                        dispatcher: dispatcher.clone(),
+                        streams: events.clone(),
+                    },
+                ),
+            ),
+            None => cqrs,
+        };
         // After the user's routes, so the 405 covers theirs too (a custom
         // method fallback of theirs is kept) and the 404 covers every path.
         let router = cqrs

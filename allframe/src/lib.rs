@@ -8,6 +8,7 @@ mod command;
 mod di;
 mod event;
 pub mod http;
+pub mod metrics;
 pub mod node;
 mod projection;
 mod query;

@@ -37,3 +37,30 @@ pub async fn serve(app: App) -> Server {
     let task = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     Server { addr, app, task }
 }
+
+/// An app served over a SQLite file of its own, removed when this is
+/// dropped.
+pub struct OnSqlite {
+    /// The running app.
+    pub server: Server,
+    /// Its store.
+    pub store: allframe::store::SqliteStore,
+    _dir: tempfile::TempDir,
+}
+
+/// Opens a SQLite file in a fresh directory and serves what `build` makes
+/// of it (`bank::app(store)`, say, with hooks of the test's own).
+pub async fn serve_on_sqlite(
+    build: impl FnOnce(&allframe::store::SqliteStore) -> allframe::AppBuilder,
+) -> OnSqlite {
+    let dir = tempfile::tempdir().unwrap();
+    let store = allframe::store::SqliteStore::open(dir.path().join("bank.db"))
+        .await
+        .unwrap();
+    let app = build(&store).build().await.unwrap();
+    OnSqlite {
+        server: serve(app).await,
+        store,
+        _dir: dir,
+    }
+}

@@ -10,11 +10,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use allframe::auth::Principal;
-use allframe::store::SqliteStore;
 use allframe::{
-    Aggregate, App, Event, EventStore, Projections, command, command_handler, query, query_handler,
+    Aggregate, Event, EventStore, Projections, command, command_handler, query, query_handler,
 };
-use allframe_tests::server::{Server, serve};
+use allframe_tests::server::{OnSqlite, serve_on_sqlite};
 use allframe_tests::tokens::{SECRET, bearer, token};
 use allframe_tests::{RawResponse, http_request};
 use futures_util::StreamExt;
@@ -71,24 +70,8 @@ async fn who_am_i(_: WhoAmI, _: &Projections) -> Result<Asker, Infallible> {
     })
 }
 
-struct Bank {
-    server: Server,
-    store: SqliteStore,
-    _dir: tempfile::TempDir,
-}
-
-async fn bank() -> Bank {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("bank.db")).await.unwrap();
-    let app: App = bank::rules::secured(bank::app(&store), &store, SECRET)
-        .build()
-        .await
-        .unwrap();
-    Bank {
-        server: serve(app).await,
-        store,
-        _dir: dir,
-    }
+async fn bank() -> OnSqlite {
+    serve_on_sqlite(|store| bank::rules::secured(bank::app(store), store, SECRET)).await
 }
 
 fn ada() -> String {

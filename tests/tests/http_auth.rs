@@ -426,6 +426,7 @@ async fn the_document_declares_who_may_call_what() {
             let responses = &operation["responses"];
             assert!(responses.get("401").is_some(), "{method} {path}");
             let guarded = path.starts_with("/admin/")
+                || path == "/metrics"
                 || path.starts_with("/commands/")
                 || path.starts_with("/projections/")
                 || path.starts_with("/queries/")

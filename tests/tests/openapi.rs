@@ -219,6 +219,7 @@ async fn every_documented_status_is_produced_and_no_other() {
     sagas(&store, &router, &mut seen).await;
     seen.send(&router, "/health", get("/health")).await;
     seen.send(&router, "/about", get("/about")).await;
+    seen.send(&router, "/metrics", get("/metrics")).await;
     store.set(Some(Fault::Unreachable));
     seen.send(&router, "/health", get("/health")).await;
     store.set(None);

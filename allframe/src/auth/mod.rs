@@ -6,7 +6,7 @@
 //! `GET /openapi.json` and `/docs` needs a principal: a request without
 //! credentials, or with credentials the authenticator refuses, is answered
 //! `401` (`/problems/unauthenticated`) with `WWW-Authenticate`, and the
-//! admin routes (`/admin/…`) answer `403` (`/problems/forbidden`) to a
+//! admin routes (`/admin/…`, `/metrics`) answer `403` (`/problems/forbidden`) to a
 //! principal without the [`ADMIN`] role. The principal is an extractor for
 //! the app's own routes, and its subject goes into the metadata of the
 //! events a command records (`principal`). Without an authenticator every
@@ -159,6 +159,11 @@ fn public(path: &str) -> bool {
     path == "/health" || path == "/openapi.json" || path == "/docs" || path.starts_with("/docs/")
 }
 
+/// Paths only admins may use once an authenticator is set.
+pub(crate) fn admin_only(path: &str) -> bool {
+    path == "/admin" || path.starts_with("/admin/") || path == "/metrics"
+}
+
 /// A 401 problem with the authenticator's challenge.
 fn unauthenticated(challenge: &str, detail: &str) -> Response {
     let mut response = Problem::of(kinds::UNAUTHENTICATED, detail).into_response();
@@ -197,7 +202,7 @@ pub(crate) async fn authenticate(
             );
         }
     };
-    if (path == "/admin" || path.starts_with("/admin/")) && !principal.is_admin() {
+    if admin_only(&path) && !principal.is_admin() {
         return Problem::of(
             kinds::FORBIDDEN,
             format!("`{}` is not an admin", principal.subject),

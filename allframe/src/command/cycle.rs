@@ -427,6 +427,7 @@ async fn decide_and_append<H: CommandHandler>(
                     });
                 }
                 tracing::debug!(stream_id = %stream, attempts = conflicts, "concurrency conflict; retrying");
+                crate::metrics::retried(<AggregateOf<H::Command> as crate::Aggregate>::CATEGORY);
                 // Another writer got there first (or the cached state was
                 // behind): decide again on the stream as it is now. With
                 // `If-Match`, that checks it again too.

@@ -216,10 +216,13 @@ impl Dispatcher {
         options: DispatchOptions,
     ) -> Result<CommandOutcome, CommandError> {
         let registered = self.handler(C::NAME)?;
-        registered
+        let started = std::time::Instant::now();
+        let outcome = registered
             .erased
             .dispatch(self, Input::Typed(Box::new(command)), options)
-            .await
+            .await;
+        counted(C::NAME, &outcome, started);
+        outcome
     }
 
     /// Runs the command registered as `name` from its JSON body.
@@ -229,11 +232,17 @@ impl Dispatcher {
         body: &[u8],
         options: DispatchOptions,
     ) -> Result<CommandOutcome, CommandError> {
-        let registered = self.handler(name)?;
-        registered
+        let (name, registered) = self
+            .handlers
+            .get_key_value(name)
+            .ok_or_else(|| CommandError::UnknownCommand(name.to_owned()))?;
+        let started = std::time::Instant::now();
+        let outcome = registered
             .erased
             .dispatch(self, Input::Json(body), options)
-            .await
+            .await;
+        counted(name, &outcome, started);
+        outcome
     }
 
     /// Deletes expired idempotency records when it is time to; one caller
@@ -290,6 +299,24 @@ impl Dispatcher {
             .get(name)
             .ok_or_else(|| CommandError::UnknownCommand(name.to_owned()))
     }
+}
+
+/// Counts a command named `name`, started at `started`, by outcome.
+fn counted(
+    name: &'static str,
+    outcome: &Result<CommandOutcome, CommandError>,
+    started: std::time::Instant,
+) {
+    let code = match outcome {
+        Ok(outcome) => {
+            if outcome.replayed {
+                crate::metrics::replayed(name);
+            }
+            "ok"
+        }
+        Err(error) => error.code(),
+    };
+    crate::metrics::command(name, code, started.elapsed());
 }
 
 impl std::fmt::Debug for Dispatcher {

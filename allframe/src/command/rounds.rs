@@ -331,6 +331,7 @@ impl Round<'_> {
                         return Some(decides.iter().map(|_| Err(conflict())).collect());
                     }
                     tracing::debug!(stream_id = %self.stream, attempts = conflicts, commands = decides.len(), "concurrency conflict; deciding the round again");
+                    crate::metrics::retried(A::CATEGORY);
                     // The state had the round's events applied: read it
                     // again.
                     *slot = None;

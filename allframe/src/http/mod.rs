@@ -11,6 +11,8 @@ pub(crate) mod extract;
 pub(crate) mod health;
 pub mod kinds;
 pub(crate) mod limits;
+#[cfg(feature = "metrics")]
+pub(crate) mod metrics;
 pub(crate) mod openapi;
 pub(crate) mod problem;
 mod queries;

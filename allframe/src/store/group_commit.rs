@@ -434,10 +434,12 @@ async fn write<W: BatchWriter>(
     replies: Vec<oneshot::Sender<Result<Appended>>>,
     head: &watch::Sender<u64>,
 ) {
+    let started = std::time::Instant::now();
     let written = writer
         .write(batch)
         .instrument(tracing::debug_span!(target: "allframe::store", "group_commit"))
         .await;
+    crate::metrics::batch(batch.len(), started.elapsed());
     if written.is_err() {
         writer.recover().await;
     }

@@ -20,7 +20,7 @@ mod reads;
 mod service;
 
 use commands::{admin_sagas_path, command_path, saga_path};
-use service::{event_stream_paths, health_path, shared_schemas};
+use service::{event_stream_paths, health_path, metrics_path, shared_schemas};
 
 /// The name of the authenticator's scheme under `securitySchemes`.
 const SECURITY_SCHEME: &str = "authenticated";
@@ -122,12 +122,19 @@ impl Document {
                 operation["responses"]["401"] = problem_response(
                     "No credentials, or credentials the authenticator refused (`unauthenticated`; `WWW-Authenticate` names the scheme).",
                 );
-                if path.starts_with("/admin/") {
+                if crate::auth::admin_only(path) {
                     operation["responses"]["403"] =
                         problem_response("The principal is not an admin (`forbidden`).");
                 }
             }
         }
+        Self::from_value(document)
+    }
+
+    /// The document with `GET /metrics`.
+    pub(crate) fn with_metrics(self) -> Self {
+        let mut document = self.value;
+        document["paths"]["/metrics"] = metrics_path();
         Self::from_value(document)
     }
 

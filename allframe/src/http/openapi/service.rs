@@ -29,6 +29,21 @@ pub(super) fn health_path() -> Value {
     })
 }
 
+/// `GET /metrics`: Prometheus' text format.
+pub(super) fn metrics_path() -> Value {
+    json!({
+        "get": {
+            "operationId": "metrics",
+            "tags": ["admin"],
+            "summary": "Prometheus metrics: commands, appends, projections, sagas, live streams, snapshots.",
+            "responses": { "200": {
+                "description": "Every metric in Prometheus' text exposition format (version 0.0.4).",
+                "content": { "text/plain": { "schema": { "type": "string" } } },
+            } },
+        }
+    })
+}
+
 /// `GET /events/ws` and `GET /events/sse`: the same filters, the same
 /// RecordedEvent per message.
 pub(super) fn event_stream_paths() -> Map<String, Value> {

@@ -204,14 +204,18 @@ impl EventStreams {
     }
 }
 
+impl EventStreams {
+    /// How many connections are open.
+    pub(crate) fn open(&self) -> usize {
+        self.max_connections as usize - self.permits.available_permits()
+    }
+}
+
 impl std::fmt::Debug for EventStreams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventStreams")
             .field("config", &self.config)
-            .field(
-                "open",
-                &(self.max_connections as usize - self.permits.available_permits()),
-            )
+            .field("open", &self.open())
             .finish_non_exhaustive()
     }
 }

@@ -89,17 +89,17 @@ async fn pump(ticket: Ticket, sender: mpsc::Sender<Event>, config: EventStreamCo
         mut shutdown,
         permit,
     } = ticket;
-    loop {
+    let reason = loop {
         let frame = tokio::select! {
             biased;
-            _ = shutdown.wait_for(|stopping| *stopping) => break,
-            () = sender.closed() => break,
+            _ = shutdown.wait_for(|stopping| *stopping) => break "shutdown",
+            () = sender.closed() => break "client-left",
             next = follower.next() => match next {
                 Ok(frame) => frame,
-                Err(FollowError::Stopped) => break,
+                Err(FollowError::Stopped) => break "shutdown",
                 Err(error) => {
                     tracing::error!(%error, "event stream: ending an SSE response");
-                    break;
+                    break "store-failed";
                 }
             },
         };
@@ -108,20 +108,21 @@ async fn pump(ticket: Ticket, sender: mpsc::Sender<Event>, config: EventStreamCo
             .data(frame.json.as_str());
         tokio::select! {
             biased;
-            _ = shutdown.wait_for(|stopping| *stopping) => break,
+            _ = shutdown.wait_for(|stopping| *stopping) => break "shutdown",
             sent = timeout(config.write_timeout, sender.send(event)) => match sent {
                 Ok(Ok(())) => {}
                 // The response was dropped: the client left.
-                Ok(Err(_)) => break,
+                Ok(Err(_)) => break "client-left",
                 Err(_) => {
                     tracing::debug!(
                         position = frame.event.position,
                         "event stream: an SSE client stopped reading; ending its response"
                     );
-                    break;
+                    break "too-slow";
                 }
             },
         }
-    }
+    };
+    crate::metrics::stream_closed("sse", reason);
     drop(permit);
 }

@@ -114,6 +114,21 @@ enum End {
     StoreFailed,
 }
 
+impl End {
+    /// The reason as metrics name it.
+    fn label(&self) -> &'static str {
+        match self {
+            Self::ClientLeft => "client-left",
+            Self::ClientClosed => "client-closed",
+            Self::TooBig => "too-big",
+            Self::GoingAway => "shutdown",
+            Self::TooSlow => "too-slow",
+            Self::Idle => "idle",
+            Self::StoreFailed => "store-failed",
+        }
+    }
+}
+
 async fn run(
     socket: &mut WebSocket,
     follower: &mut Follower,
@@ -192,6 +207,7 @@ fn read_failed(error: axum::Error) -> End {
 /// Sends the close frame `end` calls for and waits, bounded, for the
 /// client's reply.
 async fn close(mut socket: WebSocket, end: End, config: &EventStreamConfig) {
+    crate::metrics::stream_closed("ws", end.label());
     let (code, reason, grace) = match end {
         End::ClientLeft => return,
         // The echo is queued; sending it is all that is left.
