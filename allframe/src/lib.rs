@@ -1,4 +1,4 @@
-#![doc = include_str!("../../README.md")]
+#![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod aggregate;
@@ -53,7 +53,7 @@ pub use http::stream::EventStreamConfig;
 pub use projection::{
     ApplyError, Change, DEFAULT_BATCH_SIZE, DEFAULT_LIMIT, ListQuery, MAX_LIMIT, OneOf2, OneOf3,
     Page, Projection, ProjectionError, ProjectionState, ProjectionStatus, Projections,
-    ProjectionsBuilder, Row, Source,
+    ProjectionsBuilder, Row, Source, WorkProgress,
 };
 pub use query::{Queries, Query, QueryError, QueryHandler, QueryRegistryError};
 pub use saga::{Saga, Sagas};

@@ -66,6 +66,7 @@ use crate::schema::WireSchema;
 
 mod apply;
 mod error;
+mod meter;
 mod projections;
 mod read;
 mod registry;
@@ -73,6 +74,7 @@ mod runner;
 mod source;
 
 pub use error::ProjectionError;
+pub use meter::WorkProgress;
 pub use projections::{Projections, ProjectionsBuilder};
 pub use read::{DEFAULT_LIMIT, ListQuery, MAX_LIMIT, Page};
 pub use registry::ProjectionRegistration;

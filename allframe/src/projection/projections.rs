@@ -524,6 +524,27 @@ fn status_of(slot: &Slot, head: u64, leases: &HashMap<String, Lease>) -> Project
         failed_position: progress.failure.as_ref().map(|f| f.position),
         owner: lease.map(|lease| lease.owner.clone()),
         lease_expires_at: lease.map(|lease| lease.expires_at),
+        progress: work_progress(slot, &progress, checkpoint, head),
+    }
+}
+
+/// What a rebuild under way, or a running projection a batch or more
+/// behind the head, reports of its pace.
+fn work_progress(
+    slot: &Slot,
+    progress: &Progress,
+    checkpoint: u64,
+    head: u64,
+) -> Option<super::WorkProgress> {
+    if progress.standby || progress.failure.is_some() {
+        return None;
+    }
+    match progress.rebuild {
+        Some(_) => progress.rebuild_meter.progress(head),
+        None if head.saturating_sub(checkpoint) >= slot.batch_size as u64 => {
+            progress.live_meter.progress(head)
+        }
+        None => None,
     }
 }
 

@@ -25,6 +25,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{Notify, watch};
 
 use super::apply::{self, Failure};
+use super::meter::Meter;
 use super::registry::ProjectionRegistration;
 use super::{Projection, Source};
 use crate::event::RecordedEvent;
@@ -95,6 +96,10 @@ pub struct ProjectionStatus {
     /// Until when the owner holds the lease, unless it renews it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// While rebuilding, or catching up a batch or more behind the head:
+    /// how fast it goes and how long it has left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<super::WorkProgress>,
 }
 
 /// Everything about one projection that its task and the registry share.
@@ -125,6 +130,10 @@ pub(super) struct Progress {
     /// Another node holds the lease: this one follows the stored
     /// checkpoint.
     pub(super) standby: bool,
+    /// How fast the live generation moves.
+    pub(super) live_meter: Meter,
+    /// How fast the rebuild under way moves.
+    pub(super) rebuild_meter: Meter,
 }
 
 impl Slot {
@@ -139,6 +148,35 @@ impl Slot {
 
     fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
         self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes where a generation (the rebuild's, or the live one) got to,
+    /// and logs its progress every [`LOG_EVERY`](super::meter::LOG_EVERY) while it is a batch or
+    /// more behind `head`.
+    fn measure(&self, rebuilding: bool, covered: u64, head: u64) {
+        let mut progress = self.progress();
+        let meter = match rebuilding {
+            true => &mut progress.rebuild_meter,
+            false => &mut progress.live_meter,
+        };
+        meter.record(covered);
+        let behind = head.saturating_sub(covered) >= self.batch_size as u64;
+        if !behind || !meter.log_due() {
+            return;
+        }
+        let Some(report) = meter.progress(head) else {
+            return;
+        };
+        drop(progress);
+        tracing::info!(
+            projection = self.name(),
+            work = if rebuilding { "rebuild" } else { "catch-up" },
+            covered,
+            head,
+            events_per_second = report.events_per_second,
+            eta_seconds = report.eta_seconds,
+            "projection progress"
+        );
     }
 
     fn publish(&self, covered: u64) {
@@ -309,6 +347,7 @@ async fn work<P: Projection>(slot: &Slot, fence: Option<Fence<'_>>) -> Result<Fa
     // by other code must not be swapped in under its version.
     let ours = |generation: &Generation| generation.version == version;
     let mut rebuild = generations.rebuilding.filter(ours).map(Cursor::from);
+    slot.progress().rebuild_meter.clear();
     slot.publish(live.covered);
     slot.progress().rebuild = rebuild.as_ref().map(|r| r.covered);
     let mut looked_for_rebuild = tokio::time::Instant::now();
@@ -330,6 +369,7 @@ async fn work<P: Projection>(slot: &Slot, fence: Option<Fence<'_>>) -> Result<Fa
         let live_moved = step::<P>(slot, &mut live, &filter, fence).await?;
         // Published even on a failure: the rows before it were committed.
         slot.publish(live.covered);
+        slot.measure(false, live.covered, *head.borrow());
         if let Step::Failed(failure) = live_moved {
             return Ok(failure);
         }
@@ -346,6 +386,7 @@ async fn work<P: Projection>(slot: &Slot, fence: Option<Fence<'_>>) -> Result<Fa
         };
         let rebuilt = step::<P>(slot, building, &filter, fence).await?;
         slot.progress().rebuild = Some(building.covered);
+        slot.measure(true, building.covered, *head.borrow());
         if let Step::Failed(failure) = rebuilt {
             return Ok(failure);
         }
@@ -355,7 +396,11 @@ async fn work<P: Projection>(slot: &Slot, fence: Option<Fence<'_>>) -> Result<Fa
             }
             live = rebuild.take().expect("a rebuild is under way");
             slot.publish(live.covered);
-            slot.progress().rebuild = None;
+            {
+                let mut progress = slot.progress();
+                progress.rebuild = None;
+                progress.rebuild_meter.clear();
+            }
             tracing::info!(
                 projection = name,
                 checkpoint = live.covered,

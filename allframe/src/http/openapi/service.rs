@@ -202,6 +202,18 @@ fn status_schema() -> Value {
                        "description": "On a store several nodes share (PostgreSQL): the node that runs it, holding its lease." },
             "lease_expires_at": { "type": "string", "format": "date-time",
                                   "description": "Until when the owner holds the lease unless it renews it." },
+            "progress": {
+                "type": "object",
+                "description": "While rebuilding, or catching up a batch or more behind the head: how fast it goes and how long it has left.",
+                "required": ["events_per_second", "remaining_events"],
+                "properties": {
+                    "events_per_second": { "type": "integer", "minimum": 0,
+                                           "description": "Log positions covered a second, over the last ten seconds." },
+                    "remaining_events": { "type": "integer", "minimum": 0, "description": "Positions left to the head." },
+                    "eta_seconds": { "type": "integer", "minimum": 0,
+                                     "description": "Seconds left at that rate; absent while nothing has moved yet." },
+                },
+            },
         },
     })
 }
