@@ -6,9 +6,11 @@
 //! traffic that should move it. With an authenticator the route is
 //! admin-only.
 //!
-//! The recorder is the process's, so this file holds one test per concern
-//! and compares scrapes before and after, never absolute counts of
-//! counters another test in the process could also move.
+//! The recorder is the process's, so this file holds one test per concern,
+//! compares scrapes before and after, and runs its tests one at a time
+//! (`cargo test` runs a file's tests on threads of one process; each takes
+//! [`ONE_AT_A_TIME`] first) so no test's traffic lands in another's
+//! difference.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -126,12 +128,16 @@ async fn scrape_until(addr: SocketAddr, done: impl Fn(&Metrics) -> bool) -> Metr
     }
 }
 
+/// Held by each test for its whole run: the counters are the process's.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn bank() -> OnSqlite {
     serve_on_sqlite(|store| bank::app(store)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_numbers_move_with_the_traffic() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let bank = bank().await;
     let addr = bank.server.addr;
     let before = scrape(addr, None).await;
@@ -279,6 +285,7 @@ async fn the_numbers_move_with_the_traffic() {
 /// cold cache loads from one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_loads_and_writes_are_counted() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let bank = bank().await;
     let addr = bank.server.addr;
     let ada = open(addr, "ada").await;
@@ -317,6 +324,7 @@ async fn snapshot_loads_and_writes_are_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_authenticator_only_admins_scrape() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let secured =
         serve_on_sqlite(|store| bank::rules::secured(bank::app(store), store, SECRET)).await;
     let server = secured.server;
