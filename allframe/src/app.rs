@@ -78,7 +78,7 @@ impl App {
     /// `GET /projections/{name}/{key}`, `GET /queries/{name}`,
     /// `GET /admin/projections`, `POST /admin/projections/{name}/rebuild`
     /// and `.../restart`, `GET /sagas/{name}/{id}`, `GET /admin/sagas`,
-    /// `GET /health`,
+    /// `GET /health`, `GET /admin` (the admin console's page),
     /// `GET /openapi.json`, `GET /docs` (with the `swagger-ui` feature),
     /// `GET /events/ws`, `GET /events/sse` and the routes added with
     /// [`AppBuilder::routes`]. A plain axum `Router`: merge it, nest it
@@ -197,9 +197,9 @@ impl AppBuilder {
 
     /// Authenticates every request with `authenticator` (see
     /// [`auth`](crate::auth)): routes other than `/health`,
-    /// `/openapi.json` and `/docs` need a principal, the admin routes an
-    /// admin, and commands record the principal's subject in their events'
-    /// metadata (`principal`).
+    /// `/openapi.json`, `/docs` and the admin console's page need a
+    /// principal, the admin routes an admin, and commands record the
+    /// principal's subject in their events' metadata (`principal`).
     pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
         self.authenticator = Some(Arc::new(authenticator));
         self
@@ -487,6 +487,7 @@ impl AppBuilder {
             ),
             None => cqrs,
         };
+        let cqrs = cqrs.merge(crate::http::console::router());
         // After the user's routes, so the 405 covers theirs too (a custom
         // method fallback of theirs is kept) and the 404 covers every path.
         let router = cqrs

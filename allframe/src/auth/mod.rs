@@ -3,7 +3,9 @@
 //! [`AppBuilder::authenticator`](crate::AppBuilder::authenticator).
 //!
 //! With an authenticator set, every route except `GET /health`,
-//! `GET /openapi.json` and `/docs` needs a principal: a request without
+//! `GET /openapi.json`, `/docs` and the admin console's page (`GET /admin`
+//! and its `console.css` and `console.js`, which hold no data) needs a
+//! principal: a request without
 //! credentials, or with credentials the authenticator refuses, is answered
 //! `401` (`/problems/unauthenticated`) with `WWW-Authenticate`, and the
 //! admin routes (`/admin/…`, `/metrics`) answer `403` (`/problems/forbidden`) to a
@@ -154,9 +156,15 @@ pub trait Authenticator: Send + Sync + 'static {
     }
 }
 
-/// Paths anyone may read, with or without credentials.
+/// Paths anyone may read, with or without credentials. The admin
+/// console's page and its two assets are among them (exactly those three
+/// paths: they hold no data); the admin routes the page calls are not.
 fn public(path: &str) -> bool {
-    path == "/health" || path == "/openapi.json" || path == "/docs" || path.starts_with("/docs/")
+    path == "/health"
+        || path == "/openapi.json"
+        || path == "/docs"
+        || path.starts_with("/docs/")
+        || crate::http::console::is_page(path)
 }
 
 /// Paths only admins may use once an authenticator is set.

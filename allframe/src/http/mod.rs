@@ -3,6 +3,7 @@
 
 mod admin;
 pub(crate) mod commands;
+pub(crate) mod console;
 pub(crate) mod correlation;
 #[cfg(feature = "swagger-ui")]
 pub(crate) mod docs;
