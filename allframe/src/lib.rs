@@ -18,6 +18,8 @@ mod schema;
 mod serve;
 pub mod store;
 mod subscription;
+#[cfg(feature = "otlp")]
+pub mod telemetry;
 pub mod testing;
 
 /// What a panic said: its `&str` or `String` payload.

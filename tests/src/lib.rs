@@ -165,6 +165,21 @@ pub async fn http_request(
         .expect("a complete exchange")
 }
 
+/// Follows the saga instance at `location` (`/sagas/{name}/{id}`) until it
+/// has ended, and returns its view; panics after 30 s.
+pub async fn saga_ended(addr: std::net::SocketAddr, location: &str) -> serde_json::Value {
+    for _ in 0..1_500 {
+        let response = http_request(addr, "GET", location, &[], b"").await;
+        assert_eq!(response.status, 200, "GET {location}");
+        let view: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        if view["status"] != "running" {
+            return view;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{location} did not end within 30 s");
+}
+
 /// [`http_request`], failing instead of panicking when the connection
 /// fails or breaks before a complete response (a server killed mid-way).
 pub async fn try_http_request(

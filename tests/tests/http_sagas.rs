@@ -3,12 +3,10 @@
 //! ends, idempotent starts, refusals before a saga starts, and problems
 //! for unknown sagas and instances.
 
-use std::time::Duration;
-
 use allframe::EventStreamConfig;
 use allframe::store::SqliteStore;
-use allframe_tests::http_request;
 use allframe_tests::server::{Server, serve_bank};
+use allframe_tests::{http_request, saga_ended};
 use serde_json::{Value, json};
 
 const JSON: (&str, &str) = ("content-type", "application/json");
@@ -53,19 +51,6 @@ async fn open(server: &Server, initial_deposit: u64) -> String {
     opened["aggregate_id"].as_str().unwrap().to_owned()
 }
 
-/// Follows `location` until the saga has ended.
-async fn ended(server: &Server, location: &str) -> Value {
-    for _ in 0..1_500 {
-        let (status, view) = get(server, location).await;
-        assert_eq!(status, 200, "{view}");
-        if view["status"] != "running" {
-            return view;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{location} did not end within 30 s");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfers_over_http() {
     let dir = tempfile::tempdir().unwrap();
@@ -81,7 +66,7 @@ async fn transfers_over_http() {
     assert_eq!(started, json!({"saga_id": id}));
     let location = location.unwrap();
     assert_eq!(location, format!("/sagas/transfer-money/{id}"));
-    let view = ended(&server, &location).await;
+    let view = saga_ended(server.addr, &location).await;
     assert_eq!(view["status"], "completed");
     assert_eq!(view["name"], "transfer-money");
     assert_eq!(view["id"], id.as_str());
@@ -103,7 +88,7 @@ async fn transfers_over_http() {
     // Refused sagas say why.
     let too_much = json!({"from_account_id": a, "to_account_id": b, "amount": 1000});
     let (_, started, location) = post(&server, "transfer-money", too_much, &[]).await;
-    let view = ended(&server, &location.unwrap()).await;
+    let view = saga_ended(server.addr, &location.unwrap()).await;
     assert_eq!(
         (view["status"].as_str(), view["reason"].as_str()),
         (Some("rejected"), Some("insufficient-funds")),
@@ -111,7 +96,7 @@ async fn transfers_over_http() {
     );
     let nowhere = json!({"from_account_id": a, "to_account_id": "nobody", "amount": 5});
     let (_, _, location) = post(&server, "transfer-money", nowhere, &[]).await;
-    let view = ended(&server, &location.unwrap()).await;
+    let view = saga_ended(server.addr, &location.unwrap()).await;
     assert_eq!(
         (view["status"].as_str(), view["reason"].as_str()),
         (Some("refunded"), Some("not-found"))

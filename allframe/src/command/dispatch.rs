@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use super::authorize::Authorizers;
 use super::cache::{StateCache, StateCacheUsage};
 use super::registry::{self, HandlerRegistration, Registered, RegistryError};
@@ -216,13 +218,13 @@ impl Dispatcher {
         options: DispatchOptions,
     ) -> Result<CommandOutcome, CommandError> {
         let registered = self.handler(C::NAME)?;
-        let started = std::time::Instant::now();
-        let outcome = registered
-            .erased
-            .dispatch(self, Input::Typed(Box::new(command)), options)
-            .await;
-        counted(C::NAME, &outcome, started);
-        outcome
+        self.run(
+            C::NAME,
+            registered,
+            Input::Typed(Box::new(command)),
+            options,
+        )
+        .await
     }
 
     /// Runs the command registered as `name` from its JSON body.
@@ -236,12 +238,54 @@ impl Dispatcher {
             .handlers
             .get_key_value(name)
             .ok_or_else(|| CommandError::UnknownCommand(name.to_owned()))?;
+        self.run(name, registered, Input::Json(body), options).await
+    }
+
+    /// Runs one command in its span (`command`: the command, its
+    /// aggregate's category and, once known, the aggregate's id, stream,
+    /// version and position, and the outcome), and counts it.
+    async fn run(
+        &self,
+        name: &'static str,
+        registered: &Registered,
+        input: Input<'_>,
+        options: DispatchOptions,
+    ) -> Result<CommandOutcome, CommandError> {
+        let span = tracing::info_span!(
+            "command",
+            command = name,
+            aggregate = registered.erased.category(),
+            correlation_id = options.correlation_id.as_deref(),
+            aggregate_id = tracing::field::Empty,
+            stream_id = tracing::field::Empty,
+            version = tracing::field::Empty,
+            position = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            "otel.status_code" = tracing::field::Empty,
+        );
         let started = std::time::Instant::now();
         let outcome = registered
             .erased
-            .dispatch(self, Input::Json(body), options)
+            .dispatch(self, input, options)
+            .instrument(span.clone())
             .await;
-        counted(name, &outcome, started);
+        match &outcome {
+            Ok(done) => {
+                span.record("aggregate_id", done.aggregate_id.as_str());
+                span.record("stream_id", done.stream_id.as_str());
+                span.record("version", done.version);
+                if let Some(position) = done.position {
+                    span.record("position", position);
+                }
+            }
+            // A refusal is the domain's answer; only failures of the
+            // service itself mark the span as an error.
+            Err(error) if error.is_internal() => {
+                span.record("otel.status_code", "ERROR");
+            }
+            Err(_) => {}
+        }
+        counted(name, &outcome, started, &span);
         outcome
     }
 
@@ -306,6 +350,7 @@ fn counted(
     name: &'static str,
     outcome: &Result<CommandOutcome, CommandError>,
     started: std::time::Instant,
+    span: &tracing::Span,
 ) {
     let code = match outcome {
         Ok(outcome) => {
@@ -316,6 +361,7 @@ fn counted(
         }
         Err(error) => error.code(),
     };
+    span.record("outcome", code);
     crate::metrics::command(name, code, started.elapsed());
 }
 

@@ -7,7 +7,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tracing::Instrument;
 
 use super::correlation::CorrelationId;
 use super::errors::RequestError;
@@ -48,9 +47,9 @@ pub(crate) async fn post_command(
         return Problem::from(RequestError::InvalidHeader(CORRELATION_ID.to_string()))
             .into_response();
     }
-    let span = tracing::info_span!("command", name = %name, correlation_id = %correlation_id);
+    // The request's span (method, path, correlation id) holds the
+    // dispatcher's `command` span.
     handle(&routes, &name, &headers, body, &correlation_id, principal)
-        .instrument(span)
         .await
         .unwrap_or_else(refused)
 }

@@ -1,4 +1,6 @@
 //! The bank service: `cargo run -p bank [-- --addr HOST:PORT] [--database-url URL] [--jwt-secret SECRET]`.
+//! Built with `--features otlp`, it exports its spans to the OpenTelemetry
+//! collector `OTEL_EXPORTER_OTLP_ENDPOINT` names.
 //!
 //! `URL` is `sqlite://PATH` (default `sqlite://bank.db`), `postgres://…` or
 //! `memory`. Ctrl-C or SIGTERM stops it after in-flight requests finish; live
@@ -9,6 +11,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tower_http::trace::TraceLayer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// The AllFrame reference service: bank accounts, event-sourced.
 #[derive(Debug, Parser)]
@@ -82,20 +86,54 @@ fn secret(value: &str) -> Result<String, String> {
 async fn main() -> ExitCode {
     let args = Args::parse();
     // Logs go to stderr; stdout says where the bank serves.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=info".into()),
-        )
-        .init();
-    match serve(args).await {
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,tower_http=info".into());
+    let subscriber = tracing_subscriber::registry().with(filter).with(logs);
+    #[cfg(feature = "otlp")]
+    let otlp = match otlp() {
+        Ok(otlp) => otlp,
+        Err(error) => {
+            eprintln!("bank: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    #[cfg(feature = "otlp")]
+    let subscriber = subscriber.with(otlp.as_ref().map(|otlp| otlp.layer()));
+    subscriber.init();
+    let served = serve(args).await;
+    #[cfg(feature = "otlp")]
+    if let Some(otlp) = otlp {
+        // The last spans, sent before the process ends.
+        let flushed = tokio::task::spawn_blocking(move || otlp.shutdown()).await;
+        if let Ok(Err(error)) = flushed {
+            eprintln!("bank: {error}");
+        }
+    }
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("bank: {error}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The OTLP exporter when a collector is named, with the standard
+/// variables: `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), `OTEL_EXPORTER_OTLP_PROTOCOL`,
+/// `OTEL_EXPORTER_OTLP_HEADERS`.
+#[cfg(feature = "otlp")]
+fn otlp() -> Result<Option<allframe::telemetry::Otlp>, allframe::telemetry::OtlpError> {
+    let named = [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
+    named
+        .then(|| allframe::telemetry::Otlp::from_env("bank"))
+        .transpose()
 }
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
