@@ -12,7 +12,8 @@
 //! per second, until the last one started has ended, and times each from
 //! its `202` to `completed`. Phases alternate for `ALLFRAME_BENCH_ROUNDS`
 //! (3) rounds; medians are reported, latencies over every transfer of the
-//! run.
+//! run. `RUST_LOG=allframe::store=debug` logs each group commit to stderr
+//! (appends, events, round trips): how full the batches are.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -227,6 +228,11 @@ async fn report(backend: &str, store: Arc<dyn EventStore>) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     println!("## Transfers beside deposits (64 callers, medians of interleaved rounds)\n");
     println!(
         "| backend | transfers running per caller | deposits/s | transfers completed/s | transfers / deposits | 202 → completed p50 | p99 |"
