@@ -345,7 +345,8 @@ impl Dispatcher {
     }
 }
 
-/// Counts a command named `name`, started at `started`, by outcome.
+/// Counts a command named `name`, started at `started`, by outcome, and
+/// records the outcome on its `span`.
 fn counted(
     name: &'static str,
     outcome: &Result<CommandOutcome, CommandError>,
