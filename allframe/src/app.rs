@@ -78,7 +78,9 @@ impl App {
     /// `GET /projections/{name}/{key}`, `GET /queries/{name}`,
     /// `GET /admin/projections`, `POST /admin/projections/{name}/rebuild`
     /// and `.../restart`, `GET /sagas/{name}/{id}`, `GET /admin/sagas`,
-    /// `GET /health`, `GET /admin` (the admin console's page),
+    /// `GET /health`, `GET /admin` (the admin console's page, with
+    /// `/admin/console.css` and `/admin/console.js`), `GET /metrics` (with
+    /// the `metrics` feature),
     /// `GET /openapi.json`, `GET /docs` (with the `swagger-ui` feature),
     /// `GET /events/ws`, `GET /events/sse` and the routes added with
     /// [`AppBuilder::routes`]. A plain axum `Router`: merge it, nest it
