@@ -58,6 +58,19 @@ impl Otlp {
         Self::build(service_name, None)
     }
 
+    /// [`Otlp::from_env`] when a variable names a collector
+    /// (`OTEL_EXPORTER_OTLP_ENDPOINT` or
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, not empty); `None` otherwise,
+    /// for services that export only where one is configured.
+    pub fn from_env_if_named(service_name: &str) -> Result<Option<Self>, OtlpError> {
+        set(&[
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ])
+        .then(|| Self::from_env(service_name))
+        .transpose()
+    }
+
     /// An exporter sending to `endpoint`, the full URL of the collector's
     /// traces route (for example `http://collector:4318/v1/traces`); the
     /// other settings come from the variables [`Otlp::from_env`] reads.
@@ -72,13 +85,10 @@ impl Otlp {
         }
         // Protobuf unless a variable asks for JSON: with both encodings
         // built in, the exporter's own default would be JSON.
-        let chosen = [
+        if !set(&[
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
             "OTEL_EXPORTER_OTLP_PROTOCOL",
-        ]
-        .iter()
-        .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
-        if !chosen {
+        ]) {
             exporter = exporter.with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
         }
         let exporter = exporter
@@ -111,4 +121,11 @@ impl Otlp {
             .shutdown()
             .map_err(|error| OtlpError(error.to_string()))
     }
+}
+
+/// Whether any of the environment variables `names` is set and not empty.
+fn set(names: &[&str]) -> bool {
+    names
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
 }

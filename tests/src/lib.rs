@@ -165,11 +165,20 @@ pub async fn http_request(
         .expect("a complete exchange")
 }
 
-/// Follows the saga instance at `location` (`/sagas/{name}/{id}`) until it
-/// has ended, and returns its view; panics after 30 s.
-pub async fn saga_ended(addr: std::net::SocketAddr, location: &str) -> serde_json::Value {
+/// Follows the saga instance at `location` (`/sagas/{name}/{id}`), with
+/// `authorization` as that header if given, until it has ended, and returns
+/// its view; panics after 30 s.
+pub async fn saga_ended(
+    addr: std::net::SocketAddr,
+    location: &str,
+    authorization: Option<&str>,
+) -> serde_json::Value {
+    let headers: Vec<(&str, &str)> = authorization
+        .map(|value| ("authorization", value))
+        .into_iter()
+        .collect();
     for _ in 0..1_500 {
-        let response = http_request(addr, "GET", location, &[], b"").await;
+        let response = http_request(addr, "GET", location, &headers, b"").await;
         assert_eq!(response.status, 200, "GET {location}");
         let view: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
         if view["status"] != "running" {

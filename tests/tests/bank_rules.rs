@@ -15,7 +15,7 @@ use allframe::{
 };
 use allframe_tests::server::{OnSqlite, serve_on_sqlite};
 use allframe_tests::tokens::{SECRET, bearer, token};
-use allframe_tests::{RawResponse, http_request};
+use allframe_tests::{RawResponse, http_request, saga_ended};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -349,17 +349,6 @@ async fn reads_follow_the_rules() {
     assert_eq!(response.status, 200);
 }
 
-async fn saga_end(addr: SocketAddr, location: &str) -> Value {
-    for _ in 0..1_500 {
-        let view = json_of(&call(addr, "GET", location, Some(&root()), Value::Null).await);
-        if view["status"] != "running" {
-            return view;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{location} did not end within 30 s");
-}
-
 async fn balance(addr: SocketAddr, account: &str) -> u64 {
     let path = format!("/projections/accounts/{account}");
     let response = call(addr, "GET", &path, Some(&root()), Value::Null).await;
@@ -387,7 +376,7 @@ async fn a_transfer_acts_for_whoever_asked_for_it() {
     .await;
     assert_eq!(response.status, 202);
     let location = response.header("location").unwrap().to_owned();
-    let view = saga_end(addr, &location).await;
+    let view = saga_ended(addr, &location, Some(&root())).await;
     assert_eq!(
         (view["status"].as_str(), view["reason"].as_str()),
         (Some("rejected"), Some("forbidden")),
@@ -405,7 +394,10 @@ async fn a_transfer_acts_for_whoever_asked_for_it() {
     .await;
     assert_eq!(response.status, 202);
     let location = response.header("location").unwrap().to_owned();
-    assert_eq!(saga_end(addr, &location).await["status"], "completed");
+    assert_eq!(
+        saga_ended(addr, &location, Some(&root())).await["status"],
+        "completed"
+    );
     // An admin moves anyone's money: the roles travel with the saga.
     let response = call(
         addr,
@@ -416,7 +408,10 @@ async fn a_transfer_acts_for_whoever_asked_for_it() {
     )
     .await;
     let location = response.header("location").unwrap().to_owned();
-    assert_eq!(saga_end(addr, &location).await["status"], "completed");
+    assert_eq!(
+        saga_ended(addr, &location, Some(&root())).await["status"],
+        "completed"
+    );
 
     let events = bank
         .store

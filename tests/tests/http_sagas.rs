@@ -66,7 +66,7 @@ async fn transfers_over_http() {
     assert_eq!(started, json!({"saga_id": id}));
     let location = location.unwrap();
     assert_eq!(location, format!("/sagas/transfer-money/{id}"));
-    let view = saga_ended(server.addr, &location).await;
+    let view = saga_ended(server.addr, &location, None).await;
     assert_eq!(view["status"], "completed");
     assert_eq!(view["name"], "transfer-money");
     assert_eq!(view["id"], id.as_str());
@@ -88,7 +88,7 @@ async fn transfers_over_http() {
     // Refused sagas say why.
     let too_much = json!({"from_account_id": a, "to_account_id": b, "amount": 1000});
     let (_, started, location) = post(&server, "transfer-money", too_much, &[]).await;
-    let view = saga_ended(server.addr, &location.unwrap()).await;
+    let view = saga_ended(server.addr, &location.unwrap(), None).await;
     assert_eq!(
         (view["status"].as_str(), view["reason"].as_str()),
         (Some("rejected"), Some("insufficient-funds")),
@@ -96,7 +96,7 @@ async fn transfers_over_http() {
     );
     let nowhere = json!({"from_account_id": a, "to_account_id": "nobody", "amount": 5});
     let (_, _, location) = post(&server, "transfer-money", nowhere, &[]).await;
-    let view = saga_ended(server.addr, &location.unwrap()).await;
+    let view = saga_ended(server.addr, &location.unwrap(), None).await;
     assert_eq!(
         (view["status"].as_str(), view["reason"].as_str()),
         (Some("refunded"), Some("not-found"))

@@ -173,7 +173,7 @@ async fn command_spans_reach_the_collector_with_command_aggregate_and_position()
     let (status, started) = post(addr, "transfer-money", transfer, "trace-transfer").await;
     assert_eq!(status, 202, "{started}");
     let saga = started["saga_id"].as_str().unwrap().to_owned();
-    let view = saga_ended(addr, &format!("/sagas/transfer-money/{saga}")).await;
+    let view = saga_ended(addr, &format!("/sagas/transfer-money/{saga}"), None).await;
     assert_eq!(view["status"], "completed", "{view}");
 
     // Sends what is buffered; the exporter blocks on the collector's answer.

@@ -91,7 +91,8 @@ async fn main() -> ExitCode {
         .unwrap_or_else(|_| "info,tower_http=info".into());
     let subscriber = tracing_subscriber::registry().with(filter).with(logs);
     #[cfg(feature = "otlp")]
-    let otlp = match otlp() {
+    // Exports only where a collector is named (OTEL_EXPORTER_OTLP_ENDPOINT).
+    let otlp = match allframe::telemetry::Otlp::from_env_if_named("bank") {
         Ok(otlp) => otlp,
         Err(error) => {
             eprintln!("bank: {error}");
@@ -117,23 +118,6 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The OTLP exporter when a collector is named, with the standard
-/// variables: `OTEL_EXPORTER_OTLP_ENDPOINT` (or
-/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), `OTEL_EXPORTER_OTLP_PROTOCOL`,
-/// `OTEL_EXPORTER_OTLP_HEADERS`.
-#[cfg(feature = "otlp")]
-fn otlp() -> Result<Option<allframe::telemetry::Otlp>, allframe::telemetry::OtlpError> {
-    let named = [
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    ]
-    .iter()
-    .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
-    named
-        .then(|| allframe::telemetry::Otlp::from_env("bank"))
-        .transpose()
 }
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
