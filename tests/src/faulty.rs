@@ -246,7 +246,7 @@ impl EventStore for Faulty {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> BoxFuture<'a, Result<Appended>> {
-        self.append_with(stream_id, expected, events, None)
+        self.append_with(stream_id, expected, events, Vec::new())
     }
     fn idempotency(&self) -> Option<&dyn IdempotencyStore> {
         Some(self)
@@ -348,7 +348,7 @@ impl IdempotencyStore for Faulty {
         stream_id: &'a str,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
-        completion: Option<Completion>,
+        completions: Vec<Completion>,
     ) -> BoxFuture<'a, Result<Appended>> {
         self.appends.fetch_add(1, Ordering::SeqCst);
         let mut held = self.appends_held.subscribe();
@@ -362,7 +362,7 @@ impl IdempotencyStore for Faulty {
                     actual: 99,
                 });
             }
-            self.guard(move |s| s.append_with(stream_id, expected, events, completion))
+            self.guard(move |s| s.append_with(stream_id, expected, events, completions))
                 .await
         })
     }

@@ -89,7 +89,7 @@ async fn completions_follow_retried_appends(store: &dyn EventStore) {
                 &format!("s-{i}"),
                 ExpectedVersion::NoStream,
                 vec![NewEvent::new(event_type, &json!({"i": i}))],
-                Some(Completion::new(key, token, describe)),
+                vec![Completion::new(key, token, describe)],
             )
             .await;
         (i, outcome)

@@ -507,9 +507,9 @@ async fn idempotency(records: &dyn IdempotencyStore) {
             "ledger-400",
             ExpectedVersion::Any,
             deposit(),
-            Some(Completion::new("lapsed", first.token().unwrap(), |_| {
+            vec![Completion::new("lapsed", first.token().unwrap(), |_| {
                 String::new()
-            })),
+            })],
         )
         .await;
     assert!(

@@ -153,7 +153,7 @@ async fn exercise(store: &dyn EventStore, records: &dyn IdempotencyStore) -> Vec
                 .await
                 .unwrap();
             let token = claim.token().expect("a new key").to_owned();
-            completions.push(Some(Completion::new(key, token, |_| String::new())));
+            completions.push(vec![Completion::new(key, token, |_| String::new())]);
         }
         completions.resize_with(60, || None);
         let appends = completions.into_iter().enumerate().map(|(i, completion)| {

@@ -1,7 +1,8 @@
-//! Plain commands on one busy aggregate are decided together, one after
-//! another on the state the ones before left, and appended in one append:
-//! every caller gets exactly its own events and the answer it would have
-//! had one by one, refusals included, and nothing is written for a round
+//! Commands on one busy aggregate are decided together, one after another
+//! on the state the ones before left, and appended in one append: every
+//! caller gets exactly its own events and the answer it would have had one
+//! by one, refusals included, each unclaimed idempotency key completes
+//! with its own command's outcome, and nothing is written for a round
 //! whose append fails.
 
 use std::sync::Arc;
@@ -337,4 +338,74 @@ async fn a_round_that_conflicts_with_another_writer_is_decided_again() {
     .await;
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
     assert_eq!(coins(&store, "j").await, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_with_unclaimed_keys_share_appends_and_each_key_keeps_its_own_outcome() {
+    let store = Faulty::new();
+    let (dispatcher, _) = dispatcher(&store).await;
+    open(&dispatcher, "j").await;
+    let before = store.appends();
+    let keyed = |key: u64| DispatchOptions::default().unclaimed_idempotency_key(format!("k-{key}"));
+    let command = |key: u64| Add {
+        id: "j".into(),
+        coins: 1000 + key,
+    };
+    // 100 keys, the first 20 sent twice at once (as a saga's command is
+    // sent again after a crash): one of each pair is carried out, the
+    // other answers with its outcome.
+    store.hold_appends();
+    let calls = (0..120u64).map(|i| {
+        let (dispatcher, key) = (dispatcher.clone(), i % 100);
+        tokio::spawn(async move {
+            let outcome = dispatcher.dispatch(command(key), keyed(key)).await;
+            (key, outcome)
+        })
+    });
+    let calls = tokio::spawn(join_all(calls));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    store.release_appends();
+    let answers: Vec<(u64, allframe::CommandOutcome)> = calls
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|call| {
+            let (key, outcome) = call.unwrap();
+            (key, outcome.unwrap_or_else(|e| panic!("k-{key}: {e:?}")))
+        })
+        .collect();
+    assert_eq!(coins(&store, "j").await, (1000..1100).sum::<u64>());
+    let appends = store.appends() - before;
+    assert!(
+        appends < 60,
+        "{appends} appends for 120 commands: they were not decided together"
+    );
+    for key in 0..100 {
+        let outcomes: Vec<&allframe::CommandOutcome> = answers
+            .iter()
+            .filter(|(of, _)| *of == key)
+            .map(|(_, outcome)| outcome)
+            .collect();
+        assert_eq!(
+            outcomes.iter().filter(|o| !o.replayed).count(),
+            1,
+            "k-{key} was carried out once: {outcomes:?}"
+        );
+        // The key's stored outcome is this command's own share of its
+        // round's append.
+        let again = dispatcher.dispatch(command(key), keyed(key)).await.unwrap();
+        assert!(again.replayed, "k-{key}");
+        for outcome in outcomes.iter().copied().chain([&again]) {
+            assert_eq!(outcome.events.len(), 1, "k-{key}: {outcome:?}");
+            let event = &outcome.events[0];
+            assert_eq!(event.data.get(), format!(r#"{{"coins":{}}}"#, 1000 + key));
+            assert_eq!(
+                (outcome.version, outcome.position),
+                (event.version, Some(event.position))
+            );
+            assert_eq!(event.metadata.event_id, again.events[0].metadata.event_id);
+        }
+    }
+    assert_eq!(store.stream_version("jar-j").await.unwrap(), 101);
+    assert_eq!(store.head_position().await.unwrap(), 101);
 }

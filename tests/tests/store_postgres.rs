@@ -179,9 +179,9 @@ async fn nodes_sharing_a_database_agree_on_idempotency_keys() {
             "account-1",
             ExpectedVersion::NoStream,
             vec![NewEvent::new("Opened", &json!({}))],
-            Some(Completion::new("k-1", first[0].clone(), |a| {
+            vec![Completion::new("k-1", first[0].clone(), |a| {
                 format!("v{}", a.version)
-            })),
+            })],
         )
         .await;
     assert!(
@@ -193,9 +193,9 @@ async fn nodes_sharing_a_database_agree_on_idempotency_keys() {
             "account-1",
             ExpectedVersion::NoStream,
             vec![NewEvent::new("Opened", &json!({}))],
-            Some(Completion::new("k-1", second[0].clone(), |a| {
+            vec![Completion::new("k-1", second[0].clone(), |a| {
                 format!("v{}", a.version)
-            })),
+            })],
         )
         .await
         .unwrap();
@@ -282,7 +282,7 @@ async fn writes_are_read_committed_whatever_the_database_default() {
                         "shared",
                         ExpectedVersion::Any,
                         vec![NewEvent::new("Wrote", &json!({"writer": w, "n": n}))],
-                        Some(Completion::new(key, token, |a| a.position.to_string())),
+                        vec![Completion::new(key, token, |a| a.position.to_string())],
                     )
                     .await
                     .unwrap();

@@ -228,8 +228,12 @@ async fn attempt<H: CommandHandler>(
     hold: Option<&mut Hold>,
 ) -> Result<CommandOutcome, CommandError> {
     let (aggregate_id, stream) = target(&command)?;
-    if hold.is_none() && options.if_match.is_none() && !<H::Command as Command>::CREATE {
-        return queued::<H>(dispatcher, command, options, aggregate_id, stream).await;
+    // A claimed key runs alone: should its lease run out while it waits,
+    // it is claimed again and appended within the same turn (see
+    // `decide_and_append`), where a round would have to be decided anew.
+    let claimed = hold.as_ref().is_some_and(|hold| hold.token.is_some());
+    if !claimed && options.if_match.is_none() && !<H::Command as Command>::CREATE {
+        return queued::<H>(dispatcher, command, options, hold, (aggregate_id, stream)).await;
     }
     let _turn = dispatcher.turn(&stream).lock().await;
     let mut current = match dispatcher.states.take(&stream) {
@@ -261,57 +265,85 @@ async fn attempt<H: CommandHandler>(
     outcome
 }
 
-/// A plain command (no idempotency key, no `If-Match`, not creating):
-/// queued for its aggregate's next round, decided together with the
-/// commands queued beside it (see [`super::rounds`]).
+/// A command that neither creates, nor carries `If-Match`, nor holds a
+/// claimed key: queued for its aggregate's next round, decided together
+/// with the commands queued beside it (see [`super::rounds`]). With an
+/// unclaimed idempotency key, the round's append completes it; if the store
+/// refuses that because the key has a record, the key is claimed: a
+/// completed key's outcome is returned (replayed), and a key free again is
+/// queued for another round under the new token.
 async fn queued<H: CommandHandler>(
     dispatcher: &Dispatcher,
     command: H::Command,
     options: &DispatchOptions,
-    aggregate_id: String,
-    stream: String,
+    mut hold: Option<&mut Hold>,
+    (aggregate_id, stream): (String, String),
 ) -> Result<CommandOutcome, CommandError> {
     let command_id = Uuid::now_v7().to_string();
-    let container = dispatcher.container.clone();
-    let options = options.clone();
-    let checked = stream.clone();
     let hook = dispatcher.authorizers.of::<H::Command>();
-    let decide: Decide<AggregateOf<H::Command>> = Box::new(move |loaded| {
-        let (command, container) = (command.clone(), container.clone());
-        let (options, command_id, stream) = (options.clone(), command_id.clone(), checked.clone());
+    loop {
+        let (command, container) = (command.clone(), dispatcher.container.clone());
+        let (options, command_id, checked) = (options.clone(), command_id.clone(), stream.clone());
         let hook = hook.clone();
-        Box::pin(async move {
-            check_existence::<H::Command>(&stream, loaded)?;
-            super::authorize::check(
-                hook.as_deref(),
-                options.principal.as_ref(),
-                &command,
-                &loaded.state,
-            )?;
-            let handler = H::default();
-            let handled = handler.handle(command, &loaded.state, &container);
-            let decided = Principal::acting(options.principal.clone(), handled)
-                .await
-                .map_err(CommandError::erase)?;
-            let encoded = encode::<H::Command>(&decided, &command_id, &options)?;
-            Ok((decided, encoded))
-        })
-    });
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    if dispatcher.queues.join(&stream, Member { decide, reply }) {
-        let turn = dispatcher.turn(&stream).clone();
-        tokio::spawn(rounds::serve::<AggregateOf<H::Command>>(
-            dispatcher.server(),
-            turn,
-            stream,
-            aggregate_id,
-        ));
+        let decide: Decide<AggregateOf<H::Command>> = Box::new(move |loaded| {
+            let (command, container) = (command.clone(), container.clone());
+            let (options, command_id, stream) =
+                (options.clone(), command_id.clone(), checked.clone());
+            let hook = hook.clone();
+            Box::pin(async move {
+                check_existence::<H::Command>(&stream, loaded)?;
+                super::authorize::check(
+                    hook.as_deref(),
+                    options.principal.as_ref(),
+                    &command,
+                    &loaded.state,
+                )?;
+                let handler = H::default();
+                let handled = handler.handle(command, &loaded.state, &container);
+                let decided = Principal::acting(options.principal.clone(), handled)
+                    .await
+                    .map_err(CommandError::erase)?;
+                let encoded = encode::<H::Command>(&decided, &command_id, &options)?;
+                Ok((decided, encoded))
+            })
+        });
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let keyed = hold.as_deref().map(Hold::keyed);
+        if dispatcher.queues.join(
+            &stream,
+            Member {
+                decide,
+                reply,
+                keyed,
+            },
+        ) {
+            let turn = dispatcher.turn(&stream).clone();
+            tokio::spawn(rounds::serve::<AggregateOf<H::Command>>(
+                dispatcher.server(),
+                turn,
+                stream.clone(),
+                aggregate_id.clone(),
+            ));
+        }
+        let answer = answer.await.unwrap_or_else(|_| {
+            Err(CommandError::Panicked(
+                "the task deciding the aggregate's commands stopped".into(),
+            ))
+        });
+        match (answer, hold.as_deref_mut()) {
+            (
+                Err(CommandError::Store(lost @ StoreError::IdempotencyKeyLost { .. })),
+                Some(hold),
+            ) => {
+                match hold.reclaim(dispatcher, lost).await? {
+                    Reclaimed::Replay(outcome) => return Ok(outcome),
+                    // Held again under a new token: decided anew.
+                    Reclaimed::Acquired => {}
+                }
+            }
+            (answer, _) => return answer,
+        }
     }
-    answer.await.unwrap_or_else(|_| {
-        Err(CommandError::Panicked(
-            "the task deciding the aggregate's commands stopped".into(),
-        ))
-    })
 }
 
 /// Decide → append, retried on conflict after reading the stream's tail.
@@ -371,12 +403,15 @@ async fn decide_and_append<H: CommandHandler>(
         } else {
             ExpectedVersion::Exact(current.loaded.version)
         };
+        let events = encode()?;
+        let count = events.len();
+        let completions = |hold: &Hold| vec![hold.completion(&aggregate_id, count)];
         let appended = append_completing(
             store,
             &stream,
             expected,
-            encode()?,
-            hold.as_ref().map(|hold| hold.completion(&aggregate_id)),
+            events,
+            hold.as_deref().map(completions).unwrap_or_default(),
         )
         .await;
         let appended = match (appended, hold.as_deref_mut()) {
@@ -387,14 +422,8 @@ async fn decide_and_append<H: CommandHandler>(
                     // aggregate's turn, and the expected version checks
                     // that the decision still stands.
                     Reclaimed::Acquired => {
-                        append_completing(
-                            store,
-                            &stream,
-                            expected,
-                            encode()?,
-                            Some(hold.completion(&aggregate_id)),
-                        )
-                        .await
+                        append_completing(store, &stream, expected, encode()?, completions(hold))
+                            .await
                     }
                 }
             }

@@ -3,6 +3,7 @@
 //! response that a repeat replays.
 
 use crate::auth::Principal;
+use std::ops::Range;
 use std::time::Instant;
 
 use super::dispatch::Dispatcher;
@@ -39,25 +40,49 @@ pub(super) enum Reclaimed {
     Acquired,
 }
 
-impl Hold {
-    /// A completion of this hold's key, with the response stored for
-    /// replays.
-    pub(super) fn completion(&self, aggregate_id: &str) -> Completion {
+/// What a completion of a held key needs: a copy of the [`Hold`]'s key and
+/// holder, for a command that is appended by a round.
+#[derive(Clone)]
+pub(super) struct Keyed {
+    key: String,
+    token: Option<String>,
+    fingerprint: String,
+}
+
+impl Keyed {
+    /// The key as recorded.
+    pub(super) fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// A completion of the key, whose stored response is the outcome of
+    /// the command whose events are `part` of the append.
+    pub(super) fn completion(&self, aggregate_id: &str, part: Range<usize>) -> Completion {
         let aggregate_id = aggregate_id.to_owned();
         let respond = move |appended: &Appended| {
-            response(&CommandOutcome {
-                stream_id: appended.stream_id.clone(),
-                aggregate_id: aggregate_id.clone(),
-                version: appended.version,
-                position: Some(appended.position),
-                events: appended.events.clone(),
-                replayed: false,
-            })
+            response(&CommandOutcome::part(appended, &aggregate_id, part.clone()))
         };
         match &self.token {
             Some(token) => Completion::new(self.key.clone(), token.clone(), respond),
             None => Completion::unclaimed(self.key.clone(), self.fingerprint.clone(), respond),
         }
+    }
+}
+
+impl Hold {
+    /// The key and holder as a completion needs them.
+    pub(super) fn keyed(&self) -> Keyed {
+        Keyed {
+            key: self.key.clone(),
+            token: self.token.clone(),
+            fingerprint: self.fingerprint.clone(),
+        }
+    }
+
+    /// A completion of this hold's key by an append of the command's
+    /// `events` alone, with the response stored for replays.
+    pub(super) fn completion(&self, aggregate_id: &str, events: usize) -> Completion {
+        self.keyed().completion(aggregate_id, 0..events)
     }
 
     /// Claims the key again after a completion was refused with `lost`

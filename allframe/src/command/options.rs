@@ -238,3 +238,25 @@ pub struct CommandOutcome {
     #[serde(skip)]
     pub replayed: bool,
 }
+
+impl CommandOutcome {
+    /// The outcome of the command whose events are `part` of `appended`
+    /// (all of them when it was the append's only command; one command's
+    /// share when a round appended several commands' events at once).
+    pub(super) fn part(
+        appended: &crate::store::Appended,
+        aggregate_id: &str,
+        part: std::ops::Range<usize>,
+    ) -> Self {
+        let events = appended.events[part.clone()].to_vec();
+        Self {
+            stream_id: appended.stream_id.clone(),
+            aggregate_id: aggregate_id.to_owned(),
+            // The events after this command's are the later commands'.
+            version: appended.version - (appended.events.len() - part.end) as u64,
+            position: events.last().map(|event| event.position),
+            events,
+            replayed: false,
+        }
+    }
+}

@@ -2,13 +2,21 @@
 //!
 //! Commands on one aggregate take turns, so on a hot aggregate each would
 //! pay a whole append (a commit) of its own, one after another, and group
-//! commit could not help. Instead, plain commands (no idempotency key, no
-//! `If-Match`, not creating) queue per aggregate, and one task serves the
-//! queue in rounds: each round takes the aggregate's turn and every command
-//! queued at that moment, decides them one after another on the state as
-//! the ones before left it, and appends all their events in one append
-//! that expects the version the round started from. Then each command gets
-//! its own events, versions and positions (or its own refusal) back.
+//! commit could not help. Instead, commands that neither create, nor carry
+//! `If-Match`, nor hold a claimed idempotency key queue per aggregate (a
+//! saga's commands, whose keys are not claimed, do), and one task serves
+//! the queue in rounds:
+//! each round takes the aggregate's turn and every command queued at that
+//! moment, decides them one after another on the state as the ones before
+//! left it, and appends all their events in one append that expects the
+//! version the round started from. Then each command gets its own events,
+//! versions and positions (or its own refusal) back. A command with an
+//! idempotency key completes it in that append, with its own share of the
+//! events as the stored response; a key that can no longer be completed
+//! (recorded already) refuses the whole append: that command is told, and
+//! the others are decided again without it. A round takes at
+//! most one command per key: another with the same key waits for the next
+//! round, which finds the key recorded.
 //!
 //! What each caller sees is what it would have seen had the commands run
 //! one by one in queue order: each was decided on the state after every
@@ -29,7 +37,7 @@
 //! command either commits and is answered, or is not written.
 
 use std::any::Any;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
@@ -38,15 +46,17 @@ use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 
 use super::cycle::Current;
+use super::idempotency::Keyed;
 use super::states::States;
 use super::{CommandError, CommandOutcome};
 use crate::aggregate::{Aggregate, Loaded, catch_up};
 use crate::event::NewEvent;
-use crate::store::{EventStore, ExpectedVersion, MAX_EVENTS_PER_APPEND, StoreError};
+use crate::store::log::append_completing;
+use crate::store::{Appended, EventStore, ExpectedVersion, MAX_EVENTS_PER_APPEND, StoreError};
 
 /// How many queued commands one round takes at most: a round holds the
-/// aggregate's turn, and commands that must run alone (with an idempotency
-/// key or `If-Match`) wait for it.
+/// aggregate's turn, and commands that must run alone (creating, with
+/// `If-Match` or with a claimed key) wait for it.
 const ROUND: usize = 256;
 
 /// What a command decided: the events to apply to the state, and the same
@@ -63,6 +73,9 @@ pub(super) type Decide<A> = Box<
 pub(super) struct Member<A: Aggregate> {
     pub(super) decide: Decide<A>,
     pub(super) reply: oneshot::Sender<Result<CommandOutcome, CommandError>>,
+    /// The idempotency key the command holds, completed by the append of
+    /// its events.
+    pub(super) keyed: Option<Keyed>,
 }
 
 /// The queues of commands waiting for a round, by stream. Each holds a
@@ -93,8 +106,8 @@ impl Queues {
         true
     }
 
-    /// Takes up to [`ROUND`] queued members of `stream`; when there are
-    /// none, the stream's queue is removed (its task ends) in the same step,
+    /// Takes up to [`ROUND`] queued members of `stream`, in queue order,
+    /// at most one per idempotency key; when there are none, the stream's queue is removed (its task ends) in the same step,
     /// so a command queued later starts a new task.
     fn next_round<A: Aggregate>(&self, stream: &str) -> Vec<Member<A>> {
         let mut queues = self.lock();
@@ -104,7 +117,23 @@ impl Queues {
         else {
             return Vec::new();
         };
-        let taken: Vec<Member<A>> = queue.drain(..queue.len().min(ROUND)).collect();
+        // One command per idempotency key: a later one of the same key
+        // waits for the next round, where it finds the key recorded.
+        let mut keys = HashSet::new();
+        let mut taken = Vec::new();
+        let mut left = VecDeque::new();
+        while let Some(member) = queue.pop_front() {
+            if taken.len() == ROUND {
+                queue.push_front(member);
+                break;
+            }
+            match &member.keyed {
+                Some(keyed) if !keys.insert(keyed.key().to_owned()) => left.push_back(member),
+                _ => taken.push(member),
+            }
+        }
+        left.append(queue);
+        *queue = left;
         if taken.is_empty() {
             queues.remove(stream);
         }
@@ -154,12 +183,12 @@ pub(super) async fn serve<A: Aggregate>(
     };
     loop {
         let _turn = turn.clone().lock_owned().await;
-        let (decides, replies): (Vec<Decide<A>>, Vec<_>) = server
-            .queues
-            .next_round::<A>(&stream)
-            .into_iter()
-            .map(|member| (member.decide, member.reply))
-            .unzip();
+        let (mut decides, mut keyed, mut replies) = (Vec::new(), Vec::new(), Vec::new());
+        for member in server.queues.next_round::<A>(&stream) {
+            decides.push(member.decide);
+            keyed.push(member.keyed);
+            replies.push(member.reply);
+        }
         if decides.is_empty() {
             serving.done = true;
             return;
@@ -173,14 +202,23 @@ pub(super) async fn serve<A: Aggregate>(
             stream: &stream,
             aggregate_id: &aggregate_id,
         };
-        let answers = match round.together(&mut slot, &decides).await {
-            Some(answers) => answers,
-            None => {
-                let mut answers = Vec::with_capacity(decides.len());
-                for decide in &decides {
-                    answers.push(round.alone(&mut slot, decide).await);
+        let answers = loop {
+            match round.together(&mut slot, &decides, &keyed).await {
+                Together::Answered(answers) => break answers,
+                Together::Lost(member, lost) => {
+                    // Only that command is told; the others are decided
+                    // again without it.
+                    decides.remove(member);
+                    keyed.remove(member);
+                    let _ = replies.remove(member).send(Err(lost.into()));
                 }
-                answers
+                Together::Apart => {
+                    let mut answers = Vec::with_capacity(decides.len());
+                    for (decide, keyed) in decides.iter().zip(&keyed) {
+                        answers.push(round.alone(&mut slot, decide, keyed).await);
+                    }
+                    break answers;
+                }
             }
         };
         if let Some(current) = slot {
@@ -198,6 +236,18 @@ struct Round<'r> {
     server: &'r Server,
     stream: &'r str,
     aggregate_id: &'r str,
+}
+
+/// How a round of commands decided together ended.
+enum Together {
+    /// Each command's answer, in order.
+    Answered(Vec<Result<CommandOutcome, CommandError>>),
+    /// The commands must run one at a time instead (see the module docs).
+    Apart,
+    /// The append was refused because this command's idempotency key can
+    /// no longer be completed: it is answered with this error, and the
+    /// others are decided again without it.
+    Lost(usize, StoreError),
 }
 
 /// How deciding a set of commands ended.
@@ -254,29 +304,29 @@ impl Round<'_> {
         Outcome::Decided(decisions)
     }
 
-    /// Decides and appends the commands together. `None` when they must
-    /// run one at a time instead (see the module docs); the state is then
-    /// left out of `slot` unless it is known.
+    /// Decides and appends the commands together (see [`Together`]); the
+    /// state is left out of `slot` unless it is known.
     async fn together<A: Aggregate>(
         &self,
         slot: &mut Option<Current<A>>,
         decides: &[Decide<A>],
-    ) -> Option<Vec<Result<CommandOutcome, CommandError>>> {
+        keyed: &[Option<Keyed>],
+    ) -> Together {
         let decides: Vec<&Decide<A>> = decides.iter().collect();
         let mut conflicts = 0;
         loop {
             let mut current = match self.state(slot).await {
                 Ok(current) => current,
-                Err(error) if decides.len() == 1 => return Some(vec![Err(error)]),
-                Err(_) => return None,
+                Err(error) if decides.len() == 1 => return Together::Answered(vec![Err(error)]),
+                Err(_) => return Together::Apart,
             };
             let from = current.loaded.version;
             let decisions = match Self::decide(&mut current, &decides).await {
                 Outcome::Decided(decisions) => decisions,
                 // Alone, each command's own panic is its own answer.
-                Outcome::Panicked(_) if decides.len() > 1 => return None,
+                Outcome::Panicked(_) if decides.len() > 1 => return Together::Apart,
                 Outcome::Panicked(message) => {
-                    return Some(vec![Err(CommandError::Panicked(message))]);
+                    return Together::Answered(vec![Err(CommandError::Panicked(message))]);
                 }
             };
             let events: Vec<NewEvent> = decisions
@@ -291,8 +341,10 @@ impl Round<'_> {
                     let tail = catch_up(&*self.server.store, self.stream, &mut current.loaded);
                     let moved = match tail.await {
                         Ok(moved) => moved,
-                        Err(error) if decides.len() == 1 => return Some(vec![Err(error.into())]),
-                        Err(_) => return None,
+                        Err(error) if decides.len() == 1 => {
+                            return Together::Answered(vec![Err(error.into())]);
+                        }
+                        Err(_) => return Together::Apart,
                     };
                     current.read = true;
                     if moved {
@@ -303,23 +355,38 @@ impl Round<'_> {
                 // Nothing was decided, so the state is still `from`'s.
                 let answers = self.answers::<A>(decisions, from, None);
                 *slot = Some(current);
-                return Some(answers);
+                return Together::Answered(answers);
             }
             if events.len() > MAX_EVENTS_PER_APPEND && decides.len() > 1 {
-                return None;
+                return Together::Apart;
             }
-            let appended = self
-                .server
-                .store
-                .append(self.stream, ExpectedVersion::Exact(from), events)
-                .await;
+            // Each command's key completes with its own share of the
+            // events.
+            let mut completions = Vec::new();
+            let mut offset = 0;
+            for (decided, keyed) in decisions.iter().zip(keyed) {
+                let Ok((_, new)) = decided else { continue };
+                let part = offset..offset + new.len();
+                offset = part.end;
+                if let Some(keyed) = keyed.as_ref().filter(|_| !part.is_empty()) {
+                    completions.push(keyed.completion(self.aggregate_id, part));
+                }
+            }
+            let appended = append_completing(
+                &*self.server.store,
+                self.stream,
+                ExpectedVersion::Exact(from),
+                events,
+                completions,
+            )
+            .await;
             match appended {
                 Ok(appended) => {
-                    let answers = self.answers::<A>(decisions, from, Some(&appended.events));
+                    let answers = self.answers::<A>(decisions, from, Some(&appended));
                     current.read = true;
                     current.loaded.position = appended.position;
                     *slot = Some(current);
-                    return Some(answers);
+                    return Together::Answered(answers);
                 }
                 Err(StoreError::WrongExpectedVersion { .. }) => {
                     conflicts += 1;
@@ -328,7 +395,9 @@ impl Round<'_> {
                             stream_id: self.stream.to_owned(),
                             attempts: conflicts,
                         };
-                        return Some(decides.iter().map(|_| Err(conflict())).collect());
+                        return Together::Answered(
+                            decides.iter().map(|_| Err(conflict())).collect(),
+                        );
                     }
                     tracing::debug!(stream_id = %self.stream, attempts = conflicts, commands = decides.len(), "concurrency conflict; deciding the round again");
                     crate::metrics::retried(A::CATEGORY);
@@ -336,8 +405,23 @@ impl Round<'_> {
                     // again.
                     *slot = None;
                 }
-                Err(error) if decides.len() == 1 => return Some(vec![Err(error.into())]),
-                Err(_) => return None,
+                Err(error) if decides.len() == 1 => {
+                    return Together::Answered(vec![Err(error.into())]);
+                }
+                Err(StoreError::IdempotencyKeyLost { key }) => {
+                    let lost = keyed
+                        .iter()
+                        .position(|keyed| keyed.as_ref().is_some_and(|keyed| keyed.key() == key));
+                    // The state had the round's events applied.
+                    *slot = None;
+                    return match lost {
+                        Some(member) => {
+                            Together::Lost(member, StoreError::IdempotencyKeyLost { key })
+                        }
+                        None => Together::Apart,
+                    };
+                }
+                Err(_) => return Together::Apart,
             }
         }
     }
@@ -347,42 +431,48 @@ impl Round<'_> {
         &self,
         slot: &mut Option<Current<A>>,
         decide: &Decide<A>,
+        keyed: &Option<Keyed>,
     ) -> Result<CommandOutcome, CommandError> {
         // A round of one always answers (see `together`).
-        self.together(slot, std::slice::from_ref(decide))
-            .await
-            .and_then(|mut answers| answers.pop())
-            .unwrap_or_else(|| {
-                Err(CommandError::Panicked(
-                    "a round left a command unanswered".into(),
-                ))
-            })
+        let round = self.together(
+            slot,
+            std::slice::from_ref(decide),
+            std::slice::from_ref(keyed),
+        );
+        match round.await {
+            Together::Answered(mut answers) if answers.len() == 1 => answers.remove(0),
+            _ => Err(CommandError::Panicked(
+                "a round left a command unanswered".into(),
+            )),
+        }
     }
 
-    /// Each command's answer: its events (as recorded, when there was an
-    /// append) and the version after it, or its refusal.
+    /// Each command's answer: its share of the events `appended` (when
+    /// there was an append) and the version after it, or its refusal.
     fn answers<A: Aggregate>(
         &self,
         decisions: Vec<Result<Decided<A>, CommandError>>,
         from: u64,
-        recorded: Option<&[crate::RecordedEvent]>,
+        appended: Option<&Appended>,
     ) -> Vec<Result<CommandOutcome, CommandError>> {
-        let mut version = from;
-        let mut recorded = recorded.unwrap_or_default();
+        let mut offset = 0;
         decisions
             .into_iter()
             .map(|decided| {
                 let (events, _) = decided?;
-                let (mine, rest) = recorded.split_at(events.len().min(recorded.len()));
-                recorded = rest;
-                version += events.len() as u64;
-                Ok(CommandOutcome {
-                    stream_id: self.stream.to_owned(),
-                    aggregate_id: self.aggregate_id.to_owned(),
-                    version,
-                    position: mine.last().map(|event| event.position),
-                    events: mine.to_vec(),
-                    replayed: false,
+                let part = offset..offset + events.len();
+                offset = part.end;
+                Ok(match appended {
+                    Some(appended) => CommandOutcome::part(appended, self.aggregate_id, part),
+                    // Nothing was appended, so nobody decided any events.
+                    None => CommandOutcome {
+                        stream_id: self.stream.to_owned(),
+                        aggregate_id: self.aggregate_id.to_owned(),
+                        version: from,
+                        position: None,
+                        events: Vec::new(),
+                        replayed: false,
+                    },
                 })
             })
             .collect()

@@ -13,12 +13,13 @@
 //! database lock in its transaction so writers in other processes are
 //! serialized too; positions are therefore assigned in commit order.
 //!
-//! An append may carry an idempotency [`Completion`]: the writer reads the
-//! records of the batch's keys inside the transaction (locked against
-//! claims), [`plan`] refuses an append whose completion no longer holds its
-//! key (like a wrong expected version: that append writes nothing, the rest
-//! of the batch commits) and builds the responses of the accepted ones, and
-//! the writer stores them in the same transaction as the events. Responses are built anew whenever
+//! An append may carry idempotency [`Completion`]s (one per command whose
+//! events it writes): the writer reads the records of the batch's keys
+//! inside the transaction (locked against claims), [`plan`] refuses an
+//! append any of whose completions no longer holds its key (like a wrong
+//! expected version: that append writes nothing, the rest of the batch
+//! commits) and builds the responses of the accepted ones, and the writer
+//! stores them in the same transaction as the events. Responses are built anew whenever
 //! an append is planned again (the one-by-one retry gives it new
 //! positions), so the stored response always describes the events that
 //! committed.
@@ -40,7 +41,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
-use super::idempotency::Holder;
+use super::idempotency::{Holder, refused};
 use super::{Appended, Claim, Completion, ExpectedVersion, Result, StoreError, record_append};
 use crate::event::NewEvent;
 
@@ -49,8 +50,8 @@ pub(crate) struct Request {
     pub(crate) stream_id: String,
     pub(crate) expected: ExpectedVersion,
     pub(crate) events: Vec<NewEvent>,
-    /// The idempotency key to complete in the same transaction.
-    pub(crate) completion: Option<Completion>,
+    /// The idempotency keys to complete in the same transaction.
+    pub(crate) completions: Vec<Completion>,
 }
 
 /// An idempotency operation run by the writer (for backends that route
@@ -187,7 +188,7 @@ pub(crate) fn completion_keys(batch: &[Request]) -> Vec<&str> {
     let mut seen = HashSet::new();
     batch
         .iter()
-        .filter_map(|request| request.completion.as_ref().map(Completion::key))
+        .flat_map(|request| request.completions.iter().map(Completion::key))
         .filter(|key| seen.insert(*key))
         .collect()
 }
@@ -198,8 +199,8 @@ pub(crate) fn completion_keys(batch: &[Request]) -> Vec<&str> {
 /// in flight; keys without a record are absent) read inside the
 /// transaction, in queue order, so later appends in the batch see the
 /// earlier ones, and builds the responses of their completions. An append
-/// whose completion does not hold its key ([`Completion::holds`]) is
-/// refused with [`StoreError::IdempotencyKeyLost`] before its expected
+/// with a completion that does not hold its key ([`Completion::holds`]),
+/// or with two completions of one key, is refused with [`StoreError::IdempotencyKeyLost`] before its expected
 /// version is checked; one whose response builder fails is refused too.
 /// Refused appends use up no position.
 pub(crate) fn plan<'b>(
@@ -213,10 +214,8 @@ pub(crate) fn plan<'b>(
     let outcomes = batch
         .iter()
         .map(|request| {
-            if let Some(completion) = &request.completion
-                && !completion.holds(records.get(completion.key()).map(|token| token.as_deref()))
-            {
-                return Err(completion.lost());
+            if let Some(lost) = refused(&request.completions, &records) {
+                return Err(lost);
             }
             let actual = versions.get(&request.stream_id).copied().unwrap_or(0);
             if !request.expected.accepts(actual) {
@@ -233,8 +232,12 @@ pub(crate) fn plan<'b>(
                 head,
                 recorded_at,
             );
-            if let Some(completion) = &request.completion {
-                let response = completion.respond(&appended)?;
+            let responses: Vec<String> = request
+                .completions
+                .iter()
+                .map(|completion| completion.respond(&appended))
+                .collect::<Result<_>>()?;
+            for (completion, response) in request.completions.iter().zip(responses) {
                 // Completed now: later completions of the key are refused.
                 records.insert(completion.key().to_owned(), None);
                 completions.push(Completed {

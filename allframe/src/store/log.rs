@@ -210,23 +210,21 @@ pub(crate) fn records(store: &dyn EventStore) -> Result<&dyn IdempotencyStore> {
     store.idempotency().ok_or(StoreError::NoIdempotency)
 }
 
-/// Appends through `store`'s log, or, with a `completion`, through its
-/// idempotency records so the response commits with the events.
+/// Appends through `store`'s log, or, with `completions`, through its
+/// idempotency records so the responses commit with the events.
 pub(crate) async fn append_completing(
     store: &dyn EventStore,
     stream_id: &str,
     expected: ExpectedVersion,
     events: Vec<NewEvent>,
-    completion: Option<super::Completion>,
+    completions: Vec<super::Completion>,
 ) -> Result<Appended> {
-    match completion {
-        None => store.append(stream_id, expected, events).await,
-        Some(completion) => {
-            records(store)?
-                .append_with(stream_id, expected, events, Some(completion))
-                .await
-        }
+    if completions.is_empty() {
+        return store.append(stream_id, expected, events).await;
     }
+    records(store)?
+        .append_with(stream_id, expected, events, completions)
+        .await
 }
 
 /// Reads every event of `store`'s log that passes `filter`, a page at a

@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures_util::future::{self, BoxFuture, FutureExt};
 use tokio::sync::watch;
 
-use super::idempotency::{self, Decision, Holder, Seen, millis, validate_key};
+use super::idempotency::{self, Decision, Holder, Seen, millis, refused, validate_key};
 use super::projections::{MemoryProjectionStore, ProjectionStore};
 use super::snapshots::{MemorySnapshots, SnapshotStore};
 use super::{
@@ -115,18 +115,20 @@ impl MemoryStore {
         stream_id: &str,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
-        completion: Option<Completion>,
+        completions: Vec<Completion>,
     ) -> Result<Appended> {
-        validate_append(stream_id, &events, completion.as_ref())?;
+        validate_append(stream_id, &events, &completions)?;
         let mut log = self.inner.log.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(completion) = &completion {
-            let record = log
-                .keys
-                .get(completion.key())
-                .map(|record| record.response.is_none().then_some(record.token.as_str()));
-            if !completion.holds(record) {
-                return Err(completion.lost());
-            }
+        let records = completions
+            .iter()
+            .filter_map(|completion| {
+                let record = log.keys.get(completion.key())?;
+                let token = record.response.is_none().then(|| record.token.clone());
+                Some((completion.key().to_owned(), token))
+            })
+            .collect();
+        if let Some(lost) = refused(&completions, &records) {
+            return Err(lost);
         }
         let actual = log.streams.get(stream_id).map_or(0, |s| s.len() as u64);
         if !expected.accepts(actual) {
@@ -139,13 +141,13 @@ impl MemoryStore {
         let first_index = log.events.len();
         let appended = record_append(stream_id, events, actual, first_index as u64, now_millis());
         // Built before anything is written, so a failing builder leaves the
-        // log and the record untouched.
-        let response = completion
-            .as_ref()
+        // log and the records untouched.
+        let responses: Vec<String> = completions
+            .iter()
             .map(|completion| completion.respond(&appended))
-            .transpose()?;
-        if let (Some(completion), Some(response)) = (&completion, response) {
-            let now = idempotency::now_millis();
+            .collect::<Result<_>>()?;
+        let now = idempotency::now_millis();
+        for (completion, response) in completions.iter().zip(responses) {
             match completion.holder() {
                 Holder::Claim(token) => {
                     let completed = log.complete(completion.key(), token, response, now);
@@ -245,7 +247,7 @@ impl EventStore for MemoryStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> BoxFuture<'a, Result<Appended>> {
-        self.append_with(stream_id, expected, events, None)
+        self.append_with(stream_id, expected, events, Vec::new())
     }
 
     fn idempotency(&self) -> Option<&dyn IdempotencyStore> {
@@ -331,9 +333,9 @@ impl IdempotencyStore for MemoryStore {
         stream_id: &'a str,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
-        completion: Option<Completion>,
+        completions: Vec<Completion>,
     ) -> BoxFuture<'a, Result<Appended>> {
-        future::ready(self.append_now(stream_id, expected, events, completion)).boxed()
+        future::ready(self.append_now(stream_id, expected, events, completions)).boxed()
     }
 
     fn claim_idempotency_key<'a>(

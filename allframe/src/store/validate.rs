@@ -46,10 +46,10 @@ pub(crate) fn validate_event_type(event_type: &str) -> Result<()> {
 pub(crate) fn validate_append(
     stream_id: &str,
     events: &[NewEvent],
-    completion: Option<&Completion>,
+    completions: &[Completion],
 ) -> Result<()> {
     validate_stream_id(stream_id)?;
-    if let Some(completion) = completion {
+    for completion in completions {
         idempotency::validate_key(completion.key())?;
     }
     if events.is_empty() || events.len() > MAX_EVENTS_PER_APPEND {

@@ -55,6 +55,7 @@ macro_rules! store_conformance_tests {
             idempotency_release,
             idempotency_stale_tokens_are_refused,
             idempotency_unclaimed_completion,
+            idempotency_several_completions,
             idempotency_invalid_keys,
             snapshot_save_and_load,
             snapshot_later_version_stays,

@@ -291,6 +291,25 @@ impl std::fmt::Debug for Completion {
     }
 }
 
+/// The refusal of an append whose `completions` cannot all commit, given
+/// the `records` of their keys as its transaction reads them (key → the
+/// token it is in flight with; keys without a record are absent): the
+/// first completion that does not hold its key, or that repeats a key of
+/// the same append.
+pub(crate) fn refused(
+    completions: &[Completion],
+    records: &std::collections::HashMap<String, Option<String>>,
+) -> Option<StoreError> {
+    let mut seen = std::collections::HashSet::new();
+    completions
+        .iter()
+        .find(|completion| {
+            !seen.insert(completion.key())
+                || !completion.holds(records.get(completion.key()).map(|token| token.as_deref()))
+        })
+        .map(Completion::lost)
+}
+
 /// Checks an idempotency key: 1..=255 bytes without control characters.
 pub(crate) fn validate_key(key: &str) -> Result<()> {
     let reason = if key.is_empty() {
@@ -392,12 +411,15 @@ pub(crate) fn response_text(key: &str, bytes: Vec<u8>) -> Result<String> {
 /// ([`append_with`](Self::append_with)). A capability: a store offers it
 /// through [`EventStore::idempotency`](crate::EventStore::idempotency).
 pub trait IdempotencyStore: Send + Sync {
-    /// [`EventStore::append`](crate::EventStore::append), and when `completion` is given, marks its
-    /// idempotency key completed with the response it builds from the
-    /// append, in the same transaction as the events: both are stored or
-    /// neither is. Unless the completion holds the key (its claim's token
-    /// still holds it in flight, or, for [`Completion::unclaimed`], the key
-    /// has no record), the append is refused with
+    /// [`EventStore::append`](crate::EventStore::append), and marks the
+    /// idempotency key of each of `completions` completed with the response
+    /// it builds from the append, in the same transaction as the events:
+    /// all are stored or none is. Several commands decided together can so
+    /// commit their events in one append, each completing its own key (each
+    /// response builder picks its command's events out of the append).
+    /// Unless every completion holds its key (its claim's token still holds
+    /// it in flight, or, for [`Completion::unclaimed`], the key has no
+    /// record) and no key is given twice, the append is refused with
     /// [`StoreError::IdempotencyKeyLost`] (checked before the expected
     /// version). A refused append (lost key,
     /// wrong expected version, invalid input) writes no event and leaves
@@ -407,7 +429,7 @@ pub trait IdempotencyStore: Send + Sync {
         stream_id: &'a str,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
-        completion: Option<Completion>,
+        completions: Vec<Completion>,
     ) -> BoxFuture<'a, Result<Appended>>;
 
     /// Claims an idempotency key for a request with this `fingerprint`,

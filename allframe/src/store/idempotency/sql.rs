@@ -53,15 +53,15 @@ impl<D: SqlRecords> IdempotencyStore for SqlStore<D> {
         stream_id: &'a str,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
-        completion: Option<Completion>,
+        completions: Vec<Completion>,
     ) -> BoxFuture<'a, Result<Appended>> {
         async move {
-            validate_append(stream_id, &events, completion.as_ref())?;
+            validate_append(stream_id, &events, &completions)?;
             let request = Request {
                 stream_id: stream_id.to_owned(),
                 expected,
                 events,
-                completion,
+                completions,
             };
             self.inner.writer.append(request).await
         }

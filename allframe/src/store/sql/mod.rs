@@ -298,7 +298,7 @@ where
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> BoxFuture<'a, Result<Appended>> {
-        self.append_with(stream_id, expected, events, None)
+        self.append_with(stream_id, expected, events, Vec::new())
     }
 
     fn idempotency(&self) -> Option<&dyn IdempotencyStore> {

@@ -93,7 +93,7 @@ pub async fn idempotency_claim_complete_replay(store: &dyn EventStore) {
             "order-1",
             ExpectedVersion::NoStream,
             events("Placed", 2),
-            Some(Completion::new("key-1", token.clone(), describe)),
+            vec![Completion::new("key-1", token.clone(), describe)],
         )
         .await
         .expect("append with a completion");
@@ -113,7 +113,7 @@ pub async fn idempotency_claim_complete_replay(store: &dyn EventStore) {
                 "order-1",
                 ExpectedVersion::Any,
                 events("Placed", 1),
-                Some(Completion::new("key-1", token, describe)),
+                vec![Completion::new("key-1", token, describe)],
             )
             .await,
         "key-1",
@@ -149,7 +149,7 @@ pub async fn idempotency_claim_complete_replay(store: &dyn EventStore) {
                 "order-2",
                 ExpectedVersion::Any,
                 events("Placed", 1),
-                Some(Completion::new("key-2", token, |_| "third".to_owned())),
+                vec![Completion::new("key-2", token, |_| "third".to_owned())],
             )
             .await,
         "key-2",
@@ -176,7 +176,7 @@ pub async fn idempotency_claim_complete_replay(store: &dyn EventStore) {
                 "order-3",
                 ExpectedVersion::NoStream,
                 events("Placed", 1),
-                Some(Completion::new("key-4", "some-token", describe)),
+                vec![Completion::new("key-4", "some-token", describe)],
             )
             .await,
         "key-4",
@@ -349,7 +349,7 @@ pub async fn idempotency_completion_is_atomic_with_append(store: &dyn EventStore
         .await
         .unwrap();
     let token = acquire(store, "key-1", "fp").await;
-    let completion = || Some(Completion::new("key-1", token.clone(), describe));
+    let completion = || vec![Completion::new("key-1", token.clone(), describe)];
     let refused = records(store)
         .append_with(
             "acct-1",
@@ -374,9 +374,9 @@ pub async fn idempotency_completion_is_atomic_with_append(store: &dyn EventStore
             "acct-1",
             ExpectedVersion::Any,
             events("Deposited", 1),
-            Some(Completion::new("key-1", token.clone(), |_| {
+            vec![Completion::new("key-1", token.clone(), |_| {
                 panic!("response builder fails")
-            })),
+            })],
         )
         .await
         .expect_err("a failing response builder fails the append");
@@ -428,7 +428,7 @@ pub async fn idempotency_completion_is_atomic_with_append(store: &dyn EventStore
                 &format!("batch-{i}"),
                 expected,
                 events("Placed", 1 + i as u64 % 2),
-                Some(Completion::new(key, token, describe)),
+                vec![Completion::new(key, token, describe)],
             )
             .await;
         (i, outcome)
@@ -453,7 +453,7 @@ pub async fn idempotency_completion_is_atomic_with_append(store: &dyn EventStore
 /// writes nothing, and of concurrent ones of one key (in one batch or
 /// racing a claim) exactly one wins.
 pub async fn idempotency_unclaimed_completion(store: &dyn EventStore) {
-    let unclaimed = |key: &str| Some(Completion::unclaimed(key, "fp", describe));
+    let unclaimed = |key: &str| vec![Completion::unclaimed(key, "fp", describe)];
     let done = records(store)
         .append_with(
             "acct-1",
@@ -494,7 +494,7 @@ pub async fn idempotency_unclaimed_completion(store: &dyn EventStore) {
             "acct-1",
             ExpectedVersion::Exact(2),
             events("Deposited", 1),
-            Some(Completion::new("held", token, describe)),
+            vec![Completion::new("held", token, describe)],
         )
         .await
         .expect("the claim still holds its key");
@@ -574,6 +574,140 @@ pub async fn idempotency_unclaimed_completion(store: &dyn EventStore) {
             other => panic!("{key}: {other:?}"),
         }
     }
+}
+
+/// One append may complete several keys (the commands a round decided
+/// together): claimed and unclaimed ones alike, each with the response its
+/// own builder makes, all in the append's transaction. If any of them
+/// cannot complete (its key was completed, taken over, or it is given
+/// twice), the whole append is refused and writes nothing: no event, and
+/// every other key stays as it was.
+pub async fn idempotency_several_completions(store: &dyn EventStore) {
+    // Each builder describes its own share of the append: the version of
+    // its first event.
+    let share = |first: usize| {
+        move |appended: &crate::Appended| format!("{}", appended.events[first].version)
+    };
+    let token = acquire(store, "claimed", "fp").await;
+    let appended = records(store)
+        .append_with(
+            "jar-1",
+            ExpectedVersion::NoStream,
+            events("Added", 3),
+            vec![
+                Completion::new("claimed", token, share(0)),
+                Completion::unclaimed("unclaimed", "fp", share(2)),
+            ],
+        )
+        .await
+        .expect("an append completing two keys");
+    assert_eq!(appended.version, 3);
+    assert_eq!(
+        claim(store, "claimed", "fp").await,
+        Claim::Completed("1".into())
+    );
+    assert_eq!(
+        claim(store, "unclaimed", "fp").await,
+        Claim::Completed("3".into())
+    );
+
+    // One completion that cannot commit refuses the others with it.
+    let held = acquire(store, "held", "fp").await;
+    let refused = records(store)
+        .append_with(
+            "jar-1",
+            ExpectedVersion::Exact(3),
+            events("Added", 2),
+            vec![
+                Completion::new("held", held.clone(), share(0)),
+                Completion::unclaimed("fresh", "fp", share(1)),
+                Completion::unclaimed("unclaimed", "fp", share(1)),
+            ],
+        )
+        .await;
+    assert_lost(refused, "unclaimed", "a completed key among others");
+    let twice = records(store)
+        .append_with(
+            "jar-1",
+            ExpectedVersion::Exact(3),
+            events("Added", 2),
+            vec![
+                Completion::unclaimed("fresh", "fp", share(0)),
+                Completion::unclaimed("fresh", "fp", share(1)),
+            ],
+        )
+        .await;
+    assert_lost(twice, "fresh", "one key completed twice by one append");
+    assert_eq!(
+        everything(store).await.len(),
+        3,
+        "refused appends store nothing"
+    );
+    assert_eq!(
+        claim(store, "held", "fp").await,
+        Claim::InFlight,
+        "the claim refused with the others still holds its key"
+    );
+    let fresh = acquire(store, "fresh", "fp").await;
+    let appended = records(store)
+        .append_with(
+            "jar-1",
+            ExpectedVersion::Exact(3),
+            events("Added", 2),
+            vec![
+                Completion::new("held", held, share(0)),
+                Completion::new("fresh", fresh, share(1)),
+            ],
+        )
+        .await
+        .expect("both claims still hold their keys");
+    assert_eq!(appended.version, 5);
+    assert_eq!(
+        claim(store, "held", "fp").await,
+        Claim::Completed("4".into())
+    );
+    assert_eq!(
+        claim(store, "fresh", "fp").await,
+        Claim::Completed("5".into())
+    );
+
+    // Appends racing with overlapping keys, one stream each: of the
+    // appends sharing a key at most one commits, and every committed one
+    // completed both its keys.
+    let race = |i: usize| async move {
+        let keys = [format!("race-{}", i % 4), format!("race-{}", (i + 1) % 4)];
+        let outcome = records(store)
+            .append_with(
+                &format!("race-{i}"),
+                ExpectedVersion::NoStream,
+                events("Added", 2),
+                keys.iter()
+                    .enumerate()
+                    .map(|(n, key)| Completion::unclaimed(key, "fp", share(n)))
+                    .collect(),
+            )
+            .await;
+        (keys, outcome)
+    };
+    let outcomes = futures_util::future::join_all((0..8).map(race)).await;
+    let mut completed = std::collections::HashSet::new();
+    for (keys, outcome) in &outcomes {
+        match outcome {
+            Ok(_) => {
+                for key in keys {
+                    assert!(completed.insert(key.clone()), "{key} completed twice");
+                }
+            }
+            Err(StoreError::IdempotencyKeyLost { key }) => assert!(keys.contains(key)),
+            Err(other) => panic!("{keys:?}: {other:?}"),
+        }
+    }
+    assert!(!completed.is_empty(), "some append won");
+    let won = outcomes
+        .iter()
+        .filter(|(_, outcome)| outcome.is_ok())
+        .count();
+    assert_eq!(everything(store).await.len(), 5 + 2 * won);
 }
 
 /// Of many concurrent claims of one key exactly one acquires it: a new
@@ -665,7 +799,7 @@ pub async fn idempotency_stale_tokens_are_refused(store: &dyn EventStore) {
                 "acct-1",
                 expected,
                 events("Opened", 1),
-                Some(Completion::new("key-1", format!("{token}-not"), describe)),
+                vec![Completion::new("key-1", format!("{token}-not"), describe)],
             )
             .await;
         let error = result.as_ref().map(drop).unwrap_err();
@@ -696,7 +830,7 @@ pub async fn idempotency_stale_tokens_are_refused(store: &dyn EventStore) {
                 "acct-2",
                 ExpectedVersion::NoStream,
                 events("Opened", 1),
-                Some(Completion::new("key-2", old.clone(), describe)),
+                vec![Completion::new("key-2", old.clone(), describe)],
             )
             .await,
         "key-2",
@@ -727,7 +861,7 @@ pub async fn idempotency_stale_tokens_are_refused(store: &dyn EventStore) {
             "acct-2",
             ExpectedVersion::NoStream,
             events("Opened", 1),
-            Some(Completion::new("key-2", new, describe)),
+            vec![Completion::new("key-2", new, describe)],
         )
         .await
         .expect("the new holder appends");
@@ -753,7 +887,7 @@ pub async fn idempotency_stale_tokens_are_refused(store: &dyn EventStore) {
                 &key,
                 ExpectedVersion::NoStream,
                 events("Placed", 1),
-                Some(Completion::new(key.clone(), token, describe)),
+                vec![Completion::new(key.clone(), token, describe)],
             )
             .await;
         (i, outcome)
@@ -783,7 +917,7 @@ pub async fn idempotency_stale_tokens_are_refused(store: &dyn EventStore) {
                     stream,
                     ExpectedVersion::NoStream,
                     events("Placed", 1),
-                    Some(Completion::new("twice", token, describe)),
+                    vec![Completion::new("twice", token, describe)],
                 )
                 .await
         }
@@ -838,7 +972,7 @@ pub async fn idempotency_invalid_keys(store: &dyn EventStore) {
                     "s-1",
                     ExpectedVersion::Any,
                     events("Ok", 1),
-                    Some(Completion::new(key, "t", describe)),
+                    vec![Completion::new(key, "t", describe)],
                 )
                 .await
                 .map(drop),

@@ -7,7 +7,8 @@ pub use idempotency::{
     idempotency_claim_complete_replay, idempotency_completion_is_atomic_with_append,
     idempotency_concurrent_claims, idempotency_expiry_and_purge, idempotency_invalid_keys,
     idempotency_lease_take_over, idempotency_mismatch, idempotency_release,
-    idempotency_stale_tokens_are_refused, idempotency_unclaimed_completion,
+    idempotency_several_completions, idempotency_stale_tokens_are_refused,
+    idempotency_unclaimed_completion,
 };
 pub use snapshots::{
     snapshot_concurrent_saves, snapshot_invalid_stream_ids, snapshot_later_version_stays,
@@ -637,5 +638,6 @@ where
     idempotency_release(&make().await).await;
     idempotency_stale_tokens_are_refused(&make().await).await;
     idempotency_unclaimed_completion(&make().await).await;
+    idempotency_several_completions(&make().await).await;
     idempotency_invalid_keys(&make().await).await;
 }
