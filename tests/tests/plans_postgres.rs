@@ -52,6 +52,9 @@
 //! statement, and checks that every batch finds its rows and index entries
 //! by key in an index, not by filtering the whole generation.
 //!
+//! A third checks the same of the idempotency records a batch reads and
+//! locks, while the record table grows without statistics.
+//!
 //! It checks that the capture works (plans of the statements it expects
 //! arrive), so it cannot pass by seeing nothing. Without a PostgreSQL server
 //! it is skipped with a message, as the other PostgreSQL tests are (a
@@ -398,21 +401,26 @@ async fn group_commits(store: &PostgresStore, records: &dyn IdempotencyStore) {
             let stream = format!("ledger-{}", round * 4 + i);
             // Pre-filled streams are at version EVENTS / STREAMS.
             let expected = ExpectedVersion::Exact((EVENTS / STREAMS) as u64);
-            appends.push((stream, expected, deposit(), None));
+            appends.push((stream, expected, deposit(), Vec::new()));
         }
         for i in 0..3 {
             let stream = format!("ledger-new{round}x{i}");
-            appends.push((stream, ExpectedVersion::NoStream, opened("owner-new"), None));
+            appends.push((
+                stream,
+                ExpectedVersion::NoStream,
+                opened("owner-new"),
+                Vec::new(),
+            ));
         }
         for i in 0..3 {
             let stream = format!("ledger-{}", 100 + i);
-            appends.push((stream, ExpectedVersion::Any, deposit(), None));
+            appends.push((stream, ExpectedVersion::Any, deposit(), Vec::new()));
         }
         appends.push((
             format!("ledger-{}", 200 + round),
             ExpectedVersion::Exact(1),
             deposit(),
-            None,
+            Vec::new(),
         ));
         for i in 0..4 {
             let key = format!("cmd-{round}-{i}");
@@ -428,7 +436,7 @@ async fn group_commits(store: &PostgresStore, records: &dyn IdempotencyStore) {
                 format!("ledger-{}", 300 + i),
                 ExpectedVersion::Any,
                 deposit(),
-                Some(completion),
+                vec![completion],
             ));
         }
         let outcomes = join_all(appends.into_iter().map(
@@ -807,7 +815,7 @@ async fn write_and_projection_paths_never_scan_a_large_table_sequentially() {
         "FROM allframe_events WHERE stream_id =",
         "INSERT INTO allframe_idempotency",
         "FROM allframe_idempotency WHERE key = $1 FOR UPDATE",
-        "THEN token END FROM allframe_idempotency WHERE key = ANY(",
+        "FROM allframe_idempotency WHERE key = k.key FOR UPDATE",
         "UPDATE allframe_idempotency AS i",
         "UPDATE allframe_idempotency SET",
         "DELETE FROM allframe_idempotency WHERE key = $1",
@@ -1024,4 +1032,98 @@ async fn stream_pages_read_only_their_own_rows_without_statistics() {
             plan.query, plan.plan
         );
     }
+}
+
+/// Completing idempotency keys with appends while the record table grows
+/// without statistics being taken (a saga's commands record two keys per
+/// transfer, faster than autovacuum analyzes): each batch reads and locks
+/// the records of its keys. Planned as `key = ANY(array)`, generically,
+/// while the table was small, that read became a scan of every record,
+/// and each batch cost grew with the records kept. Each key must be looked
+/// up in the primary key, before and after the table grew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completed_keys_are_found_by_the_primary_key_as_the_records_grow() {
+    let Some((options, schema, mut setup, _alone)) = migrated_schema().await else {
+        return;
+    };
+    sqlx::query("ALTER TABLE allframe_idempotency SET (autovacuum_enabled = false)")
+        .execute(&mut setup)
+        .await
+        .unwrap();
+    let store = PostgresStore::connect_with(traced(options), Some(&schema), DEFAULT_MAX_BATCH)
+        .await
+        .expect("open the store with auto_explain loaded");
+    let records = store.idempotency().expect("idempotency records");
+    let complete = |round: usize| async move {
+        let completions = (0..2)
+            .map(|n| Completion::unclaimed(format!("k-{round}-{n}"), "fp", |_| "{}".to_owned()))
+            .collect();
+        let stream = format!("ledger-{round}");
+        records
+            .append_with(&stream, ExpectedVersion::NoStream, deposit(), completions)
+            .await
+    };
+    // Enough batches on the small table for a generic plan to be cached.
+    for round in 0..10 {
+        complete(round).await.unwrap();
+    }
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO allframe_idempotency (key, fingerprint, state, response, created_at, \
+         lease_until, token) \
+         SELECT 'old-' || g, 'fp', 'completed', '{{}}', now(), now(), 't' \
+         FROM generate_series(1, {KEYS}) g"
+    )))
+    .execute(&mut setup)
+    .await
+    .expect("fill the records");
+    for round in 10..20 {
+        complete(round).await.unwrap();
+    }
+    assert_lost(
+        records
+            .append_with(
+                "ledger-old",
+                ExpectedVersion::NoStream,
+                deposit(),
+                vec![Completion::unclaimed("old-7", "fp", |_| "{}".to_owned())],
+            )
+            .await,
+    );
+    store.close().await;
+    sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+        .execute(&mut setup)
+        .await
+        .unwrap();
+
+    let lookups: Vec<Plan> = plans()
+        .into_iter()
+        .filter(|p| {
+            p.query.starts_with("SELECT i.key,") && p.query.contains("allframe_idempotency")
+        })
+        .collect();
+    assert!(
+        lookups.len() >= 21,
+        "{} key lookups for 21 batches",
+        lookups.len()
+    );
+    for plan in &lookups {
+        let by_key = plan
+            .plan
+            .lines()
+            .any(|line| line.contains("Index Cond:") && line.contains("(key = "));
+        assert!(
+            by_key && sequential_scans(&plan.plan).is_empty(),
+            "a batch's keys are not looked up in the primary key:\n{}\n{}",
+            plan.query,
+            plan.plan
+        );
+    }
+}
+
+#[track_caller]
+fn assert_lost(outcome: Result<allframe::Appended, StoreError>) {
+    assert!(
+        matches!(outcome, Err(StoreError::IdempotencyKeyLost { .. })),
+        "a key among the old records is found: {outcome:?}"
+    );
 }

@@ -155,7 +155,7 @@ async fn exercise(store: &dyn EventStore, records: &dyn IdempotencyStore) -> Vec
             let token = claim.token().expect("a new key").to_owned();
             completions.push(vec![Completion::new(key, token, |_| String::new())]);
         }
-        completions.resize_with(60, || None);
+        completions.resize_with(60, Vec::new);
         let appends = completions.into_iter().enumerate().map(|(i, completion)| {
             let stream = format!("tally-{}", i % 40);
             async move {

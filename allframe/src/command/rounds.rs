@@ -208,7 +208,7 @@ pub(super) async fn serve<A: Aggregate>(
                 Together::Lost(member, lost) => {
                     // Only that command is told; the others are decided
                     // again without it.
-                    decides.remove(member);
+                    drop(decides.remove(member));
                     keyed.remove(member);
                     let _ = replies.remove(member).send(Err(lost.into()));
                 }

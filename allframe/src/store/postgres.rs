@@ -133,8 +133,11 @@ impl Dialect for PostgresDialect {
         query.push(format!(") AS t({}))", names.join(", ")));
     }
 
-    fn push_in(query: &mut sqlx::QueryBuilder<Postgres>, items: Vec<&str>) {
-        query.push(" = ANY(").push_bind(items).push("::text[])");
+    fn push_key_records(query: &mut sqlx::QueryBuilder<Postgres>, keys: Vec<&str>) {
+        query.push(" FROM UNNEST(").push_bind(keys).push(
+            "::text[]) AS k(key) CROSS JOIN LATERAL (SELECT key, state, token \
+                 FROM allframe_idempotency WHERE key = k.key FOR UPDATE) i",
+        );
     }
 
     fn leases(store: &PostgresStore) -> Option<&dyn super::LeaseStore> {

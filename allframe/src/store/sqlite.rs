@@ -72,6 +72,14 @@ pub struct SqliteDialect;
 
 impl super::sql::sealed::Sealed for SqliteDialect {}
 
+/// Pushes ` IN …` testing the preceding expression against `items`, bound
+/// as one value like [`Dialect::push_columns`].
+fn push_in(query: &mut QueryBuilder<Sqlite>, items: Vec<&str>) {
+    query.push(" IN (SELECT c0 FROM ");
+    SqliteDialect::push_columns(query, vec![items]);
+    query.push(")");
+}
+
 impl Dialect for SqliteDialect {
     type Db = Sqlite;
     const NAME: &'static str = "SQLite";
@@ -100,10 +108,9 @@ impl Dialect for SqliteDialect {
             .push("))");
     }
 
-    fn push_in(query: &mut QueryBuilder<Sqlite>, items: Vec<&str>) {
-        query.push(" IN (SELECT c0 FROM ");
-        Self::push_columns(query, vec![items]);
-        query.push(")");
+    fn push_key_records(query: &mut QueryBuilder<Sqlite>, keys: Vec<&str>) {
+        query.push(" FROM allframe_idempotency AS i WHERE i.key");
+        push_in(query, keys);
     }
 
     fn push_keyed(
@@ -119,7 +126,7 @@ impl Dialect for SqliteDialect {
             .push(" AND generation = ")
             .push_bind(generation)
             .push(" AND key");
-        Self::push_in(query, keys);
+        push_in(query, keys);
     }
 
     fn rows_affected(result: &<Sqlite as sqlx::Database>::QueryResult) -> u64 {

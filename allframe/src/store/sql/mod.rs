@@ -75,10 +75,19 @@ pub trait Dialect: sealed::Sealed + Sized + Send + Sync + 'static {
     /// and sent in one round trip.
     fn push_columns(query: &mut QueryBuilder<Self::Db>, columns: Vec<Vec<&str>>);
 
-    /// Pushes ` IN …` (or its equivalent) testing the preceding expression
-    /// against `items`, bound as one value like
-    /// [`push_columns`](Self::push_columns): `= ANY(array)` on PostgreSQL.
-    fn push_in(query: &mut QueryBuilder<Self::Db>, items: Vec<&str>);
+    /// Pushes the `FROM` and `WHERE` of a query of `allframe_idempotency`
+    /// (as `i`) selecting the records of `keys` (sorted, bound as one
+    /// value like [`push_columns`](Self::push_columns)), locked on
+    /// PostgreSQL in the order of `keys`.
+    ///
+    /// On PostgreSQL each key is looked up in the primary key by itself (a
+    /// lateral subquery per key, which also locks its row), so the cost is
+    /// one index probe per key whatever the table's statistics say.
+    /// `key = ANY(array)` was planned, as a generic plan made while the
+    /// table was small, as a scan of every record comparing each with the
+    /// whole array: with a saga's commands recording their keys, each batch
+    /// cost grew with the records kept.
+    fn push_key_records(query: &mut QueryBuilder<Self::Db>, keys: Vec<&str>);
 
     /// The leases of a store of this dialect, where several nodes share
     /// one ([`EventStore::leases`]); none by default.

@@ -113,22 +113,21 @@ pub(crate) fn stream_versions_query<'s, D: Dialect>(
     query
 }
 
-/// `SELECT key, token-while-in-flight … WHERE key IN (…)`: the records of
-/// the idempotency keys a batch completes (see
+/// `SELECT key, token-while-in-flight …`: the records of the idempotency
+/// keys a batch completes (see
 /// [`completion_keys`](crate::store::group_commit::completion_keys)), with
 /// the token of each in-flight one (`NULL` for the others, and for records
 /// claimed before tokens existed, which no completion holds), bound as one
-/// list like [`stream_versions_query`]'s, followed by [`Dialect::LOCK`]
-/// (PostgreSQL locks the rows).
+/// list like [`stream_versions_query`]'s. PostgreSQL locks the rows, in key
+/// order, so writers of several nodes never wait for each other in a cycle
+/// (see [`Dialect::push_key_records`]).
 pub(crate) fn key_records_query<'k, D: Dialect>(
     keys: impl IntoIterator<Item = &'k str>,
 ) -> QueryBuilder<D::Db> {
-    let mut query = QueryBuilder::new(
-        "SELECT key, CASE WHEN state = 'in_flight' THEN token END \
-         FROM allframe_idempotency WHERE key",
-    );
-    D::push_in(&mut query, keys.into_iter().collect());
-    query.push(" ORDER BY key").push(D::LOCK);
+    let keys: std::collections::BTreeSet<&str> = keys.into_iter().collect();
+    let mut query =
+        QueryBuilder::new("SELECT i.key, CASE WHEN i.state = 'in_flight' THEN i.token END");
+    D::push_key_records(&mut query, keys.into_iter().collect());
     query
 }
 
