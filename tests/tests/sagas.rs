@@ -208,9 +208,18 @@ async fn nothing_twice(store: &dyn EventStore) {
         (60, 40)
     );
     sagas.stop().await;
-    let head = store.head_position().await.unwrap();
+    read_again(store, &dispatcher).await;
+    assert_eq!(
+        (balance(store, &a).await, balance(store, &b).await),
+        (60, 40)
+    );
+}
 
-    // Read everything again from the start: a fresh checkpoint.
+/// Runs the runner over the whole log again from the start (a fresh
+/// checkpoint, as after a crash before the checkpoint moved) and checks
+/// that it writes nothing.
+async fn read_again(store: &dyn EventStore, dispatcher: &Arc<Dispatcher>) {
+    let head = store.head_position().await.unwrap();
     let checkpoints = store.projection_store().unwrap();
     let live = checkpoints
         .open("saga:transfer-money", 1)
@@ -245,10 +254,6 @@ async fn nothing_twice(store: &dyn EventStore) {
         store.head_position().await.unwrap(),
         head,
         "nothing new was written"
-    );
-    assert_eq!(
-        (balance(store, &a).await, balance(store, &b).await),
-        (60, 40)
     );
     again.stop().await;
 }
@@ -349,4 +354,85 @@ async fn postgres_concurrent_transfers() {
         return;
     };
     concurrent_transfers(&store).await;
+}
+
+/// A transfer started by its command (as over HTTP) has its start decided
+/// with its first event, in the command's one append: the runner sends
+/// the withdrawal from that record at once and never decides the start
+/// again, even when it reads the instance again from the start.
+async fn started_by_command(store: &dyn EventStore) {
+    let Bank { dispatcher, sagas } = bank(store).await;
+    let (payer, payee) = (open(&dispatcher, 100).await, open(&dispatcher, 0).await);
+    let command = bank::transfer::TransferMoney {
+        from_account_id: payer.clone(),
+        to_account_id: payee.clone(),
+        amount: 30,
+    };
+    let started = dispatcher
+        .dispatch(command, DispatchOptions::default())
+        .await
+        .unwrap();
+    let types: Vec<&str> = started
+        .events
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .collect();
+    assert_eq!(
+        types,
+        ["TransferRequested", allframe::saga::STEP_EVENT_TYPE]
+    );
+    assert_eq!(started.version, 2);
+    let record: serde_json::Value = serde_json::from_str(started.events[1].data.get()).unwrap();
+    assert_eq!(record["input"], "start");
+    assert_eq!(record["sends"][0]["step"], "withdraw", "{record}");
+    assert_eq!(
+        started.events[1].metadata.causation_id.as_deref(),
+        Some(started.events[0].metadata.event_id.to_string().as_str()),
+        "the start record names the first event as its cause"
+    );
+    let id = started.aggregate_id;
+    assert_eq!(ended(&sagas, &id).await.status, "completed");
+    assert_eq!(
+        (balance(store, &payer).await, balance(store, &payee).await),
+        (70, 30)
+    );
+    sagas.stop().await;
+    let recorded = store
+        .read_stream(&stream_id::<Transfer>(&id), 1, 100)
+        .await
+        .unwrap();
+    let inputs: Vec<String> = recorded
+        .iter()
+        .filter(|e| e.event_type == allframe::saga::STEP_EVENT_TYPE)
+        .map(|e| {
+            let record: serde_json::Value = serde_json::from_str(e.data.get()).unwrap();
+            record["input"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(inputs, ["start", "answer:withdraw", "answer:deposit"]);
+    // A runner reading everything again decides and sends nothing more.
+    read_again(store, &dispatcher).await;
+    assert_eq!(
+        (balance(store, &payer).await, balance(store, &payee).await),
+        (70, 30)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_started_by_command() {
+    started_by_command(&MemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_started_by_command() {
+    let dir = tempfile::tempdir().unwrap();
+    started_by_command(&SqliteStore::open(dir.path().join("bank.db")).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_started_by_command() {
+    let Some(store) = allframe_tests::postgres_store().await else {
+        return;
+    };
+    started_by_command(&store).await;
 }

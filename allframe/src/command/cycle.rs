@@ -397,7 +397,22 @@ async fn decide_and_append<H: CommandHandler>(
                 });
             }
         };
-        let encode = || encode::<H::Command>(&decided, &command_id, options);
+        let encode = || {
+            let mut events = encode::<H::Command>(&decided, &command_id, options)?;
+            // A new saga instance's start decision is recorded with it.
+            if <H::Command as Command>::CREATE
+                && let Some(first) = events.first()
+                && let Some(start) = crate::saga::start_decision::<AggregateOf<H::Command>>(
+                    &decided,
+                    first.metadata(),
+                    &aggregate_id,
+                )
+            {
+                events.extend(start);
+            }
+            Ok::<_, CommandError>(events)
+        };
+        let own = decided.len();
         let expected = if <H::Command as Command>::CREATE {
             ExpectedVersion::NoStream
         } else {
@@ -431,10 +446,13 @@ async fn decide_and_append<H: CommandHandler>(
         };
         match appended {
             Ok(appended) => {
-                // The recorded events, as any later load decodes them.
-                if let Err(error) = apply_recorded(&mut current.loaded, &appended.events) {
+                // The recorded events, as any later load decodes them (a
+                // saga's start decision after them changes no state).
+                if let Err(error) = apply_recorded(&mut current.loaded, &appended.events[..own]) {
                     tracing::warn!(stream_id = %stream, %error, "an appended event does not decode");
                 }
+                current.loaded.version = appended.version;
+                current.loaded.position = appended.position;
                 return Ok(CommandOutcome {
                     stream_id: stream,
                     aggregate_id,

@@ -12,6 +12,13 @@
 //! concurrency: its events followed by a `SagaStep` record of the input it
 //! answers, the commands to send and the end.
 //!
+//! A create-command on a saga linked with `#[saga]` records the decision
+//! about its first event ([`Input::Started`]) in its own append, after its
+//! events: the runner then finds the start decided and sends its commands
+//! as soon as it reads the instance, without an append of its own first.
+//! An instance started otherwise ([`Sagas::start`], a saga added to the
+//! runner only) has its start decided by the runner.
+//!
 //! The log is the work queue. A runner per saga type follows the `saga`
 //! category through a checkpointed subscription (the checkpoint is kept by
 //! the store's projection storage, beside the projections' own). For each
@@ -87,7 +94,11 @@ pub const STREAM_PREFIX: &str = "saga-";
 pub struct SagaRegistration {
     category: &'static str,
     add: fn(SagasBuilder) -> SagasBuilder,
+    start: StartDecision,
 }
+
+/// [`runner::start_decision`] of one saga.
+type StartDecision = fn(&dyn std::any::Any, &crate::Metadata, &str) -> Option<Vec<crate::NewEvent>>;
 
 impl SagaRegistration {
     /// The registration of saga `S`.
@@ -95,6 +106,7 @@ impl SagaRegistration {
         Self {
             category: S::CATEGORY,
             add: SagasBuilder::saga::<S>,
+            start: runner::start_decision::<S>,
         }
     }
 
@@ -105,6 +117,26 @@ impl SagaRegistration {
 }
 
 inventory::collect!(SagaRegistration);
+
+/// The start decision of a new instance `id` of the linked saga whose
+/// category is `A`'s, made on the `events` a create-command decided
+/// (`first` is the metadata of the first), to be recorded in the same
+/// append as they are: the runner then finds the start decided and sends
+/// its commands at once, instead of deciding and recording it first.
+/// `None` when `A` is no linked saga (its runner decides the start).
+pub(crate) fn start_decision<A: Aggregate>(
+    events: &Vec<A::Event>,
+    first: &crate::Metadata,
+    id: &str,
+) -> Option<Vec<crate::NewEvent>> {
+    if !is_saga_category(A::CATEGORY) {
+        return None;
+    }
+    let registration = inventory::iter::<SagaRegistration>
+        .into_iter()
+        .find(|registration| registration.category == A::CATEGORY)?;
+    (registration.start)(events, first, id)
+}
 
 /// Adds every saga linked into the program to `builder`.
 pub(crate) fn linked(builder: SagasBuilder) -> SagasBuilder {

@@ -18,13 +18,21 @@ use super::{
 use crate::Aggregate;
 use crate::auth::Principal;
 use crate::command::{CommandError, CommandOutcome, DispatchOptions, Dispatcher};
-use crate::event::{NewEvent, RecordedEvent};
+use crate::event::{Metadata, NewEvent, RecordedEvent};
 use crate::node::{Held, Node};
 use crate::store::projections::{Batch, Committed, Fence, ProjectionStore};
 use crate::store::{EventFilter, EventStore, ExpectedVersion, StoreError};
 
-/// How many events a runner works at once, over all its instances.
+/// How many instances a runner works at once.
 const IN_FLIGHT: usize = 512;
+/// How many events a runner holds at once, being worked or queued behind
+/// the one before of their instance. An instance is worked from one event
+/// on: it sends its commands and records its steps in that one task, and
+/// the steps it records arrive from the log meanwhile and wait behind it
+/// (to be skipped), so a running instance holds several events. Bounding
+/// events by [`IN_FLIGHT`] would bound the instances worked at once to a
+/// fraction of it, and keep new ones waiting in the log.
+const HELD: usize = 8 * IN_FLIGHT;
 /// How often, at most, a runner writes its checkpoint (a checkpoint that
 /// is behind is written this long after the last write at the latest).
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
@@ -551,7 +559,8 @@ async fn run<S: Saga>(shared: Arc<Shared>) {
 
 /// Follows the saga category from the checkpoint. Each instance's events
 /// are worked in order by a task of its own, instances concurrently (at
-/// most [`IN_FLIGHT`] events at once), so a slow instance holds up only
+/// most [`IN_FLIGHT`] instances and [`HELD`] events at once), so a slow
+/// instance holds up only
 /// itself. The checkpoint moves to just before the oldest event still
 /// being worked (or to the last one read, when none is), so everything
 /// before it is done.
@@ -582,7 +591,7 @@ async fn work<S: Saga>(
     };
     loop {
         tokio::select! {
-            next = subscription.next(), if pending.len() < IN_FLIGHT => {
+            next = subscription.next(), if queues.len() < IN_FLIGHT && pending.len() < HELD => {
                 let Some(event) = next else {
                     return Err(StoreError::Closed.into());
                 };
@@ -660,8 +669,25 @@ async fn handle<S: Saga>(
         }
         follow::<S>(shared, followed, id, None, event.clone(), false).await
     } else if event.version == 1 {
+        // A create-command of a linked saga recorded the start decision
+        // with the first event: its commands are sent now (and the record,
+        // read later, is skipped as followed).
+        let recorded = read_stream(&*shared.store, &stream_id::<S>(id)).await?;
+        let start = recorded.iter().find(|event| {
+            event.event_type == STEP_EVENT_TYPE
+                && serde_json::from_str::<Record>(event.data.get())
+                    .is_ok_and(|record| record.input == "start")
+        });
+        if let Some(start) = start {
+            let mut instance = Instance::new();
+            for event in &recorded {
+                instance.fold(event)?;
+            }
+            let start = start.clone();
+            return follow::<S>(shared, followed, id, Some(instance), start, true).await;
+        }
         // The instance as its first event makes it: a stream that has more
-        // (its start was decided before) fails the record's expected
+        // (its start was decided meanwhile) fails the record's expected
         // version, which reads it in full.
         let mut instance = Instance::new();
         instance.fold(event)?;
@@ -911,24 +937,8 @@ async fn record<S: Saga>(
         if instance.ended || instance.handled.contains(input) {
             return Ok(None);
         }
-        let decision = match &instance.broken {
-            Some(broken) => {
-                Decision::end("failed").because(format!("its events do not decode: {broken}"))
-            }
-            None => std::panic::catch_unwind(AssertUnwindSafe(|| {
-                // It decides for whoever started the instance.
-                Principal::acting_sync(Principal::recorded(&cause.metadata.extra), || {
-                    decide(&instance.state)
-                })
-            }))
-            .unwrap_or_else(|panic| {
-                Decision::end("failed").because(format!(
-                    "its decision panicked: {}",
-                    crate::panic_message(&*panic)
-                ))
-            }),
-        };
-        let events = encode::<S>(decision, instance, input, id, cause);
+        let decision = decide_on(instance, &cause.metadata, &decide);
+        let events = encode::<S>(decision, instance, input, id, &cause.metadata);
         match shared
             .store
             .append(&stream, ExpectedVersion::Exact(instance.version), events)
@@ -948,6 +958,58 @@ async fn record<S: Saga>(
     }
 }
 
+/// What `decide` decides on `instance`, for whoever started it (the
+/// principal `cause` carries); a decision that panics, or an instance whose
+/// events do not decode, ends it as `failed`.
+fn decide_on<S: Saga>(
+    instance: &Instance<S>,
+    cause: &Metadata,
+    decide: impl Fn(&S) -> Decision<S>,
+) -> Decision<S> {
+    if let Some(broken) = &instance.broken {
+        return Decision::end("failed").because(format!("its events do not decode: {broken}"));
+    }
+    std::panic::catch_unwind(AssertUnwindSafe(|| {
+        Principal::acting_sync(Principal::recorded(&cause.extra), || {
+            decide(&instance.state)
+        })
+    }))
+    .unwrap_or_else(|panic| {
+        Decision::end("failed").because(format!(
+            "its decision panicked: {}",
+            crate::panic_message(&*panic)
+        ))
+    })
+}
+
+/// The start decision of instance `id` of `S`, created by `events` (a
+/// `Vec` of `S`'s events, as a create-command decided them; the first
+/// carries `first`'s metadata), to record in the same append: its own
+/// events and step record. `None` when `events` are not `S`'s, or folding
+/// them panics (the runner then decides the start when it reads them, and
+/// records why it fails).
+pub(crate) fn start_decision<S: Saga>(
+    events: &dyn std::any::Any,
+    first: &Metadata,
+    id: &str,
+) -> Option<Vec<NewEvent>> {
+    let events = events.downcast_ref::<Vec<<S as Aggregate>::Event>>()?;
+    let started = events.first()?;
+    let instance = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut instance = Instance::<S>::new();
+        for event in events {
+            instance.state.apply(event);
+        }
+        instance.version = events.len() as u64;
+        instance
+    }))
+    .ok()?;
+    let decision = decide_on(&instance, first, |saga| {
+        saga.decide(Input::Started(started))
+    });
+    Some(encode::<S>(decision, &instance, "start", id, first))
+}
+
 /// The events that record `decision`: its own events, then the step
 /// record. A decision that cannot be recorded as it is (a command that
 /// does not encode, a step name used before, an event that does not
@@ -957,7 +1019,7 @@ fn encode<S: Saga>(
     instance: &Instance<S>,
     input: &str,
     id: &str,
-    cause: &RecordedEvent,
+    cause: &Metadata,
 ) -> Vec<NewEvent> {
     let mut seen = HashSet::new();
     let reused = decision
@@ -997,10 +1059,10 @@ fn encode<S: Saga>(
     for event in &mut events {
         let metadata = event.metadata_mut();
         metadata.correlation_id = Some(id.to_owned());
-        metadata.causation_id = Some(cause.metadata.event_id.to_string());
+        metadata.causation_id = Some(cause.event_id.to_string());
         // The instance acts for whoever started it: each record carries
         // that principal on to the next step.
-        Principal::carry(&cause.metadata.extra, &mut metadata.extra);
+        Principal::carry(&cause.extra, &mut metadata.extra);
     }
     events
 }
