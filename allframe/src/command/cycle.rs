@@ -402,7 +402,8 @@ async fn decide_and_append<H: CommandHandler>(
             // A new saga instance's start decision is recorded with it.
             if <H::Command as Command>::CREATE
                 && let Some(first) = events.first()
-                && let Some(start) = crate::saga::start_decision::<AggregateOf<H::Command>>(
+                && let Some(start) = crate::saga::start_decision(
+                    <AggregateOf<H::Command> as crate::Aggregate>::CATEGORY,
                     &decided,
                     first.metadata(),
                     &aggregate_id,

@@ -119,22 +119,24 @@ impl SagaRegistration {
 inventory::collect!(SagaRegistration);
 
 /// The start decision of a new instance `id` of the linked saga whose
-/// category is `A`'s, made on the `events` a create-command decided
-/// (`first` is the metadata of the first), to be recorded in the same
-/// append as they are: the runner then finds the start decided and sends
-/// its commands at once, instead of deciding and recording it first.
-/// `None` when `A` is no linked saga (its runner decides the start).
-pub(crate) fn start_decision<A: Aggregate>(
-    events: &Vec<A::Event>,
+/// category is `category`, made on the `events` (a `Vec` of its events) a
+/// create-command decided (`first` is the metadata of the first), to be
+/// recorded in the same append as they are: the runner then finds the
+/// start decided and sends its commands at once, instead of deciding and
+/// recording it first. `None` when no linked saga has that category (its
+/// runner, if any, decides the start).
+pub(crate) fn start_decision(
+    category: &str,
+    events: &dyn std::any::Any,
     first: &crate::Metadata,
     id: &str,
 ) -> Option<Vec<crate::NewEvent>> {
-    if !is_saga_category(A::CATEGORY) {
+    if !is_saga_category(category) {
         return None;
     }
     let registration = inventory::iter::<SagaRegistration>
         .into_iter()
-        .find(|registration| registration.category == A::CATEGORY)?;
+        .find(|registration| registration.category == category)?;
     (registration.start)(events, first, id)
 }
 
