@@ -2,7 +2,8 @@
 //! refused command is an input, a command that keeps failing times out
 //! after the runner's step timeout (counted from when the step was
 //! recorded), and a decision that panics, or sends one step twice, ends
-//! the instance as `failed` instead of stopping the runner.
+//! the instance as `failed` instead of stopping the runner, also when a
+//! linked saga's start is decided in the command that starts it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -287,4 +288,116 @@ async fn ambiguous_or_misnamed_sagas_are_refused_at_start() {
         matches!(ambiguous, Err(allframe::saga::SagaError::Ambiguous(..))),
         "{ambiguous:?}"
     );
+}
+
+/// A saga linked with `#[saga]`, started by its create-command: the start
+/// decision is made and recorded in the command's append, and one that
+/// panics there ends the instance as `failed` in that same append.
+#[derive(allframe::Event, Debug)]
+enum ErrandEvent {
+    Asked { what: String },
+}
+
+#[derive(Default)]
+struct Errand {
+    what: String,
+}
+
+impl Aggregate for Errand {
+    type Event = ErrandEvent;
+    const CATEGORY: &'static str = "saga-errand";
+    fn apply(&mut self, event: &ErrandEvent) {
+        let ErrandEvent::Asked { what } = event;
+        self.what = what.clone();
+    }
+}
+
+#[allframe::saga]
+impl Saga for Errand {
+    fn decide(&self, input: Input<'_, Self>) -> Decision<Self> {
+        match input {
+            Input::Started(_) if self.what == "decide-panic" => panic!("no errands today"),
+            Input::Started(_) => Decision::send(
+                "poke",
+                &Poke {
+                    id: self.what.clone(),
+                },
+            ),
+            Input::Done { .. } => Decision::end("done"),
+            _ => Decision::end("failed"),
+        }
+    }
+}
+
+#[allframe::command(aggregate = Errand, create, name = "ask-errand")]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
+struct AskErrand {
+    #[garde(skip)]
+    what: String,
+}
+
+#[allframe::command_handler]
+async fn ask_errand(command: AskErrand, _: &Errand) -> Result<Vec<ErrandEvent>, ThingError> {
+    Ok(vec![ErrandEvent::Asked { what: command.what }])
+}
+
+/// The step record an errand's command recorded after its first event.
+fn start_record(outcome: &allframe::CommandOutcome) -> serde_json::Value {
+    let types: Vec<&str> = outcome
+        .events
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .collect();
+    assert_eq!(types, ["Asked", allframe::saga::STEP_EVENT_TYPE]);
+    serde_json::from_str(outcome.events[1].data.get()).unwrap()
+}
+
+#[tokio::test]
+async fn a_linked_saga_decides_its_start_in_the_command_that_starts_it() {
+    let store = MemoryStore::new();
+    let dispatcher = Arc::new(Dispatcher::builder(&store).build().unwrap());
+    let ask = |what: &str| {
+        dispatcher.dispatch(
+            AskErrand { what: what.into() },
+            allframe::DispatchOptions::default(),
+        )
+    };
+    let fine = ask("fine").await.unwrap();
+    let record = start_record(&fine);
+    assert_eq!(record["input"], "start");
+    assert_eq!(record["sends"][0]["step"], "poke", "{record}");
+    let panicked = ask("decide-panic").await.unwrap();
+    let record = start_record(&panicked);
+    assert_eq!(record["end"]["status"], "failed", "{record}");
+    assert!(
+        record["end"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no errands today"),
+        "{record}"
+    );
+
+    let sagas = Sagas::builder(&store, dispatcher.clone())
+        .saga::<Errand>()
+        .start()
+        .await
+        .unwrap();
+    for (outcome, status) in [(&fine, "done"), (&panicked, "failed")] {
+        let id = &outcome.aggregate_id;
+        let mut view = sagas.view("errand", id).await.unwrap().unwrap();
+        for _ in 0..250 {
+            if view.status != "running" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            view = sagas.view("errand", id).await.unwrap().unwrap();
+        }
+        assert_eq!(view.status, status, "{view:?}");
+    }
+    assert_eq!(
+        store.stream_version("thing-fine").await.unwrap(),
+        1,
+        "the errand's command ran once"
+    );
+    sagas.stop().await;
 }
