@@ -5,18 +5,17 @@
 //! commit could not help. Instead, commands that neither create, nor carry
 //! `If-Match`, nor hold a claimed idempotency key queue per aggregate (a
 //! saga's commands, whose keys are not claimed, do), and one task serves
-//! the queue in rounds:
-//! each round takes the aggregate's turn and every command queued at that
-//! moment, decides them one after another on the state as the ones before
-//! left it, and appends all their events in one append that expects the
-//! version the round started from. Then each command gets its own events,
-//! versions and positions (or its own refusal) back. A command with an
-//! idempotency key completes it in that append, with its own share of the
-//! events as the stored response; a key that can no longer be completed
-//! (recorded already) refuses the whole append: that command is told, and
-//! the others are decided again without it. A round takes at
-//! most one command per key: another with the same key waits for the next
-//! round, which finds the key recorded.
+//! the queue in rounds: each round takes the aggregate's turn and every
+//! command queued at that moment, decides them one after another on the
+//! state as the ones before left it, and appends all their events in one
+//! append that expects the version the round started from. Then each
+//! command gets its own events, versions and positions (or its own
+//! refusal) back. A command with an idempotency key completes it in that
+//! append, with its own share of the events as the stored response; a key
+//! that can no longer be completed (recorded already) refuses the whole
+//! append: that command is told, and the others are decided again without
+//! it. A round takes at most one command per key: another with the same
+//! key waits for the next round, which finds the key recorded.
 //!
 //! What each caller sees is what it would have seen had the commands run
 //! one by one in queue order: each was decided on the state after every

@@ -986,8 +986,8 @@ fn decide_on<S: Saga>(
 /// `Vec` of `S`'s events, as a create-command decided them; the first
 /// carries `first`'s metadata), to record in the same append: its own
 /// events and step record. `None` when `events` are not `S`'s, or folding
-/// them panics (the runner then decides the start when it reads them, and
-/// records why it fails).
+/// them panics: then only the events are recorded, and the runner decides
+/// the start when it reads them, as for an instance started otherwise.
 pub(crate) fn start_decision<S: Saga>(
     events: &dyn std::any::Any,
     first: &Metadata,
