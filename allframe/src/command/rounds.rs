@@ -37,6 +37,7 @@
 
 use std::any::Any;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
@@ -361,16 +362,14 @@ impl Round<'_> {
             }
             // Each command's key completes with its own share of the
             // events.
-            let mut completions = Vec::new();
-            let mut offset = 0;
-            for (decided, keyed) in decisions.iter().zip(keyed) {
-                let Ok((_, new)) = decided else { continue };
-                let part = offset..offset + new.len();
-                offset = part.end;
-                if let Some(keyed) = keyed.as_ref().filter(|_| !part.is_empty()) {
-                    completions.push(keyed.completion(self.aggregate_id, part));
-                }
-            }
+            let completions = parts(&decisions)
+                .into_iter()
+                .zip(keyed)
+                .filter(|(part, _)| !part.is_empty())
+                .filter_map(|(part, keyed)| {
+                    Some(keyed.as_ref()?.completion(self.aggregate_id, part))
+                })
+                .collect();
             let appended = append_completing(
                 &*self.server.store,
                 self.stream,
@@ -454,13 +453,12 @@ impl Round<'_> {
         from: u64,
         appended: Option<&Appended>,
     ) -> Vec<Result<CommandOutcome, CommandError>> {
-        let mut offset = 0;
+        let parts = parts(&decisions);
         decisions
             .into_iter()
-            .map(|decided| {
-                let (events, _) = decided?;
-                let part = offset..offset + events.len();
-                offset = part.end;
+            .zip(parts)
+            .map(|(decided, part)| {
+                decided?;
                 Ok(match appended {
                     Some(appended) => CommandOutcome::part(appended, self.aggregate_id, part),
                     // Nothing was appended, so nobody decided any events.
@@ -476,4 +474,19 @@ impl Round<'_> {
             })
             .collect()
     }
+}
+
+/// Each decision's share of a round's append, in order: the range its
+/// events take (empty for a refusal or no events).
+fn parts<T>(decisions: &[Result<(T, Vec<NewEvent>), CommandError>]) -> Vec<Range<usize>> {
+    let mut offset = 0;
+    decisions
+        .iter()
+        .map(|decided| {
+            let len = decided.as_ref().map_or(0, |(_, new)| new.len());
+            let part = offset..offset + len;
+            offset = part.end;
+            part
+        })
+        .collect()
 }
