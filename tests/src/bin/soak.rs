@@ -58,11 +58,13 @@ const IN_FLIGHT: usize = 32;
 const TRANSFER_EVERY: Duration = Duration::from_secs(10);
 /// How long a transfer's saga may run before it counts as failed.
 const SAGA_PATIENCE: Duration = Duration::from_secs(60);
-/// The page cache of the SQLite store's one writing connection, kB
-/// (`cache_size = -65536` in allframe/src/store/sqlite.rs). It holds the
-/// pages the writer touched, so it grows with the file until it is full:
-/// memory that grows with the data up to a bound, not a leak.
-const SQLITE_CACHE_KB: u64 = 65536;
+/// The page caches of the SQLite store's connections, kB: the one writing
+/// connection's (`cache_size = -65536` in allframe/src/store/sqlite.rs)
+/// and those of its 4 reading connections (SQLite's default, 2000 kB
+/// each). Each holds the pages its connection touched, so it grows with
+/// the file until it is full: memory that grows with the data up to a
+/// bound, not a leak.
+const SQLITE_CACHE_KB: u64 = 65536 + 4 * 2000;
 
 /// The soak driver's settings.
 #[derive(Debug, Parser)]
@@ -764,8 +766,8 @@ async fn run(args: Args) -> Result<bool, String> {
     let read_failure_rate = percent(reads_failed, reads_ok + reads_failed);
     let rss_change = (end.rss_kb as f64 / warm.rss_kb as f64 - 1.0) * 100.0;
     let fd_limit = warm.fds + warm.fds / 10 + 20;
-    // On SQLite the writer's page cache may grow by what the file grew,
-    // until it is full.
+    // On SQLite the page caches may grow by what the file grew, until
+    // they are full.
     let cache_growth = match (warm.db_kb, end.db_kb) {
         (Some(warm), Some(end)) => end
             .min(SQLITE_CACHE_KB)
@@ -792,8 +794,8 @@ async fn run(args: Args) -> Result<bool, String> {
     }
     let allowance = if end.db_kb.is_some() {
         format!(
-            " + {:.1} MiB for the SQLite writer's page cache (the file grew by {:.1} MiB; \
-             the cache holds up to {} MiB)",
+            " + {:.1} MiB for the SQLite connections' page caches (the file grew by {:.1} MiB; \
+             the caches hold up to {} MiB)",
             mib(cache_growth),
             mib(end
                 .db_kb
