@@ -87,6 +87,18 @@ impl App {
     /// under a prefix, wrap it in any tower layer. Unknown paths answer a
     /// 404 problem and unserved methods a 405 problem with `Allow`; call
     /// `.fallback(…)` on it to answer unknown paths yourself.
+    ///
+    /// [`App::serve`] serves it. To serve it yourself, hand axum
+    /// `router.into_make_service()`: given the router itself, axum's
+    /// server makes a copy of every route for each connection, and keeps
+    /// it while the connection is open.
+    ///
+    /// ```no_run
+    /// # async fn run(app: allframe::App) -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    /// axum::serve(listener, app.router().into_make_service()).await
+    /// # }
+    /// ```
     pub fn router(&self) -> Router {
         self.router.clone()
     }
@@ -515,7 +527,11 @@ impl AppBuilder {
             crate::http::limits::limit,
         ));
         // Outermost, so a refusal of the authenticator carries the id too.
-        let router = router.layer(axum::middleware::from_fn(correlate));
+        // Every route is made ready to serve here, once (axum would do it
+        // for each request, or each connection).
+        let router = router
+            .layer(axum::middleware::from_fn(correlate))
+            .with_state(());
         Ok(App {
             dispatcher,
             router,

@@ -101,11 +101,11 @@ where
         } = self;
         Box::pin(async move {
             let streams = app.clone();
-            // Every route made ready to serve once, here. Served as it is,
-            // the router is made ready again for each connection: a copy
-            // of every route through every layer, held while the
-            // connection is open, so memory grows with the connections
-            // open at once.
+            // Served as it is, the router would be copied for each
+            // connection (every route through every layer, held while the
+            // connection is open), so memory would grow with the
+            // connections open at once. Routes `map_router` added are
+            // made ready here, once.
             let router = router.with_state::<()>(()).into_make_service();
             let served = axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
