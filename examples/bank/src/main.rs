@@ -16,7 +16,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 /// jemalloc rather than the system's allocator: a long-running service's
 /// memory stays flat after peaks (a projection rebuild) instead of
-/// creeping up with every one (see README, "Soak").
+/// creeping up with every one (see README, "Security", the soak).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
