@@ -9,6 +9,11 @@
 //! a claim is one critical section, and a completion's token is checked and
 //! the record written in the same critical section as its append's events
 //! (see [`super::idempotency`]).
+//!
+//! A journaled store ([`MemoryStore::journaled`]) writes each commit to its
+//! [`Journal`] between checking it (under the read lock) and applying it
+//! (under the write lock); every write takes the journal's turn, so nothing
+//! changes the log in between, and readers never wait for the journal.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
@@ -18,11 +23,12 @@ use futures_util::future::{self, BoxFuture, FutureExt};
 use tokio::sync::watch;
 
 use super::idempotency::{self, Decision, Holder, Seen, millis, refused, validate_key};
+use super::journal::{Commit, CompletedKey, Journal};
 use super::projections::{MemoryProjectionStore, ProjectionStore};
 use super::snapshots::{MemorySnapshots, SnapshotStore};
 use super::{
     Appended, Claim, Completion, EventFilter, EventStore, ExpectedVersion, IdempotencyStore,
-    Result, StoreError, StoredType, record_append, validate_append, validate_read,
+    Result, StoreError, StoredType, appended, record_append, validate_append, validate_read,
 };
 use crate::event::{NewEvent, RecordedEvent, now_millis};
 
@@ -39,6 +45,8 @@ struct Inner {
     projections: MemoryProjectionStore,
     /// The aggregate snapshots kept beside the log.
     snapshots: MemorySnapshots,
+    /// Where commits are written before they are visible, if anywhere.
+    journal: Option<Arc<Journaled>>,
 }
 
 #[derive(Default)]
@@ -66,21 +74,240 @@ struct KeyRecord {
 
 impl Log {
     /// The record of `key` while it is in flight with `token`.
-    fn held(&mut self, key: &str, token: &str) -> Option<&mut KeyRecord> {
+    fn held(&self, key: &str, token: &str) -> Option<&KeyRecord> {
         self.keys
-            .get_mut(key)
+            .get(key)
             .filter(|record| record.response.is_none() && record.token == token)
     }
 
-    /// Marks `key` completed if it is in flight with `token` (see the
-    /// module docs of [`idempotency`]); whether it was.
-    fn complete(&mut self, key: &str, token: &str, response: String, now: i64) -> bool {
-        let Some(record) = self.held(key, token) else {
-            return false;
+    /// Claims `key` (see [`IdempotencyStore::claim_idempotency_key`]).
+    fn claim(
+        &mut self,
+        key: &str,
+        fingerprint: &str,
+        lease: Duration,
+        retention: Duration,
+    ) -> Claim {
+        let now = idempotency::now_millis();
+        let seen = self.keys.get(key).map(|record| Seen {
+            same_fingerprint: record.fingerprint == fingerprint,
+            response: record.response.clone(),
+            expired: record.created_at < now - millis(retention),
+            lease_over: record.lease_until <= now,
+        });
+        let decision = idempotency::decide(seen);
+        let token = idempotency::new_token();
+        match decision {
+            Decision::Take => {
+                self.keys.insert(
+                    key.to_owned(),
+                    KeyRecord {
+                        fingerprint: fingerprint.to_owned(),
+                        token: token.clone(),
+                        response: None,
+                        created_at: now,
+                        lease_until: now + millis(lease),
+                    },
+                );
+            }
+            Decision::TakeOver => {
+                if let Some(record) = self.keys.get_mut(key) {
+                    record.token.clone_from(&token);
+                    record.lease_until = now + millis(lease);
+                }
+            }
+            Decision::Answer(_) => {}
+        }
+        decision.into_claim(token)
+    }
+
+    /// The version of `stream_id` (0 when it has no events).
+    fn version(&self, stream_id: &str) -> u64 {
+        self.streams.get(stream_id).map_or(0, |s| s.len() as u64)
+    }
+
+    /// The commit of an append, checked against the log (the completions'
+    /// tokens first, then the expected version) and not applied yet.
+    fn plan(
+        &self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        completions: &[Completion],
+    ) -> Result<Commit> {
+        let records = completions
+            .iter()
+            .filter_map(|completion| {
+                let record = self.keys.get(completion.key())?;
+                let token = record.response.is_none().then(|| record.token.clone());
+                Some((completion.key().to_owned(), token))
+            })
+            .collect();
+        if let Some(lost) = refused(completions, &records) {
+            return Err(lost);
+        }
+        let actual = self.version(stream_id);
+        if !expected.accepts(actual) {
+            return Err(StoreError::WrongExpectedVersion {
+                stream_id: stream_id.to_owned(),
+                expected,
+                actual,
+            });
+        }
+        let head = self.events.len() as u64;
+        let appended = record_append(stream_id, events, actual, head, now_millis());
+        let keys = completions
+            .iter()
+            .map(|completion| {
+                let response = completion.respond(&appended)?;
+                self.completed(completion.key(), completion.holder(), response)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Commit {
+            events: appended.events,
+            keys,
+        })
+    }
+
+    /// The commit that completes `key` without events, if it is in flight
+    /// with `token`.
+    fn plan_completion(&self, key: &str, token: &str, response: String) -> Result<Commit> {
+        if self.held(key, token).is_none() {
+            return Err(StoreError::IdempotencyKeyLost {
+                key: key.to_owned(),
+            });
+        }
+        let completed = self.completed(key, &Holder::Claim(token.to_owned()), response)?;
+        Ok(Commit {
+            events: Vec::new(),
+            keys: vec![completed],
+        })
+    }
+
+    /// `key` completed with `response` by `holder` (checked to hold it):
+    /// a claimed record keeps its fingerprint and creation time, an
+    /// unclaimed completion creates the record now.
+    fn completed(&self, key: &str, holder: &Holder, response: String) -> Result<CompletedKey> {
+        let now = idempotency::now_millis();
+        let (fingerprint, created_at) = match (holder, self.keys.get(key)) {
+            (Holder::Claim(_), Some(record)) => (record.fingerprint.clone(), record.created_at),
+            (Holder::Claim(_), None) => (String::new(), now),
+            (Holder::Nobody(fingerprint), _) => (fingerprint.clone(), now),
         };
-        record.response = Some(response);
-        record.lease_until = now;
-        true
+        let created_at = chrono::DateTime::from_timestamp_millis(created_at).ok_or_else(|| {
+            StoreError::Backend(format!("key {key:?}: creation time out of range").into())
+        })?;
+        Ok(CompletedKey {
+            key: key.to_owned(),
+            fingerprint,
+            response,
+            created_at,
+        })
+    }
+
+    /// Writes a planned (or journaled) commit into the log; returns the
+    /// new head.
+    fn apply(&mut self, commit: &Commit) -> u64 {
+        let now = idempotency::now_millis();
+        for completed in &commit.keys {
+            let record = KeyRecord {
+                fingerprint: completed.fingerprint.clone(),
+                token: idempotency::new_token(),
+                response: Some(completed.response.clone()),
+                created_at: completed.created_at.timestamp_millis(),
+                lease_until: now,
+            };
+            self.keys.insert(completed.key.clone(), record);
+        }
+        for event in &commit.events {
+            if !self.types.iter().any(|known| known.is(event)) {
+                self.types.insert(StoredType::of(event));
+            }
+            self.streams
+                .entry(event.stream_id.clone())
+                .or_default()
+                .push(self.events.len());
+            self.events.push(event.clone());
+        }
+        self.events.len() as u64
+    }
+
+    /// Checks that `commit` follows the log (positions right after the
+    /// head, versions right after each stream's), before a journaled
+    /// commit is applied at start.
+    fn follows(&self, commit: &Commit) -> Result<()> {
+        let mut versions = HashMap::new();
+        for (event, position) in commit.events.iter().zip(self.events.len() as u64 + 1..) {
+            let version = versions
+                .entry(event.stream_id.as_str())
+                .or_insert_with(|| self.version(&event.stream_id));
+            *version += 1;
+            if event.position != position || event.version != *version {
+                return Err(StoreError::Backend(
+                    format!(
+                        "the journal does not follow on: event of `{}` at position {} version {}, expected position {position} version {}",
+                        event.stream_id, event.position, event.version, *version
+                    )
+                    .into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A journaled store's journal, and whose turn it is to write.
+struct Journaled {
+    journal: Arc<dyn Journal>,
+    /// Held by every write from before it reads the log until it has
+    /// applied what it wrote, so the journal's order is the log's; says
+    /// whether writes may go on.
+    state: tokio::sync::Mutex<Writable>,
+}
+
+/// Whether a journaled store takes writes.
+enum Writable {
+    Yes,
+    /// A journal write failed with its outcome unknown.
+    Failed(String),
+    Closed,
+}
+
+/// The turn to write of one journaled commit.
+struct Turn<'j> {
+    state: tokio::sync::MutexGuard<'j, Writable>,
+    journal: &'j dyn Journal,
+}
+
+impl Journaled {
+    /// Waits for the turn to write, unless writes have stopped.
+    async fn turn(&self) -> Result<Turn<'_>> {
+        let state = self.state.lock().await;
+        match &*state {
+            Writable::Yes => Ok(Turn {
+                state,
+                journal: &*self.journal,
+            }),
+            Writable::Failed(why) => Err(StoreError::Backend(
+                format!("a journal write failed earlier ({why}); open the store again").into(),
+            )),
+            Writable::Closed => Err(StoreError::Closed),
+        }
+    }
+}
+
+impl Turn<'_> {
+    /// Writes `commit` to the journal; an outcome that is not known stops
+    /// every later write (see [`Journal`]).
+    async fn write(&mut self, commit: &Commit) -> Result<()> {
+        match self.journal.write(commit).await {
+            Ok(()) => Ok(()),
+            Err(refused) if refused.is_invalid_input() => Err(refused),
+            Err(error) => {
+                *self.state = Writable::Failed(error.to_string());
+                Err(error)
+            }
+        }
     }
 }
 
@@ -93,8 +320,41 @@ impl MemoryStore {
                 head: watch::Sender::new(0),
                 projections: MemoryProjectionStore::new(),
                 snapshots: MemorySnapshots::default(),
+                journal: None,
             }),
         }
+    }
+
+    /// A store that holds `commits` (what `journal` recorded before, in
+    /// order) and writes every later commit to `journal` before it becomes
+    /// visible: an embedded store whose log survives restarts (see
+    /// [`Journal`]). Fails when the commits do not follow on from one
+    /// another (a position or a stream version skipped or repeated).
+    ///
+    /// Writes take turns (each waits for the one before to be journaled);
+    /// reads never wait for a write.
+    pub fn journaled(
+        journal: Arc<dyn Journal>,
+        commits: impl IntoIterator<Item = Commit>,
+    ) -> Result<Self> {
+        let mut log = Log::default();
+        for commit in commits {
+            log.follows(&commit)?;
+            log.apply(&commit);
+        }
+        let head = log.events.len() as u64;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                log: RwLock::new(log),
+                head: watch::Sender::new(head),
+                projections: MemoryProjectionStore::new(),
+                snapshots: MemorySnapshots::default(),
+                journal: Some(Arc::new(Journaled {
+                    journal,
+                    state: tokio::sync::Mutex::new(Writable::Yes),
+                })),
+            }),
+        })
     }
 
     fn read<T>(&self, f: impl FnOnce(&Log) -> T) -> T {
@@ -110,119 +370,52 @@ impl MemoryStore {
         f(&mut log)
     }
 
-    fn append_now(
+    /// Plans a commit on the log and applies it; with a journal, writes it
+    /// to the journal in between, in a task of its own so a caller that
+    /// goes away cannot leave a journaled commit unapplied.
+    async fn commit(
         &self,
-        stream_id: &str,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-        completions: Vec<Completion>,
-    ) -> Result<Appended> {
-        validate_append(stream_id, &events, &completions)?;
-        let mut log = self.inner.log.write().unwrap_or_else(|e| e.into_inner());
-        let records = completions
-            .iter()
-            .filter_map(|completion| {
-                let record = log.keys.get(completion.key())?;
-                let token = record.response.is_none().then(|| record.token.clone());
-                Some((completion.key().to_owned(), token))
-            })
-            .collect();
-        if let Some(lost) = refused(&completions, &records) {
-            return Err(lost);
-        }
-        let actual = log.streams.get(stream_id).map_or(0, |s| s.len() as u64);
-        if !expected.accepts(actual) {
-            return Err(StoreError::WrongExpectedVersion {
-                stream_id: stream_id.to_owned(),
-                expected,
-                actual,
-            });
-        }
-        let first_index = log.events.len();
-        let appended = record_append(stream_id, events, actual, first_index as u64, now_millis());
-        // Built before anything is written, so a failing builder leaves the
-        // log and the records untouched.
-        let responses: Vec<String> = completions
-            .iter()
-            .map(|completion| completion.respond(&appended))
-            .collect::<Result<_>>()?;
-        let now = idempotency::now_millis();
-        for (completion, response) in completions.iter().zip(responses) {
-            match completion.holder() {
-                Holder::Claim(token) => {
-                    let completed = log.complete(completion.key(), token, response, now);
-                    debug_assert!(completed, "the token was checked under the same lock");
-                }
-                Holder::Nobody(fingerprint) => {
-                    let record = KeyRecord {
-                        fingerprint: fingerprint.clone(),
-                        token: idempotency::new_token(),
-                        response: Some(response),
-                        created_at: now,
-                        lease_until: now,
-                    };
-                    log.keys.insert(completion.key().to_owned(), record);
-                }
-            }
-        }
-        for event in &appended.events {
-            if !log.types.iter().any(|known| known.is(event)) {
-                log.types.insert(StoredType::of(event));
-            }
-        }
-        log.events.extend(appended.events.iter().cloned());
-        let end = log.events.len();
-        log.streams
-            .entry(stream_id.to_owned())
-            .or_default()
-            .extend(first_index..end);
-        let head = end as u64;
-        drop(log);
-        self.inner.head.send_replace(head);
-        Ok(appended)
+        plan: impl FnOnce(&Log) -> Result<Commit> + Send + 'static,
+    ) -> Result<Commit> {
+        let Some(journaled) = self.inner.journal.clone() else {
+            let mut log = self.inner.log.write().unwrap_or_else(|e| e.into_inner());
+            let commit = plan(&log)?;
+            let head = log.apply(&commit);
+            drop(log);
+            self.publish(&commit, head);
+            return Ok(commit);
+        };
+        let store = self.clone();
+        let written = tokio::spawn(async move {
+            let mut turn = journaled.turn().await?;
+            // Nothing else writes while the turn is held, so what is
+            // planned under the read lock still holds when it is applied.
+            let commit = store.read(plan)?;
+            turn.write(&commit).await?;
+            let head = store.write(|log| log.apply(&commit));
+            store.publish(&commit, head);
+            Ok(commit)
+        });
+        written
+            .await
+            .unwrap_or_else(|failed| Err(StoreError::Backend(Box::new(failed))))
     }
 
-    fn claim_now(
-        &self,
-        key: &str,
-        fingerprint: &str,
-        lease: Duration,
-        retention: Duration,
-    ) -> Result<Claim> {
-        validate_key(key)?;
-        Ok(self.write(|log| {
-            let now = idempotency::now_millis();
-            let seen = log.keys.get(key).map(|record| Seen {
-                same_fingerprint: record.fingerprint == fingerprint,
-                response: record.response.clone(),
-                expired: record.created_at < now - millis(retention),
-                lease_over: record.lease_until <= now,
-            });
-            let decision = idempotency::decide(seen);
-            let token = idempotency::new_token();
-            match decision {
-                Decision::Take => {
-                    log.keys.insert(
-                        key.to_owned(),
-                        KeyRecord {
-                            fingerprint: fingerprint.to_owned(),
-                            token: token.clone(),
-                            response: None,
-                            created_at: now,
-                            lease_until: now + millis(lease),
-                        },
-                    );
-                }
-                Decision::TakeOver => {
-                    if let Some(record) = log.keys.get_mut(key) {
-                        record.token.clone_from(&token);
-                        record.lease_until = now + millis(lease);
-                    }
-                }
-                Decision::Answer(_) => {}
-            }
-            decision.into_claim(token)
-        }))
+    /// Wakes subscribers up after a commit that appended events.
+    fn publish(&self, commit: &Commit, head: u64) {
+        if !commit.events.is_empty() {
+            self.inner.head.send_replace(head);
+        }
+    }
+
+    /// Runs `f` on the log, after the journal's turn when there is one, so
+    /// it never falls between a commit's plan and its application.
+    async fn write_in_turn<T>(&self, f: impl FnOnce(&mut Log) -> T) -> Result<T> {
+        let _turn = match &self.inner.journal {
+            Some(journaled) => Some(journaled.turn().await?),
+            None => None,
+        };
+        Ok(self.write(f))
     }
 }
 
@@ -252,6 +445,20 @@ impl EventStore for MemoryStore {
 
     fn idempotency(&self) -> Option<&dyn IdempotencyStore> {
         Some(self)
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(journaled) = &self.inner.journal else {
+                return;
+            };
+            let mut state = journaled.state.lock().await;
+            if matches!(*state, Writable::Closed) {
+                return;
+            }
+            *state = Writable::Closed;
+            journaled.journal.close().await;
+        })
     }
 
     fn read_stream<'a>(
@@ -298,7 +505,7 @@ impl EventStore for MemoryStore {
     }
 
     fn stream_version<'a>(&'a self, stream_id: &'a str) -> BoxFuture<'a, Result<u64>> {
-        let version = self.read(|log| log.streams.get(stream_id).map_or(0, |s| s.len() as u64));
+        let version = self.read(|log| log.version(stream_id));
         future::ready(Ok(version)).boxed()
     }
 
@@ -335,7 +542,14 @@ impl IdempotencyStore for MemoryStore {
         events: Vec<NewEvent>,
         completions: Vec<Completion>,
     ) -> BoxFuture<'a, Result<Appended>> {
-        future::ready(self.append_now(stream_id, expected, events, completions)).boxed()
+        Box::pin(async move {
+            validate_append(stream_id, &events, &completions)?;
+            let stream = stream_id.to_owned();
+            let commit = self
+                .commit(move |log| log.plan(&stream, expected, events, &completions))
+                .await?;
+            Ok(appended(stream_id, commit.events))
+        })
     }
 
     fn claim_idempotency_key<'a>(
@@ -345,7 +559,11 @@ impl IdempotencyStore for MemoryStore {
         lease: Duration,
         retention: Duration,
     ) -> BoxFuture<'a, Result<Claim>> {
-        future::ready(self.claim_now(key, fingerprint, lease, retention)).boxed()
+        Box::pin(async move {
+            validate_key(key)?;
+            self.write_in_turn(|log| log.claim(key, fingerprint, lease, retention))
+                .await
+        })
     }
 
     fn complete_idempotency_key<'a>(
@@ -354,17 +572,13 @@ impl IdempotencyStore for MemoryStore {
         token: &'a str,
         response: String,
     ) -> BoxFuture<'a, Result<()>> {
-        let result = validate_key(key).and_then(|()| {
-            let now = idempotency::now_millis();
-            if self.write(|log| log.complete(key, token, response, now)) {
-                Ok(())
-            } else {
-                Err(StoreError::IdempotencyKeyLost {
-                    key: key.to_owned(),
-                })
-            }
-        });
-        future::ready(result).boxed()
+        Box::pin(async move {
+            validate_key(key)?;
+            let (key, token) = (key.to_owned(), token.to_owned());
+            self.commit(move |log| log.plan_completion(&key, &token, response))
+                .await?;
+            Ok(())
+        })
     }
 
     fn release_idempotency_key<'a>(
@@ -372,23 +586,23 @@ impl IdempotencyStore for MemoryStore {
         key: &'a str,
         token: &'a str,
     ) -> BoxFuture<'a, Result<()>> {
-        let result = validate_key(key).map(|()| {
-            self.write(|log| {
+        Box::pin(async move {
+            validate_key(key)?;
+            self.write_in_turn(|log| {
                 if log.held(key, token).is_some() {
                     log.keys.remove(key);
                 }
             })
-        });
-        future::ready(result).boxed()
+            .await
+        })
     }
 
     fn purge_idempotency_keys(&self, retention: Duration) -> BoxFuture<'_, Result<u64>> {
-        let purged = self.write(|log| {
+        Box::pin(self.write_in_turn(move |log| {
             let cutoff = idempotency::now_millis() - millis(retention);
             let before = log.keys.len();
             log.keys.retain(|_, record| record.created_at >= cutoff);
             (before - log.keys.len()) as u64
-        });
-        future::ready(Ok(purged)).boxed()
+        }))
     }
 }

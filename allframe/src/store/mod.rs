@@ -3,7 +3,8 @@
 //! [`EventStore`] is what every backend implements with identical behaviour,
 //! proven by the conformance suite in [`crate::testing`]:
 //!
-//! - [`MemoryStore`]: in-process, for tests and prototypes;
+//! - [`MemoryStore`]: in-process, for tests and prototypes, or, with a
+//!   [`Journal`] that keeps its commits, an embedded store of its own;
 //! - `SqliteStore` (feature `sqlite`): a file in WAL mode, the embedded default;
 //! - `PostgresStore` (feature `postgres`): one database shared by many nodes.
 //!
@@ -37,6 +38,7 @@ mod connect;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod group_commit;
 mod idempotency;
+pub mod journal;
 pub mod leases;
 pub(crate) mod log;
 mod memory;
@@ -53,6 +55,7 @@ mod validate;
 pub use connect::{ConnectError, ConnectOptions, connect, redact};
 pub(crate) use idempotency::validate_key as validate_idempotency_key;
 pub use idempotency::{Claim, Completion, IdempotencyStore, MAX_DURATION};
+pub use journal::{Commit, CompletedKey, Journal};
 pub use leases::{Lease, LeaseStore};
 pub(crate) use log::{Appended, EventFilter, EventStore, ExpectedVersion, StoreError, StoredType};
 pub use memory::MemoryStore;
@@ -97,6 +100,11 @@ pub(crate) fn record_append(
         .zip(1u64..)
         .map(|(event, n)| event.record(stream_id, version + n, position + n, recorded_at))
         .collect();
+    appended(stream_id, events)
+}
+
+/// The outcome of an append to `stream_id` that recorded `events`.
+pub(crate) fn appended(stream_id: &str, events: Vec<RecordedEvent>) -> Appended {
     let last = events.last().expect("appends carry at least one event");
     Appended {
         stream_id: stream_id.to_owned(),

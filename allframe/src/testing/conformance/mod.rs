@@ -1,6 +1,7 @@
 //! The checks every [`EventStore`] must pass.
 
 mod idempotency;
+mod reopen;
 mod snapshots;
 
 pub use idempotency::{
@@ -10,6 +11,7 @@ pub use idempotency::{
     idempotency_several_completions, idempotency_stale_tokens_are_refused,
     idempotency_unclaimed_completion,
 };
+pub use reopen::log_survives_reopen;
 pub use snapshots::{
     snapshot_concurrent_saves, snapshot_invalid_stream_ids, snapshot_later_version_stays,
     snapshot_of_other_code_is_replaced, snapshot_save_and_load,
