@@ -33,7 +33,8 @@ struct Args {
         default_value = "127.0.0.1:3000"
     )]
     addr: SocketAddr,
-    /// The event store: `sqlite://PATH`, `postgres://…` or `memory`.
+    /// The event store: `sqlite://PATH`, `postgres://…`, `memory`, or,
+    /// built with the `allsource` feature, `allsource://DIR`.
     #[arg(
         long,
         env = "BANK_DATABASE_URL",
@@ -128,10 +129,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let store = allframe::store::ConnectOptions::new(&args.database_url)
-        .notifications(!args.no_notifications)
-        .connect()
-        .await?;
+    let store = open_store(&args).await?;
     // Also starts every projection (the bank's `accounts`).
     let mut app = bank::app(&*store)
         .saga_step_timeout(std::time::Duration::from_secs(args.transfer_step_timeout))
@@ -182,6 +180,30 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     println!("bank stopped");
     Ok(())
 }
+
+/// The store `--database-url` names.
+async fn open_store(
+    args: &Args,
+) -> Result<std::sync::Arc<dyn allframe::EventStore>, Box<dyn std::error::Error>> {
+    if let Some(dir) = args.database_url.strip_prefix(ALLSOURCE) {
+        #[cfg(feature = "allsource")]
+        return Ok(std::sync::Arc::new(
+            allframe_allsource::AllSourceStore::open(dir).await?,
+        ));
+        #[cfg(not(feature = "allsource"))]
+        return Err(format!(
+            "{ALLSOURCE}{dir}: this bank was built without AllSource; build it with `--features allsource`"
+        )
+        .into());
+    }
+    Ok(allframe::store::ConnectOptions::new(&args.database_url)
+        .notifications(!args.no_notifications)
+        .connect()
+        .await?)
+}
+
+/// The scheme of the AllSource backend's URLs.
+const ALLSOURCE: &str = "allsource://";
 
 #[cfg(test)]
 mod tests {

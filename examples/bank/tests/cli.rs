@@ -125,3 +125,20 @@ fn the_banner_hides_the_database_password() {
     assert!(line.contains("postgres://postgres:***@"), "{line}");
     assert!(!line.contains("s3cret"), "{line}");
 }
+
+#[cfg(not(feature = "allsource"))]
+#[test]
+fn an_allsource_url_names_the_feature_it_needs() {
+    let output = bank()
+        .args(["--addr", "127.0.0.1:0"])
+        .args(["--database-url", "allsource://bank-data"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--features allsource"), "{stderr}");
+    assert!(
+        !std::path::Path::new("bank-data").exists(),
+        "nothing is created"
+    );
+}
