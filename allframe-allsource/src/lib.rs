@@ -10,7 +10,10 @@
 //!   written when one fails;
 //! - its events have no durable global position, and its reads order them
 //!   by timestamp, not by write order;
-//! - its change broadcast drops what a slow reader did not take.
+//! - its change broadcast drops what a slow reader did not take;
+//! - a plain write after a reopen can repeat a stream version.
+//!
+//! (`tests/engine.rs` pins each of these.)
 //!
 //! So every commit (an append's events and the idempotency keys it
 //! completes) is **one** engine event — a commit envelope — on one engine
