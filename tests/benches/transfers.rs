@@ -26,6 +26,12 @@ use bank::transfer::{Transfer, TransferMoney};
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
 
+/// The allocator the bank's binary runs on (see its `main.rs`), so the
+/// figures are the bank's.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Each saga's end as the watcher saw it: when, and whether it completed.
 type Ending = (Instant, bool);
 

@@ -631,6 +631,14 @@ macro_rules! on_every_backend {
                 super::$check(&store).await;
             })*
         }
+        mod allsource {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let dir = tempfile::tempdir().unwrap();
+                let store = allframe_allsource::AllSourceStore::open(dir.path()).await.unwrap();
+                super::$check(&store).await;
+            })*
+        }
     };
 }
 

@@ -1,10 +1,10 @@
 //! `transfer-money` over HTTP on a real socket: `202 {saga_id}` with
 //! `Location`, the instance read back at `GET /sagas/{name}/{id}` until it
 //! ends, idempotent starts, refusals before a saga starts, and problems
-//! for unknown sagas and instances.
+//! for unknown sagas and instances; on SQLite and on the AllSource adapter.
 
-use allframe::EventStreamConfig;
 use allframe::store::SqliteStore;
+use allframe::{EventStore, EventStreamConfig};
 use allframe_tests::server::{Server, serve_bank};
 use allframe_tests::{http_request, saga_ended};
 use serde_json::{Value, json};
@@ -55,7 +55,20 @@ async fn open(server: &Server, initial_deposit: u64) -> String {
 async fn transfers_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("bank.db")).await.unwrap();
-    let server = serve_bank(&store, EventStreamConfig::default()).await;
+    transfers_over_http_on(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_over_http_on_allsource() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = allframe_allsource::AllSourceStore::open(dir.path())
+        .await
+        .unwrap();
+    transfers_over_http_on(&store).await;
+}
+
+async fn transfers_over_http_on(store: &dyn EventStore) {
+    let server = serve_bank(store, EventStreamConfig::default()).await;
     let (a, b) = (open(&server, 100).await, open(&server, 0).await);
 
     let transfer = json!({"from_account_id": a, "to_account_id": b, "amount": 30});
@@ -77,7 +90,7 @@ async fn transfers_over_http() {
     let (status, again, _) = post(&server, "transfer-money", transfer, &key).await;
     assert_eq!((status, &again), (202, &started));
     let balance = |account: &str| {
-        let (store, account) = (&store, account.to_owned());
+        let account = account.to_owned();
         async move {
             let loaded = allframe::load::<bank::domain::Account>(store, &account).await;
             loaded.unwrap().state.balance
