@@ -284,6 +284,19 @@ impl Journal for EngineJournal {
                 Ok(version) => Err(StoreError::Backend(
                     format!("the engine numbered commit {} as {version}", expected + 1).into(),
                 )),
+                // Refused before the engine's log was touched: nothing was
+                // written, and the same commit may go through later.
+                Err(
+                    error @ (AllSourceError::ArchiveIndexIncomplete { .. }
+                    | AllSourceError::ArchiveBudgetExceeded { .. }),
+                ) => Err(StoreError::Unavailable(Box::new(error))),
+                Err(AllSourceError::ValidationError(reason)) => Err(StoreError::InvalidEvent {
+                    event_type: COMMIT_TYPE.into(),
+                    reason,
+                }),
+                // Anything else may have reached the engine's log (or, for a
+                // version conflict, another writer has): the index stops
+                // taking writes.
                 Err(error) => Err(StoreError::Backend(Box::new(error))),
             }
         })

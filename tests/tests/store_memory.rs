@@ -133,7 +133,7 @@ async fn commits_that_do_not_follow_on_are_refused_at_open() {
 }
 
 #[tokio::test]
-async fn an_unknown_journal_outcome_stops_writes_and_a_refusal_does_not() {
+async fn an_unknown_journal_outcome_stops_writes_and_nothing_written_does_not() {
     let journal = Arc::new(Recorder::default());
     let store = MemoryStore::journaled(journal.clone(), []).unwrap();
     store
@@ -157,13 +157,24 @@ async fn an_unknown_journal_outcome_stops_writes_and_a_refusal_does_not() {
         .await
         .unwrap();
 
+    // Could not take it now (nothing written): the store goes on too.
+    *journal.fail_next.lock().unwrap() = Some(StoreError::Unavailable("busy".into()));
+    let unavailable = store
+        .append("note-a", ExpectedVersion::Exact(2), vec![event(4)])
+        .await;
+    assert!(matches!(unavailable, Err(StoreError::Unavailable(_))));
+    store
+        .append("note-a", ExpectedVersion::Exact(2), vec![event(4)])
+        .await
+        .unwrap();
+
     // Failed with its outcome unknown: nothing applied, and no later write.
     *journal.fail_next.lock().unwrap() = Some(StoreError::Backend("disk gone".into()));
     let failed = store
-        .append("note-a", ExpectedVersion::Exact(2), vec![event(4)])
+        .append("note-a", ExpectedVersion::Exact(3), vec![event(5)])
         .await;
     assert!(matches!(failed, Err(StoreError::Backend(_))));
-    assert_eq!(store.head_position().await.unwrap(), 2);
+    assert_eq!(store.head_position().await.unwrap(), 3);
     let later = store
         .append("note-b", ExpectedVersion::Any, vec![event(5)])
         .await
@@ -181,6 +192,6 @@ async fn an_unknown_journal_outcome_stops_writes_and_a_refusal_does_not() {
             .is_err()
     );
     // Reads go on.
-    assert_eq!(store.read_stream("note-a", 0, 10).await.unwrap().len(), 2);
-    assert_eq!(journal.commits().len(), 2);
+    assert_eq!(store.read_stream("note-a", 0, 10).await.unwrap().len(), 3);
+    assert_eq!(journal.commits().len(), 3);
 }

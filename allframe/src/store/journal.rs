@@ -24,11 +24,13 @@ use crate::event::RecordedEvent;
 ///
 /// The store calls [`write`](Self::write) once per commit, one at a time,
 /// in commit order, and makes the commit visible only after it returned
-/// `Ok`. An error that [`is_invalid_input`](super::StoreError::is_invalid_input)
-/// says the journal refused the commit and wrote nothing: the append fails
-/// and the store goes on. Any other error leaves the commit's fate unknown
-/// (it may be on disk and come back at the next start), so the store
-/// refuses every later write until it is opened again from the journal.
+/// `Ok`. An error that says nothing was written — one that
+/// [`is_invalid_input`](super::StoreError::is_invalid_input) (the journal
+/// refused the commit) or [`StoreError::Unavailable`](super::StoreError::Unavailable)
+/// (it could not take it now) — fails the append, and the store goes on.
+/// Any other error leaves the commit's fate unknown (it may be on disk and
+/// come back at the next start), so the store refuses every later write
+/// until it is opened again from the journal.
 pub trait Journal: Send + Sync + 'static {
     /// Makes `commit` durable, whole or not at all.
     fn write<'a>(&'a self, commit: &'a Commit) -> BoxFuture<'a, Result<()>>;
@@ -62,4 +64,9 @@ pub struct CompletedKey {
     pub response: String,
     /// When the key's record was created (its retention counts from here).
     pub created_at: DateTime<Utc>,
+}
+
+/// Whether a journal's `error` says it wrote nothing (see [`Journal`]).
+pub(crate) fn wrote_nothing(error: &super::StoreError) -> bool {
+    error.is_invalid_input() || matches!(error, super::StoreError::Unavailable(_))
 }

@@ -302,7 +302,7 @@ impl Turn<'_> {
     async fn write(&mut self, commit: &Commit) -> Result<()> {
         match self.journal.write(commit).await {
             Ok(()) => Ok(()),
-            Err(refused) if refused.is_invalid_input() => Err(refused),
+            Err(refused) if super::journal::wrote_nothing(&refused) => Err(refused),
             Err(error) => {
                 *self.state = Writable::Failed(error.to_string());
                 Err(error)
