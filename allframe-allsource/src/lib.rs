@@ -92,6 +92,9 @@ pub enum OpenError {
     /// would survive.
     #[error("the AllSource engine opened without durable storage ({0})")]
     NotDurable(String),
+    /// The engine panicked while opening.
+    #[error("the AllSource engine panicked while opening: {0}")]
+    Panicked(String),
     /// The engine holds commits the adapter cannot read back in order: a
     /// commit is missing or repeated, an envelope does not decode, or the
     /// commits do not follow on from one another.
@@ -104,14 +107,13 @@ pub enum OpenError {
 #[derive(Clone)]
 pub struct AllSourceStore {
     index: MemoryStore,
-    /// The directory, and the lock that keeps other stores out of it.
-    dir: Arc<(PathBuf, File)>,
+    dir: Arc<PathBuf>,
 }
 
 impl std::fmt::Debug for AllSourceStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AllSourceStore")
-            .field("dir", &self.dir.0)
+            .field("dir", &self.dir)
             .field("index", &self.index)
             .finish()
     }
@@ -146,8 +148,18 @@ impl AllSourceStore {
                 });
             }
         }
-        let config = Config::builder().data_dir(dir.join("engine")).build()?;
-        let core = EmbeddedCore::open(config).await?;
+        let config = Config::builder()
+            .data_dir(dir.join("engine"))
+            .wal_sync_on_write(true)
+            .build()?;
+        // The engine reads its whole log here, on the calling thread.
+        let runtime = tokio::runtime::Handle::current();
+        let core =
+            tokio::task::spawn_blocking(move || runtime.block_on(EmbeddedCore::open(config)))
+                .await
+                .map_err(|failed| {
+                    OpenError::Corrupt(format!("the engine's open failed: {failed}"))
+                })??;
         let status = core.durability_status();
         if !status.wal_enabled || !status.parquet_enabled {
             return Err(OpenError::NotDurable(format!(
@@ -161,19 +173,20 @@ impl AllSourceStore {
         let journal = Arc::new(EngineJournal {
             core,
             commits: AtomicU64::new(count),
+            _lock: lock,
         });
         let index = MemoryStore::journaled(journal, commits)
             .map_err(|error| OpenError::Corrupt(error.to_string()))?;
         tracing::info!(dir = %dir.display(), commits = count, "AllSource store open");
         Ok(Self {
             index,
-            dir: Arc::new((dir, lock)),
+            dir: Arc::new(dir),
         })
     }
 
     /// The directory the store is in.
     pub fn dir(&self) -> &Path {
-        &self.dir.0
+        &self.dir
     }
 }
 
@@ -234,6 +247,21 @@ fn encode(commit: &Commit) -> Result<serde_json::Value, StoreError> {
             .map_or_else(|| "idempotency record".to_owned(), |e| e.event_type.clone()),
         reason,
     };
+    // Written without a depth limit, read back with serde_json's (128
+    // levels, the commit's own four included): metadata deeper than that
+    // would make the store impossible to open.
+    let too_deep = commit.events.iter().any(|event| {
+        event
+            .metadata
+            .extra
+            .values()
+            .any(|value| depth(value) > MAX_METADATA_DEPTH)
+    });
+    if too_deep {
+        return Err(refused(format!(
+            "metadata nested deeper than {MAX_METADATA_DEPTH} levels cannot be stored"
+        )));
+    }
     let text = serde_json::to_string(commit)
         .map_err(|error| refused(format!("the commit does not encode: {error}")))?;
     if text.len() > MAX_COMMIT_BYTES {
@@ -245,13 +273,33 @@ fn encode(commit: &Commit) -> Result<serde_json::Value, StoreError> {
     Ok(serde_json::json!({ "v": ENVELOPE_VERSION, "commit": text }))
 }
 
+/// The deepest nesting of arrays and objects accepted in a metadata value.
+pub const MAX_METADATA_DEPTH: usize = 100;
+
+/// How deep arrays and objects nest in `value` (0 for a scalar).
+fn depth(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        serde_json::Value::Object(fields) => 1 + fields.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// The engine, as the index's journal.
 struct EngineJournal {
     core: EmbeddedCore,
     /// How many commits the engine holds: the version of [`LOG_STREAM`].
     /// Written only by the index's writes, which take turns.
     commits: AtomicU64,
+    /// The lock that keeps other stores out of the directory, released
+    /// only once the engine (declared before it, so dropped first) is gone.
+    _lock: File,
 }
+
+/// How many commits go between two checkpoints of the engine (its log
+/// moved into its Parquet files), so a restart after a crash replays at
+/// most this many.
+const CHECKPOINT_EVERY: u64 = 10_000;
 
 impl Journal for EngineJournal {
     fn write<'a>(&'a self, commit: &'a Commit) -> BoxFuture<'a, allframe::store::Result<()>> {
@@ -279,6 +327,9 @@ impl Journal for EngineJournal {
             match written {
                 Ok(version) if version == expected + 1 => {
                     self.commits.store(version, Ordering::Release);
+                    if version % CHECKPOINT_EVERY == 0 {
+                        self.checkpoint().await;
+                    }
                     Ok(())
                 }
                 Ok(version) => Err(StoreError::Backend(
@@ -304,18 +355,26 @@ impl Journal for EngineJournal {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            // Moves what the engine's log holds into its Parquet files, so
-            // the next open does not write it there a second time.
-            let engine = self.core.inner();
-            match tokio::task::spawn_blocking(move || engine.checkpoint()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::error!(%error, "AllSource checkpoint at close failed"),
-                Err(error) => tracing::error!(%error, "AllSource checkpoint at close failed"),
-            }
+            self.checkpoint().await;
             if let Err(error) = self.core.shutdown().await {
                 tracing::error!(%error, "AllSource shutdown failed");
             }
         })
+    }
+}
+
+impl EngineJournal {
+    /// Moves what the engine's log holds into its Parquet files, so the
+    /// next open does not replay it (and write it there a second time). A
+    /// failure loses nothing: the log still holds it.
+    async fn checkpoint(&self) {
+        let engine = self.core.inner();
+        let checkpointed = tokio::task::spawn_blocking(move || engine.checkpoint()).await;
+        match checkpointed {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "AllSource checkpoint failed"),
+            Err(error) => tracing::error!(%error, "AllSource checkpoint failed"),
+        }
     }
 }
 

@@ -64,6 +64,52 @@ async fn one_directory_has_one_store_at_a_time() {
     again.close().await;
 }
 
+/// `depth` arrays, one inside the other, around a 1.
+fn nested(depth: usize) -> String {
+    format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_data_and_metadata_open_again_or_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AllSourceStore::open(dir.path()).await.unwrap();
+    // Data as deep as a request body may be (serde_json's limit).
+    let data = format!(r#"{{"deep":{}}}"#, nested(120));
+    let deep = NewEvent::from_raw(
+        "Deep",
+        serde_json::value::RawValue::from_string(data.clone()).unwrap(),
+    );
+    store
+        .append("note-a", ExpectedVersion::NoStream, vec![deep])
+        .await
+        .unwrap();
+    // Metadata nested too deep to be read back inside a commit is refused
+    // rather than written.
+    let mut metadata = allframe::Metadata::new();
+    metadata
+        .extra
+        .insert("deep".into(), serde_json::from_str(&nested(120)).unwrap());
+    let refused = store
+        .append(
+            "note-a",
+            ExpectedVersion::Exact(1),
+            vec![NewEvent::new("Deep", &serde_json::json!({})).with_metadata(metadata)],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::InvalidEvent { .. }),
+        "{refused}"
+    );
+    store.close().await;
+    drop(store);
+    let reopened = AllSourceStore::open(dir.path()).await.unwrap();
+    let events = reopened.read_stream("note-a", 1, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].data.get(), data);
+    reopened.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_commit_is_refused_and_the_store_goes_on() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,6 +17,7 @@ allframe::store_conformance_tests!(async { MemoryStore::new() });
 struct Recorder {
     commits: Mutex<Vec<Commit>>,
     fail_next: Mutex<Option<StoreError>>,
+    panic_next: Mutex<bool>,
     closed: Mutex<bool>,
 }
 
@@ -31,6 +32,9 @@ impl Journal for Recorder {
         Box::pin(async move {
             if let Some(error) = self.fail_next.lock().unwrap().take() {
                 return Err(error);
+            }
+            if std::mem::take(&mut *self.panic_next.lock().unwrap()) {
+                panic!("the journal broke mid-write");
             }
             self.commits.lock().unwrap().push(commit.clone());
             Ok(())
@@ -194,4 +198,21 @@ async fn an_unknown_journal_outcome_stops_writes_and_nothing_written_does_not() 
     // Reads go on.
     assert_eq!(store.read_stream("note-a", 0, 10).await.unwrap().len(), 3);
     assert_eq!(journal.commits().len(), 3);
+}
+
+#[tokio::test]
+async fn a_journal_write_that_never_answers_stops_writes() {
+    let journal = Arc::new(Recorder::default());
+    let store = MemoryStore::journaled(journal.clone(), []).unwrap();
+    *journal.panic_next.lock().unwrap() = true;
+    let broken = store
+        .append("note-a", ExpectedVersion::NoStream, vec![event(1)])
+        .await;
+    assert!(matches!(broken, Err(StoreError::Backend(_))), "{broken:?}");
+    let later = store
+        .append("note-a", ExpectedVersion::NoStream, vec![event(2)])
+        .await
+        .unwrap_err();
+    assert!(later.to_string().contains("did not finish"), "{later}");
+    assert_eq!(store.head_position().await.unwrap(), 0);
 }

@@ -8,7 +8,9 @@
 //! idempotency, subscriptions); a journal only has to keep commits, whole,
 //! in order. Claims of idempotency keys are not journaled: a key in flight
 //! when the process stops is free again at the next start, as if its lease
-//! had run out. Snapshots and projection rows are kept in memory too and
+//! had run out. Nor are purges: records purged before a restart come back
+//! at the next start (expired, so a claim treats them as absent) until
+//! they are purged again. Snapshots and projection rows are kept in memory too and
 //! rebuilt after a restart (loads replay the stream, projections start
 //! from the beginning of the log).
 

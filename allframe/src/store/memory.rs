@@ -1,5 +1,5 @@
 //! The in-process backend: a vector of events behind a lock, for tests and
-//! prototypes. Nothing survives the process.
+//! prototypes; nothing survives the process unless the store is journaled.
 //!
 //! An append checks and writes under one short write lock, so positions are
 //! assigned and published in the same step and readers can never observe a
@@ -191,7 +191,11 @@ impl Log {
         let now = idempotency::now_millis();
         let (fingerprint, created_at) = match (holder, self.keys.get(key)) {
             (Holder::Claim(_), Some(record)) => (record.fingerprint.clone(), record.created_at),
-            (Holder::Claim(_), None) => (String::new(), now),
+            (Holder::Claim(_), None) => {
+                return Err(StoreError::IdempotencyKeyLost {
+                    key: key.to_owned(),
+                });
+            }
             (Holder::Nobody(fingerprint), _) => (fingerprint.clone(), now),
         };
         let created_at = chrono::DateTime::from_timestamp_millis(created_at).ok_or_else(|| {
@@ -300,9 +304,19 @@ impl Turn<'_> {
     /// Writes `commit` to the journal; an outcome that is not known stops
     /// every later write (see [`Journal`]).
     async fn write(&mut self, commit: &Commit) -> Result<()> {
-        match self.journal.write(commit).await {
-            Ok(()) => Ok(()),
-            Err(refused) if super::journal::wrote_nothing(&refused) => Err(refused),
+        // Until the journal answers, the outcome is unknown: a write that
+        // panics, or whose task is aborted, leaves writes stopped.
+        *self.state = Writable::Failed("a journal write did not finish".into());
+        let written = self.journal.write(commit).await;
+        match written {
+            Ok(()) => {
+                *self.state = Writable::Yes;
+                Ok(())
+            }
+            Err(refused) if super::journal::wrote_nothing(&refused) => {
+                *self.state = Writable::Yes;
+                Err(refused)
+            }
             Err(error) => {
                 *self.state = Writable::Failed(error.to_string());
                 Err(error)
@@ -331,8 +345,9 @@ impl MemoryStore {
     /// [`Journal`]). Fails when the commits do not follow on from one
     /// another (a position or a stream version skipped or repeated).
     ///
-    /// Writes take turns (each waits for the one before to be journaled);
-    /// reads never wait for a write.
+    /// Writes take turns (each waits for the one before to be journaled)
+    /// and run on the Tokio runtime (each in a task of its own); reads
+    /// never wait for a write.
     pub fn journaled(
         journal: Arc<dyn Journal>,
         commits: impl IntoIterator<Item = Commit>,
