@@ -192,6 +192,55 @@ async fn commits_the_adapter_cannot_read_back_stop_the_open() {
     );
 }
 
+/// A commit as this release writes it (envelope format 1), checked in so
+/// a later release that changes the format finds out it must still read
+/// this one.
+const FORMAT_1: &str = r#"{"events":[{"position":1,"stream_id":"note-a","version":1,"type":"Noted","schema_version":1,"data":{"n":1},"metadata":{"event_id":"0193a5c0-0000-7000-8000-000000000001","correlation_id":"c-1","ip":"10.0.0.1"},"recorded_at":"2026-12-07T00:00:00.123Z"}],"keys":[{"key":"k1","fingerprint":"f1","response":"{\"position\":1}","created_at":"2026-12-07T00:00:00.123Z"}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_of_format_1_open() {
+    let dir = tempfile::tempdir().unwrap();
+    write_raw(
+        dir.path(),
+        &[(
+            COMMIT_TYPE,
+            serde_json::json!({ "v": 1, "commit": FORMAT_1 }),
+        )],
+    )
+    .await;
+    let store = AllSourceStore::open(dir.path()).await.unwrap();
+    let events = store.read_all(0, 10, &EventFilter::all()).await.unwrap();
+    assert_eq!(events.len(), 1);
+    let event = &events[0];
+    assert_eq!(
+        (event.position, event.stream_id.as_str(), event.version),
+        (1, "note-a", 1)
+    );
+    assert_eq!(
+        (event.event_type.as_str(), event.schema_version),
+        ("Noted", 1)
+    );
+    assert_eq!(event.data.get(), r#"{"n":1}"#);
+    assert_eq!(event.metadata.correlation_id.as_deref(), Some("c-1"));
+    assert_eq!(event.metadata.extra["ip"], "10.0.0.1");
+    assert_eq!(
+        serde_json::to_value(event).unwrap()["recorded_at"],
+        "2026-12-07T00:00:00.123Z"
+    );
+    let years = std::time::Duration::from_secs(20 * 365 * 24 * 3600);
+    let claim = store
+        .idempotency()
+        .unwrap()
+        .claim_idempotency_key("k1", "f1", years, years)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim,
+        allframe::store::Claim::Completed(r#"{"position":1}"#.into())
+    );
+    store.close().await;
+}
+
 /// Writes events straight to the engine stream of a new store in `dir`.
 async fn write_raw(dir: &std::path::Path, events: &[(&str, serde_json::Value)]) {
     for (n, (event_type, payload)) in events.iter().enumerate() {
