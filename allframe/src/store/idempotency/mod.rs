@@ -71,7 +71,11 @@
 //!
 //! - Memory: the records live in the log behind its lock, so a claim is one
 //!   critical section, and a completion's token is checked and the record
-//!   written in the same critical section as its events.
+//!   written in the same critical section as its events. A journaled store
+//!   checks under the read lock and writes under the write lock, with the
+//!   journal write in between; every write (claims, completions, releases,
+//!   purges) holds the journal's turn throughout, so nothing changes the
+//!   records in between.
 //! - SQLite: every idempotency operation goes through the store's writer
 //!   task, which owns the only writing connection, in a `BEGIN IMMEDIATE`
 //!   transaction (operations queued together share one); SQLite's write
