@@ -157,9 +157,7 @@ impl AllSourceStore {
         let core =
             tokio::task::spawn_blocking(move || runtime.block_on(EmbeddedCore::open(config)))
                 .await
-                .map_err(|failed| {
-                    OpenError::Corrupt(format!("the engine's open failed: {failed}"))
-                })??;
+                .map_err(|failed| OpenError::Panicked(failed.to_string()))??;
         let status = core.durability_status();
         if !status.wal_enabled || !status.parquet_enabled {
             return Err(OpenError::NotDurable(format!(
