@@ -112,13 +112,15 @@ fn the_bank_on_allsource() {
         (Some("refunded"), Some("not-found"))
     );
     let head = body(&first)["position"].as_u64().unwrap();
+    // The projection follows the sagas' last events shortly after.
+    let deadline = Instant::now() + Duration::from_secs(60);
     let ada_row = loop {
         let row = row(addr, &ada, head);
-        if row["balance"] == 95
-            && body(&get(addr, &format!("/projections/accounts/{bob}")))["balance"] == 30
-        {
+        let bob_row = body(&get(addr, &format!("/projections/accounts/{bob}")));
+        if row["balance"] == 95 && bob_row["balance"] == 30 {
             break row;
         }
+        assert!(Instant::now() < deadline, "balances {row} and {bob_row}");
         std::thread::sleep(Duration::from_millis(20));
     };
     bank.terminate();
