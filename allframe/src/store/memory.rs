@@ -209,11 +209,15 @@ impl Log {
         })
     }
 
-    /// Writes a planned (or journaled) commit into the log; returns the
-    /// new head.
-    fn apply(&mut self, commit: &Commit) -> u64 {
+    /// Writes a planned (or journaled) commit, its completed `keys` and
+    /// its `events`, into the log; returns the new head.
+    fn apply(
+        &mut self,
+        keys: &[CompletedKey],
+        events: impl IntoIterator<Item = RecordedEvent>,
+    ) -> u64 {
         let now = idempotency::now_millis();
-        for completed in &commit.keys {
+        for completed in keys {
             let record = KeyRecord {
                 fingerprint: completed.fingerprint.clone(),
                 token: idempotency::new_token(),
@@ -223,15 +227,15 @@ impl Log {
             };
             self.keys.insert(completed.key.clone(), record);
         }
-        for event in &commit.events {
-            if !self.types.iter().any(|known| known.is(event)) {
-                self.types.insert(StoredType::of(event));
+        for event in events {
+            if !self.types.iter().any(|known| known.is(&event)) {
+                self.types.insert(StoredType::of(&event));
             }
             self.streams
                 .entry(event.stream_id.clone())
                 .or_default()
                 .push(self.events.len());
-            self.events.push(event.clone());
+            self.events.push(event);
         }
         self.events.len() as u64
     }
@@ -328,13 +332,19 @@ impl Turn<'_> {
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
+        Self::holding(Log::default(), None)
+    }
+
+    /// A store holding `log`, writing to `journal` if there is one.
+    fn holding(log: Log, journal: Option<Arc<Journaled>>) -> Self {
+        let head = log.events.len() as u64;
         Self {
             inner: Arc::new(Inner {
-                log: RwLock::new(Log::default()),
-                head: watch::Sender::new(0),
+                log: RwLock::new(log),
+                head: watch::Sender::new(head),
                 projections: MemoryProjectionStore::new(),
                 snapshots: MemorySnapshots::default(),
-                journal: None,
+                journal,
             }),
         }
     }
@@ -355,21 +365,13 @@ impl MemoryStore {
         let mut log = Log::default();
         for commit in commits {
             log.follows(&commit)?;
-            log.apply(&commit);
+            log.apply(&commit.keys, commit.events);
         }
-        let head = log.events.len() as u64;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                log: RwLock::new(log),
-                head: watch::Sender::new(head),
-                projections: MemoryProjectionStore::new(),
-                snapshots: MemorySnapshots::default(),
-                journal: Some(Arc::new(Journaled {
-                    journal,
-                    state: tokio::sync::Mutex::new(Writable::Yes),
-                })),
-            }),
-        })
+        let journal = Journaled {
+            journal,
+            state: tokio::sync::Mutex::new(Writable::Yes),
+        };
+        Ok(Self::holding(log, Some(Arc::new(journal))))
     }
 
     fn read<T>(&self, f: impl FnOnce(&Log) -> T) -> T {
@@ -393,10 +395,11 @@ impl MemoryStore {
         plan: impl FnOnce(&Log) -> Result<Commit> + Send + 'static,
     ) -> Result<Commit> {
         let Some(journaled) = self.inner.journal.clone() else {
-            let mut log = self.inner.log.write().unwrap_or_else(|e| e.into_inner());
-            let commit = plan(&log)?;
-            let head = log.apply(&commit);
-            drop(log);
+            let (commit, head) = self.write(|log| {
+                let commit = plan(log)?;
+                let head = log.apply(&commit.keys, commit.events.iter().cloned());
+                Ok::<_, StoreError>((commit, head))
+            })?;
             self.publish(&commit, head);
             return Ok(commit);
         };
@@ -407,7 +410,7 @@ impl MemoryStore {
             // planned under the read lock still holds when it is applied.
             let commit = store.read(plan)?;
             turn.write(&commit).await?;
-            let head = store.write(|log| log.apply(&commit));
+            let head = store.write(|log| log.apply(&commit.keys, commit.events.iter().cloned()));
             store.publish(&commit, head);
             Ok(commit)
         });
