@@ -356,6 +356,69 @@ async fn balance(addr: SocketAddr, account: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_is_seen_by_whoever_asked_for_it_and_admins() {
+    let bank = bank().await;
+    let addr = bank.server.addr;
+    let adas = open(addr, &ada(), "ada", 100).await;
+    let bobs = open(addr, &bob(), "bob", 100).await;
+    let body = json!({"from_account_id": adas, "to_account_id": bobs, "amount": 30});
+    let response = call(addr, "POST", "/commands/transfer-money", Some(&ada()), body).await;
+    assert_eq!(response.status, 202);
+    let location = response.header("location").unwrap().to_owned();
+
+    // Ada started it: she follows it to its end, and so may an admin.
+    assert_eq!(
+        saga_ended(addr, &location, Some(&ada())).await["status"],
+        "completed"
+    );
+    let seen = call(addr, "GET", &location, Some(&root()), Value::Null).await;
+    assert_eq!(outcome(&seen), (200, String::new()));
+    assert_eq!(json_of(&seen)["status"], "completed");
+
+    // Bob, the payee, is told no, as problem+json that says why.
+    let refused = call(addr, "GET", &location, Some(&bob()), Value::Null).await;
+    assert_eq!(outcome(&refused), (403, "forbidden".into()));
+    assert_eq!(
+        json_of(&refused)["detail"],
+        "`bob` did not start this instance of `transfer-money`"
+    );
+    // Without credentials, nobody learns anything of it.
+    let anonymous = call(addr, "GET", &location, None, Value::Null).await;
+    assert_eq!(outcome(&anonymous), (401, "unauthenticated".into()));
+    // An instance that does not exist is not found, whoever asks.
+    let missing = call(
+        addr,
+        "GET",
+        "/sagas/transfer-money/none",
+        Some(&bob()),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(outcome(&missing), (404, "saga-not-found".into()));
+
+    // An instance started without a principal (by the service itself) is
+    // for admins only.
+    let first = bank::transfer::TransferEvent::TransferRequested {
+        from_account_id: adas.clone(),
+        to_account_id: bobs.clone(),
+        amount: 1,
+    };
+    let id = allframe::Sagas::start::<bank::transfer::Transfer>(&bank.store, &first)
+        .await
+        .unwrap();
+    let location = format!("/sagas/transfer-money/{id}");
+    let refused = call(addr, "GET", &location, Some(&ada()), Value::Null).await;
+    assert_eq!(outcome(&refused), (403, "forbidden".into()));
+    // (Its withdrawal is sent for nobody, which the bank's rules refuse.)
+    let view = saga_ended(addr, &location, Some(&root())).await;
+    assert_eq!(
+        (view["status"].as_str(), view["reason"].as_str()),
+        (Some("rejected"), Some("forbidden")),
+        "{view}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_acts_for_whoever_asked_for_it() {
     let bank = bank().await;
     let addr = bank.server.addr;
@@ -587,9 +650,7 @@ async fn the_document_says_which_operations_a_rule_may_refuse() {
         assert!(responses.get("403").is_some(), "{method} {path}");
         assert!(responses.get("401").is_some(), "{method} {path}");
     }
-    assert!(
-        document["paths"]["/sagas/{name}/{id}"]["get"]["responses"]
-            .get("403")
-            .is_none()
-    );
+    // A saga instance is for whoever started it, and admins.
+    let responses = &document["paths"]["/sagas/{name}/{id}"]["get"]["responses"];
+    assert!(responses.get("403").is_some() && responses.get("401").is_some());
 }

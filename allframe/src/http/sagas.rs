@@ -10,13 +10,17 @@ use super::errors::store_unavailable;
 use super::extract::PathParams;
 use super::kinds;
 use super::problem::Problem;
+use crate::auth::Principal;
 use crate::saga::{SagaError, Sagas};
 
+/// An instance is for whoever started it, and admins
+/// ([`Sagas::view_for`]).
 pub(super) async fn get(
     State(sagas): State<Arc<Sagas>>,
+    principal: Option<Principal>,
     PathParams((name, id)): PathParams<(String, String)>,
 ) -> Response {
-    match sagas.view(&name, &id).await {
+    match sagas.view_for(&name, &id, principal.as_ref()).await {
         Ok(Some(view)) => axum::Json(view).into_response(),
         Ok(None) => Problem::of(
             kinds::SAGA_NOT_FOUND,
@@ -26,6 +30,7 @@ pub(super) async fn get(
         Err(SagaError::UnknownSaga(name)) => {
             Problem::of(kinds::UNKNOWN_SAGA, format!("there is no saga `{name}`")).into_response()
         }
+        Err(SagaError::Forbidden(reason)) => Problem::of(kinds::FORBIDDEN, reason).into_response(),
         Err(error) => store_unavailable("reading a saga", &error).into_response(),
     }
 }

@@ -60,6 +60,10 @@ pub enum SagaError {
     /// No saga is registered under this name.
     #[error("there is no saga `{0}`")]
     UnknownSaga(String),
+    /// The instance is not for this principal to see
+    /// ([`Sagas::view_for`]); says why.
+    #[error("{0}")]
+    Forbidden(String),
     /// The first event does not encode.
     #[error("the saga's first event does not encode: {0}")]
     Encoding(#[from] serde_json::Error),
@@ -306,10 +310,41 @@ impl Sagas {
 
     /// Instance `id` of saga `name` ([`view`]), for a saga this runs.
     pub async fn view(&self, name: &str, id: &str) -> Result<Option<SagaView>, SagaError> {
+        self.view_for(name, id, None).await
+    }
+
+    /// [`view`](Self::view), as `principal` may see it: an instance is for
+    /// whoever started it (the principal its first event names) and for
+    /// admins; anyone else gets [`SagaError::Forbidden`], and so does
+    /// everyone but admins for an instance started without a principal.
+    /// Without a principal (no authenticator is set) every instance is
+    /// open. This is what `GET /sagas/{name}/{id}` answers.
+    pub async fn view_for(
+        &self,
+        name: &str,
+        id: &str,
+        principal: Option<&Principal>,
+    ) -> Result<Option<SagaView>, SagaError> {
         if !self.names.contains(&name) {
             return Err(SagaError::UnknownSaga(name.to_owned()));
         }
-        Ok(view(&*self.shared.store, name, id).await?)
+        let Some((view, starter)) = instance(&*self.shared.store, name, id).await? else {
+            return Ok(None);
+        };
+        match principal {
+            Some(principal)
+                if !principal.is_admin()
+                    && starter
+                        .as_ref()
+                        .is_none_or(|s| s.subject != principal.subject) =>
+            {
+                Err(SagaError::Forbidden(format!(
+                    "`{}` did not start this instance of `{name}`",
+                    principal.subject
+                )))
+            }
+            _ => Ok(Some(view)),
+        }
     }
 
     /// Every saga's runner and a tally of its instances, sorted by name.
@@ -400,6 +435,16 @@ pub async fn view(
     name: &str,
     id: &str,
 ) -> Result<Option<SagaView>, StoreError> {
+    Ok(instance(store, name, id).await?.map(|(view, _)| view))
+}
+
+/// [`view`], with the principal that started the instance, if its first
+/// event names one.
+async fn instance(
+    store: &dyn EventStore,
+    name: &str,
+    id: &str,
+) -> Result<Option<(SagaView, Option<Principal>)>, StoreError> {
     let stream = format!("{CATEGORY}-{name}-{id}");
     if crate::store::validate_stream_id(&stream).is_err() {
         return Ok(None);
@@ -425,7 +470,7 @@ pub async fn view(
             view.ended_at = Some(event.recorded_at);
         }
     }
-    Ok(Some(view))
+    Ok(Some((view, Principal::recorded(&first.metadata.extra))))
 }
 
 /// The instances of one saga, as [`Sagas::status`] reads them.

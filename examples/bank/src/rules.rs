@@ -6,7 +6,8 @@
 //! - `withdraw`, `close-account` and `transfer-money` for the account's
 //!   owner — a transfer's withdrawal is sent for whoever asked for the
 //!   transfer, so one from somebody else's account ends `rejected` with
-//!   the code `forbidden`;
+//!   the code `forbidden`; following it (`GET /sagas/transfer-money/{id}`)
+//!   is for whoever asked for it (the framework's rule for every saga);
 //! - an `accounts` row for its owner, lists of them only with
 //!   `owner=<sub>`;
 //! - `accounts-over`, `/admin/*` and the unfiltered event streams for

@@ -126,6 +126,11 @@ impl Document {
                     operation["responses"]["403"] =
                         problem_response("The principal is not an admin (`forbidden`).");
                 }
+                if path == "/sagas/{name}/{id}" {
+                    operation["responses"]["403"] = problem_response(
+                        "Another principal started the instance, and this one is not an admin (`forbidden`).",
+                    );
+                }
             }
         }
         Self::from_value(document)
