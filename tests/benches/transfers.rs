@@ -12,7 +12,9 @@
 //! per second, until the last one started has ended, and times each from
 //! its `202` to `completed`. Phases alternate for `ALLFRAME_BENCH_ROUNDS`
 //! (3) rounds; medians are reported, latencies over every transfer of the
-//! run. `RUST_LOG=allframe::store=debug` logs each group commit to stderr
+//! run. A second table says what each operation wrote: events, and
+//! idempotency records (the keys of the commands a saga sends).
+//! `RUST_LOG=allframe::store=debug` logs each group commit to stderr
 //! (appends, events, round trips): how full the batches are.
 
 use std::collections::HashMap;
@@ -24,6 +26,7 @@ use allframe::{DispatchOptions, Dispatcher, EventFilter, EventStore, Sagas};
 use allframe_tests::bench::{deposits_per_second, env_number, open_accounts};
 use bank::transfer::{Transfer, TransferMoney};
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 
 /// The allocator the bank's binary runs on (see its `main.rs`), so the
@@ -115,7 +118,7 @@ async fn start_transfer(
 
 /// Each caller keeps `window` transfers running (starting one whenever one
 /// ends) until the phase is over; returns transfers completed per second,
-/// counted until the last one started has ended.
+/// counted until the last one started has ended, and how many completed.
 async fn transfers(
     dispatcher: &Arc<Dispatcher>,
     accounts: &Arc<Vec<String>>,
@@ -123,7 +126,7 @@ async fn transfers(
     window: usize,
     seconds: f64,
     latencies: &mut Vec<Duration>,
-) -> f64 {
+) -> (f64, usize) {
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(seconds);
     let callers = env_number("ALLFRAME_BENCH_CALLERS", 64.0) as usize;
@@ -159,7 +162,10 @@ async fn transfers(
         completed += times.len();
         latencies.extend(times);
     }
-    completed as f64 / started.elapsed().as_secs_f64()
+    (
+        completed as f64 / started.elapsed().as_secs_f64(),
+        completed,
+    )
 }
 
 fn median(samples: &mut [f64]) -> f64 {
@@ -171,7 +177,36 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
-async fn report(backend: &str, store: Arc<dyn EventStore>) {
+/// Counts a store's idempotency records.
+type KeyCount = Box<dyn Fn() -> BoxFuture<'static, i64>>;
+
+/// What the operations of one phase wrote, in all: the operations, the
+/// events (the log's head moved by) and the idempotency records.
+#[derive(Default, Clone, Copy)]
+struct Written {
+    operations: f64,
+    events: f64,
+    keys: f64,
+}
+
+impl Written {
+    fn add(&mut self, operations: f64, events: u64, keys: i64) {
+        self.operations += operations;
+        self.events += events as f64;
+        self.keys += keys as f64;
+    }
+
+    fn per_operation(&self) -> (f64, f64) {
+        (self.events / self.operations, self.keys / self.operations)
+    }
+}
+
+async fn report(
+    backend: &str,
+    store: Arc<dyn EventStore>,
+    keys: KeyCount,
+    written: &mut Vec<String>,
+) {
     let seconds = env_number("ALLFRAME_BENCH_SECONDS", 4.0);
     let callers = env_number("ALLFRAME_BENCH_CALLERS", 64.0) as usize;
     let rounds = env_number("ALLFRAME_BENCH_ROUNDS", 3.0) as usize;
@@ -194,6 +229,7 @@ async fn report(backend: &str, store: Arc<dyn EventStore>) {
     let mut deposit_rates = Vec::new();
     let mut transfer_rates = vec![Vec::new(); windows.len()];
     let mut latencies = vec![Vec::new(); windows.len()];
+    let (mut deposits_wrote, mut transfers_wrote) = (Written::default(), Written::default());
     for round in 0..rounds {
         // Deposits first in even rounds, last in odd ones.
         let mut phases = vec![None, Some(0), Some(1)];
@@ -201,11 +237,15 @@ async fn report(backend: &str, store: Arc<dyn EventStore>) {
             phases.rotate_left(1);
         }
         for phase in phases {
-            match phase {
-                None => deposit_rates
-                    .push(deposits_per_second(&dispatcher, &accounts, callers, seconds).await),
-                Some(w) => transfer_rates[w].push(
-                    transfers(
+            let (head, records) = (store.head_position().await.unwrap(), keys().await);
+            let (operations, into) = match phase {
+                None => {
+                    let rate = deposits_per_second(&dispatcher, &accounts, callers, seconds).await;
+                    deposit_rates.push(rate);
+                    (rate * seconds, &mut deposits_wrote)
+                }
+                Some(w) => {
+                    let (rate, completed) = transfers(
                         &dispatcher,
                         &accounts,
                         &waiters,
@@ -213,12 +253,24 @@ async fn report(backend: &str, store: Arc<dyn EventStore>) {
                         seconds,
                         &mut latencies[w],
                     )
-                    .await,
-                ),
-            }
+                    .await;
+                    transfer_rates[w].push(rate);
+                    (completed as f64, &mut transfers_wrote)
+                }
+            };
+            // Every transfer started in the phase has ended: all it wrote
+            // is in.
+            let events = store.head_position().await.unwrap() - head;
+            into.add(operations, events, keys().await - records);
         }
     }
     sagas.stop().await;
+    for (operation, wrote) in [("deposit", deposits_wrote), ("transfer", transfers_wrote)] {
+        let (events, keys) = wrote.per_operation();
+        written.push(format!(
+            "| {backend} | {operation} | {events:.2} | {keys:.2} |"
+        ));
+    }
     let d = median(&mut deposit_rates);
     for (w, window) in windows.iter().enumerate() {
         latencies[w].sort();
@@ -244,11 +296,41 @@ async fn main() {
         "| backend | transfers running per caller | deposits/s | transfers completed/s | transfers / deposits | 202 → completed p50 | p99 |"
     );
     println!("|---|---|---|---|---|---|---|");
+    let mut written = Vec::new();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let sqlite = SqliteStore::open(dir.path().join("bank.db")).await.unwrap();
-    report("SQLite", Arc::new(sqlite)).await;
+    let keys = key_count(sqlite.pool().clone());
+    report("SQLite", Arc::new(sqlite), keys, &mut written).await;
     match allframe_tests::postgres_store().await {
-        Some(postgres) => report("PostgreSQL", Arc::new(postgres)).await,
+        Some(postgres) => {
+            let keys = key_count(postgres.pool().clone());
+            report("PostgreSQL", Arc::new(postgres), keys, &mut written).await
+        }
         None => println!("\n!!! PostgreSQL SKIPPED: the server is not reachable"),
     }
+    println!("\n## What each operation wrote (means over every phase)\n");
+    println!("| backend | operation | events | idempotency records |");
+    println!("|---|---|---|---|");
+    for line in written {
+        println!("{line}");
+    }
+}
+
+/// Counts the idempotency records of the store `pool` reads.
+fn key_count<DB: sqlx::Database>(pool: sqlx::Pool<DB>) -> KeyCount
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    i64: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    Box::new(move || {
+        let pool = pool.clone();
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT COUNT(*) FROM allframe_idempotency")
+                .fetch_one(&pool)
+                .await
+                .expect("count the idempotency records")
+        })
+    })
 }
