@@ -25,6 +25,23 @@ async fn poisoned_sqlite() -> SqliteStore {
     store
 }
 
+/// An in-memory SQLite store where an event of type `Poison` breaks a
+/// constraint: a trigger inserts a `NULL` into a `NOT NULL` column, under
+/// the conflict policy of the statement inserting the event (the store's
+/// `OR ROLLBACK`), so SQLite ends the whole transaction mid-batch rather
+/// than failing one statement.
+async fn sqlite_with_a_poison_constraint() -> SqliteStore {
+    let store = SqliteStore::in_memory().await.unwrap();
+    for statement in [
+        "CREATE TABLE poisoned (never INTEGER NOT NULL)",
+        "CREATE TRIGGER poison BEFORE INSERT ON allframe_events \
+         WHEN NEW.event_type = 'Poison' BEGIN INSERT INTO poisoned VALUES (NULL); END",
+    ] {
+        sqlx::query(statement).execute(store.pool()).await.unwrap();
+    }
+    store
+}
+
 /// The same on PostgreSQL, or `None` when it is unreachable (skipped).
 async fn poisoned_postgres() -> Option<PostgresStore> {
     let store = allframe_tests::postgres_store().await?;
@@ -121,6 +138,11 @@ async fn sqlite_batch_failure_is_retried_per_append() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_batch_rolled_back_by_a_constraint_is_retried_per_append() {
+    poison_does_not_spread(&sqlite_with_a_poison_constraint().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_batch_failure_is_retried_per_append() {
     let Some(store) = poisoned_postgres().await else {
         return;
@@ -131,6 +153,11 @@ async fn postgres_batch_failure_is_retried_per_append() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_completions_follow_the_appends_retried_after_a_failed_batch() {
     completions_follow_retried_appends(&poisoned_sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_completions_follow_the_appends_retried_after_a_rolled_back_batch() {
+    completions_follow_retried_appends(&sqlite_with_a_poison_constraint().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

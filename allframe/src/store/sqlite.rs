@@ -299,9 +299,15 @@ impl Writer {
         let mut round_trips = 2;
         let plan = SqliteStore::plan_batch(&mut tx, batch, now_millis(), &mut round_trips).await?;
         let rows = accepted_events(&plan.outcomes);
+        // The batch's writes say `OR ROLLBACK`: a constraint they break
+        // ends the whole transaction, as any failure of a batch does (see
+        // `group_commit`), rather than undoing that one statement. Without
+        // it SQLite keeps a statement journal, a copy of every page each
+        // statement changes, which a batch of this size spills to a
+        // temporary file: the writer's busiest cost after the inserts.
         for chunk in fixed_chunks(&rows, &INSERT_CHUNKS) {
             let mut insert = QueryBuilder::<Sqlite>::new(format!(
-                "INSERT INTO allframe_events ({INSERT_COLUMNS}) "
+                "INSERT OR ROLLBACK INTO allframe_events ({INSERT_COLUMNS}) "
             ));
             insert.push_values(chunk, |mut row, event| {
                 row.push_bind(to_i64(event.position))
@@ -331,8 +337,8 @@ impl Writer {
         for chunk in fixed_chunks(&claimed, &COMPLETION_CHUNKS) {
             // Each key in flight with the token becomes completed.
             let mut update = QueryBuilder::<Sqlite>::new(
-                "UPDATE allframe_idempotency SET state = 'completed', response = c.column3, \
-                 lease_until = ",
+                "UPDATE OR ROLLBACK allframe_idempotency SET state = 'completed', \
+                 response = c.column3, lease_until = ",
             );
             update.push_bind(now).push(" FROM (");
             update.push_values(chunk, |mut row, (key, token, response)| {
@@ -354,7 +360,7 @@ impl Writer {
         for chunk in fixed_chunks(&unclaimed, &COMPLETION_CHUNKS) {
             // Keys nobody claimed get a completed record, where they have none.
             let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO allframe_idempotency \
+                "INSERT OR ROLLBACK INTO allframe_idempotency \
                  (key, fingerprint, state, response, created_at, lease_until, token) ",
             );
             insert.push_values(chunk, |mut row, (key, fingerprint, response)| {
