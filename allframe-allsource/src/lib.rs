@@ -148,6 +148,7 @@ impl AllSourceStore {
                 });
             }
         }
+        let lock = DirLock(lock);
         let config = Config::builder()
             .data_dir(dir.join("engine"))
             .wal_sync_on_write(true)
@@ -291,7 +292,22 @@ struct EngineJournal {
     commits: AtomicU64,
     /// The lock that keeps other stores out of the directory, released
     /// only once the engine (declared before it, so dropped first) is gone.
-    _lock: File,
+    _lock: DirLock,
+}
+
+/// The lock file of an open store's directory, holding an exclusive
+/// `flock`. Dropping it unlocks the file before closing it: a child
+/// process forked in between (by any thread of the process) holds a copy
+/// of the descriptor until it `exec`s, and closing ours alone would leave
+/// the directory locked until then.
+struct DirLock(File);
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        if let Err(error) = self.0.unlock() {
+            tracing::warn!(%error, "unlocking an AllSource directory failed");
+        }
+    }
 }
 
 /// How many commits go between two checkpoints of the engine (its log

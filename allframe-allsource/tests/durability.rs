@@ -4,6 +4,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use allframe::{EventFilter, EventStore, ExpectedVersion, NewEvent, StoreError};
 use allframe_allsource::{AllSourceStore, COMMIT_TYPE, LOG_STREAM, MAX_COMMIT_BYTES, OpenError};
@@ -63,6 +65,40 @@ async fn one_directory_has_one_store_at_a_time() {
     let again = AllSourceStore::open(dir.path()).await.unwrap();
     again.close().await;
 }
+
+/// A child process started by any thread holds a copy of every descriptor
+/// from its fork to its `exec`: a store dropped in that window must still
+/// leave its directory free at once, not when the child gets round to
+/// `exec`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_store_frees_its_directory_while_children_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let spawner = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            let mut started = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let status = Command::new("true").status().unwrap();
+                assert!(status.success());
+                started += 1;
+            }
+            started
+        }
+    });
+    for _ in 0..REOPENS {
+        let store = AllSourceStore::open(dir.path()).await.unwrap();
+        store.close().await;
+        drop(store);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let started = spawner.join().unwrap();
+    assert!(started > 0, "no child started while the store was reopened");
+}
+
+/// How many times [`a_dropped_store_frees_its_directory_while_children_start`]
+/// opens the store.
+const REOPENS: usize = 60;
 
 /// `depth` arrays, one inside the other, around a 1.
 fn nested(depth: usize) -> String {
