@@ -3,7 +3,8 @@
 //! after the runner's step timeout (counted from when the step was
 //! recorded), and a decision that panics, or sends one step twice, ends
 //! the instance as `failed` instead of stopping the runner, also when a
-//! linked saga's start is decided in the command that starts it.
+//! linked saga's start is decided in the command that starts it; and a new
+//! linked instance is worked from the log without reading its stream.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -341,6 +342,17 @@ async fn ask_errand(command: AskErrand, _: &Errand) -> Result<Vec<ErrandEvent>, 
     Ok(vec![ErrandEvent::Asked { what: command.what }])
 }
 
+/// Asks for the errand `what` through `dispatcher`.
+async fn ask(dispatcher: &Dispatcher, what: &str) -> allframe::CommandOutcome {
+    dispatcher
+        .dispatch(
+            AskErrand { what: what.into() },
+            allframe::DispatchOptions::default(),
+        )
+        .await
+        .unwrap()
+}
+
 /// The step record an errand's command recorded after its first event.
 fn start_record(outcome: &allframe::CommandOutcome) -> serde_json::Value {
     let types: Vec<&str> = outcome
@@ -356,17 +368,11 @@ fn start_record(outcome: &allframe::CommandOutcome) -> serde_json::Value {
 async fn a_linked_saga_decides_its_start_in_the_command_that_starts_it() {
     let store = MemoryStore::new();
     let dispatcher = Arc::new(Dispatcher::builder(&store).build().unwrap());
-    let ask = |what: &str| {
-        dispatcher.dispatch(
-            AskErrand { what: what.into() },
-            allframe::DispatchOptions::default(),
-        )
-    };
-    let fine = ask("fine").await.unwrap();
+    let fine = ask(&dispatcher, "fine").await;
     let record = start_record(&fine);
     assert_eq!(record["input"], "start");
     assert_eq!(record["sends"][0]["step"], "poke", "{record}");
-    let panicked = ask("decide-panic").await.unwrap();
+    let panicked = ask(&dispatcher, "decide-panic").await;
     let record = start_record(&panicked);
     assert_eq!(record["end"]["status"], "failed", "{record}");
     assert!(
@@ -399,5 +405,53 @@ async fn a_linked_saga_decides_its_start_in_the_command_that_starts_it() {
         1,
         "the errand's command ran once"
     );
+    sagas.stop().await;
+}
+
+/// Waits until instance `id` of the errand saga has ended: its first
+/// event, its start record and the record of the poke's answer. Reads
+/// only the stream's version, never its events.
+async fn errand_ended(store: &dyn EventStore, id: &str) {
+    let stream = format!("saga-errand-{id}");
+    for _ in 0..500 {
+        if store.stream_version(&stream).await.unwrap() >= 3 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the errand {id} never ended");
+}
+
+/// A new instance's first event and start record come from the log
+/// together (one append), and the runner sends the start's commands
+/// without reading the stream back; an instance started before the runner
+/// began is read in full first, as one a runner replays would be.
+#[tokio::test]
+async fn a_new_linked_instance_is_worked_without_reading_its_stream() {
+    let store = allframe_tests::faulty::Faulty::new();
+    let dispatcher = Arc::new(Dispatcher::builder(&store).build().unwrap());
+    let before = ask(&dispatcher, "before").await;
+    let reads = store.stream_reads();
+    let sagas = Sagas::builder(&store, dispatcher.clone())
+        .saga::<Errand>()
+        .start()
+        .await
+        .unwrap();
+    errand_ended(&store, &before.aggregate_id).await;
+    assert!(
+        store.stream_reads() > reads,
+        "an instance from before the runner began is read"
+    );
+    let reads = store.stream_reads();
+    let after = ask(&dispatcher, "after").await;
+    errand_ended(&store, &after.aggregate_id).await;
+    assert_eq!(
+        store.stream_reads(),
+        reads,
+        "a new instance is worked from the log alone"
+    );
+    let view = sagas.view("errand", &after.aggregate_id).await.unwrap();
+    assert_eq!(view.unwrap().status, "done");
+    assert_eq!(store.stream_version("thing-after").await.unwrap(), 1);
     sagas.stop().await;
 }

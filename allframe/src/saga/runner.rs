@@ -627,11 +627,26 @@ async fn work<S: Saga>(
     let mut read = stored;
     let mut committed_at = Instant::now();
     let followed = Followed::default();
-    let spawn = |workers: &mut tokio::task::JoinSet<_>, id: String, event: RecordedEvent| {
+    // Every event after this one was appended after this runner began, so
+    // no runner has worked it before (see `begin`).
+    let fresh_after = shared.store.head_position().await?;
+    let spawn = |workers: &mut tokio::task::JoinSet<_>,
+                 id: String,
+                 event: RecordedEvent,
+                 start: Option<RecordedEvent>| {
         let (shared, followed) = (shared.clone(), followed.clone());
         workers.spawn(async move {
-            let worked = handle::<S>(&shared, &followed, &id, &event).await;
-            worked.map(|()| (id, event.position))
+            let worked = match start {
+                Some(start) => {
+                    let position = start.position;
+                    let begun = begin::<S>(&shared, &followed, &id, &event, start).await;
+                    begun.map(|()| Some(position))
+                }
+                None => handle::<S>(&shared, &followed, &id, &event)
+                    .await
+                    .map(|()| None),
+            };
+            worked.map(|start| (id, event.position, start))
         });
     };
     loop {
@@ -641,27 +656,48 @@ async fn work<S: Saga>(
                     return Err(StoreError::Closed.into());
                 };
                 let event = event?;
-                read = event.position;
-                if let Some(id) = event.stream_id.strip_prefix(&prefix) {
+                // A new instance's start record, when it came in the same
+                // append as its first event and is already here.
+                let mut next = None;
+                if event.version == 1 && event.position > fresh_after && event.stream_id.starts_with(&prefix) {
+                    next = match subscription.next().now_or_never() {
+                        Some(Some(next)) => Some(next?),
+                        Some(None) => return Err(StoreError::Closed.into()),
+                        None => None,
+                    };
+                }
+                let (start, next) = match next {
+                    Some(next) if next.stream_id == event.stream_id && next.version == 2 && next.event_type == STEP_EVENT_TYPE => (Some(next), None),
+                    next => (None, next),
+                };
+                for (event, start) in std::iter::once((event, start)).chain(next.map(|next| (next, None))) {
+                    read = start.as_ref().unwrap_or(&event).position;
+                    let Some(id) = event.stream_id.strip_prefix(&prefix) else {
+                        continue;
+                    };
                     pending.insert(event.position);
+                    pending.extend(start.as_ref().map(|start| start.position));
                     match queues.get_mut(id) {
                         // Its worker takes it when done with the one before.
-                        Some(queue) => queue.push_back(event),
+                        Some(queue) => queue.extend(std::iter::once(event).chain(start)),
                         None => {
                             queues.insert(id.to_owned(), Default::default());
-                            spawn(&mut workers, id.to_owned(), event);
+                            spawn(&mut workers, id.to_owned(), event, start);
                         }
                     }
                 }
             }
             Some(done) = workers.join_next() => {
-                let (id, position) = match done {
+                let (id, position, start) = match done {
                     Ok(worked) => worked?,
                     Err(panic) => return Err(Interrupt::Panicked(panic.to_string())),
                 };
                 pending.remove(&position);
+                if let Some(start) = start {
+                    pending.remove(&start);
+                }
                 match queues.get_mut(&id).and_then(|queue| queue.pop_front()) {
-                    Some(next) => spawn(&mut workers, id, next),
+                    Some(next) => spawn(&mut workers, id, next, None),
                     None => {
                         queues.remove(&id);
                     }
@@ -695,6 +731,29 @@ fn done_up_to(pending: &std::collections::BTreeSet<u64>, read: u64) -> u64 {
 /// The positions of step records that [`follow`] appended and worked in
 /// full: the runner skips them when it reads them from the log.
 type Followed = Arc<Mutex<HashSet<u64>>>;
+
+/// Works the first event of a new instance `id` together with the step
+/// record `start` that came in the same append (a linked saga's start,
+/// decided by its create-command): the instance is those two events, so
+/// the start's commands are sent without reading the stream back.
+///
+/// Only for events appended after the runner began (`fresh_after` in
+/// [`work`]): one that replays the log from its start (a store whose
+/// checkpoints live in memory) must read each instance in full, or it
+/// would send again commands whose answers are recorded further on, under
+/// keys that may have expired since.
+async fn begin<S: Saga>(
+    shared: &Shared,
+    followed: &Followed,
+    id: &str,
+    first: &RecordedEvent,
+    start: RecordedEvent,
+) -> Result<(), Interrupt> {
+    let mut instance = Instance::new();
+    instance.fold(first)?;
+    instance.fold(&start)?;
+    follow::<S>(shared, followed, id, Some(instance), start, false).await
+}
 
 /// Works one event of instance `id`: the first event is decided on; a
 /// step record's commands are sent and their answers decided on.
