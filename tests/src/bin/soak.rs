@@ -59,12 +59,12 @@ const TRANSFER_EVERY: Duration = Duration::from_secs(10);
 /// How long a transfer's saga may run before it counts as failed.
 const SAGA_PATIENCE: Duration = Duration::from_secs(60);
 /// The page caches of the SQLite store's connections, kB: the one writing
-/// connection's (`cache_size = -65536` in allframe/src/store/sqlite.rs)
+/// connection's (`cache_size = -16384` in allframe/src/store/sqlite.rs)
 /// and those of its 4 reading connections (SQLite's default, 2000 kB
 /// each). Each holds the pages its connection touched, so it grows with
 /// the file until it is full: memory that grows with the data up to a
 /// bound, not a leak.
-const SQLITE_CACHE_KB: u64 = 65536 + 4 * 2000;
+const SQLITE_CACHE_KB: u64 = 16384 + 4 * 2000;
 
 /// The soak driver's settings.
 #[derive(Debug, Parser)]
