@@ -47,8 +47,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 /// Rows per `INSERT` statement, largest first. Inserting in chunks of these
 /// fixed sizes keeps the number of distinct statements small, so each is
 /// prepared once and then served from the statement cache; 13 columns × 512
-/// rows stays far below SQLite's limit of 32,766 bound parameters.
-const INSERT_CHUNKS: [usize; 4] = [512, 64, 8, 1];
+/// rows stays far below SQLite's limit of 32,766 bound parameters. Powers
+/// of two split any batch into at most one statement per bit of its size
+/// (120 rows: 4, where sizes 512, 64, 8 and 1 took 8), and each statement
+/// is a round trip to SQLite's worker thread that the writer waits for.
+const INSERT_CHUNKS: [usize; 10] = [512, 256, 128, 64, 32, 16, 8, 4, 2, 1];
 /// A page of events comes back as one row holding a JSON array: sqlx hands
 /// each row from its worker thread to the reader with a wake-up, which
 /// costs more than the event itself, so one row per page is several
@@ -64,7 +67,7 @@ const COMPLETE_KEY: &str = "UPDATE allframe_idempotency \
      WHERE key = ?1 AND token = ?2 AND state = 'in_flight'";
 /// How many completions of each kind one statement writes, largest first,
 /// so a few statement shapes serve every batch (see [`INSERT_CHUNKS`]).
-const COMPLETION_CHUNKS: [usize; 3] = [64, 8, 1];
+const COMPLETION_CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
 
 /// The SQL SQLite speaks where it differs from the other backends.
 #[derive(Debug)]
@@ -589,5 +592,26 @@ mod tests {
         let flat: Vec<u32> = fixed_chunks(&rows, &[512, 64, 8, 1]).concat();
         assert_eq!(flat, rows);
         assert!(fixed_chunks::<u32>(&[], &[512, 1]).is_empty());
+    }
+
+    #[test]
+    fn a_batch_takes_one_statement_per_bit_of_its_size() {
+        let rows: Vec<u32> = (0..1_100).collect();
+        for n in [1, 7, 120, 511, 512, 513, 1_100] {
+            let chunks = fixed_chunks(&rows[..n], &super::INSERT_CHUNKS);
+            let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+            let below = n % 512;
+            assert_eq!(
+                sizes.len(),
+                n / 512 + below.count_ones() as usize,
+                "{n} rows: {sizes:?}"
+            );
+            assert_eq!(chunks.concat(), rows[..n]);
+        }
+        let completions: Vec<usize> = fixed_chunks(&rows[..100], &super::COMPLETION_CHUNKS)
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        assert_eq!(completions, [64, 32, 4]);
     }
 }
