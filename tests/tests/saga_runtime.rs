@@ -3,8 +3,10 @@
 //! after the runner's step timeout (counted from when the step was
 //! recorded), and a decision that panics, or sends one step twice, ends
 //! the instance as `failed` instead of stopping the runner, also when a
-//! linked saga's start is decided in the command that starts it; and a new
-//! linked instance is worked from the log without reading its stream.
+//! linked saga's start is decided in the command that starts it; a new
+//! linked instance is worked from the log without reading its stream; and
+//! a step older than its idempotency key whose events cannot be told
+//! apart fails the instance rather than run twice.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -318,6 +320,11 @@ impl Saga for Errand {
     fn decide(&self, input: Input<'_, Self>) -> Decision<Self> {
         match input {
             Input::Started(_) if self.what == "decide-panic" => panic!("no errands today"),
+            Input::Started(_) if self.what == "jot" => Decision::send("jot", &Jot {}),
+            Input::Started(_) if self.what == "pair" => {
+                let poke = Poke { id: "pair".into() };
+                Decision::send("first", &poke).and_send("second", &poke)
+            }
             Input::Started(_) => Decision::send(
                 "poke",
                 &Poke {
@@ -328,6 +335,16 @@ impl Saga for Errand {
             _ => Decision::end("failed"),
         }
     }
+}
+
+/// A command whose aggregate's id the dispatcher makes up.
+#[allframe::command(aggregate = Thing, create, name = "jot")]
+#[derive(Clone, Serialize, Deserialize, garde::Validate)]
+struct Jot {}
+
+#[allframe::command_handler]
+async fn jot(_: Jot, _: &Thing) -> Result<Vec<ThingEvent>, ThingError> {
+    Ok(vec![ThingEvent::Poked {}])
 }
 
 #[allframe::command(aggregate = Errand, create, name = "ask-errand")]
@@ -453,5 +470,47 @@ async fn a_new_linked_instance_is_worked_without_reading_its_stream() {
     let view = sagas.view("errand", &after.aggregate_id).await.unwrap();
     assert_eq!(view.unwrap().status, "done");
     assert_eq!(store.stream_version("thing-after").await.unwrap(), 1);
+    sagas.stop().await;
+}
+
+/// A step recorded longer ago than half the idempotency keys' retention,
+/// whose answer was not recorded, may have run before a crash under a key
+/// purged since. When its command names no aggregate, its events cannot be
+/// looked for; when another step of the decision sends the same command to
+/// the same aggregate, which events are whose cannot be told. Either way
+/// the instance fails instead of sending it again.
+#[tokio::test]
+async fn an_old_step_whose_events_cannot_be_told_fails() {
+    let store = MemoryStore::new();
+    let retention = Duration::from_millis(200);
+    let config = allframe::DispatchConfig::default().idempotency_retention(retention);
+    let dispatcher = Arc::new(Dispatcher::builder(&store).config(config).build().unwrap());
+    let unnamed = ask(&dispatcher, "jot").await;
+    let paired = ask(&dispatcher, "pair").await;
+    tokio::time::sleep(retention).await;
+    let sagas = Sagas::builder(&store, dispatcher.clone())
+        .saga::<Errand>()
+        .start()
+        .await
+        .unwrap();
+    for (asked, why) in [
+        (unnamed, "names no aggregate"),
+        (
+            paired,
+            "another step of the same decision sends poke to thing-pair",
+        ),
+    ] {
+        errand_ended(&store, &asked.aggregate_id).await;
+        let view = sagas.view("errand", &asked.aggregate_id).await.unwrap();
+        let view = view.unwrap();
+        assert_eq!(view.status, "failed");
+        let reason = view.reason.unwrap_or_default();
+        assert!(reason.contains(why), "{reason}");
+    }
+    let things = store
+        .read_all(0, 100, &allframe::EventFilter::all().category("thing"))
+        .await
+        .unwrap();
+    assert!(things.is_empty(), "the command was not sent again");
     sagas.stop().await;
 }

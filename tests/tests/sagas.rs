@@ -1,8 +1,9 @@
 //! The bank's `transfer-money` saga run for real on every backend: each
 //! ending (completed, rejected, refunded), commands that carry the saga's
 //! ids, decisions that are never made twice when a runner reads its
-//! events again, a command that ran before a crash not running again, and
-//! many concurrent transfers conserving money.
+//! events again, a command that ran before a crash not running again (also
+//! once its idempotency key has been purged), and many concurrent
+//! transfers conserving money.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -435,4 +436,89 @@ async fn postgres_started_by_command() {
         return;
     };
     started_by_command(&store).await;
+}
+
+/// A step recorded longer ago than its idempotency key is kept: the
+/// withdrawal ran before a crash and its key has been purged since, so
+/// sending it again would withdraw twice. The runner finds the
+/// withdrawal's events by their cause (the step record) instead, and goes
+/// on from them; a step of the same age whose command never ran is sent.
+async fn purged_keys(store: &dyn EventStore) {
+    let retention = Duration::from_millis(600);
+    let config = allframe::DispatchConfig::default().idempotency_retention(retention);
+    let dispatcher = Arc::new(Dispatcher::builder(store).config(config).build().unwrap());
+    let (a, b) = (open(&dispatcher, 100).await, open(&dispatcher, 0).await);
+    let start = |amount| bank::transfer::TransferMoney {
+        from_account_id: a.clone(),
+        to_account_id: b.clone(),
+        amount,
+    };
+    let ran = dispatcher
+        .dispatch(start(40), DispatchOptions::default())
+        .await
+        .unwrap();
+    let never_ran = dispatcher
+        .dispatch(start(5), DispatchOptions::default())
+        .await
+        .unwrap()
+        .aggregate_id;
+    // The runner sent the first transfer's withdrawal (under the key it
+    // derives, caused by the start record), and the process died before
+    // it recorded the answer.
+    let id = &ran.aggregate_id;
+    let sent = DispatchOptions::default()
+        .unclaimed_idempotency_key(format!("saga:transfer-money:{id}:withdraw"))
+        .correlation_id(id)
+        .causation_id(ran.events[1].metadata.event_id.to_string());
+    let withdraw = Withdraw {
+        account_id: a.clone(),
+        amount: 40,
+    };
+    dispatcher.dispatch(withdraw, sent).await.unwrap();
+    assert_eq!(balance(store, &a).await, 60);
+    tokio::time::sleep(retention + Duration::from_millis(100)).await;
+    let keys = store.idempotency().unwrap();
+    keys.purge_idempotency_keys(retention).await.unwrap();
+    let key = format!("saga:transfer-money:{id}:withdraw");
+    let claim = keys
+        .claim_idempotency_key(&key, "x", Duration::from_secs(1), retention)
+        .await
+        .unwrap();
+    let allframe::store::Claim::Acquired { token } = claim else {
+        panic!("the key should be gone: {claim:?}");
+    };
+    keys.release_idempotency_key(&key, &token).await.unwrap();
+
+    let sagas = Sagas::builder(store, dispatcher.clone())
+        .saga::<Transfer>()
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(ended(&sagas, id).await.status, "completed");
+    assert_eq!(ended(&sagas, &never_ran).await.status, "completed");
+    assert_eq!(
+        (balance(store, &a).await, balance(store, &b).await),
+        (55, 45),
+        "each withdrawal ran once"
+    );
+    sagas.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_purged_keys() {
+    purged_keys(&MemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_purged_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    purged_keys(&SqliteStore::open(dir.path().join("bank.db")).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_purged_keys() {
+    let Some(store) = allframe_tests::postgres_store().await else {
+        return;
+    };
+    purged_keys(&store).await;
 }

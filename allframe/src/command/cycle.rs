@@ -38,7 +38,7 @@ pub(crate) fn check_existence<C: Command>(
     }
 }
 
-fn parse<C: Command>(input: Input<'_>) -> Result<C, CommandError> {
+pub(super) fn parse<C: Command>(input: Input<'_>) -> Result<C, CommandError> {
     match input {
         Input::Json(body) => serde_json::from_slice(body).map_err(|error| {
             if error.is_data() {

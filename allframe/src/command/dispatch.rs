@@ -227,6 +227,27 @@ impl Dispatcher {
         .await
     }
 
+    /// The stream and aggregate id the command registered as `name`, with
+    /// JSON `body`, is for; `None` when the body names no aggregate (a
+    /// create-command whose id the dispatcher makes up).
+    pub(crate) fn target_json(
+        &self,
+        name: &str,
+        body: &[u8],
+    ) -> Result<Option<(String, String)>, CommandError> {
+        let registered = self
+            .handlers
+            .get(name)
+            .ok_or_else(|| CommandError::UnknownCommand(name.to_owned()))?;
+        registered.erased.target(body)
+    }
+
+    /// How long idempotency records are kept
+    /// ([`DispatchConfig::idempotency_retention`]).
+    pub(crate) fn idempotency_retention(&self) -> Duration {
+        self.config.idempotency_retention
+    }
+
     /// Runs the command registered as `name` from its JSON body.
     pub async fn dispatch_json(
         &self,

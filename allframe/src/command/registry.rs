@@ -139,6 +139,11 @@ pub(crate) trait ErasedHandler: Send + Sync + 'static {
         options: DispatchOptions,
     ) -> BoxFuture<'a, Result<CommandOutcome, CommandError>>;
 
+    /// The stream and aggregate id the command with JSON `body` is for;
+    /// `None` when the body names no aggregate (a create-command whose id
+    /// the server makes up).
+    fn target(&self, body: &[u8]) -> Result<Option<(String, String)>, CommandError>;
+
     /// Only the decision: runs the handler on a command (a `Box<C>`) and a
     /// state (a `Loaded<C::Aggregate>`), returning a `Box<Vec<Event>>`.
     fn decide<'a>(
@@ -224,6 +229,13 @@ impl<H: CommandHandler> ErasedHandler for Erased<H> {
         options: DispatchOptions,
     ) -> BoxFuture<'a, Result<CommandOutcome, CommandError>> {
         Box::pin(cycle::run(&self.0, dispatcher, input, options))
+    }
+
+    fn target(&self, body: &[u8]) -> Result<Option<(String, String)>, CommandError> {
+        let command: H::Command = cycle::parse(Input::Json(body))?;
+        Ok(command
+            .aggregate_id()
+            .map(|id| (command_stream::<H>(&command), id)))
     }
 
     fn decide<'a>(

@@ -845,7 +845,8 @@ async fn follow<S: Saga>(
         match serde_json::from_str::<Record>(step.data.get()) {
             Ok(record) => {
                 for send in &record.sends {
-                    if let Some(next) = answer::<S>(shared, id, &mut instance, &step, send).await? {
+                    let answered = answer::<S>(shared, id, &mut instance, &step, &record, send);
+                    if let Some(next) = answered.await? {
                         steps.push_back((next, true));
                     }
                 }
@@ -926,25 +927,35 @@ impl<S: Saga> Instance<S> {
 /// The answer to a command a saga sent.
 enum Answer {
     Done(CommandOutcome),
-    Refused { code: &'static str, message: String },
+    Refused {
+        code: &'static str,
+        message: String,
+    },
     TimedOut,
+    /// Whether the command ran cannot be told (see [`earlier_answer`]).
+    Unknown(String),
 }
 
-/// Sends the command of `send` (recorded by `step_event`) and records the
-/// saga's decision about its answer, unless that is recorded already;
-/// returns the step record it appended.
+/// Sends the command of `send` (one of those `step_event` recorded in
+/// `decided`) and records the saga's decision about its answer, unless that
+/// is recorded already; returns the step record it appended.
 async fn answer<S: Saga>(
     shared: &Shared,
     id: &str,
     instance: &mut Instance<S>,
     step_event: &RecordedEvent,
+    decided: &Record,
     send: &Sent,
 ) -> Result<Option<RecordedEvent>, Interrupt> {
     let input = format!("answer:{}", send.step);
     if instance.ended || instance.handled.contains(&input) {
         return Ok(None);
     }
-    let answer = dispatch::<S>(shared, id, step_event, send).await?;
+    let body = serde_json::to_vec(&send.body).unwrap_or_default();
+    let answer = match earlier_answer(shared, step_event, decided, send, &body).await? {
+        Some(answer) => answer,
+        None => dispatch::<S>(shared, id, step_event, send, &body).await?,
+    };
     let step = send.step.as_str();
     record::<S>(
         shared,
@@ -960,6 +971,7 @@ async fn answer<S: Saga>(
                 message,
             }),
             Answer::TimedOut => saga.decide(Input::TimedOut { step }),
+            Answer::Unknown(reason) => Decision::end("failed").because(reason.clone()),
         },
     )
     .await
@@ -972,8 +984,8 @@ async fn dispatch<S: Saga>(
     id: &str,
     step_event: &RecordedEvent,
     send: &Sent,
+    body: &[u8],
 ) -> Result<Answer, Interrupt> {
-    let body = serde_json::to_vec(&send.body).unwrap_or_default();
     let timeout = send
         .timeout_ms
         .map_or(shared.step_timeout, Duration::from_millis);
@@ -993,7 +1005,7 @@ async fn dispatch<S: Saga>(
         }
         let error = match shared
             .dispatcher
-            .dispatch_json(&send.command, &body, options)
+            .dispatch_json(&send.command, body, options)
             .await
         {
             Ok(outcome) => return Ok(Answer::Done(outcome)),
@@ -1021,6 +1033,89 @@ async fn dispatch<S: Saga>(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// The answer to `send` (recorded by `step_event` in `decided`) when its
+/// idempotency key may be gone: the record is older than half the keys'
+/// retention ([`DispatchConfig::idempotency_retention`](crate::DispatchConfig::idempotency_retention)),
+/// so a command that ran before a crash (its answer not recorded) could
+/// run again under a purged key. Its events name the step record as their
+/// cause, so the command's stream is searched for them: found, they are
+/// its answer. `None` when the key is surely kept or nothing was found
+/// (the command never ran, and is sent). When the command's body names no
+/// aggregate, or another step of the decision sends it to the same stream
+/// under the same name, which events are whose cannot be told, and the
+/// answer is [`Answer::Unknown`]: the instance fails rather than risk
+/// running it twice.
+async fn earlier_answer(
+    shared: &Shared,
+    step_event: &RecordedEvent,
+    decided: &Record,
+    send: &Sent,
+    body: &[u8],
+) -> Result<Option<Answer>, Interrupt> {
+    let age = Utc::now().signed_duration_since(step_event.recorded_at);
+    let kept = chrono::TimeDelta::from_std(shared.dispatcher.idempotency_retention() / 2)
+        .unwrap_or(chrono::TimeDelta::MAX);
+    if age < kept {
+        return Ok(None);
+    }
+    let target = |send: &Sent| {
+        let body = serde_json::to_vec(&send.body).unwrap_or_default();
+        shared.dispatcher.target_json(&send.command, &body)
+    };
+    let (stream_id, aggregate_id) = match shared.dispatcher.target_json(&send.command, body) {
+        Ok(Some(target)) => target,
+        // Not registered or not valid: sent, to be refused as such.
+        Err(_) => return Ok(None),
+        Ok(None) => {
+            return Ok(Some(Answer::Unknown(format!(
+                "step {} was sent {} s ago and its answer was not recorded; its command names no \
+                 aggregate, so whether it ran cannot be told",
+                send.step,
+                age.num_seconds()
+            ))));
+        }
+    };
+    let shared_stream = decided.sends.iter().any(|other| {
+        other.step != send.step
+            && other.command == send.command
+            && target(other).is_ok_and(|other| other.is_some_and(|(s, _)| s == stream_id))
+    });
+    if shared_stream {
+        return Ok(Some(Answer::Unknown(format!(
+            "step {} was sent {} s ago and its answer was not recorded; another step of the same \
+             decision sends {} to {stream_id}, so whether it ran cannot be told",
+            send.step,
+            age.num_seconds(),
+            send.command
+        ))));
+    }
+    let cause = step_event.metadata.event_id.to_string();
+    let events: Vec<RecordedEvent> = read_stream(&*shared.store, &stream_id)
+        .await?
+        .into_iter()
+        .filter(|event| {
+            event.metadata.causation_id.as_deref() == Some(cause.as_str())
+                && event.metadata.command.as_deref() == Some(send.command.as_str())
+        })
+        .collect();
+    let Some(last) = events.last() else {
+        return Ok(None);
+    };
+    tracing::info!(
+        saga = %step_event.stream_id,
+        step = send.step,
+        "a step older than its idempotency key ran before; answered from its events"
+    );
+    Ok(Some(Answer::Done(CommandOutcome {
+        stream_id,
+        aggregate_id,
+        version: last.version,
+        position: Some(last.position),
+        replayed: true,
+        events,
+    })))
 }
 
 /// Records the decision `decide` makes about `input` (caused by `cause`)
