@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 #[derive(allframe::Event, Debug, PartialEq)]
 enum ThingEvent {
     Poked {},
+    Noted { text: String },
 }
 
 #[derive(Default)]
@@ -50,6 +51,12 @@ async fn poke(command: Poke, _: &Thing) -> Result<Vec<ThingEvent>, ThingError> {
     }
     if command.id.starts_with("refuse") {
         return Err(ThingError::Unpokeable);
+    }
+    if command.id.starts_with("nul") {
+        // No store keeps U+0000 in an event: the append is refused.
+        return Ok(vec![ThingEvent::Noted {
+            text: "a\u{0}b".into(),
+        }]);
     }
     Ok(vec![ThingEvent::Poked {}])
 }
@@ -125,6 +132,17 @@ async fn a_refused_command_is_an_input() {
     let view = run("refuse-1").await;
     assert_eq!(view.status, "refused");
     assert_eq!(view.reason.as_deref(), Some("unpokeable"));
+}
+
+/// A command whose events the store refuses as invalid (here, U+0000 in
+/// their data) was not carried out, and never will be: a refusal, not a
+/// store that does not answer, so the saga decides at once instead of
+/// waiting for the store forever.
+#[tokio::test]
+async fn a_command_whose_events_the_store_refuses_is_refused() {
+    let view = run("nul-1").await;
+    assert_eq!(view.status, "refused");
+    assert_eq!(view.reason.as_deref(), Some("invalid-event"));
 }
 
 #[tokio::test]

@@ -120,6 +120,22 @@ async fn endings(store: &dyn EventStore) {
         ("rejected", Some("not-found"))
     );
 
+    // A payer or payee whose id no stream may have (a control character):
+    // the command is refused as invalid, and the saga decides on that.
+    let invalid_payer = transfer(store, "bad\u{1}id", &b, 5).await;
+    let view = ended(&sagas, &invalid_payer).await;
+    assert_eq!(
+        (view.status.as_str(), view.reason.as_deref()),
+        ("rejected", Some("invalid-command"))
+    );
+    let invalid_payee = transfer(store, &a, "bad\u{1}id", 5).await;
+    let view = ended(&sagas, &invalid_payee).await;
+    assert_eq!(
+        (view.status.as_str(), view.reason.as_deref()),
+        ("refunded", Some("invalid-command"))
+    );
+    assert_eq!(balance(store, &a).await, 70, "the payer was paid back");
+
     let unknown_payee = transfer(store, &a, "nobody", 5).await;
     let view = ended(&sagas, &unknown_payee).await;
     assert_eq!(

@@ -1014,8 +1014,11 @@ async fn dispatch<S: Saga>(
         match &error {
             // Nothing can be recorded while the store is down, and a key
             // in flight is another attempt's (a crashed process's, until
-            // its lease runs out): its outcome is not known yet.
-            CommandError::Store(_) | CommandError::IdempotencyInFlight(_) => {}
+            // its lease runs out): its outcome is not known yet. Events the
+            // store refuses as invalid are a refusal like any other: the
+            // command was not carried out, and never will be.
+            CommandError::Store(store) if !store.is_invalid_input() => {}
+            CommandError::IdempotencyInFlight(_) => {}
             error if error.code() == "conflict" || error.is_internal() => {
                 if deadline.is_some_and(|deadline| Utc::now() >= deadline) {
                     tracing::warn!(saga = name::<S>(), id, step = send.step, %error, "a saga step timed out");
