@@ -952,7 +952,7 @@ async fn answer<S: Saga>(
         return Ok(None);
     }
     let body = serde_json::to_vec(&send.body).unwrap_or_default();
-    let answer = match earlier_answer(shared, step_event, decided, send, &body).await? {
+    let answer = match earlier_answer(shared, step_event, decided, send).await? {
         Some(answer) => answer,
         None => dispatch::<S>(shared, id, step_event, send, &body).await?,
     };
@@ -1055,7 +1055,6 @@ async fn earlier_answer(
     step_event: &RecordedEvent,
     decided: &Record,
     send: &Sent,
-    body: &[u8],
 ) -> Result<Option<Answer>, Interrupt> {
     let age = Utc::now().signed_duration_since(step_event.recorded_at);
     let kept = chrono::TimeDelta::from_std(shared.dispatcher.idempotency_retention() / 2)
@@ -1067,7 +1066,7 @@ async fn earlier_answer(
         let body = serde_json::to_vec(&send.body).unwrap_or_default();
         shared.dispatcher.target_json(&send.command, &body)
     };
-    let (stream_id, aggregate_id) = match shared.dispatcher.target_json(&send.command, body) {
+    let (stream_id, aggregate_id) = match target(send) {
         Ok(Some(target)) => target,
         // Not registered or not valid: sent, to be refused as such.
         Err(_) => return Ok(None),
