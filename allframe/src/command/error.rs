@@ -203,9 +203,10 @@ impl<E: DomainError> CommandError<E> {
             // Nothing wrong with the command: the store will answer later
             // (and a commit whose outcome is unknown is learned by sending
             // the command again with its idempotency key).
-            Self::Store(StoreError::Unavailable(_) | StoreError::CommitUnknown(_)) => {
-                kinds::STORE_UNAVAILABLE
-            }
+            // Reading the aggregate meets an unreachable store as appending
+            // does.
+            Self::Store(StoreError::Unavailable(_) | StoreError::CommitUnknown(_))
+            | Self::Load(LoadError::Store(StoreError::Unavailable(_))) => kinds::STORE_UNAVAILABLE,
             Self::Load(LoadError::Decode(error)) if error.is_newer_than_known() => {
                 kinds::WAITING_FOR_UPGRADE
             }
@@ -366,5 +367,12 @@ mod tests {
             (error.status(), error.code()),
             (400, "invalid-idempotency-key")
         );
+        let unreachable = || StoreError::Unavailable("connection reset".into());
+        for error in [
+            CommandError::<Rejection>::Store(unreachable()),
+            CommandError::Load(LoadError::Store(unreachable())),
+        ] {
+            assert_eq!((error.status(), error.code()), (503, "store-unavailable"));
+        }
     }
 }
